@@ -1,0 +1,104 @@
+//! Builds the token-provider component (the workspace's root package) for
+//! `wasm32-wasip2` so the host can embed it: `cargo run`/`cargo test` need nothing else.
+//!
+//! The nested cargo uses its own target directory (no lock contention with the outer
+//! build) and a cleared environment (the outer build's RUSTFLAGS, wrappers and target
+//! settings must not leak into a wasm build).
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    for path in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
+    println!("cargo:rerun-if-env-changed=TOKEN_PROVIDER_WASM_OVERRIDE");
+
+    // Escape hatch for packagers: embed a component built elsewhere.
+    if let Ok(path) = env::var("TOKEN_PROVIDER_WASM_OVERRIDE") {
+        println!("cargo:rustc-env=TOKEN_PROVIDER_WASM={path}");
+        return;
+    }
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"))
+        .join("component-build");
+    ensure_target_installed();
+
+    let keep = [
+        "PATH",
+        "HOME",
+        "RUSTUP_HOME",
+        "CARGO_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "TMPDIR",
+    ];
+    let mut cmd = Command::new(&cargo);
+    cmd.env_clear();
+    for key in keep {
+        if let Ok(v) = env::var(key) {
+            cmd.env(key, v);
+        }
+    }
+    cmd.current_dir(&root).args([
+        "build",
+        "--package",
+        "token-provider",
+        "--lib",
+        "--target",
+        TARGET,
+        "--profile",
+        "component",
+        "--target-dir",
+    ]);
+    cmd.arg(&target_dir);
+    let status = cmd
+        .status()
+        .expect("could not run cargo to build the component");
+    assert!(
+        status.success(),
+        "building the token-provider component for {TARGET} failed"
+    );
+
+    let wasm = target_dir
+        .join(TARGET)
+        .join("component")
+        .join("token_provider.wasm");
+    assert!(wasm.exists(), "{} was not produced", wasm.display());
+    println!("cargo:rustc-env=TOKEN_PROVIDER_WASM={}", wasm.display());
+}
+
+/// `rustup target add wasm32-wasip2` when the target's standard library is missing,
+/// so a fresh machine needs no manual step.
+fn ensure_target_installed() {
+    let sysroot = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output();
+    if let Ok(out) = sysroot {
+        let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if PathBuf::from(&sysroot)
+            .join("lib/rustlib")
+            .join(TARGET)
+            .exists()
+        {
+            return;
+        }
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup (one time)");
+    let ok = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the {TARGET} target is missing and `rustup target add {TARGET}` failed"
+    );
+}

@@ -1,0 +1,292 @@
+//! An in-process OAuth2 token endpoint and protected API on loopback, for the demo and
+//! the tests. It records every request it sees, issues short opaque tokens, and can be
+//! told to answer anything at all (canned responses) or to revoke what it issued.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The form body as ordered pairs.
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+}
+
+/// A canned answer for the token endpoint.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+struct State {
+    client_id: String,
+    client_secret: String,
+    expires_in: Option<serde_json::Value>,
+    requests: Vec<Recorded>,
+    issued: HashMap<String, Instant>,
+    lifetimes: HashMap<String, Duration>,
+    canned: Option<Canned>,
+    counter: u64,
+}
+
+/// The server. Dropping it stops accepting connections.
+pub struct MockServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockServer {
+    /// Start on `127.0.0.1:0`, accepting `client_id`/`client_secret` by Basic or post.
+    pub async fn start(client_id: &str, client_secret: &str) -> std::io::Result<MockServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            expires_in: Some(3600.into()),
+            requests: Vec::new(),
+            issued: HashMap::new(),
+            lifetimes: HashMap::new(),
+            canned: None,
+            counter: 0,
+        }));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(MockServer { addr, state, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`, for `allowed_origins`.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `expires_in` to send (`None`: omit it). Any JSON value, to test leniency.
+    pub fn set_expires_in(&self, value: Option<serde_json::Value>) {
+        self.state.lock().unwrap().expires_in = value;
+    }
+
+    /// Answer the token endpoint with this instead of a token (`None`: normal again).
+    pub fn set_canned(&self, canned: Option<Canned>) {
+        self.state.lock().unwrap().canned = canned;
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Requests to the token endpoint (`/token`) so far.
+    pub fn token_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == "/token")
+            .collect()
+    }
+
+    /// Requests to the protected API (`/api/...`) so far.
+    pub fn api_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with("/api"))
+            .collect()
+    }
+
+    /// Forget every token issued so far: the API answers 401 to them.
+    pub fn revoke_all(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.issued.clear();
+        s.lifetimes.clear();
+    }
+}
+
+fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("cache-control", "no-store")
+        .body(Full::new(body.into()))
+        .expect("valid response")
+}
+
+fn json(status: u16, value: serde_json::Value) -> Response<Full<Bytes>> {
+    respond(status, "application/json", value.to_string())
+}
+
+async fn handle(
+    state: Arc<Mutex<State>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = req.into_body().collect().await?.to_bytes().to_vec();
+    let recorded = Recorded {
+        method,
+        path,
+        headers,
+        body,
+    };
+    let mut s = state.lock().unwrap();
+    s.requests.push(recorded.clone());
+    Ok(if recorded.path == "/token" {
+        token_endpoint(&mut s, &recorded)
+    } else if recorded.path.starts_with("/api") {
+        api(&mut s, &recorded)
+    } else {
+        respond(404, "text/plain", "not found")
+    })
+}
+
+fn token_endpoint(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
+    if let Some(c) = &s.canned {
+        return respond(c.status, &c.content_type, c.body.clone());
+    }
+    if r.method != "POST" {
+        return json(405, serde_json::json!({"error": "invalid_request"}));
+    }
+    let form: HashMap<String, String> = r.form().into_iter().collect();
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return json(400, serde_json::json!({"error": "unsupported_grant_type"}));
+    }
+    let credentials = match r.header("authorization") {
+        Some(h) => decode_basic(h),
+        None => form
+            .get("client_id")
+            .cloned()
+            .zip(form.get("client_secret").cloned()),
+    };
+    if credentials != Some((s.client_id.clone(), s.client_secret.clone())) {
+        return json(
+            401,
+            serde_json::json!({"error": "invalid_client", "error_description": "client authentication failed"}),
+        );
+    }
+    s.counter += 1;
+    let token = format!(
+        "mock-at-{}-{:x}",
+        s.counter,
+        Instant::now().elapsed().subsec_nanos() ^ 0x5eed
+    );
+    let mut body = serde_json::json!({"access_token": token, "token_type": "Bearer"});
+    if let Some(e) = &s.expires_in {
+        body["expires_in"] = e.clone();
+        if let Some(secs) = e
+            .as_u64()
+            .or_else(|| e.as_str().and_then(|t| t.parse().ok()))
+        {
+            s.lifetimes.insert(token.clone(), Duration::from_secs(secs));
+        }
+    }
+    if let Some(scope) = form.get("scope") {
+        body["scope"] = scope.clone().into();
+    }
+    s.issued.insert(token, Instant::now());
+    json(200, body)
+}
+
+/// Basic credentials, form-decoded per RFC 6749 §2.3.1.
+fn decode_basic(header: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| -> Option<String> {
+        form_urlencoded::parse(format!("v={}", s.replace('&', "%26")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+fn api(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
+    let Some(token) = r
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return json(
+            401,
+            serde_json::json!({"error": "invalid_token", "error_description": "no bearer token"}),
+        );
+    };
+    let valid = match (s.issued.get(token), s.lifetimes.get(token)) {
+        (Some(_), None) => true,
+        (Some(at), Some(life)) => at.elapsed() < *life,
+        _ => false,
+    };
+    if !valid {
+        return json(401, serde_json::json!({"error": "invalid_token"}));
+    }
+    json(
+        200,
+        serde_json::json!({"ok": true, "path": r.path, "method": r.method}),
+    )
+}

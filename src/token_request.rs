@@ -1,0 +1,305 @@
+//! Building the token endpoint request (RFC 6749 §4.4, RFC 8707, client authentication).
+
+use crate::config::{AuthMethod, Settings};
+use crate::http_types::HttpRequest;
+use base64::Engine as _;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// What is being asked for, after defaults are applied and lists normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenParams {
+    /// Sorted, de-duplicated.
+    pub scopes: Vec<String>,
+    pub audience: Option<String>,
+    /// Sorted, de-duplicated.
+    pub resources: Vec<String>,
+}
+
+/// A caller's request before defaults (mirrors the WIT `token-request`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub scopes: Option<Vec<String>>,
+    pub audience: Option<String>,
+    pub resources: Option<Vec<String>>,
+    pub force_refresh: bool,
+}
+
+impl TokenParams {
+    /// Fill what the caller left empty from the settings, then normalise. A scope
+    /// entry may itself hold several space-separated scopes.
+    pub fn resolve(request: &TokenRequest, settings: &Settings) -> Result<Self, crate::Error> {
+        let scopes = normalise(
+            request
+                .scopes
+                .as_ref()
+                .unwrap_or(&settings.scope)
+                .iter()
+                .flat_map(|s| s.split_ascii_whitespace()),
+        );
+        for s in &scopes {
+            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            if !s
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+            {
+                return Err(crate::Error::Refused(format!(
+                    "scope `{}` has characters RFC 6749 does not allow",
+                    crate::error::sanitize(s, 64)
+                )));
+            }
+        }
+        let resources = normalise(
+            request
+                .resources
+                .as_ref()
+                .unwrap_or(&settings.resource)
+                .iter()
+                .map(String::as_str),
+        );
+        for r in &resources {
+            crate::config::parse_resource(r).map_err(crate::Error::Refused)?;
+        }
+        let audience = request
+            .audience
+            .clone()
+            .or_else(|| settings.audience.clone())
+            .filter(|a| !a.is_empty());
+        Ok(TokenParams {
+            scopes,
+            audience,
+            resources,
+        })
+    }
+}
+
+fn normalise<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<String> = items
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// RFC 6749 §2.3.1 + Appendix B: id and secret are form-encoded before Basic. We encode
+/// every byte outside the RFC 3986 unreserved set, with space as `%20`: the form every
+/// server we tested decodes the same way (a `+` for space is misread by some).
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The `Authorization` header value for `client_secret_basic`.
+pub fn basic_authorization(client_id: &str, client_secret: &str) -> String {
+    let pair = format!(
+        "{}:{}",
+        utf8_percent_encode(client_id, NOT_UNRESERVED),
+        utf8_percent_encode(client_secret, NOT_UNRESERVED)
+    );
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// The token request for `params` (no I/O).
+pub fn build(settings: &Settings, params: &TokenParams) -> HttpRequest {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials");
+    if !params.scopes.is_empty() {
+        form.append_pair("scope", &params.scopes.join(" "));
+    }
+    if let Some(aud) = &params.audience {
+        form.append_pair("audience", aud);
+    }
+    for r in &params.resources {
+        form.append_pair("resource", r);
+    }
+    let mut headers = vec![
+        (
+            "content-type".to_string(),
+            b"application/x-www-form-urlencoded".to_vec(),
+        ),
+        ("accept".to_string(), b"application/json".to_vec()),
+    ];
+    match settings.auth_method {
+        AuthMethod::ClientSecretBasic => headers.push((
+            "authorization".to_string(),
+            basic_authorization(&settings.client_id, settings.client_secret.expose()).into_bytes(),
+        )),
+        AuthMethod::ClientSecretPost => {
+            form.append_pair("client_id", &settings.client_id);
+            form.append_pair("client_secret", settings.client_secret.expose());
+        }
+    }
+    HttpRequest {
+        method: "POST".into(),
+        url: settings.token_url.clone(),
+        headers,
+        body: form.finish().into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn settings(extra: &[(&str, &str)]) -> Settings {
+        let mut map = std::collections::HashMap::from([
+            (
+                "token_url".to_string(),
+                "https://auth.example.com/oauth/token".to_string(),
+            ),
+            ("client_id".to_string(), "svc".to_string()),
+            ("client_secret".to_string(), "s3cret".to_string()),
+        ]);
+        for (k, v) in extra {
+            map.insert(k.to_string(), v.to_string());
+        }
+        Settings::load(|k| Ok(map.get(k).cloned())).unwrap()
+    }
+
+    fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+        req.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| std::str::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn basic_encoding_golden_values() {
+        // id `1PpG/Q 1`, secret `z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=`
+        // form-encoded: 1PpG%2FQ%201 : z%2FtZ9VwFZqApmIQ%2BZH1I5pLk%2FuB4ud%3AX2%2F8bL%2BwfFTt1rFw%3D
+        assert_eq!(
+            basic_authorization(
+                "1PpG/Q 1",
+                "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw="
+            ),
+            "Basic MVBwRyUyRlElMjAxOnolMkZ0WjlWd0ZacUFwbUlRJTJCWkgxSTVwTGslMkZ1QjR1ZCUzQVgyJTJGOGJMJTJCd2ZGVHQxckZ3JTNE"
+        );
+        // `:` `+` `%` and space in both halves; unreserved characters stay as they are.
+        assert_eq!(
+            basic_authorization("a:b+c%d e", "-._~AZaz09"),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("a%3Ab%2Bc%25d%20e:-._~AZaz09")
+            )
+        );
+        // Non-ASCII is UTF-8 then percent-encoded.
+        assert_eq!(
+            basic_authorization("é", "x"),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("%C3%A9:x")
+            )
+        );
+    }
+
+    #[test]
+    fn basic_request_has_exact_body_and_headers() {
+        let s = settings(&[("scope", "write read")]);
+        let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
+        let req = build(&s, &p);
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.url.path_and_query, "/oauth/token");
+        assert_eq!(
+            std::str::from_utf8(&req.body).unwrap(),
+            "grant_type=client_credentials&scope=read+write"
+        );
+        assert_eq!(
+            header(&req, "content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(header(&req, "accept"), Some("application/json"));
+        assert_eq!(
+            header(&req, "authorization"),
+            Some(basic_authorization("svc", "s3cret").as_str())
+        );
+    }
+
+    #[test]
+    fn post_method_puts_credentials_in_the_body_and_sends_no_authorization() {
+        let s = settings(&[("auth_method", "client_secret_post")]);
+        let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
+        let req = build(&s, &p);
+        assert_eq!(
+            std::str::from_utf8(&req.body).unwrap(),
+            "grant_type=client_credentials&client_id=svc&client_secret=s3cret"
+        );
+        assert_eq!(header(&req, "authorization"), None);
+    }
+
+    #[test]
+    fn post_body_form_encodes_special_characters() {
+        let s = settings(&[
+            ("auth_method", "client_secret_post"),
+            ("client_secret", "a+b&c=d e%"),
+        ]);
+        let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
+        let body = String::from_utf8(build(&s, &p).body).unwrap();
+        assert!(body.ends_with("client_secret=a%2Bb%26c%3Dd+e%25"), "{body}");
+    }
+
+    #[test]
+    fn audience_and_repeated_resources() {
+        let s = settings(&[]);
+        let req = TokenRequest {
+            scopes: Some(vec!["b a".into(), "a".into()]),
+            audience: Some("https://api.example.com".into()),
+            resources: Some(vec![
+                "https://r2.example.com/".into(),
+                "https://r1.example.com/".into(),
+            ]),
+            force_refresh: false,
+        };
+        let p = TokenParams::resolve(&req, &s).unwrap();
+        assert_eq!(p.scopes, ["a", "b"]);
+        let body = String::from_utf8(build(&s, &p).body).unwrap();
+        assert_eq!(
+            body,
+            "grant_type=client_credentials&scope=a+b&audience=https%3A%2F%2Fapi.example.com\
+             &resource=https%3A%2F%2Fr1.example.com%2F&resource=https%3A%2F%2Fr2.example.com%2F"
+        );
+    }
+
+    #[test]
+    fn request_overrides_and_empty_scope_list() {
+        let s = settings(&[("scope", "read"), ("audience", "aud1")]);
+        let p = TokenParams::resolve(
+            &TokenRequest {
+                scopes: Some(vec![]),
+                ..Default::default()
+            },
+            &s,
+        )
+        .unwrap();
+        assert!(p.scopes.is_empty());
+        assert_eq!(p.audience.as_deref(), Some("aud1"));
+        let body = String::from_utf8(build(&s, &p).body).unwrap();
+        assert_eq!(body, "grant_type=client_credentials&audience=aud1");
+    }
+
+    #[test]
+    fn illegal_scope_and_resource_are_refused() {
+        let s = settings(&[]);
+        let bad_scope = TokenRequest {
+            scopes: Some(vec!["a\"b".into()]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            TokenParams::resolve(&bad_scope, &s),
+            Err(crate::Error::Refused(_))
+        ));
+        let bad_res = TokenRequest {
+            resources: Some(vec!["relative/path".into()]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            TokenParams::resolve(&bad_res, &s),
+            Err(crate::Error::Refused(_))
+        ));
+    }
+}

@@ -1,0 +1,76 @@
+//! Shared helpers for the integration tests: hosts wired to an in-process server,
+//! and the component's captured audit log.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use token_provider_host::MemoryOutputPipe;
+use token_provider_host::kv::{KvBackend, MemoryKv};
+use token_provider_host::testserver::MockServer;
+use token_provider_host::{LogSink, TokenHost};
+
+pub const CLIENT_ID: &str = "svc-client";
+pub const CLIENT_SECRET: &str = "SECRET-must-never-leak-7f3a";
+
+/// A host whose component talks to `server` (plain HTTP on loopback, opted in).
+pub struct Rig {
+    pub host: TokenHost,
+    pub log: MemoryOutputPipe,
+    pub kv: MemoryKv,
+}
+
+impl Rig {
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        audit_lines(&self.log)
+    }
+}
+
+pub fn audit_lines(log: &MemoryOutputPipe) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&log.contents())
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+pub fn base_config(server: &MockServer) -> Vec<(String, String)> {
+    [
+        ("token_url", server.url("/token")),
+        ("client_id", CLIENT_ID.to_string()),
+        ("client_secret", CLIENT_SECRET.to_string()),
+        ("allow_insecure_http", "true".to_string()),
+        ("allowed_origins", server.origin()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+pub fn rig(server: &MockServer, extra: &[(&str, &str)]) -> Rig {
+    rig_with_kv(server, extra, None)
+}
+
+pub fn rig_with_kv(
+    server: &MockServer,
+    extra: &[(&str, &str)],
+    kv: Option<Arc<dyn KvBackend>>,
+) -> Rig {
+    let memory = MemoryKv::new();
+    let log = MemoryOutputPipe::new(4 << 20);
+    let mut config = base_config(server);
+    for (k, v) in extra {
+        config.retain(|(key, _)| key != k);
+        config.push((k.to_string(), v.to_string()));
+    }
+    let host = TokenHost::builder()
+        .configs(config)
+        .kv(kv.unwrap_or_else(|| Arc::new(memory.clone())))
+        .log(LogSink::Capture(log.clone()))
+        .build()
+        .expect("host builds");
+    Rig {
+        host,
+        log,
+        kv: memory,
+    }
+}
