@@ -102,7 +102,7 @@ pub enum Rejected {
 impl Rejected {
     pub fn as_str(self) -> &'static str {
         match self {
-            Rejected::Format => "format",
+            Rejected::Format => "unknown-format",
             Rejected::Undecryptable => "undecryptable",
             Rejected::Corrupt => "corrupt",
         }

@@ -112,7 +112,7 @@ impl<P: Platform> Provider<'_, P> {
                     "rejected",
                     "store",
                     None,
-                    Some(format!("stored entry is {}", why.as_str())),
+                    Some(format!("stored entry rejected ({})", why.as_str())),
                 ),
             },
             Err(e) => self.store_error(params, e),

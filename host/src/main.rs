@@ -1,1 +1,208 @@
-fn main() {}
+//! `token-provider`: get tokens and call protected APIs through the component, or run
+//! the offline demo.
+
+use clap::{Args, Parser, Subcommand};
+use sha2::Digest;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use token_provider_host::outbound::read_pem_certs;
+use token_provider_host::{ApiRequest, HostBuilder, LogSink, TokenHost, TokenRequest, describe, source_name};
+
+mod demo;
+
+#[derive(Parser)]
+#[command(name = "token-provider", version, about = "OAuth2 client-credentials tokens through a WebAssembly component")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Get a token and print it as JSON (the token itself only with --show-token).
+    Token {
+        #[command(flatten)]
+        provider: ProviderArgs,
+        /// Also print the access token.
+        #[arg(long)]
+        show_token: bool,
+    },
+    /// Send an authorized request to a protected API and print status and body.
+    Call {
+        /// The API URL (https://…; its origin must be allowed with --allowed-origin).
+        url: String,
+        #[arg(long, short = 'X', default_value = "GET")]
+        method: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(long = "header", short = 'H', value_name = "K: V")]
+        headers: Vec<String>,
+        /// Request body.
+        #[arg(long, short = 'd')]
+        data: Option<String>,
+        /// An origin the client may call, e.g. https://api.example.com (repeatable).
+        #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+        allowed_origins: Vec<String>,
+        #[command(flatten)]
+        provider: ProviderArgs,
+    },
+    /// Run an offline demo against an embedded token server and API on loopback.
+    Demo,
+}
+
+/// Flags that map one-to-one to the component's configuration keys.
+#[derive(Args)]
+struct ProviderArgs {
+    /// Token endpoint URL (`token_url`).
+    #[arg(long)]
+    token_url: String,
+    /// Client identifier (`client_id`).
+    #[arg(long)]
+    client_id: String,
+    /// Name of the environment variable that holds the client secret.
+    #[arg(long, value_name = "VAR", conflicts_with = "client_secret_file")]
+    client_secret_env: Option<String>,
+    /// File that holds the client secret (a trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    client_secret_file: Option<PathBuf>,
+    /// `client_secret_basic` (default) or `client_secret_post` (`auth_method`).
+    #[arg(long)]
+    auth_method: Option<String>,
+    /// A scope to request (repeatable; `scope`).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Audience parameter (`audience`).
+    #[arg(long)]
+    audience: Option<String>,
+    /// RFC 8707 resource indicator (repeatable; `resource`).
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+    /// Extra CA certificate (PEM) to trust for outbound TLS.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+    /// Allow plain http:// URLs (`allow_insecure_http=true`); for loopback testing.
+    #[arg(long)]
+    allow_http: bool,
+    /// Any other configuration key, `key=value` (repeatable), e.g. `http_timeout_ms=3000`.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    extra: Vec<String>,
+    /// Use this component instead of the embedded one.
+    #[arg(long, value_name = "WASM")]
+    component: Option<PathBuf>,
+    /// Print the component's audit log (JSON lines) on stderr.
+    #[arg(long)]
+    audit: bool,
+}
+
+impl ProviderArgs {
+    fn host(&self, allowed_origins: &[String]) -> anyhow::Result<TokenHost> {
+        let secret = match (&self.client_secret_env, &self.client_secret_file) {
+            (Some(var), _) => std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("environment variable {var} (--client-secret-env) is not set"))?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--client-secret-file {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            (None, None) => anyhow::bail!(
+                "no client secret: pass --client-secret-env VAR or --client-secret-file PATH (never the secret itself)"
+            ),
+        };
+        let mut b: HostBuilder = TokenHost::builder()
+            .config("token_url", &self.token_url)
+            .config("client_id", &self.client_id)
+            .config("client_secret", secret)
+            .config("scope", self.scopes.join(" "))
+            .config("resource", self.resources.join(" "))
+            .config("allowed_origins", allowed_origins.join(","))
+            .config("allow_insecure_http", self.allow_http.to_string())
+            .log(if self.audit { LogSink::Inherit } else { LogSink::Discard });
+        if let Some(m) = &self.auth_method {
+            b = b.config("auth_method", m);
+        }
+        if let Some(a) = &self.audience {
+            b = b.config("audience", a);
+        }
+        for kv in &self.extra {
+            let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--config {kv}: expected KEY=VALUE"))?;
+            b = b.config(k.trim(), v.trim());
+        }
+        if let Some(path) = &self.ca_cert {
+            b = b.trust(read_pem_certs(path)?);
+        }
+        if let Some(path) = &self.component {
+            b = b.component(std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+        }
+        b.build()
+    }
+}
+
+fn fingerprint(token: &str) -> String {
+    sha2::Sha256::digest(token.as_bytes())[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Token { provider, show_token } => {
+            let host = provider.host(&[])?;
+            let result = host.instance().await?.get_token(&TokenRequest::default_request()).await?;
+            match result {
+                Ok(t) => {
+                    let mut out = serde_json::json!({
+                        "token_type": t.token_type,
+                        "expires_at": t.expires_at,
+                        "scopes": t.scopes,
+                        "source": source_name(t.source),
+                        "fingerprint": fingerprint(&t.token),
+                    });
+                    if show_token {
+                        out["access_token"] = t.token.into();
+                    }
+                    println!("{out}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{}", describe(&e));
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Call { url, method, headers, data, allowed_origins, provider } => {
+            let host = provider.host(&allowed_origins)?;
+            let headers = headers
+                .iter()
+                .map(|h| {
+                    h.split_once(':')
+                        .map(|(k, v)| (k.trim().to_string(), v.trim().as_bytes().to_vec()))
+                        .ok_or_else(|| anyhow::anyhow!("--header {h}: expected `Name: value`"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let request = ApiRequest { method, url, headers, body: data.map(String::into_bytes), token: None };
+            match host.instance().await?.send(&request).await? {
+                Ok(resp) => {
+                    println!("HTTP {}", resp.status);
+                    println!("{}", String::from_utf8_lossy(&resp.body));
+                    Ok(if resp.status < 400 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+                }
+                Err(e) => {
+                    eprintln!("{}", describe(&e));
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Demo => {
+            demo::run().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

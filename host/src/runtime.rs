@@ -314,6 +314,15 @@ impl TokenRequest {
     }
 }
 
+/// `fresh`, `memory` or `store`.
+pub fn source_name(source: TokenSource) -> &'static str {
+    match source {
+        TokenSource::Fresh => "fresh",
+        TokenSource::Memory => "memory",
+        TokenSource::Store => "store",
+    }
+}
+
 /// One line for people: the OAuth error code first when there is one
 /// (`invalid_client: HTTP 401: …`), else the kind of failure.
 pub fn describe(error: &ProviderError) -> String {

@@ -3,10 +3,12 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use token_provider_host::MemoryOutputPipe;
+pub use token_provider_host::MemoryOutputPipe;
+
+pub mod oidc;
 use token_provider_host::kv::{KvBackend, MemoryKv};
 use token_provider_host::testserver::MockServer;
-use token_provider_host::{LogSink, TokenHost};
+pub use token_provider_host::{LogSink, TokenHost};
 
 pub const CLIENT_ID: &str = "svc-client";
 pub const CLIENT_SECRET: &str = "SECRET-must-never-leak-7f3a";

@@ -1,0 +1,111 @@
+//! `token-provider demo`: the whole flow, offline, narrated.
+
+use std::time::{Duration, Instant};
+use token_provider_host::testserver::MockServer;
+use token_provider_host::{ApiRequest, LogSink, MemoryOutputPipe, TokenHost, TokenRequest, describe, source_name};
+
+const CLIENT_ID: &str = "demo-service";
+const CLIENT_SECRET: &str = "demo-secret";
+const LIFETIME_SECS: u64 = 4;
+
+pub async fn run() -> anyhow::Result<()> {
+    println!("token-provider demo: everything below runs offline on 127.0.0.1\n");
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await?;
+    server.set_expires_in(Some(LIFETIME_SECS.into()));
+    println!("1. Started an OAuth2 token endpoint  {}", server.url("/token"));
+    println!("   and a protected API               {}", server.url("/api/orders"));
+    println!("   (tokens live {LIFETIME_SECS} s so that expiry shows within the demo)\n");
+
+    let started = Instant::now();
+    let audit = MemoryOutputPipe::new(1 << 20);
+    let host = TokenHost::builder()
+        .config("token_url", server.url("/token"))
+        .config("client_id", CLIENT_ID)
+        .config("client_secret", CLIENT_SECRET)
+        .config("scope", "orders:read")
+        .config("allowed_origins", server.origin())
+        .config("allow_insecure_http", "true")
+        .log(LogSink::Capture(audit.clone()))
+        .build()?;
+    println!(
+        "2. Loaded the token-provider component into wasmtime ({} KB, compiled in {} ms)\n",
+        token_provider_host::runtime::EMBEDDED_COMPONENT.len() / 1024,
+        started.elapsed().as_millis()
+    );
+
+    let api = ApiRequest {
+        method: "GET".into(),
+        url: server.url("/api/orders"),
+        headers: vec![],
+        body: None,
+        token: None,
+    };
+    let step = |n: u32, what: &str| println!("\n{n}. {what}");
+    let report = |server: &MockServer| {
+        println!(
+            "   token endpoint requests so far: {}, API requests so far: {}",
+            server.token_requests().len(),
+            server.api_requests().len()
+        )
+    };
+
+    step(3, "Fresh instance: get-token (cache empty, so the component fetches one)");
+    let t = host.instance().await?.get_token(&TokenRequest::default_request()).await?.map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    let sent = &server.token_requests()[0];
+    println!("   POST /token  body: {}", String::from_utf8_lossy(&sent.body));
+    println!("                Authorization: Basic <client_id:client_secret, form-encoded>");
+    println!(
+        "   -> 200, Bearer token (source: {}), expires_at {}, scopes {:?}",
+        source_name(t.source),
+        t.expires_at,
+        t.scopes
+    );
+    report(&server);
+
+    step(4, "Fresh instance: authorized-client.send GET /api/orders");
+    let resp = host.instance().await?.send(&api).await?.map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    println!("   -> HTTP {} {}", resp.status, String::from_utf8_lossy(&resp.body));
+    let used = server.api_requests().last().and_then(|r| r.header("authorization").map(|h| h.len())).unwrap_or(0);
+    println!("   the API saw `Authorization: Bearer <token>` ({used} bytes); the caller never handled the token");
+    report(&server);
+
+    step(5, "Another fresh instance, same call: the token comes from the shared key-value store");
+    let resp = host.instance().await?.send(&api).await?.map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    println!("   -> HTTP {}", resp.status);
+    report(&server);
+
+    println!("\n   waiting for the token to come due ({LIFETIME_SECS} s lifetime, renewed before it expires)…");
+    tokio::time::sleep(Duration::from_secs(LIFETIME_SECS / 2 + 1)).await;
+
+    step(6, "Fresh instance after expiry: the component renews the token, then calls the API");
+    let resp = host.instance().await?.send(&api).await?.map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    println!("   -> HTTP {}", resp.status);
+    report(&server);
+
+    println!("\n7. The component's audit log (one JSON line per decision; no secret, no token):");
+    for line in String::from_utf8_lossy(&audit.contents()).lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        println!(
+            "   {:<17} {:<8} {}",
+            v["event"].as_str().unwrap_or(""),
+            v["outcome"].as_str().unwrap_or(""),
+            [
+                v["cache"].as_str().map(|c| format!("cache={c}")),
+                v["status"].as_u64().map(|s| format!("status={s}")),
+                v["fingerprint"].as_str().map(|f| format!("fingerprint={f}")),
+                v["duration_ms"].as_u64().map(|d| format!("{d} ms")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ")
+        );
+    }
+    let fetches = server.token_requests().len();
+    println!(
+        "\nDone: {} API calls, {fetches} token requests (one per token lifetime).",
+        server.api_requests().len()
+    );
+    anyhow::ensure!(fetches == 2, "expected 2 token requests, saw {fetches}");
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The component inside wasmtime against oidc-provider (a real authorization server),
+//! over plain HTTP and over HTTPS with a CA generated for the run.
+
+mod common;
+
+use common::oidc::{OidcPeer, RESOURCE, TestPki};
+use common::{LogSink, MemoryOutputPipe, audit_lines};
+use token_provider_host::{ApiRequest, ProviderError, TokenHost, TokenRequest, TokenSource};
+
+fn make_host(peer: &OidcPeer, pki: Option<&TestPki>, id: &str, secret: &str, extra: &[(&str, &str)]) -> (TokenHost, MemoryOutputPipe) {
+    let log = MemoryOutputPipe::new(1 << 20);
+    let mut b = TokenHost::builder()
+        .config("token_url", peer.token_url())
+        .config("client_id", id)
+        .config("client_secret", secret)
+        .config("allow_insecure_http", (!peer.tls).to_string())
+        .config("allowed_origins", peer.base())
+        .log(LogSink::Capture(log.clone()));
+    for (k, v) in extra {
+        b = b.config(*k, *v);
+    }
+    if let Some(pki) = pki {
+        use rustls_pki_types::pem::PemObject;
+        b = b.trust([rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()]);
+    }
+    (b.build().unwrap(), log)
+}
+
+async fn token(host: &TokenHost, req: &TokenRequest) -> Result<token_provider_host::AccessToken, ProviderError> {
+    host.instance().await.unwrap().get_token(req).await.unwrap()
+}
+
+fn oauth_code(e: &ProviderError) -> (&str, u16) {
+    match e {
+        ProviderError::Oauth(o) => (o.error.as_str(), o.status),
+        other => panic!("expected an OAuth error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn basic_client_gets_a_token_and_the_cache_answers_the_second_instance() {
+    let peer = OidcPeer::start(None);
+    let (host, _) = make_host(&peer, None, "basic-client", "basic-secret", &[("scope", "read")]);
+    let first = token(&host, &TokenRequest::default_request()).await.unwrap();
+    assert_eq!(first.scopes, ["read"]);
+    assert_eq!(first.source, TokenSource::Fresh);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!((now + 595..=now + 601).contains(&first.expires_at), "oidc-provider's default TTL is 600 s");
+    let second = token(&host, &TokenRequest::default_request()).await.unwrap();
+    assert_eq!(second.source, TokenSource::Store);
+    assert_eq!(second.token, first.token);
+    assert_eq!(peer.stats(None).await.0, 1);
+}
+
+#[tokio::test]
+async fn post_client_gets_a_token() {
+    let peer = OidcPeer::start(None);
+    let (host, _) = make_host(&peer, None, "post-client", "post-secret", &[("auth_method", "client_secret_post")]);
+    let t = token(&host, &TokenRequest::with_scopes(["read", "write"])).await.unwrap();
+    assert_eq!(t.scopes, ["read", "write"]);
+    // The secret in the body is really checked.
+    let (wrong, _) = make_host(&peer, None, "post-client", "wrong", &[("auth_method", "client_secret_post")]);
+    let e = token(&wrong, &TokenRequest::default_request()).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ("invalid_client", 401));
+}
+
+#[tokio::test]
+async fn special_character_credentials_over_tls() {
+    let pki = TestPki::generate();
+    let peer = OidcPeer::start(Some(&pki));
+    let (host, _) = make_host(&peer, Some(&pki), "1PpG/Q 1", "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=", &[]);
+    let t = token(&host, &TokenRequest::with_scopes(["read"])).await.unwrap();
+    assert_eq!(t.scopes, ["read"]);
+    assert_eq!(peer.stats(Some(&pki)).await.0, 1);
+}
+
+#[tokio::test]
+async fn colon_plus_percent_and_space_in_id_and_secret() {
+    let peer = OidcPeer::start(None);
+    let (host, _) = make_host(&peer, None, "a:b+c%d e", "p:q+r%s t&u=v", &[]);
+    assert!(token(&host, &TokenRequest::with_scopes(["read"])).await.is_ok());
+}
+
+#[tokio::test]
+async fn untrusted_certificate_is_a_transport_error() {
+    let pki = TestPki::generate();
+    let peer = OidcPeer::start(Some(&pki));
+    let (host, _) = make_host(&peer, None, "basic-client", "basic-secret", &[]);
+    let e = token(&host, &TokenRequest::default_request()).await.unwrap_err();
+    assert!(matches!(&e, ProviderError::Transport(m) if m == "TLS certificate not trusted"), "{e:?}");
+}
+
+#[tokio::test]
+async fn resource_indicator_yields_a_jwt_for_that_audience_with_narrowed_scope() {
+    use base64::Engine as _;
+    let peer = OidcPeer::start(None);
+    let (host, _) = make_host(&peer, None, "basic-client", "basic-secret", &[]);
+    let req = TokenRequest {
+        scopes: Some(vec!["read".into(), "write".into()]),
+        resources: Some(vec![RESOURCE.into()]),
+        ..TokenRequest::default_request()
+    };
+    let t = token(&host, &req).await.unwrap();
+    // The resource server only knows `read`: the server narrowed the grant.
+    assert_eq!(t.scopes, ["read"]);
+    let parts: Vec<&str> = t.token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWT access token");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["aud"], RESOURCE);
+    assert_eq!(claims["client_id"], "basic-client");
+    assert_eq!(claims["scope"], "read");
+}
+
+#[tokio::test]
+async fn invalid_client_scope_and_target_are_typed_oauth_errors() {
+    let peer = OidcPeer::start(None);
+    let (wrong, log) = make_host(&peer, None, "basic-client", "not-the-secret", &[]);
+    let e = token(&wrong, &TokenRequest::default_request()).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ("invalid_client", 401));
+    assert!(!String::from_utf8_lossy(&log.contents()).contains("not-the-secret"));
+
+    let (host, _) = make_host(&peer, None, "basic-client", "basic-secret", &[]);
+    let e = token(&host, &TokenRequest::with_scopes(["admin"])).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ("invalid_scope", 400));
+    let req = TokenRequest { resources: Some(vec!["https://unknown.example.test/".into()]), ..TokenRequest::default_request() };
+    let e = token(&host, &req).await.unwrap_err();
+    assert_eq!(oauth_code(&e), ("invalid_target", 400));
+}
+
+#[tokio::test]
+async fn short_lived_token_is_refetched() {
+    let peer = OidcPeer::start(None);
+    let (host, _) = make_host(&peer, None, "short-client", "short-secret", &[]);
+    let first = token(&host, &TokenRequest::default_request()).await.unwrap();
+    assert_eq!(token(&host, &TokenRequest::default_request()).await.unwrap().token, first.token);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let renewed = token(&host, &TokenRequest::default_request()).await.unwrap();
+    assert_eq!(renewed.source, TokenSource::Fresh);
+    assert_ne!(renewed.token, first.token);
+    assert_eq!(peer.stats(None).await.0, 2);
+}
+
+/// RFC 7009 revocation, so the API sees a token the provider still has cached.
+async fn revoke(peer: &OidcPeer, token: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = format!("token={token}&token_type_hint=access_token");
+    let request = format!(
+        "POST /token/revocation HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YmFzaWMtY2xpZW50OmJhc2ljLXNlY3JldA==\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", peer.port)).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    assert!(out.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out));
+}
+
+#[tokio::test]
+async fn revoked_token_401_leads_to_one_refresh_and_one_retry() {
+    let peer = OidcPeer::start(None);
+    let (host, log) = make_host(&peer, None, "basic-client", "basic-secret", &[]);
+    let api = ApiRequest { method: "GET".into(), url: format!("{}/api/orders", peer.base()), headers: vec![], body: None, token: None };
+    let resp = host.instance().await.unwrap().send(&api).await.unwrap().unwrap();
+    assert_eq!(resp.status, 200);
+    let cached = token(&host, &TokenRequest::default_request()).await.unwrap();
+    revoke(&peer, &cached.token).await;
+    let resp = host.instance().await.unwrap().send(&api).await.unwrap().unwrap();
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(body["client_id"], "basic-client");
+    assert_eq!(peer.stats(None).await, (2, 3), "(token requests, API requests)");
+    let retried = audit_lines(&log)
+        .into_iter()
+        .filter(|l| l["event"] == "client.send" && l["detail"].as_str().is_some_and(|d| d.contains("retried")))
+        .count();
+    assert_eq!(retried, 1);
+}
+
+#[tokio::test]
+async fn allow_list_and_https_refusals_send_nothing() {
+    let pki = TestPki::generate();
+    let peer = OidcPeer::start(Some(&pki));
+    let (host, _) = make_host(&peer, Some(&pki), "basic-client", "basic-secret", &[]);
+    let mut inst = host.instance().await.unwrap();
+    let req = |url: String| ApiRequest { method: "GET".into(), url, headers: vec![], body: None, token: None };
+    let e = inst.send(&req(format!("https://localhost:{}/api/x", peer.port))).await.unwrap().unwrap_err();
+    assert!(matches!(&e, ProviderError::Refused(m) if m.contains("not in allowed_origins")), "{e:?}");
+    let e = inst.send(&req(format!("http://127.0.0.1:{}/api/x", peer.port))).await.unwrap().unwrap_err();
+    assert!(matches!(&e, ProviderError::Refused(m) if m.starts_with("plain http://")), "{e:?}");
+    // A plain-HTTP token URL without the opt-in is a config error.
+    let (plain, _) = host_with_http_token_url(&peer);
+    let e = token(&plain, &TokenRequest::default_request()).await.unwrap_err();
+    assert!(matches!(&e, ProviderError::Config(m) if m.starts_with("token_url: plain http://")), "{e:?}");
+    assert_eq!(peer.stats(Some(&pki)).await, (0, 0));
+    // And the allowed https origin works.
+    let ok = inst.send(&req(format!("{}/api/x", peer.base()))).await.unwrap().unwrap();
+    assert_eq!(ok.status, 200);
+}
+
+fn host_with_http_token_url(peer: &OidcPeer) -> (TokenHost, MemoryOutputPipe) {
+    let log = MemoryOutputPipe::new(1 << 16);
+    let h = TokenHost::builder()
+        .config("token_url", format!("http://127.0.0.1:{}/token", peer.port))
+        .config("client_id", "basic-client")
+        .config("client_secret", "basic-secret")
+        .log(LogSink::Capture(log.clone()))
+        .build()
+        .unwrap();
+    (h, log)
+}
