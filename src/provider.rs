@@ -49,10 +49,10 @@ impl<P: Platform> Provider<'_, P> {
     pub fn get_token(&self, request: &TokenRequest) -> Result<IssuedToken, Error> {
         let params = TokenParams::resolve(request, self.settings)?;
         let key = CacheKey::new(self.settings, &params);
-        if !request.force_refresh {
-            if let Some(hit) = self.lookup(&params, &key) {
-                return Ok(hit);
-            }
+        if !request.force_refresh
+            && let Some(hit) = self.lookup(&params, &key)
+        {
+            return Ok(hit);
         }
         self.fetch(&params, key)
     }
@@ -65,11 +65,11 @@ impl<P: Platform> Provider<'_, P> {
         let key = CacheKey::new(self.settings, &params);
         self.memory.borrow_mut().remove(&key);
         let mut event = Event::new("token.invalidate", "ok", self.settings, &params.scopes);
-        if let Some(store) = &self.settings.kv_store {
-            if let Err(e) = self.platform.kv_delete(store, &key.store_key()) {
-                event.outcome = "store_error";
-                event.detail = Some(e);
-            }
+        if let Some(store) = &self.settings.kv_store
+            && let Err(e) = self.platform.kv_delete(store, &key.store_key())
+        {
+            event.outcome = "store_error";
+            event.detail = Some(e);
         }
         self.platform.log(&event.to_line());
     }
@@ -91,11 +91,11 @@ impl<P: Platform> Provider<'_, P> {
             ev.detail = detail;
             self.platform.log(&ev.to_line());
         };
-        if let Some(e) = self.memory.borrow().get(key) {
-            if e.is_usable(now, skew) {
-                log("hit", "memory", Some(e), None);
-                return Some(issued(e, Source::Memory));
-            }
+        if let Some(e) = self.memory.borrow().get(key)
+            && e.is_usable(now, skew)
+        {
+            log("hit", "memory", Some(e), None);
+            return Some(issued(e, Source::Memory));
         }
         let store = self.settings.kv_store.as_deref()?;
         match self.platform.kv_get(store, &key.store_key()) {

@@ -47,10 +47,10 @@ pub fn parse(
     }
     let json = parse_object(&resp.body);
     if status >= 400 || !(200..300).contains(&status) {
-        if let Ok(obj) = &json {
-            if let Some(err) = oauth_error(obj, status) {
-                return Err(Error::OAuth(err));
-            }
+        if let Ok(obj) = &json
+            && let Some(err) = oauth_error(obj, status)
+        {
+            return Err(Error::OAuth(err));
         }
         return Err(Error::Server {
             status,

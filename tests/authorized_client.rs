@@ -10,7 +10,13 @@ use token_provider_host::testserver::MockServer;
 use token_provider_host::{ApiRequest, ProviderError, TokenRequest};
 
 fn get(url: &str) -> ApiRequest {
-    ApiRequest { method: "GET".into(), url: url.into(), headers: vec![], body: None, token: None }
+    ApiRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers: vec![],
+        body: None,
+        token: None,
+    }
 }
 
 #[tokio::test]
@@ -29,12 +35,22 @@ async fn attaches_the_bearer_token_and_returns_the_response() {
     assert_eq!(body["method"], "POST");
     let api = server.api_requests();
     assert_eq!(api.len(), 1);
-    let token = inst.get_token(&TokenRequest::default_request()).await.unwrap().unwrap();
-    assert_eq!(api[0].header("authorization"), Some(format!("Bearer {}", token.token).as_str()));
+    let token = inst
+        .get_token(&TokenRequest::default_request())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        api[0].header("authorization"),
+        Some(format!("Bearer {}", token.token).as_str())
+    );
     assert_eq!(api[0].header("x-request-id"), Some("abc"));
     assert_eq!(api[0].body, b"{\"a\":1}");
     // The token is nowhere in what the caller gets back.
-    assert!(!resp.headers.iter().any(|(_, v)| v.windows(token.token.len()).any(|w| w == token.token.as_bytes())));
+    assert!(!resp.headers.iter().any(|(_, v)| {
+        v.windows(token.token.len())
+            .any(|w| w == token.token.as_bytes())
+    }));
 }
 
 #[tokio::test]
@@ -42,16 +58,32 @@ async fn on_401_the_token_is_invalidated_and_the_request_retried_once() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[]);
     let mut inst = rig.host.instance().await.unwrap();
-    assert_eq!(inst.send(&get(&server.url("/api/a"))).await.unwrap().unwrap().status, 200);
+    assert_eq!(
+        inst.send(&get(&server.url("/api/a")))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        200
+    );
     server.revoke_all();
-    let resp = inst.send(&get(&server.url("/api/b"))).await.unwrap().unwrap();
+    let resp = inst
+        .send(&get(&server.url("/api/b")))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(server.token_requests().len(), 2);
     assert_eq!(server.api_requests().len(), 3);
     let retried = rig
         .audit_lines()
         .into_iter()
-        .filter(|l| l["event"] == "client.send" && l["detail"].as_str().is_some_and(|d| d.contains("retried once")))
+        .filter(|l| {
+            l["event"] == "client.send"
+                && l["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("retried once"))
+        })
         .count();
     assert_eq!(retried, 1);
 }
@@ -62,7 +94,15 @@ async fn a_second_401_is_returned_not_retried_again() {
     // Tokens that are dead on arrival: the API answers 401 to every one.
     server.set_expires_in(Some(0.into()));
     let rig = rig(&server, &[]);
-    let resp = rig.host.instance().await.unwrap().send(&get(&server.url("/api/x"))).await.unwrap().unwrap();
+    let resp = rig
+        .host
+        .instance()
+        .await
+        .unwrap()
+        .send(&get(&server.url("/api/x")))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resp.status, 401);
     assert_eq!(server.api_requests().len(), 2);
     assert_eq!(server.token_requests().len(), 2);
@@ -73,16 +113,25 @@ async fn origins_not_on_the_allow_list_are_refused_before_anything_is_sent() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[]);
     let mut inst = rig.host.instance().await.unwrap();
-    let other_port = format!("http://127.0.0.1:{}/api", server.addr().port().wrapping_add(1).max(1));
+    let other_port = format!(
+        "http://127.0.0.1:{}/api",
+        server.addr().port().wrapping_add(1).max(1)
+    );
     for url in [
         other_port.as_str(),
         "http://localhost.evil.test/api",
         "http://127.0.0.1.nip.io/api",
     ] {
         let err = inst.send(&get(url)).await.unwrap().unwrap_err();
-        assert!(matches!(&err, ProviderError::Refused(m) if m.contains("is not in allowed_origins")), "{url}: {err:?}");
+        assert!(
+            matches!(&err, ProviderError::Refused(m) if m.contains("is not in allowed_origins")),
+            "{url}: {err:?}"
+        );
     }
-    assert!(server.requests().is_empty(), "nothing may be sent, not even a token request");
+    assert!(
+        server.requests().is_empty(),
+        "nothing may be sent, not even a token request"
+    );
 }
 
 #[tokio::test]
@@ -91,10 +140,24 @@ async fn plain_http_api_urls_need_the_opt_in() {
     // An https token endpoint that is never reached: the API URL is refused first.
     let rig = rig(
         &server,
-        &[("allow_insecure_http", "false"), ("token_url", "https://127.0.0.1:1/token")],
+        &[
+            ("allow_insecure_http", "false"),
+            ("token_url", "https://127.0.0.1:1/token"),
+        ],
     );
-    let err = rig.host.instance().await.unwrap().send(&get(&server.url("/api/x"))).await.unwrap().unwrap_err();
-    assert!(matches!(&err, ProviderError::Refused(m) if m.starts_with("plain http://")), "{err:?}");
+    let err = rig
+        .host
+        .instance()
+        .await
+        .unwrap()
+        .send(&get(&server.url("/api/x")))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Refused(m) if m.starts_with("plain http://")),
+        "{err:?}"
+    );
     assert!(server.requests().is_empty());
 }
 
@@ -104,7 +167,11 @@ async fn caller_authorization_and_bad_headers_are_refused() {
     let rig = rig(&server, &[]);
     let mut inst = rig.host.instance().await.unwrap();
     let cases: Vec<(String, Vec<u8>, &str)> = vec![
-        ("Authorization".into(), b"Bearer mine".to_vec(), "is set by the authorized client"),
+        (
+            "Authorization".into(),
+            b"Bearer mine".to_vec(),
+            "is set by the authorized client",
+        ),
         ("x-ok".into(), b"a\r\nInjected: 1".to_vec(), "CR, LF or NUL"),
         ("bad name".into(), b"v".to_vec(), "not a valid header name"),
     ];
@@ -112,13 +179,26 @@ async fn caller_authorization_and_bad_headers_are_refused() {
         let mut req = get(&server.url("/api/x"));
         req.headers = vec![(name.clone(), value)];
         let err = inst.send(&req).await.unwrap().unwrap_err();
-        assert!(matches!(&err, ProviderError::Refused(m) if m.contains(expected)), "{name}: {err:?}");
+        assert!(
+            matches!(&err, ProviderError::Refused(m) if m.contains(expected)),
+            "{name}: {err:?}"
+        );
     }
     let mut req = get(&server.url("/api/x"));
     req.method = "GE T".into();
-    assert!(matches!(inst.send(&req).await.unwrap().unwrap_err(), ProviderError::Refused(_)));
-    let err = inst.send(&get("https://user:pw@127.0.0.1/api")).await.unwrap().unwrap_err();
-    assert!(matches!(&err, ProviderError::Refused(m) if m.contains("userinfo")), "{err:?}");
+    assert!(matches!(
+        inst.send(&req).await.unwrap().unwrap_err(),
+        ProviderError::Refused(_)
+    ));
+    let err = inst
+        .send(&get("https://user:pw@127.0.0.1/api"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Refused(m) if m.contains("userinfo")),
+        "{err:?}"
+    );
     assert!(server.requests().is_empty());
 }
 
@@ -126,7 +206,15 @@ async fn caller_authorization_and_bad_headers_are_refused() {
 async fn response_body_over_the_cap_is_an_error_not_a_truncation() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[("max_response_bytes", "10")]);
-    let err = rig.host.instance().await.unwrap().send(&get(&server.url("/api/x"))).await.unwrap().unwrap_err();
+    let err = rig
+        .host
+        .instance()
+        .await
+        .unwrap()
+        .send(&get(&server.url("/api/x")))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(
         matches!(&err, ProviderError::InvalidResponse(m) if m == "API response body larger than max_response_bytes (10)"),
         "{err:?}"
@@ -138,12 +226,23 @@ async fn a_failing_store_degrades_to_no_cache_and_says_so() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig_with_kv(&server, &[], Some(Arc::new(FailingKv)));
     for _ in 0..2 {
-        let t = rig.host.instance().await.unwrap().get_token(&TokenRequest::default_request()).await.unwrap();
+        let t = rig
+            .host
+            .instance()
+            .await
+            .unwrap()
+            .get_token(&TokenRequest::default_request())
+            .await
+            .unwrap();
         assert!(t.is_ok(), "{t:?}");
     }
     // No shared cache: each fresh instance fetched.
     assert_eq!(server.token_requests().len(), 2);
-    let degraded = rig.audit_lines().into_iter().filter(|l| l["event"] == "store.error").count();
+    let degraded = rig
+        .audit_lines()
+        .into_iter()
+        .filter(|l| l["event"] == "store.error")
+        .count();
     assert!(degraded >= 2, "{:?}", rig.audit_lines());
 }
 
@@ -151,16 +250,39 @@ async fn a_failing_store_degrades_to_no_cache_and_says_so() {
 async fn corrupt_or_foreign_store_entries_are_misses() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[]);
-    rig.host.instance().await.unwrap().get_token(&TokenRequest::default_request()).await.unwrap().unwrap();
+    rig.host
+        .instance()
+        .await
+        .unwrap()
+        .get_token(&TokenRequest::default_request())
+        .await
+        .unwrap()
+        .unwrap();
     let (key, mut value) = rig.kv.entries("default").remove(0);
     use token_provider_host::kv::KvBackend;
     let last = value.len() - 1;
     value[last] ^= 0xff;
     rig.kv.set("default", &key, &value).unwrap();
-    let t = rig.host.instance().await.unwrap().get_token(&TokenRequest::default_request()).await.unwrap().unwrap();
+    let t = rig
+        .host
+        .instance()
+        .await
+        .unwrap()
+        .get_token(&TokenRequest::default_request())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(t.source, token_provider_host::TokenSource::Fresh);
     rig.kv.set("default", &key, b"garbage").unwrap();
-    let t = rig.host.instance().await.unwrap().get_token(&TokenRequest::default_request()).await.unwrap().unwrap();
+    let t = rig
+        .host
+        .instance()
+        .await
+        .unwrap()
+        .get_token(&TokenRequest::default_request())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(t.source, token_provider_host::TokenSource::Fresh);
     assert_eq!(server.token_requests().len(), 3);
     let rejected: Vec<_> = rig
@@ -169,5 +291,11 @@ async fn corrupt_or_foreign_store_entries_are_misses() {
         .filter(|l| l["event"] == "token.cache" && l["outcome"] == "rejected")
         .map(|l| l["detail"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(rejected, ["stored entry rejected (undecryptable)", "stored entry rejected (unknown-format)"]);
+    assert_eq!(
+        rejected,
+        [
+            "stored entry rejected (undecryptable)",
+            "stored entry rejected (unknown-format)"
+        ]
+    );
 }

@@ -7,7 +7,13 @@ use common::oidc::{OidcPeer, RESOURCE, TestPki};
 use common::{LogSink, MemoryOutputPipe, audit_lines};
 use token_provider_host::{ApiRequest, ProviderError, TokenHost, TokenRequest, TokenSource};
 
-fn make_host(peer: &OidcPeer, pki: Option<&TestPki>, id: &str, secret: &str, extra: &[(&str, &str)]) -> (TokenHost, MemoryOutputPipe) {
+fn make_host(
+    peer: &OidcPeer,
+    pki: Option<&TestPki>,
+    id: &str,
+    secret: &str,
+    extra: &[(&str, &str)],
+) -> (TokenHost, MemoryOutputPipe) {
     let log = MemoryOutputPipe::new(1 << 20);
     let mut b = TokenHost::builder()
         .config("token_url", peer.token_url())
@@ -21,12 +27,17 @@ fn make_host(peer: &OidcPeer, pki: Option<&TestPki>, id: &str, secret: &str, ext
     }
     if let Some(pki) = pki {
         use rustls_pki_types::pem::PemObject;
-        b = b.trust([rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()]);
+        b = b.trust([
+            rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap(),
+        ]);
     }
     (b.build().unwrap(), log)
 }
 
-async fn token(host: &TokenHost, req: &TokenRequest) -> Result<token_provider_host::AccessToken, ProviderError> {
+async fn token(
+    host: &TokenHost,
+    req: &TokenRequest,
+) -> Result<token_provider_host::AccessToken, ProviderError> {
     host.instance().await.unwrap().get_token(req).await.unwrap()
 }
 
@@ -40,13 +51,29 @@ fn oauth_code(e: &ProviderError) -> (&str, u16) {
 #[tokio::test]
 async fn basic_client_gets_a_token_and_the_cache_answers_the_second_instance() {
     let peer = OidcPeer::start(None);
-    let (host, _) = make_host(&peer, None, "basic-client", "basic-secret", &[("scope", "read")]);
-    let first = token(&host, &TokenRequest::default_request()).await.unwrap();
+    let (host, _) = make_host(
+        &peer,
+        None,
+        "basic-client",
+        "basic-secret",
+        &[("scope", "read")],
+    );
+    let first = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap();
     assert_eq!(first.scopes, ["read"]);
     assert_eq!(first.source, TokenSource::Fresh);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    assert!((now + 595..=now + 601).contains(&first.expires_at), "oidc-provider's default TTL is 600 s");
-    let second = token(&host, &TokenRequest::default_request()).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (now + 595..=now + 601).contains(&first.expires_at),
+        "oidc-provider's default TTL is 600 s"
+    );
+    let second = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap();
     assert_eq!(second.source, TokenSource::Store);
     assert_eq!(second.token, first.token);
     assert_eq!(peer.stats(None).await.0, 1);
@@ -55,12 +82,28 @@ async fn basic_client_gets_a_token_and_the_cache_answers_the_second_instance() {
 #[tokio::test]
 async fn post_client_gets_a_token() {
     let peer = OidcPeer::start(None);
-    let (host, _) = make_host(&peer, None, "post-client", "post-secret", &[("auth_method", "client_secret_post")]);
-    let t = token(&host, &TokenRequest::with_scopes(["read", "write"])).await.unwrap();
+    let (host, _) = make_host(
+        &peer,
+        None,
+        "post-client",
+        "post-secret",
+        &[("auth_method", "client_secret_post")],
+    );
+    let t = token(&host, &TokenRequest::with_scopes(["read", "write"]))
+        .await
+        .unwrap();
     assert_eq!(t.scopes, ["read", "write"]);
     // The secret in the body is really checked.
-    let (wrong, _) = make_host(&peer, None, "post-client", "wrong", &[("auth_method", "client_secret_post")]);
-    let e = token(&wrong, &TokenRequest::default_request()).await.unwrap_err();
+    let (wrong, _) = make_host(
+        &peer,
+        None,
+        "post-client",
+        "wrong",
+        &[("auth_method", "client_secret_post")],
+    );
+    let e = token(&wrong, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
     assert_eq!(oauth_code(&e), ("invalid_client", 401));
 }
 
@@ -68,8 +111,16 @@ async fn post_client_gets_a_token() {
 async fn special_character_credentials_over_tls() {
     let pki = TestPki::generate();
     let peer = OidcPeer::start(Some(&pki));
-    let (host, _) = make_host(&peer, Some(&pki), "1PpG/Q 1", "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=", &[]);
-    let t = token(&host, &TokenRequest::with_scopes(["read"])).await.unwrap();
+    let (host, _) = make_host(
+        &peer,
+        Some(&pki),
+        "1PpG/Q 1",
+        "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=",
+        &[],
+    );
+    let t = token(&host, &TokenRequest::with_scopes(["read"]))
+        .await
+        .unwrap();
     assert_eq!(t.scopes, ["read"]);
     assert_eq!(peer.stats(Some(&pki)).await.0, 1);
 }
@@ -78,7 +129,11 @@ async fn special_character_credentials_over_tls() {
 async fn colon_plus_percent_and_space_in_id_and_secret() {
     let peer = OidcPeer::start(None);
     let (host, _) = make_host(&peer, None, "a:b+c%d e", "p:q+r%s t&u=v", &[]);
-    assert!(token(&host, &TokenRequest::with_scopes(["read"])).await.is_ok());
+    assert!(
+        token(&host, &TokenRequest::with_scopes(["read"]))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -86,8 +141,13 @@ async fn untrusted_certificate_is_a_transport_error() {
     let pki = TestPki::generate();
     let peer = OidcPeer::start(Some(&pki));
     let (host, _) = make_host(&peer, None, "basic-client", "basic-secret", &[]);
-    let e = token(&host, &TokenRequest::default_request()).await.unwrap_err();
-    assert!(matches!(&e, ProviderError::Transport(m) if m == "TLS certificate not trusted"), "{e:?}");
+    let e = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Transport(m) if m == "TLS certificate not trusted"),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -105,8 +165,12 @@ async fn resource_indicator_yields_a_jwt_for_that_audience_with_narrowed_scope()
     assert_eq!(t.scopes, ["read"]);
     let parts: Vec<&str> = t.token.split('.').collect();
     assert_eq!(parts.len(), 3, "a JWT access token");
-    let claims: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(claims["aud"], RESOURCE);
     assert_eq!(claims["client_id"], "basic-client");
     assert_eq!(claims["scope"], "read");
@@ -116,14 +180,21 @@ async fn resource_indicator_yields_a_jwt_for_that_audience_with_narrowed_scope()
 async fn invalid_client_scope_and_target_are_typed_oauth_errors() {
     let peer = OidcPeer::start(None);
     let (wrong, log) = make_host(&peer, None, "basic-client", "not-the-secret", &[]);
-    let e = token(&wrong, &TokenRequest::default_request()).await.unwrap_err();
+    let e = token(&wrong, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
     assert_eq!(oauth_code(&e), ("invalid_client", 401));
     assert!(!String::from_utf8_lossy(&log.contents()).contains("not-the-secret"));
 
     let (host, _) = make_host(&peer, None, "basic-client", "basic-secret", &[]);
-    let e = token(&host, &TokenRequest::with_scopes(["admin"])).await.unwrap_err();
+    let e = token(&host, &TokenRequest::with_scopes(["admin"]))
+        .await
+        .unwrap_err();
     assert_eq!(oauth_code(&e), ("invalid_scope", 400));
-    let req = TokenRequest { resources: Some(vec!["https://unknown.example.test/".into()]), ..TokenRequest::default_request() };
+    let req = TokenRequest {
+        resources: Some(vec!["https://unknown.example.test/".into()]),
+        ..TokenRequest::default_request()
+    };
     let e = token(&host, &req).await.unwrap_err();
     assert_eq!(oauth_code(&e), ("invalid_target", 400));
 }
@@ -132,10 +203,20 @@ async fn invalid_client_scope_and_target_are_typed_oauth_errors() {
 async fn short_lived_token_is_refetched() {
     let peer = OidcPeer::start(None);
     let (host, _) = make_host(&peer, None, "short-client", "short-secret", &[]);
-    let first = token(&host, &TokenRequest::default_request()).await.unwrap();
-    assert_eq!(token(&host, &TokenRequest::default_request()).await.unwrap().token, first.token);
+    let first = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap();
+    assert_eq!(
+        token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap()
+            .token,
+        first.token
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
-    let renewed = token(&host, &TokenRequest::default_request()).await.unwrap();
+    let renewed = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap();
     assert_eq!(renewed.source, TokenSource::Fresh);
     assert_ne!(renewed.token, first.token);
     assert_eq!(peer.stats(None).await.0, 2);
@@ -150,30 +231,65 @@ async fn revoke(peer: &OidcPeer, token: &str) {
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", peer.port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", peer.port))
+        .await
+        .unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
-    assert!(out.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 #[tokio::test]
 async fn revoked_token_401_leads_to_one_refresh_and_one_retry() {
     let peer = OidcPeer::start(None);
     let (host, log) = make_host(&peer, None, "basic-client", "basic-secret", &[]);
-    let api = ApiRequest { method: "GET".into(), url: format!("{}/api/orders", peer.base()), headers: vec![], body: None, token: None };
-    let resp = host.instance().await.unwrap().send(&api).await.unwrap().unwrap();
+    let api = ApiRequest {
+        method: "GET".into(),
+        url: format!("{}/api/orders", peer.base()),
+        headers: vec![],
+        body: None,
+        token: None,
+    };
+    let resp = host
+        .instance()
+        .await
+        .unwrap()
+        .send(&api)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resp.status, 200);
-    let cached = token(&host, &TokenRequest::default_request()).await.unwrap();
+    let cached = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap();
     revoke(&peer, &cached.token).await;
-    let resp = host.instance().await.unwrap().send(&api).await.unwrap().unwrap();
+    let resp = host
+        .instance()
+        .await
+        .unwrap()
+        .send(&api)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(body["client_id"], "basic-client");
-    assert_eq!(peer.stats(None).await, (2, 3), "(token requests, API requests)");
+    assert_eq!(
+        peer.stats(None).await,
+        (2, 3),
+        "(token requests, API requests)"
+    );
     let retried = audit_lines(&log)
         .into_iter()
-        .filter(|l| l["event"] == "client.send" && l["detail"].as_str().is_some_and(|d| d.contains("retried")))
+        .filter(|l| {
+            l["event"] == "client.send"
+                && l["detail"].as_str().is_some_and(|d| d.contains("retried"))
+        })
         .count();
     assert_eq!(retried, 1);
 }
@@ -184,18 +300,47 @@ async fn allow_list_and_https_refusals_send_nothing() {
     let peer = OidcPeer::start(Some(&pki));
     let (host, _) = make_host(&peer, Some(&pki), "basic-client", "basic-secret", &[]);
     let mut inst = host.instance().await.unwrap();
-    let req = |url: String| ApiRequest { method: "GET".into(), url, headers: vec![], body: None, token: None };
-    let e = inst.send(&req(format!("https://localhost:{}/api/x", peer.port))).await.unwrap().unwrap_err();
-    assert!(matches!(&e, ProviderError::Refused(m) if m.contains("not in allowed_origins")), "{e:?}");
-    let e = inst.send(&req(format!("http://127.0.0.1:{}/api/x", peer.port))).await.unwrap().unwrap_err();
-    assert!(matches!(&e, ProviderError::Refused(m) if m.starts_with("plain http://")), "{e:?}");
+    let req = |url: String| ApiRequest {
+        method: "GET".into(),
+        url,
+        headers: vec![],
+        body: None,
+        token: None,
+    };
+    let e = inst
+        .send(&req(format!("https://localhost:{}/api/x", peer.port)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Refused(m) if m.contains("not in allowed_origins")),
+        "{e:?}"
+    );
+    let e = inst
+        .send(&req(format!("http://127.0.0.1:{}/api/x", peer.port)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Refused(m) if m.starts_with("plain http://")),
+        "{e:?}"
+    );
     // A plain-HTTP token URL without the opt-in is a config error.
     let (plain, _) = host_with_http_token_url(&peer);
-    let e = token(&plain, &TokenRequest::default_request()).await.unwrap_err();
-    assert!(matches!(&e, ProviderError::Config(m) if m.starts_with("token_url: plain http://")), "{e:?}");
+    let e = token(&plain, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Config(m) if m.starts_with("token_url: plain http://")),
+        "{e:?}"
+    );
     assert_eq!(peer.stats(Some(&pki)).await, (0, 0));
     // And the allowed https origin works.
-    let ok = inst.send(&req(format!("{}/api/x", peer.base()))).await.unwrap().unwrap();
+    let ok = inst
+        .send(&req(format!("{}/api/x", peer.base())))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ok.status, 200);
 }
 

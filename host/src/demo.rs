@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 use token_provider_host::testserver::MockServer;
-use token_provider_host::{ApiRequest, LogSink, MemoryOutputPipe, TokenHost, TokenRequest, describe, source_name};
+use token_provider_host::{
+    ApiRequest, LogSink, MemoryOutputPipe, TokenHost, TokenRequest, describe, source_name,
+};
 
 const CLIENT_ID: &str = "demo-service";
 const CLIENT_SECRET: &str = "demo-secret";
@@ -12,8 +14,14 @@ pub async fn run() -> anyhow::Result<()> {
     println!("token-provider demo: everything below runs offline on 127.0.0.1\n");
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await?;
     server.set_expires_in(Some(LIFETIME_SECS.into()));
-    println!("1. Started an OAuth2 token endpoint  {}", server.url("/token"));
-    println!("   and a protected API               {}", server.url("/api/orders"));
+    println!(
+        "1. Started an OAuth2 token endpoint  {}",
+        server.url("/token")
+    );
+    println!(
+        "   and a protected API               {}",
+        server.url("/api/orders")
+    );
     println!("   (tokens live {LIFETIME_SECS} s so that expiry shows within the demo)\n");
 
     let started = Instant::now();
@@ -49,10 +57,21 @@ pub async fn run() -> anyhow::Result<()> {
         )
     };
 
-    step(3, "Fresh instance: get-token (cache empty, so the component fetches one)");
-    let t = host.instance().await?.get_token(&TokenRequest::default_request()).await?.map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    step(
+        3,
+        "Fresh instance: get-token (cache empty, so the component fetches one)",
+    );
+    let t = host
+        .instance()
+        .await?
+        .get_token(&TokenRequest::default_request())
+        .await?
+        .map_err(|e| anyhow::anyhow!(describe(&e)))?;
     let sent = &server.token_requests()[0];
-    println!("   POST /token  body: {}", String::from_utf8_lossy(&sent.body));
+    println!(
+        "   POST /token  body: {}",
+        String::from_utf8_lossy(&sent.body)
+    );
     println!("                Authorization: Basic <client_id:client_secret, form-encoded>");
     println!(
         "   -> 200, Bearer token (source: {}), expires_at {}, scopes {:?}",
@@ -63,22 +82,55 @@ pub async fn run() -> anyhow::Result<()> {
     report(&server);
 
     step(4, "Fresh instance: authorized-client.send GET /api/orders");
-    let resp = host.instance().await?.send(&api).await?.map_err(|e| anyhow::anyhow!(describe(&e)))?;
-    println!("   -> HTTP {} {}", resp.status, String::from_utf8_lossy(&resp.body));
-    let used = server.api_requests().last().and_then(|r| r.header("authorization").map(|h| h.len())).unwrap_or(0);
-    println!("   the API saw `Authorization: Bearer <token>` ({used} bytes); the caller never handled the token");
+    let resp = host
+        .instance()
+        .await?
+        .send(&api)
+        .await?
+        .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    println!(
+        "   -> HTTP {} {}",
+        resp.status,
+        String::from_utf8_lossy(&resp.body)
+    );
+    let used = server
+        .api_requests()
+        .last()
+        .and_then(|r| r.header("authorization").map(|h| h.len()))
+        .unwrap_or(0);
+    println!(
+        "   the API saw `Authorization: Bearer <token>` ({used} bytes); the caller never handled the token"
+    );
     report(&server);
 
-    step(5, "Another fresh instance, same call: the token comes from the shared key-value store");
-    let resp = host.instance().await?.send(&api).await?.map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    step(
+        5,
+        "Another fresh instance, same call: the token comes from the shared key-value store",
+    );
+    let resp = host
+        .instance()
+        .await?
+        .send(&api)
+        .await?
+        .map_err(|e| anyhow::anyhow!(describe(&e)))?;
     println!("   -> HTTP {}", resp.status);
     report(&server);
 
-    println!("\n   waiting for the token to come due ({LIFETIME_SECS} s lifetime, renewed before it expires)…");
+    println!(
+        "\n   waiting for the token to come due ({LIFETIME_SECS} s lifetime, renewed before it expires)…"
+    );
     tokio::time::sleep(Duration::from_secs(LIFETIME_SECS / 2 + 1)).await;
 
-    step(6, "Fresh instance after expiry: the component renews the token, then calls the API");
-    let resp = host.instance().await?.send(&api).await?.map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    step(
+        6,
+        "Fresh instance after expiry: the component renews the token, then calls the API",
+    );
+    let resp = host
+        .instance()
+        .await?
+        .send(&api)
+        .await?
+        .map_err(|e| anyhow::anyhow!(describe(&e)))?;
     println!("   -> HTTP {}", resp.status);
     report(&server);
 
@@ -92,7 +144,9 @@ pub async fn run() -> anyhow::Result<()> {
             [
                 v["cache"].as_str().map(|c| format!("cache={c}")),
                 v["status"].as_u64().map(|s| format!("status={s}")),
-                v["fingerprint"].as_str().map(|f| format!("fingerprint={f}")),
+                v["fingerprint"]
+                    .as_str()
+                    .map(|f| format!("fingerprint={f}")),
                 v["duration_ms"].as_u64().map(|d| format!("{d} ms")),
             ]
             .into_iter()

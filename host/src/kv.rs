@@ -35,10 +35,13 @@ pub trait KvBackend: Send + Sync {
     fn increment(&self, label: &str, key: &str, delta: i64) -> KvResult<i64>;
 }
 
+/// One store's keys and values, ordered so that `list-keys` can page.
+type Bucket = BTreeMap<String, Vec<u8>>;
+
 /// In-process storage shared by all instances of one host.
 #[derive(Clone, Default)]
 pub struct MemoryKv {
-    stores: Arc<Mutex<HashMap<String, BTreeMap<String, Vec<u8>>>>>,
+    stores: Arc<Mutex<HashMap<String, Bucket>>>,
 }
 
 impl MemoryKv {

@@ -24,5 +24,5 @@ pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 pub use runtime::{
     AccessToken, ApiRequest, ApiResponse, HostBuilder, LogSink, OauthError, ProviderError,
-    ProviderInstance, ServerError, TokenHost, TokenRequest, TokenSource, describe,
+    ProviderInstance, ServerError, TokenHost, TokenRequest, TokenSource, describe, source_name,
 };

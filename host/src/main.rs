@@ -6,12 +6,18 @@ use sha2::Digest;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use token_provider_host::outbound::read_pem_certs;
-use token_provider_host::{ApiRequest, HostBuilder, LogSink, TokenHost, TokenRequest, describe, source_name};
+use token_provider_host::{
+    ApiRequest, HostBuilder, LogSink, TokenHost, TokenRequest, describe, source_name,
+};
 
 mod demo;
 
 #[derive(Parser)]
-#[command(name = "token-provider", version, about = "OAuth2 client-credentials tokens through a WebAssembly component")]
+#[command(
+    name = "token-provider",
+    version,
+    about = "OAuth2 client-credentials tokens through a WebAssembly component"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -96,8 +102,9 @@ struct ProviderArgs {
 impl ProviderArgs {
     fn host(&self, allowed_origins: &[String]) -> anyhow::Result<TokenHost> {
         let secret = match (&self.client_secret_env, &self.client_secret_file) {
-            (Some(var), _) => std::env::var(var)
-                .map_err(|_| anyhow::anyhow!("environment variable {var} (--client-secret-env) is not set"))?,
+            (Some(var), _) => std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("environment variable {var} (--client-secret-env) is not set")
+            })?,
             (None, Some(path)) => std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("--client-secret-file {}: {e}", path.display()))?
                 .trim_end_matches(['\r', '\n'])
@@ -114,7 +121,11 @@ impl ProviderArgs {
             .config("resource", self.resources.join(" "))
             .config("allowed_origins", allowed_origins.join(","))
             .config("allow_insecure_http", self.allow_http.to_string())
-            .log(if self.audit { LogSink::Inherit } else { LogSink::Discard });
+            .log(if self.audit {
+                LogSink::Inherit
+            } else {
+                LogSink::Discard
+            });
         if let Some(m) = &self.auth_method {
             b = b.config("auth_method", m);
         }
@@ -122,21 +133,28 @@ impl ProviderArgs {
             b = b.config("audience", a);
         }
         for kv in &self.extra {
-            let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--config {kv}: expected KEY=VALUE"))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--config {kv}: expected KEY=VALUE"))?;
             b = b.config(k.trim(), v.trim());
         }
         if let Some(path) = &self.ca_cert {
             b = b.trust(read_pem_certs(path)?);
         }
         if let Some(path) = &self.component {
-            b = b.component(std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+            b = b.component(
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            );
         }
         b.build()
     }
 }
 
 fn fingerprint(token: &str) -> String {
-    sha2::Sha256::digest(token.as_bytes())[..6].iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(token.as_bytes())[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[tokio::main]
@@ -153,9 +171,16 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Token { provider, show_token } => {
+        Command::Token {
+            provider,
+            show_token,
+        } => {
             let host = provider.host(&[])?;
-            let result = host.instance().await?.get_token(&TokenRequest::default_request()).await?;
+            let result = host
+                .instance()
+                .await?
+                .get_token(&TokenRequest::default_request())
+                .await?;
             match result {
                 Ok(t) => {
                     let mut out = serde_json::json!({
@@ -177,7 +202,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Call { url, method, headers, data, allowed_origins, provider } => {
+        Command::Call {
+            url,
+            method,
+            headers,
+            data,
+            allowed_origins,
+            provider,
+        } => {
             let host = provider.host(&allowed_origins)?;
             let headers = headers
                 .iter()
@@ -187,12 +219,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .ok_or_else(|| anyhow::anyhow!("--header {h}: expected `Name: value`"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let request = ApiRequest { method, url, headers, body: data.map(String::into_bytes), token: None };
+            let request = ApiRequest {
+                method,
+                url,
+                headers,
+                body: data.map(String::into_bytes),
+                token: None,
+            };
             match host.instance().await?.send(&request).await? {
                 Ok(resp) => {
                     println!("HTTP {}", resp.status);
                     println!("{}", String::from_utf8_lossy(&resp.body));
-                    Ok(if resp.status < 400 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+                    Ok(if resp.status < 400 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
                 }
                 Err(e) => {
                     eprintln!("{}", describe(&e));

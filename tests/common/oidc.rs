@@ -42,24 +42,33 @@ pub struct TestPki {
 
 impl TestPki {
     pub fn generate() -> TestPki {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        };
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "token-provider test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "token-provider test CA");
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let server_key = KeyPair::generate().unwrap();
         let mut server_params =
             CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-        server_params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
         let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
         std::fs::write(dir.path().join("server.pem"), server_cert.pem()).unwrap();
         std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).unwrap();
-        TestPki { ca_pem: ca_cert.pem(), dir }
+        TestPki {
+            ca_pem: ca_cert.pem(),
+            dir,
+        }
     }
 
     pub fn ca_path(&self) -> PathBuf {
@@ -82,13 +91,16 @@ impl OidcPeer {
         cmd.arg("server.mjs")
             .current_dir(&dir)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stdout(Stdio::piped());
+        let stderr_log = tempfile::NamedTempFile::new().unwrap();
+        cmd.stderr(stderr_log.reopen().unwrap());
         if let Some(pki) = pki {
             cmd.env("TLS_CERT", pki.dir.path().join("server.pem"));
             cmd.env("TLS_KEY", pki.dir.path().join("server.key"));
         }
-        let mut child = cmd.spawn().expect("node must be installed to run the oidc-provider tests");
+        let mut child = cmd
+            .spawn()
+            .expect("node must be installed to run the oidc-provider tests");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -97,18 +109,37 @@ impl OidcPeer {
             let _ = tx.send(line);
         });
         let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("oidc-provider did not start within 30 s");
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "oidc-provider did not start within 60 s; its stderr:\n{}",
+                    std::fs::read_to_string(stderr_log.path()).unwrap_or_default()
+                )
+            });
         let port = line
             .trim()
             .strip_prefix("listening ")
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from oidc-provider: {line:?}"));
-        OidcPeer { child, port, tls: pki.is_some() }
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line from oidc-provider: {line:?}; its stderr:\n{}",
+                    std::fs::read_to_string(stderr_log.path()).unwrap_or_default()
+                )
+            });
+        OidcPeer {
+            child,
+            port,
+            tls: pki.is_some(),
+        }
     }
 
     pub fn base(&self) -> String {
-        format!("{}://127.0.0.1:{}", if self.tls { "https" } else { "http" }, self.port)
+        format!(
+            "{}://127.0.0.1:{}",
+            if self.tls { "https" } else { "http" },
+            self.port
+        )
     }
 
     pub fn token_url(&self) -> String {
@@ -119,7 +150,10 @@ impl OidcPeer {
     pub async fn stats(&self, host_ca: Option<&TestPki>) -> (u64, u64) {
         let body = fetch_stats(self.port, host_ca.map(|p| p.ca_pem.clone())).await;
         let v: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
-        (v["token_requests"].as_u64().unwrap(), v["api_requests"].as_u64().unwrap())
+        (
+            v["token_requests"].as_u64().unwrap(),
+            v["api_requests"].as_u64().unwrap(),
+        )
     }
 }
 
@@ -133,8 +167,11 @@ impl Drop for OidcPeer {
 /// GET /test/stats with a tiny client (plain TCP, or TLS trusting only the test CA).
 async fn fetch_stats(port: u16, ca_pem: Option<String>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let request = format!("GET /test/stats HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request =
+        format!("GET /test/stats HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let mut raw = Vec::new();
     match ca_pem {
         None => {
@@ -147,7 +184,10 @@ async fn fetch_stats(port: u16, ca_pem: Option<String>) -> String {
             let cert = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
             let config = token_provider_host::outbound::tls_config(&[cert]).unwrap();
             let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-            let mut s = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.unwrap();
+            let mut s = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .unwrap();
             s.write_all(request.as_bytes()).await.unwrap();
             let _ = s.read_to_end(&mut raw).await;
         }

@@ -28,8 +28,15 @@ export const clients = [
 
 const RESOURCE = 'https://api.example.test/';
 
-const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'test-key', use: 'sig', alg: 'RS256' };
+// A signing key for this run. Generated as PEM and re-imported before the JWK export:
+// exporting the KeyObject that generateKeyPairSync returns can deadlock Node 20 when
+// the garbage collector frees the key-generation job at the same moment.
+const { privateKey: pem } = crypto.generateKeyPairSync('rsa', {
+  modulusLength: 2048,
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+});
+const jwk = { ...crypto.createPrivateKey(pem).export({ format: 'jwk' }), kid: 'test-key', use: 'sig', alg: 'RS256' };
 
 let tokenRequests = 0;
 let apiRequests = 0;

@@ -1,0 +1,200 @@
+//! The `token-provider` binary: token (against oidc-provider over TLS), call, demo,
+//! exit codes and what it prints.
+
+#[path = "../../tests/common/oidc.rs"]
+mod oidc;
+
+use oidc::{OidcPeer, TestPki};
+use std::process::{Command, Output};
+
+const SPECIAL_ID: &str = "1PpG/Q 1";
+const SPECIAL_SECRET: &str = "z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=";
+
+fn cli(args: &[&str], secret: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_token-provider"))
+        .args(args)
+        .env("TP_TEST_SECRET", secret)
+        .output()
+        .expect("run token-provider")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn token_over_tls_with_a_special_character_secret() {
+    let pki = TestPki::generate();
+    let peer = OidcPeer::start(Some(&pki));
+    let ca = pki.ca_path();
+    let url = peer.token_url();
+    let base = [
+        "token",
+        "--token-url",
+        &url,
+        "--client-id",
+        SPECIAL_ID,
+        "--client-secret-env",
+        "TP_TEST_SECRET",
+        "--ca-cert",
+        ca.to_str().unwrap(),
+        "--scope",
+        "read",
+    ];
+    let out = cli(&base, SPECIAL_SECRET);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["scopes"], serde_json::json!(["read"]));
+    assert_eq!(v["source"], "fresh");
+    assert_eq!(v["fingerprint"].as_str().unwrap().len(), 12);
+    assert!(
+        v.get("access_token").is_none(),
+        "no token without --show-token"
+    );
+    assert!(v["expires_at"].as_u64().unwrap() > 1_700_000_000);
+
+    let mut shown = base.to_vec();
+    shown.push("--show-token");
+    let out = cli(&shown, SPECIAL_SECRET);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = v["access_token"].as_str().expect("token with --show-token");
+    assert!(!token.is_empty());
+    assert!(!text(&out.stdout).contains(SPECIAL_SECRET));
+}
+
+#[test]
+fn wrong_secret_exits_1_with_the_oauth_code_first() {
+    let peer = OidcPeer::start(None);
+    let url = peer.token_url();
+    let out = cli(
+        &[
+            "token",
+            "--token-url",
+            &url,
+            "--client-id",
+            "basic-client",
+            "--client-secret-env",
+            "TP_TEST_SECRET",
+            "--allow-http",
+        ],
+        "WRONG-SECRET-123",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("invalid_client: HTTP 401"), "{err}");
+    assert!(!err.contains("WRONG-SECRET-123") && !text(&out.stdout).contains("WRONG-SECRET-123"));
+}
+
+#[test]
+fn secret_file_and_a_plain_http_refusal() {
+    let peer = OidcPeer::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "basic-secret\n").unwrap();
+    let url = peer.token_url();
+    let args = [
+        "token",
+        "--token-url",
+        &url,
+        "--client-id",
+        "basic-client",
+        "--client-secret-file",
+        file.to_str().unwrap(),
+    ];
+    // Without --allow-http the plain-HTTP endpoint is refused.
+    let out = cli(&args, "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("config: token_url: plain http://"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-http");
+    let out = cli(&allowed, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn no_secret_source_is_a_usage_error() {
+    let out = cli(
+        &[
+            "token",
+            "--token-url",
+            "https://auth.example.com/token",
+            "--client-id",
+            "x",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--client-secret-env"),
+        "{}",
+        text(&out.stderr)
+    );
+    // There is no flag that takes the secret itself.
+    let out = cli(
+        &[
+            "token",
+            "--token-url",
+            "https://a/t",
+            "--client-id",
+            "x",
+            "--client-secret",
+            "s",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn call_prints_status_and_body() {
+    let peer = OidcPeer::start(None);
+    let url = peer.token_url();
+    let api = format!("{}/api/orders", peer.base());
+    let origin = peer.base();
+    let out = cli(
+        &[
+            "call",
+            &api,
+            "--allowed-origin",
+            &origin,
+            "--header",
+            "X-Trace: 1",
+            "--token-url",
+            &url,
+            "--client-id",
+            "basic-client",
+            "--client-secret-env",
+            "TP_TEST_SECRET",
+            "--allow-http",
+        ],
+        "basic-secret",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("HTTP 200"));
+    let body: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(body["client_id"], "basic-client");
+}
+
+#[test]
+fn demo_runs_offline_and_says_what_happened() {
+    let out = Command::new(env!("CARGO_BIN_EXE_token-provider"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("Done: 3 API calls, 2 token requests"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("source: fresh"), "{stdout}");
+    assert!(!stdout.contains("demo-secret"));
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The project's test command (README quick start, CI): installs what a fresh machine
+# lacks, then checks formatting and lints for both targets and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain: wasm32-wasip2 target, rustfmt, clippy"
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+
+step "test peer: oidc-provider (npm ci in tests/peers/oidc)"
+command -v node >/dev/null || { echo "node is required for the oidc-provider tests" >&2; exit 1; }
+(cd tests/peers/oidc && npm ci --no-audit --no-fund --loglevel=error)
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint: host and native builds"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "lint: component for wasm32-wasip2"
+cargo clippy -p token-provider --lib --target wasm32-wasip2 -- -D warnings
+
+step "tests"
+cargo test --workspace "$@"
