@@ -402,3 +402,115 @@ async fn connection_refused_is_a_transport_error() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_a_timeout() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let (s, _) = silent.accept().await.unwrap();
+            open.push(s); // accept, read nothing, answer nothing
+        }
+    });
+    let rig = rig(&server, &[("token_url", &url), ("http_timeout_ms", "300")]);
+    let started = std::time::Instant::now();
+    let err = rig
+        .host
+        .instance()
+        .await
+        .unwrap()
+        .get_token(&TokenRequest::default_request())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Timeout), "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    held.abort();
+}
+
+#[tokio::test]
+async fn audit_log_never_contains_the_secret_or_a_token() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let rig = rig(&server, &[("scope", "read")]);
+    let mut tokens = Vec::new();
+    let mut inst = rig.host.instance().await.unwrap();
+    tokens.push(
+        inst.get_token(&TokenRequest::default_request())
+            .await
+            .unwrap()
+            .unwrap()
+            .token,
+    );
+    tokens.push(
+        inst.get_token(&TokenRequest::default_request())
+            .await
+            .unwrap()
+            .unwrap()
+            .token,
+    );
+    let mut fresh = rig.host.instance().await.unwrap();
+    tokens.push(
+        fresh
+            .get_token(&TokenRequest::default_request())
+            .await
+            .unwrap()
+            .unwrap()
+            .token,
+    );
+    let api = token_provider_host::ApiRequest {
+        method: "GET".into(),
+        url: server.url("/api/x"),
+        headers: vec![],
+        body: None,
+        token: None,
+    };
+    assert_eq!(fresh.send(&api).await.unwrap().unwrap().status, 200);
+    server.revoke_all();
+    assert_eq!(fresh.send(&api).await.unwrap().unwrap().status, 200);
+    tokens.push(
+        fresh
+            .get_token(&TokenRequest::default_request())
+            .await
+            .unwrap()
+            .unwrap()
+            .token,
+    );
+    fresh
+        .invalidate(&TokenRequest::default_request())
+        .await
+        .unwrap();
+    server.set_canned(Some(Canned {
+        status: 400,
+        content_type: "application/json".into(),
+        body: br#"{"error":"invalid_scope"}"#.to_vec(),
+    }));
+    assert!(
+        fresh
+            .get_token(&TokenRequest::default_request())
+            .await
+            .unwrap()
+            .is_err()
+    );
+
+    let lines = rig.audit_lines();
+    assert!(lines.len() >= 10, "{lines:?}");
+    let raw = String::from_utf8_lossy(&rig.log.contents()).into_owned();
+    assert!(!raw.contains(CLIENT_SECRET));
+    for t in &tokens {
+        assert!(!raw.contains(t.as_str()), "token {t} in the audit log");
+    }
+    for l in &lines {
+        assert_eq!(l["source"], "token-provider");
+        assert!(
+            l["event"].is_string() && l["outcome"].is_string() && l["client_id"] == CLIENT_ID,
+            "{l}"
+        );
+    }
+}

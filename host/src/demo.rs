@@ -36,7 +36,7 @@ pub async fn run() -> anyhow::Result<()> {
         .log(LogSink::Capture(audit.clone()))
         .build()?;
     println!(
-        "2. Loaded the token-provider component into wasmtime ({} KB, compiled in {} ms)\n",
+        "2. Loaded the token-provider component into wasmtime ({} KB, compiled in {} ms)",
         token_provider_host::runtime::EMBEDDED_COMPONENT.len() / 1024,
         started.elapsed().as_millis()
     );
