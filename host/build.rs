@@ -17,21 +17,39 @@ fn main() {
     for path in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
-    println!("cargo:rerun-if-env-changed=TOKEN_PROVIDER_WASM_OVERRIDE");
 
-    // Escape hatch for packagers: embed a component built elsewhere.
-    if let Ok(path) = env::var("TOKEN_PROVIDER_WASM_OVERRIDE") {
-        println!("cargo:rustc-env=TOKEN_PROVIDER_WASM={path}");
-        return;
-    }
-
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target_dir = env::var("CARGO_TARGET_DIR")
+    let target_root = env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"))
-        .join("component-build");
+        .unwrap_or_else(|_| root.join("target"));
     ensure_target_installed();
 
+    // Both flavors, each in its own target dir (same crate, different features), then
+    // copied to stable paths under target/components/ for spin.toml, wac and users.
+    let out = target_root.join("components");
+    std::fs::create_dir_all(&out).expect("create target/components");
+    for (env_name, file, features) in [
+        ("TOKEN_PROVIDER_WASM", "token_provider.wasm", None),
+        (
+            "TOKEN_PROVIDER_WASMTIME_WASM",
+            "token_provider_wasmtime.wasm",
+            Some("wasmtime-flavor"),
+        ),
+    ] {
+        let target_dir =
+            target_root.join(format!("component-build-{}", features.unwrap_or("spin")));
+        let built = build_component(&root, &target_dir, features);
+        let dest = out.join(file);
+        std::fs::copy(&built, &dest).expect("copy the component to target/components");
+        println!("cargo:rustc-env={env_name}={}", dest.display());
+    }
+}
+
+fn build_component(
+    root: &std::path::Path,
+    target_dir: &std::path::Path,
+    features: Option<&str>,
+) -> PathBuf {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let keep = [
         "PATH",
         "HOME",
@@ -47,7 +65,7 @@ fn main() {
             cmd.env(key, v);
         }
     }
-    cmd.current_dir(&root).args([
+    cmd.current_dir(root).args([
         "build",
         "--package",
         "token-provider",
@@ -58,21 +76,23 @@ fn main() {
         "component",
         "--target-dir",
     ]);
-    cmd.arg(&target_dir);
+    cmd.arg(target_dir);
+    if let Some(f) = features {
+        cmd.args(["--features", f]);
+    }
     let status = cmd
         .status()
         .expect("could not run cargo to build the component");
     assert!(
         status.success(),
-        "building the token-provider component for {TARGET} failed"
+        "building the token-provider component ({features:?}) for {TARGET} failed"
     );
-
     let wasm = target_dir
         .join(TARGET)
         .join("component")
         .join("token_provider.wasm");
     assert!(wasm.exists(), "{} was not produced", wasm.display());
-    println!("cargo:rustc-env=TOKEN_PROVIDER_WASM={}", wasm.display());
+    wasm
 }
 
 /// `rustup target add wasm32-wasip2` when the target's standard library is missing,

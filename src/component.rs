@@ -13,11 +13,26 @@ use crate::token_request::TokenRequest as CoreTokenRequest;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 
+// One source, two flavors: only the world (which WASI drafts are imported) differs.
+// The draft keyvalue/config interfaces the adapters call have the same shape in both.
+#[cfg(not(feature = "wasmtime-flavor"))]
 wit_bindgen::generate!({
     path: "wit",
     world: "oauth2:token-provider/token-provider",
     generate_all,
 });
+#[cfg(feature = "wasmtime-flavor")]
+wit_bindgen::generate!({
+    path: "wit",
+    world: "oauth2:token-provider/token-provider-wasmtime",
+    generate_all,
+});
+
+// Both drafts are in wit/deps, so the bindings carry the version in the module name.
+#[cfg(not(feature = "wasmtime-flavor"))]
+use wasi::{config0_2_0_draft_2024_09_27 as config, keyvalue0_2_0_draft2 as keyvalue};
+#[cfg(feature = "wasmtime-flavor")]
+use wasi::{config0_2_0_rc_1 as config, keyvalue0_2_0_draft as keyvalue};
 
 use exports::oauth2::token_provider::authorized_client;
 use exports::oauth2::token_provider::provider;
@@ -31,7 +46,7 @@ export!(Component);
 thread_local! {
     static SETTINGS: OnceCell<Settings> = const { OnceCell::new() };
     static MEMORY: RefCell<MemoryCache> = RefCell::new(MemoryCache::default());
-    static BUCKETS: RefCell<HashMap<String, wasi::keyvalue::store::Bucket>> = RefCell::new(HashMap::new());
+    static BUCKETS: RefCell<HashMap<String, keyvalue::store::Bucket>> = RefCell::new(HashMap::new());
 }
 
 /// Settings are read once per instance; a failed read is retried on the next call.
@@ -41,10 +56,8 @@ fn with_provider<R>(
     SETTINGS.with(|cell| {
         if cell.get().is_none() {
             let settings = Settings::load(|key| {
-                wasi::config::store::get(key).map_err(|e| match e {
-                    wasi::config::store::Error::Upstream(m) | wasi::config::store::Error::Io(m) => {
-                        m
-                    }
+                config::store::get(key).map_err(|e| match e {
+                    config::store::Error::Upstream(m) | config::store::Error::Io(m) => m,
                 })
             })?;
             let _ = cell.set(settings);
@@ -152,12 +165,12 @@ impl WasiPlatform {
     fn with_bucket<R>(
         &self,
         store: &str,
-        f: impl FnOnce(&wasi::keyvalue::store::Bucket) -> Result<R, wasi::keyvalue::store::Error>,
+        f: impl FnOnce(&keyvalue::store::Bucket) -> Result<R, keyvalue::store::Error>,
     ) -> Result<R, String> {
         BUCKETS.with(|buckets| {
             let mut buckets = buckets.borrow_mut();
             if !buckets.contains_key(store) {
-                let bucket = wasi::keyvalue::store::open(store).map_err(kv_error)?;
+                let bucket = keyvalue::store::open(store).map_err(kv_error)?;
                 buckets.insert(store.to_string(), bucket);
             }
             f(&buckets[store]).map_err(kv_error)
@@ -165,8 +178,8 @@ impl WasiPlatform {
     }
 }
 
-fn kv_error(e: wasi::keyvalue::store::Error) -> String {
-    use wasi::keyvalue::store::Error as E;
+fn kv_error(e: keyvalue::store::Error) -> String {
+    use keyvalue::store::Error as E;
     match e {
         E::NoSuchStore => "no such store".into(),
         E::AccessDenied => {

@@ -1,6 +1,7 @@
-//! The built component's world: exactly the two exports, and no import beyond the
-//! WASI interfaces the design allows.
+//! The built components' worlds: exactly the two exports, and no import beyond the
+//! WASI interfaces the design allows, with each flavor's drafts and only those.
 
+use token_provider_host::Flavor;
 use token_provider_host::runtime::{EMBEDDED_COMPONENT, embedded};
 
 const ALLOWED_IMPORT_PACKAGES: &[&str] = &[
@@ -13,77 +14,102 @@ const ALLOWED_IMPORT_PACKAGES: &[&str] = &[
     "wasi:cli",
 ];
 
-fn package(name: &str) -> &str {
-    name.split('/').next().unwrap()
+const FLAVORS: [(Flavor, [&str; 2]); 2] = [
+    (
+        Flavor::Spin,
+        [
+            "wasi:keyvalue/store@0.2.0-draft2",
+            "wasi:config/store@0.2.0-draft-2024-09-27",
+        ],
+    ),
+    (
+        Flavor::Wasmtime,
+        [
+            "wasi:keyvalue/store@0.2.0-draft",
+            "wasi:config/store@0.2.0-rc.1",
+        ],
+    ),
+];
+
+fn imports(flavor: Flavor) -> Vec<String> {
+    let (engine, component) = embedded(flavor);
+    component
+        .component_type()
+        .imports(&engine)
+        .map(|(n, _)| n.to_string())
+        .collect()
 }
 
 #[test]
 fn exports_provider_and_authorized_client_only() {
-    let (engine, component) = embedded();
-    let ty = component.component_type();
-    let mut exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_string()).collect();
-    exports.sort();
-    assert_eq!(
-        exports,
-        [
-            "oauth2:token-provider/authorized-client@0.1.0",
-            "oauth2:token-provider/provider@0.1.0"
-        ]
-    );
+    for (flavor, _) in FLAVORS {
+        let (engine, component) = embedded(flavor);
+        let mut exports: Vec<String> = component
+            .component_type()
+            .exports(&engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        exports.sort();
+        assert_eq!(
+            exports,
+            [
+                "oauth2:token-provider/authorized-client@0.1.0",
+                "oauth2:token-provider/provider@0.1.0"
+            ],
+            "{flavor:?}"
+        );
+    }
 }
 
 #[test]
 fn imports_only_allowed_wasi_interfaces() {
-    let (engine, component) = embedded();
-    let imports: Vec<String> = component
-        .component_type()
-        .imports(&engine)
-        .map(|(n, _)| n.to_string())
-        .collect();
-    let foreign: Vec<&String> = imports
-        .iter()
-        .filter(|n| {
-            let pkg = package(n);
-            let pkg = pkg.split('@').next().unwrap();
-            !ALLOWED_IMPORT_PACKAGES.contains(&pkg) && pkg != "oauth2:token-provider"
-        })
-        .collect();
-    assert!(
-        foreign.is_empty(),
-        "unexpected imports: {foreign:?} (all: {imports:?})"
-    );
-    // The Spin flavor's drafts, exactly.
-    for needed in [
-        "wasi:http/outgoing-handler@0.2.6",
-        "wasi:keyvalue/store@0.2.0-draft2",
-        "wasi:config/store@0.2.0-draft-2024-09-27",
-    ] {
+    for (flavor, drafts) in FLAVORS {
+        let imports = imports(flavor);
+        let foreign: Vec<&String> = imports
+            .iter()
+            .filter(|n| {
+                let pkg = n.split('/').next().unwrap().split('@').next().unwrap();
+                !ALLOWED_IMPORT_PACKAGES.contains(&pkg) && pkg != "oauth2:token-provider"
+            })
+            .collect();
         assert!(
-            imports.iter().any(|i| i == needed),
-            "{needed} missing from {imports:?}"
+            foreign.is_empty(),
+            "{flavor:?}: unexpected imports {foreign:?} (all: {imports:?})"
         );
-    }
-    // Types-only interfaces of our own package carry no functions.
-    for own in imports.iter().filter(|n| n.starts_with("oauth2:")) {
-        assert_eq!(own, "oauth2:token-provider/types@0.1.0");
-    }
-    // No filesystem and no sockets: the provider reaches nothing but what the host's
-    // wasi:http and wasi:keyvalue give it. (wasi:cli comes from Rust's std.)
-    for forbidden in ["wasi:filesystem", "wasi:sockets"] {
-        assert!(
-            !imports.iter().any(|i| i.starts_with(forbidden)),
-            "{forbidden} imported: {imports:?}"
-        );
+        // The flavor's drafts, exactly, and none of the other flavor's.
+        for needed in ["wasi:http/outgoing-handler@0.2.6", drafts[0], drafts[1]] {
+            assert!(
+                imports.iter().any(|i| i == needed),
+                "{flavor:?}: {needed} missing from {imports:?}"
+            );
+        }
+        let kv_and_config = imports
+            .iter()
+            .filter(|i| i.starts_with("wasi:keyvalue") || i.starts_with("wasi:config"))
+            .count();
+        assert_eq!(kv_and_config, 2, "{flavor:?}: {imports:?}");
+        // Types-only interfaces of our own package carry no functions.
+        for own in imports.iter().filter(|n| n.starts_with("oauth2:")) {
+            assert_eq!(own, "oauth2:token-provider/types@0.1.0");
+        }
+        // No filesystem and no sockets: the provider reaches nothing but what the host's
+        // wasi:http and wasi:keyvalue give it. (wasi:cli comes from Rust's std.)
+        for forbidden in ["wasi:filesystem", "wasi:sockets"] {
+            assert!(
+                !imports.iter().any(|i| i.starts_with(forbidden)),
+                "{flavor:?}: {forbidden} imported: {imports:?}"
+            );
+        }
     }
 }
 
 #[test]
 fn component_is_a_reasonable_size() {
     // A guard against accidentally pulling in a large dependency (e.g. IDNA tables),
-    // not a benchmark: sizes are reported by the benchmark binary.
-    assert!(
-        EMBEDDED_COMPONENT.len() < 600 * 1024,
-        "component is {} bytes",
-        EMBEDDED_COMPONENT.len()
-    );
+    // not a benchmark.
+    for (flavor, _) in FLAVORS {
+        let len = flavor.embedded_bytes().len();
+        assert!(len < 600 * 1024, "{flavor:?} component is {len} bytes");
+    }
+    assert_eq!(EMBEDDED_COMPONENT, Flavor::Spin.embedded_bytes());
 }

@@ -18,11 +18,12 @@ pub mod kv;
 pub mod outbound;
 pub mod runtime;
 pub mod testserver;
+mod wasi_impls;
 
 /// Shared in-memory stderr capture (for reading the audit log).
 pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 pub use runtime::{
-    AccessToken, ApiRequest, ApiResponse, HostBuilder, LogSink, OauthError, ProviderError,
+    AccessToken, ApiRequest, ApiResponse, Flavor, HostBuilder, LogSink, OauthError, ProviderError,
     ProviderInstance, ServerError, TokenHost, TokenRequest, TokenSource, describe, source_name,
 };

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use token_provider_host::outbound::read_pem_certs;
 use token_provider_host::{
-    ApiRequest, HostBuilder, LogSink, TokenHost, TokenRequest, describe, source_name,
+    ApiRequest, Flavor, HostBuilder, LogSink, TokenHost, TokenRequest, describe, source_name,
 };
 
 mod demo;
@@ -91,7 +91,10 @@ struct ProviderArgs {
     /// Any other configuration key, `key=value` (repeatable), e.g. `http_timeout_ms=3000`.
     #[arg(long = "config", value_name = "KEY=VALUE")]
     extra: Vec<String>,
-    /// Use this component instead of the embedded one.
+    /// Which embedded build to run: `spin` (default) or `wasmtime` (other WASI drafts).
+    #[arg(long, value_name = "FLAVOR", default_value = "spin", value_parser = ["spin", "wasmtime"])]
+    flavor: String,
+    /// Use this component (either flavor) instead of the embedded one.
     #[arg(long, value_name = "WASM")]
     component: Option<PathBuf>,
     /// Print the component's audit log (JSON lines) on stderr.
@@ -125,6 +128,11 @@ impl ProviderArgs {
                 LogSink::Inherit
             } else {
                 LogSink::Discard
+            })
+            .flavor(if self.flavor == "wasmtime" {
+                Flavor::Wasmtime
+            } else {
+                Flavor::Spin
             });
         if let Some(m) = &self.auth_method {
             b = b.config("auth_method", m);

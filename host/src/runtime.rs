@@ -6,7 +6,7 @@ use crate::outbound::{Hooks, tls_config};
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::sync::Arc;
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -29,28 +29,50 @@ pub mod bindings {
     });
 }
 
+/// The wasmtime flavor's imports (`wasi:keyvalue@0.2.0-draft`, `wasi:config@0.2.0-rc.1`).
+/// Its exports are the same interfaces as the Spin flavor's, so one set of export
+/// bindings (`bindings`) calls both flavors.
+pub mod wasmtime_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "oauth2:token-provider/token-provider-wasmtime",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:random": wasmtime_wasi::p2::bindings::random,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "oauth2:token-provider/types": crate::runtime::bindings::oauth2::token_provider::types,
+            "wasi:keyvalue/store.bucket": crate::runtime::Bucket,
+        },
+    });
+}
+
 pub use bindings::exports::oauth2::token_provider::authorized_client::{
     Request as ApiRequest, Response as ApiResponse,
 };
 pub use bindings::oauth2::token_provider::types::{
     AccessToken, Error as ProviderError, OauthError, ServerError, TokenRequest, TokenSource,
 };
-use bindings::wasi::config::store as config_store;
-use bindings::wasi::keyvalue::{atomics, store as kv_store};
 
-/// The component this host was built with (see `build.rs`).
+/// The Spin-flavor component this host was built with (see `build.rs`); the default.
 pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("TOKEN_PROVIDER_WASM"));
 
-/// A `wasi:keyvalue` bucket: the label it was opened with.
+/// The wasmtime-flavor component (same source, the drafts wasmtime's CLI implements).
+pub static EMBEDDED_WASMTIME_COMPONENT: &[u8] =
+    include_bytes!(env!("TOKEN_PROVIDER_WASMTIME_WASM"));
+
+/// A `wasi:keyvalue` bucket (either draft): the label it was opened with.
 pub struct Bucket {
-    label: String,
+    pub(crate) label: String,
 }
 
-/// A `wasi:keyvalue` compare-and-swap handle.
+/// A `wasi:keyvalue@0.2.0-draft2` compare-and-swap handle.
 pub struct Cas {
-    label: String,
-    key: String,
-    current: Option<Vec<u8>>,
+    pub(crate) label: String,
+    pub(crate) key: String,
+    pub(crate) current: Option<Vec<u8>>,
 }
 
 /// Where the component's stderr (its audit log) goes.
@@ -68,10 +90,10 @@ pub enum LogSink {
 pub struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     hooks: Hooks,
-    kv: Arc<dyn KvBackend>,
-    config: Arc<HashMap<String, String>>,
+    pub(crate) kv: Arc<dyn KvBackend>,
+    pub(crate) config: Arc<HashMap<String, String>>,
 }
 
 impl WasiView for State {
@@ -93,8 +115,29 @@ impl WasiHttpView for State {
     }
 }
 
+/// Which build of the component to run. Both have the same exports; they differ in
+/// the WASI drafts they import (this host implements both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// `token_provider.wasm`: `wasi:keyvalue@0.2.0-draft2`, `wasi:config@0.2.0-draft-2024-09-27` (Spin 3.x/4.x).
+    #[default]
+    Spin,
+    /// `token_provider_wasmtime.wasm`: `wasi:keyvalue@0.2.0-draft`, `wasi:config@0.2.0-rc.1` (wasmtime 48 CLI).
+    Wasmtime,
+}
+
+impl Flavor {
+    pub fn embedded_bytes(self) -> &'static [u8] {
+        match self {
+            Flavor::Spin => EMBEDDED_COMPONENT,
+            Flavor::Wasmtime => EMBEDDED_WASMTIME_COMPONENT,
+        }
+    }
+}
+
 /// Builder for a [`TokenHost`].
 pub struct HostBuilder {
+    flavor: Flavor,
     component: Option<Vec<u8>>,
     config: HashMap<String, String>,
     kv: Arc<dyn KvBackend>,
@@ -105,6 +148,7 @@ pub struct HostBuilder {
 impl Default for HostBuilder {
     fn default() -> Self {
         HostBuilder {
+            flavor: Flavor::Spin,
             component: None,
             config: HashMap::new(),
             kv: Arc::new(MemoryKv::new()),
@@ -115,7 +159,13 @@ impl Default for HostBuilder {
 }
 
 impl HostBuilder {
-    /// Use this component (`.wasm` bytes) instead of the embedded one.
+    /// Run the embedded component of this flavor (default: [`Flavor::Spin`]).
+    pub fn flavor(mut self, flavor: Flavor) -> Self {
+        self.flavor = flavor;
+        self
+    }
+
+    /// Use this component (`.wasm` bytes, either flavor) instead of the embedded one.
     pub fn component(mut self, bytes: Vec<u8>) -> Self {
         self.component = Some(bytes);
         self
@@ -162,7 +212,7 @@ impl HostBuilder {
                     .map_err(|e| anyhow::Error::from(e).context("compiling the component"))?;
                 (engine, component)
             }
-            None => embedded(),
+            None => embedded(self.flavor),
         };
         self.build_with(engine, component)
     }
@@ -172,9 +222,7 @@ impl HostBuilder {
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        kv_store::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
-        atomics::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
-        config_store::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        crate::wasi_impls::add_to_linker(&mut linker)?;
         let pre = bindings::TokenProviderPre::new(linker.instantiate_pre(&component)?)?;
         Ok(TokenHost {
             engine,
@@ -193,17 +241,23 @@ pub fn new_engine() -> anyhow::Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
-/// The embedded component, compiled once per process.
-pub fn embedded() -> (Engine, Component) {
-    static CACHE: std::sync::OnceLock<(Engine, Component)> = std::sync::OnceLock::new();
-    CACHE
+/// An embedded component, compiled once per process and flavor (one shared engine).
+pub fn embedded(flavor: Flavor) -> (Engine, Component) {
+    use std::sync::OnceLock;
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    static SPIN: OnceLock<Component> = OnceLock::new();
+    static WASMTIME: OnceLock<Component> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| new_engine().expect("engine")).clone();
+    let cell = match flavor {
+        Flavor::Spin => &SPIN,
+        Flavor::Wasmtime => &WASMTIME,
+    };
+    let component = cell
         .get_or_init(|| {
-            let engine = new_engine().expect("engine");
-            let component =
-                Component::new(&engine, EMBEDDED_COMPONENT).expect("embedded component compiles");
-            (engine, component)
+            Component::new(&engine, flavor.embedded_bytes()).expect("embedded component compiles")
         })
-        .clone()
+        .clone();
+    (engine, component)
 }
 
 /// A linked component, ready to be instantiated any number of times.
@@ -349,170 +403,4 @@ pub fn describe(error: &ProviderError) -> String {
         }
     }
     D(error).to_string()
-}
-
-// ---- wasi:config ----
-
-impl config_store::Host for State {
-    fn get(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<String>, config_store::Error>> {
-        Ok(Ok(self.config.get(&key).cloned()))
-    }
-
-    fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, config_store::Error>> {
-        Ok(Ok(self
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()))
-    }
-}
-
-// ---- wasi:keyvalue (store + atomics) ----
-
-fn other(e: String) -> kv_store::Error {
-    kv_store::Error::Other(e)
-}
-
-impl State {
-    fn label(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
-        Ok(self.table.get(bucket)?.label.clone())
-    }
-}
-
-impl kv_store::Host for State {
-    fn open(
-        &mut self,
-        identifier: String,
-    ) -> wasmtime::Result<Result<Resource<Bucket>, kv_store::Error>> {
-        if let Err(e) = self.kv.open(&identifier) {
-            return Ok(Err(other(e)));
-        }
-        Ok(Ok(self.table.push(Bucket { label: identifier })?))
-    }
-}
-
-impl kv_store::HostBucket for State {
-    fn get(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv_store::Error>> {
-        let label = self.label(&bucket)?;
-        Ok(self.kv.get(&label, &key).map_err(other))
-    }
-
-    fn set(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), kv_store::Error>> {
-        let label = self.label(&bucket)?;
-        Ok(self.kv.set(&label, &key, &value).map_err(other))
-    }
-
-    fn delete(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<(), kv_store::Error>> {
-        let label = self.label(&bucket)?;
-        Ok(self.kv.delete(&label, &key).map_err(other))
-    }
-
-    fn exists(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<bool, kv_store::Error>> {
-        let label = self.label(&bucket)?;
-        Ok(self.kv.exists(&label, &key).map_err(other))
-    }
-
-    fn list_keys(
-        &mut self,
-        bucket: Resource<Bucket>,
-        cursor: Option<String>,
-    ) -> wasmtime::Result<Result<kv_store::KeyResponse, kv_store::Error>> {
-        let label = self.label(&bucket)?;
-        Ok(self
-            .kv
-            .list_keys(&label, cursor.as_deref(), 1000)
-            .map(|(keys, cursor)| kv_store::KeyResponse { keys, cursor })
-            .map_err(other))
-    }
-
-    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
-        self.table.delete(bucket)?;
-        Ok(())
-    }
-}
-
-impl atomics::Host for State {
-    fn increment(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-        delta: i64,
-    ) -> wasmtime::Result<Result<i64, kv_store::Error>> {
-        let label = self.label(&bucket)?;
-        Ok(self.kv.increment(&label, &key, delta).map_err(other))
-    }
-
-    fn swap(
-        &mut self,
-        cas: Resource<Cas>,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
-        // Not atomic across processes: the component coordinates with `increment` only.
-        let cas = self.table.delete(cas)?;
-        let current = self.kv.get(&cas.label, &cas.key);
-        Ok(match current {
-            Err(e) => Err(atomics::CasError::StoreError(other(e))),
-            Ok(now) if now != cas.current => {
-                let fresh = self.table.push(Cas {
-                    current: now,
-                    ..cas
-                })?;
-                Err(atomics::CasError::CasFailed(fresh))
-            }
-            Ok(_) => self
-                .kv
-                .set(&cas.label, &cas.key, &value)
-                .map_err(|e| atomics::CasError::StoreError(other(e))),
-        })
-    }
-}
-
-impl atomics::HostCas for State {
-    fn new(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<Resource<Cas>, kv_store::Error>> {
-        let label = self.label(&bucket)?;
-        match self.kv.get(&label, &key) {
-            Ok(current) => Ok(Ok(self.table.push(Cas {
-                label,
-                key,
-                current,
-            })?)),
-            Err(e) => Ok(Err(other(e))),
-        }
-    }
-
-    fn current(
-        &mut self,
-        cas: Resource<Cas>,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv_store::Error>> {
-        Ok(Ok(self.table.get(&cas)?.current.clone()))
-    }
-
-    fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
-        self.table.delete(cas)?;
-        Ok(())
-    }
 }

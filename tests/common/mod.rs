@@ -57,6 +57,15 @@ pub fn rig_with_kv(
     extra: &[(&str, &str)],
     kv: Option<Arc<dyn KvBackend>>,
 ) -> Rig {
+    rig_full(server, extra, kv, token_provider_host::Flavor::Spin)
+}
+
+pub fn rig_full(
+    server: &MockServer,
+    extra: &[(&str, &str)],
+    kv: Option<Arc<dyn KvBackend>>,
+    flavor: token_provider_host::Flavor,
+) -> Rig {
     let memory = MemoryKv::new();
     let log = MemoryOutputPipe::new(4 << 20);
     let mut config = base_config(server);
@@ -65,6 +74,7 @@ pub fn rig_with_kv(
         config.push((k.to_string(), v.to_string()));
     }
     let host = TokenHost::builder()
+        .flavor(flavor)
         .configs(config)
         .kv(kv.unwrap_or_else(|| Arc::new(memory.clone())))
         .log(LogSink::Capture(log.clone()))
