@@ -226,6 +226,7 @@ impl HostBuilder {
         let pre = bindings::TokenProviderPre::new(linker.instantiate_pre(&component)?)?;
         Ok(TokenHost {
             engine,
+            linker,
             pre,
             kv: self.kv,
             config: Arc::new(self.config),
@@ -264,6 +265,7 @@ pub fn embedded(flavor: Flavor) -> (Engine, Component) {
 #[derive(Clone)]
 pub struct TokenHost {
     engine: Engine,
+    linker: Linker<State>,
     pre: bindings::TokenProviderPre<State>,
     kv: Arc<dyn KvBackend>,
     config: Arc<HashMap<String, String>>,
@@ -282,6 +284,24 @@ impl TokenHost {
 
     /// A fresh instance, as Spin gives each request.
     pub async fn instance(&self) -> anyhow::Result<ProviderInstance> {
+        let mut store = self.new_store();
+        let bindings = self.pre.instantiate_async(&mut store).await?;
+        Ok(ProviderInstance { store, bindings })
+    }
+
+    /// Instantiate any other component with the same imports available, e.g. one that
+    /// was composed with the provider (`wac plug`). Call its exports through the
+    /// returned instance.
+    pub async fn instantiate_other(
+        &self,
+        component: &Component,
+    ) -> anyhow::Result<(Store<State>, wasmtime::component::Instance)> {
+        let mut store = self.new_store();
+        let instance = self.linker.instantiate_async(&mut store, component).await?;
+        Ok((store, instance))
+    }
+
+    fn new_store(&self) -> Store<State> {
         let mut wasi = WasiCtx::builder();
         match &self.log {
             LogSink::Inherit => {
@@ -302,9 +322,7 @@ impl TokenHost {
             kv: self.kv.clone(),
             config: self.config.clone(),
         };
-        let mut store = Store::new(&self.engine, state);
-        let bindings = self.pre.instantiate_async(&mut store).await?;
-        Ok(ProviderInstance { store, bindings })
+        Store::new(&self.engine, state)
     }
 }
 

@@ -86,3 +86,31 @@ pub fn rig_full(
         kv: memory,
     }
 }
+
+/// The repository root.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Run a shell command from the repository root with a clean environment (only what
+/// cargo and rustup need), as a user's shell would; panics with the command on failure.
+pub fn run_from_root(command: &str) {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", command])
+        .current_dir(repo_root())
+        .env_clear();
+    for key in [
+        "PATH",
+        "HOME",
+        "RUSTUP_HOME",
+        "CARGO_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "TMPDIR",
+    ] {
+        if let Ok(v) = std::env::var(key) {
+            cmd.env(key, v);
+        }
+    }
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "command failed: {command}");
+}

@@ -1,0 +1,277 @@
+//! The Spin app, as far as CI can prove it without a Spin binary:
+//! - `spin.toml` parses, declares every configuration key as a variable (the secret as
+//!   a secret, required where there is no default), the key-value store, the outbound
+//!   hosts, and the provider as a component dependency;
+//! - its build commands run and produce every path the manifest names;
+//! - every import of the provider (Spin flavor) and of the gateway is in Spin's platform
+//!   world (read from the spin-sdk crate's WIT), or is satisfied by the provider.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use token_provider::config::KEYS;
+use wasmtime::component::{Component, types::ComponentItem};
+
+const PROVIDER_IMPORT: &str = "oauth2:token-provider/authorized-client@0.1.0";
+const OWN_TYPES: &str = "oauth2:token-provider/types@0.1.0";
+
+fn root() -> PathBuf {
+    common::repo_root()
+}
+
+fn manifest() -> toml::Table {
+    std::fs::read_to_string(root().join("spin.toml"))
+        .unwrap()
+        .parse()
+        .expect("spin.toml is valid TOML")
+}
+
+fn gateway(m: &toml::Table) -> &toml::Table {
+    m["component"]["gateway"]
+        .as_table()
+        .expect("[component.gateway]")
+}
+
+#[test]
+fn every_config_key_is_a_spin_variable_mapped_into_the_component() {
+    let m = manifest();
+    assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
+    let app_vars = m["variables"].as_table().unwrap();
+    let component_vars = gateway(&m)["variables"].as_table().unwrap();
+    for (key, default, _) in KEYS {
+        let mapped = component_vars
+            .get(*key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("{key} not mapped"));
+        if *key == "allowed_origins" {
+            assert_eq!(mapped, "{{ api_origin }}");
+            continue;
+        }
+        assert_eq!(
+            mapped,
+            format!("{{{{ {key} }}}}"),
+            "component variable {key}"
+        );
+        let var = app_vars
+            .get(*key)
+            .and_then(|v| v.as_table())
+            .unwrap_or_else(|| panic!("app variable {key}"));
+        match default {
+            None => assert_eq!(
+                var.get("required").and_then(|v| v.as_bool()),
+                Some(true),
+                "{key} must be required"
+            ),
+            Some(d) => assert_eq!(
+                var.get("default").and_then(|v| v.as_str()),
+                Some(*d),
+                "default of {key}"
+            ),
+        }
+    }
+    assert_eq!(app_vars["client_secret"]["secret"].as_bool(), Some(true));
+    for (name, var) in app_vars {
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{name}"
+        );
+        if var.get("secret").and_then(|v| v.as_bool()) == Some(true) {
+            assert_eq!(name, "client_secret", "only the secret is a secret");
+        }
+    }
+}
+
+#[test]
+fn permissions_and_the_dependency_are_declared() {
+    let m = manifest();
+    let g = gateway(&m);
+    let stores: Vec<&str> = g["key_value_stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(stores, ["default"]);
+    let hosts: Vec<&str> = g["allowed_outbound_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(hosts, ["{{ token_origin }}", "{{ api_origin }}"]);
+    let dep = g["dependencies"][PROVIDER_IMPORT]
+        .as_table()
+        .expect("provider dependency");
+    assert_eq!(dep["inherit_configuration"].as_bool(), Some(true));
+    assert!(
+        dep["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("token_provider.wasm")
+    );
+    let trigger = &m["trigger"]["http"].as_array().unwrap()[0];
+    assert_eq!(trigger["component"].as_str(), Some("gateway"));
+    // The Redis runtime config example parses and points `default` at Redis.
+    let rc: toml::Table = std::fs::read_to_string(root().join("runtime-config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        rc["key_value_store"]["default"]["type"].as_str(),
+        Some("redis")
+    );
+}
+
+/// Run the manifest's build commands as `spin build` would (from the app directory).
+fn spin_build(m: &toml::Table) {
+    for c in gateway(m)["build"]["command"].as_array().unwrap() {
+        common::run_from_root(c.as_str().unwrap());
+    }
+}
+
+fn component_imports(
+    engine: &wasmtime::Engine,
+    path: &Path,
+) -> (Vec<String>, Vec<String>, Component) {
+    let component =
+        Component::from_file(engine, path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let ty = component.component_type();
+    let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    (imports, exports, component)
+}
+
+/// Imports of Spin's `spin:up/platform` world, from the spin-sdk crate the gateway uses.
+fn spin_platform_imports() -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(root().join("examples/spin-gateway/Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sdk = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "spin-sdk")
+        .expect("spin-sdk in the gateway's dependencies");
+    let wit_dir = Path::new(sdk["manifest_path"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .join("wit");
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve
+        .push_dir(&wit_dir)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", wit_dir.display()));
+    assert_eq!(resolve.packages[pkg].name.namespace, "spin");
+    let world = resolve.packages[pkg].worlds["platform"];
+    resolve.worlds[world]
+        .imports
+        .iter()
+        .filter_map(|(key, item)| match item {
+            wit_parser::WorldItem::Interface { id, .. } => resolve.id_of(*id),
+            _ => Some(resolve.name_world_key(key)),
+        })
+        .collect()
+}
+
+/// A types-only interface import: no functions, nothing for a host to provide.
+fn is_types_only(engine: &wasmtime::Engine, component: &Component, name: &str) -> bool {
+    component.component_type().imports(engine).any(|(n, item)| {
+        n == name
+            && matches!(&item.ty, ComponentItem::ComponentInstance(inst)
+                if inst.exports(engine).all(|(_, e)| matches!(e.ty, ComponentItem::Type(_))))
+    })
+}
+
+#[test]
+fn spin_build_produces_every_path_and_all_imports_are_in_spins_world() {
+    let m = manifest();
+    spin_build(&m);
+    let g = gateway(&m);
+    let source = root().join(g["source"].as_str().unwrap());
+    let provider = root().join(g["dependencies"][PROVIDER_IMPORT]["path"].as_str().unwrap());
+    assert!(
+        source.exists(),
+        "{} missing after spin build",
+        source.display()
+    );
+    assert!(
+        provider.exists(),
+        "{} missing after spin build",
+        provider.display()
+    );
+
+    let spin = spin_platform_imports();
+    assert!(
+        spin.contains("wasi:keyvalue/store@0.2.0-draft2")
+            && spin.contains("wasi:http/outgoing-handler@0.2.6"),
+        "{spin:?}"
+    );
+    let engine = token_provider_host::runtime::new_engine().unwrap();
+
+    let (p_imports, p_exports, p_component) = component_imports(&engine, &provider);
+    let missing: Vec<&String> = p_imports
+        .iter()
+        .filter(|i| {
+            !spin.contains(*i) && !(*i == OWN_TYPES && is_types_only(&engine, &p_component, i))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "provider imports that Spin lacks: {missing:?}"
+    );
+    assert!(
+        p_exports.iter().any(|e| e == PROVIDER_IMPORT),
+        "{p_exports:?}"
+    );
+
+    let (g_imports, g_exports, g_component) = component_imports(&engine, &source);
+    assert!(
+        g_imports.iter().any(|i| i == PROVIDER_IMPORT),
+        "the gateway imports the provider: {g_imports:?}"
+    );
+    let missing: Vec<&String> = g_imports
+        .iter()
+        .filter(|i| {
+            !spin.contains(*i)
+                && *i != PROVIDER_IMPORT
+                && !(*i == OWN_TYPES && is_types_only(&engine, &g_component, i))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "gateway imports that neither Spin nor the provider satisfy: {missing:?}"
+    );
+    assert!(
+        g_exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/incoming-handler@0.2")),
+        "{g_exports:?}"
+    );
+
+    // The check bites: the wasmtime flavor's drafts are not Spin's.
+    let wt = token_provider_host::runtime::EMBEDDED_WASMTIME_COMPONENT;
+    let wt = Component::new(&engine, wt).unwrap();
+    let wt_missing: Vec<String> = wt
+        .component_type()
+        .imports(&engine)
+        .map(|(n, _)| n.to_string())
+        .filter(|i| !spin.contains(i) && i != OWN_TYPES)
+        .collect();
+    assert_eq!(
+        wt_missing,
+        [
+            "wasi:keyvalue/store@0.2.0-draft",
+            "wasi:config/store@0.2.0-rc.1"
+        ]
+    );
+}
