@@ -19,12 +19,17 @@ command -v node >/dev/null || { echo "node is required for the oidc-provider tes
 
 step "format"
 cargo fmt --all -- --check
+for example in examples/*/Cargo.toml; do cargo fmt --manifest-path "$example" -- --check; done
 
 step "lint: host and native builds"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "lint: component for wasm32-wasip2"
+step "lint: component (both flavors) and examples for wasm32-wasip2"
 cargo clippy -p token-provider --lib --target wasm32-wasip2 -- -D warnings
+cargo clippy -p token-provider --lib --target wasm32-wasip2 --features wasmtime-flavor -- -D warnings
+for example in examples/*/Cargo.toml; do
+  cargo clippy --manifest-path "$example" --target wasm32-wasip2 --target-dir target/examples -- -D warnings
+done
 
 step "tests"
 cargo test --workspace "$@"

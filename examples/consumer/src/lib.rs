@@ -17,7 +17,12 @@ export!(Consumer);
 
 impl Guest for Consumer {
     fn describe_token(scopes: Vec<String>) -> Result<String, String> {
-        let request = TokenRequest { scopes: Some(scopes), audience: None, resources: None, force_refresh: false };
+        let request = TokenRequest {
+            scopes: Some(scopes),
+            audience: None,
+            resources: None,
+            force_refresh: false,
+        };
         match get_token(&request) {
             Ok(t) => Ok(format!(
                 "{} token, {} bytes, scopes [{}], expires_at {}, source {}",
