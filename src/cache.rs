@@ -58,10 +58,10 @@ pub struct Entry {
     #[serde(with = "token_serde")]
     pub access_token: AccessToken,
     pub scopes: Vec<String>,
-    /// Unix seconds.
-    pub issued_at: u64,
-    /// Unix seconds.
-    pub expires_at: u64,
+    /// Unix milliseconds (when the response arrived).
+    pub issued_at_ms: u64,
+    /// Unix milliseconds.
+    pub expires_at_ms: u64,
 }
 
 mod token_serde {
@@ -76,15 +76,47 @@ mod token_serde {
 }
 
 impl Entry {
-    /// Serve until `expires_at - skew`, where skew is the configured one but never more
-    /// than half the token's lifetime (a 60 s skew must not discard a 90 s token at once).
-    pub fn usable_until(&self, skew_secs: u64) -> u64 {
-        let lifetime = self.expires_at.saturating_sub(self.issued_at);
-        self.expires_at.saturating_sub(skew_secs.min(lifetime / 2))
+    pub fn lifetime_ms(&self) -> u64 {
+        self.expires_at_ms.saturating_sub(self.issued_at_ms)
     }
 
-    pub fn is_usable(&self, now: u64, skew_secs: u64) -> bool {
-        now < self.usable_until(skew_secs)
+    /// Serve until `expires_at - skew`, where skew is the configured one but never more
+    /// than half the token's lifetime (a 60 s skew must not discard a 90 s token at once).
+    pub fn usable_until_ms(&self, skew_secs: u64) -> u64 {
+        let skew_ms = skew_secs.saturating_mul(1000).min(self.lifetime_ms() / 2);
+        self.expires_at_ms.saturating_sub(skew_ms)
+    }
+
+    pub fn is_usable(&self, now_ms: u64, skew_secs: u64) -> bool {
+        now_ms < self.usable_until_ms(skew_secs)
+    }
+
+    /// Start of the refresh-ahead window: the last `percent` % of the lifetime before
+    /// `usable_until`. `jitter_permille` (0..1000) moves this instance's start later
+    /// by up to half the window, so instances do not all try at the same moment.
+    pub fn refresh_from_ms(&self, skew_secs: u64, percent: u64, jitter_permille: u64) -> u64 {
+        let window = self.lifetime_ms() / 100 * percent.min(100)
+            + self.lifetime_ms() % 100 * percent.min(100) / 100;
+        let later = window / 2 * jitter_permille.min(999) / 1000;
+        self.usable_until_ms(skew_secs)
+            .saturating_sub(window)
+            .saturating_add(later)
+    }
+
+    /// Usable, but inside this instance's refresh-ahead window.
+    pub fn wants_refresh(
+        &self,
+        now_ms: u64,
+        skew_secs: u64,
+        percent: u64,
+        jitter_permille: u64,
+    ) -> bool {
+        percent > 0 && now_ms >= self.refresh_from_ms(skew_secs, percent, jitter_permille)
+    }
+
+    /// `expires_at` in Unix seconds, as the WIT `access-token` carries it.
+    pub fn expires_at_secs(&self) -> u64 {
+        self.expires_at_ms / 1000
     }
 }
 
@@ -155,7 +187,7 @@ pub fn open(bytes: &[u8], secret: &Secret, key: &CacheKey) -> Result<Entry, Reje
         )
         .map_err(|_| Rejected::Undecryptable)?;
     let entry: Entry = serde_json::from_slice(&plaintext).map_err(|_| Rejected::Corrupt)?;
-    if entry.expires_at < entry.issued_at {
+    if entry.expires_at_ms < entry.issued_at_ms {
         return Err(Rejected::Corrupt);
     }
     Ok(entry)
@@ -176,8 +208,8 @@ impl MemoryCache {
     pub fn put(&mut self, key: CacheKey, entry: Entry) {
         // Bound memory: drop what has expired before adding.
         if self.entries.len() >= 256 {
-            let newest_expiry = entry.issued_at;
-            self.entries.retain(|_, e| e.expires_at > newest_expiry);
+            let now = entry.issued_at_ms;
+            self.entries.retain(|_, e| e.expires_at_ms > now);
             if self.entries.len() >= 256 {
                 self.entries.clear();
             }
@@ -216,8 +248,8 @@ mod tests {
         Entry {
             access_token: AccessToken::new("tok-123"),
             scopes: vec!["read".into()],
-            issued_at: 1000,
-            expires_at: 4600,
+            issued_at_ms: 1_000_000,
+            expires_at_ms: 4_600_000,
         }
     }
 
@@ -291,21 +323,41 @@ mod tests {
     #[test]
     fn skew_is_capped_at_half_the_lifetime() {
         let e = entry(); // 3600 s lifetime
-        assert_eq!(e.usable_until(60), 4540);
-        assert!(e.is_usable(4539, 60));
-        assert!(!e.is_usable(4540, 60));
+        assert_eq!(e.usable_until_ms(60), 4_540_000);
+        assert!(e.is_usable(4_539_999, 60));
+        assert!(!e.is_usable(4_540_000, 60));
         let short = Entry {
-            issued_at: 1000,
-            expires_at: 1090,
+            issued_at_ms: 1_000_000,
+            expires_at_ms: 1_090_000,
             ..entry()
         };
-        assert_eq!(short.usable_until(60), 1045);
+        assert_eq!(short.usable_until_ms(60), 1_045_000);
         let zero = Entry {
-            issued_at: 1000,
-            expires_at: 1000,
+            issued_at_ms: 1_000_000,
+            expires_at_ms: 1_000_000,
             ..entry()
         };
-        assert!(!zero.is_usable(1000, 60));
+        assert!(!zero.is_usable(1_000_000, 60));
+    }
+
+    #[test]
+    fn refresh_window_is_the_last_percent_of_the_lifetime_with_jitter_inside_it() {
+        let e = entry(); // 3600 s lifetime, usable until 4540 s
+        // 10 % of 3600 s = 360 s before usable_until.
+        assert_eq!(e.refresh_from_ms(60, 10, 0), 4_180_000);
+        // The most jitter moves the start by (almost) half the window, never past it.
+        assert_eq!(e.refresh_from_ms(60, 10, 999), 4_180_000 + 179_820);
+        assert!(!e.wants_refresh(4_179_999, 60, 10, 0));
+        assert!(e.wants_refresh(4_180_000, 60, 10, 0));
+        assert!(!e.wants_refresh(4_300_000, 60, 0, 0), "0 % disables");
+        // Short tokens: 3 s lifetime, no skew, 20 % → window starts at 2.4 s.
+        let short = Entry {
+            issued_at_ms: 10_000,
+            expires_at_ms: 13_000,
+            ..entry()
+        };
+        assert_eq!(short.refresh_from_ms(0, 20, 0), 12_400);
+        assert_eq!(short.expires_at_secs(), 13);
     }
 
     #[test]
@@ -316,8 +368,8 @@ mod tests {
             m.put(
                 key_for(&s, &[&format!("s{i}")]),
                 Entry {
-                    issued_at: i,
-                    expires_at: i + 10,
+                    issued_at_ms: i,
+                    expires_at_ms: i + 10,
                     ..entry()
                 },
             );

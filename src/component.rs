@@ -190,12 +190,19 @@ fn kv_error(e: keyvalue::store::Error) -> String {
 }
 
 impl Platform for WasiPlatform {
-    fn now_unix_secs(&self) -> u64 {
-        wasi::clocks::wall_clock::now().seconds
+    fn now_unix_ms(&self) -> u64 {
+        let now = wasi::clocks::wall_clock::now();
+        now.seconds
+            .saturating_mul(1000)
+            .saturating_add(u64::from(now.nanoseconds / 1_000_000))
     }
 
     fn monotonic_ms(&self) -> u64 {
         wasi::clocks::monotonic_clock::now() / 1_000_000
+    }
+
+    fn sleep_ms(&self, ms: u64) {
+        wasi::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
     }
 
     fn random_bytes(&self, out: &mut [u8]) {
@@ -217,6 +224,17 @@ impl Platform for WasiPlatform {
 
     fn kv_delete(&self, store: &str, key: &str) -> Result<(), String> {
         self.with_bucket(store, |b| b.delete(key))
+    }
+
+    fn kv_increment(&self, store: &str, key: &str) -> Result<u64, String> {
+        // draft2 (Spin) counts in s64, draft (wasmtime) in u64; we only ever add 1.
+        #[cfg(not(feature = "wasmtime-flavor"))]
+        let count = self
+            .with_bucket(store, |b| keyvalue::atomics::increment(b, key, 1))
+            .and_then(|n| u64::try_from(n).map_err(|_| "lease counter is negative".into()));
+        #[cfg(feature = "wasmtime-flavor")]
+        let count = self.with_bucket(store, |b| keyvalue::atomics::increment(b, key, 1));
+        count
     }
 
     fn log(&self, line: &str) {

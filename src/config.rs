@@ -71,6 +71,16 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         Some("default"),
         "Key-value store label for the shared cache; empty disables it",
     ),
+    (
+        "lease_ms",
+        Some("15000"),
+        "Single-flight lease: the instance fetching a token holds it at most this long, others wait at most this long; 0 disables",
+    ),
+    (
+        "refresh_ahead_percent",
+        Some("15"),
+        "Refresh window: the last N % of a token's lifetime, when one instance renews it while the rest keep using it; 0 disables",
+    ),
 ];
 
 /// Largest token endpoint response we read.
@@ -115,6 +125,10 @@ pub struct Settings {
     pub max_response_bytes: usize,
     /// `None`: no shared cache, memory only.
     pub kv_store: Option<String>,
+    /// 0: no single-flight lease.
+    pub lease_ms: u64,
+    /// 0: no refresh ahead.
+    pub refresh_ahead_percent: u64,
 }
 
 impl Settings {
@@ -215,6 +229,8 @@ impl Settings {
             max_expires_in_secs: number("max_expires_in_secs", 1, 86_400 * 365)?,
             http_timeout_ms: number("http_timeout_ms", 1, 600_000)?,
             max_response_bytes: number("max_response_bytes", 0, 256 * 1024 * 1024)? as usize,
+            lease_ms: number("lease_ms", 0, 600_000)?,
+            refresh_ahead_percent: number("refresh_ahead_percent", 0, 50)?,
             kv_store: read("kv_store")?.or_else(|| {
                 // An explicitly empty value disables the store; unset means the default.
                 match get("kv_store") {

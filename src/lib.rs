@@ -10,12 +10,16 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod http_types;
+pub mod lease;
 pub mod origin;
 pub mod platform;
 pub mod provider;
 pub mod secret;
 pub mod token_request;
 pub mod token_response;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use error::Error;
 

@@ -262,7 +262,7 @@ async fn corrupt_or_foreign_store_entries_are_misses() {
     use token_provider_host::kv::KvBackend;
     let last = value.len() - 1;
     value[last] ^= 0xff;
-    rig.kv.set("default", &key, &value).unwrap();
+    rig.kv.set("default", &key, &value).await.unwrap();
     let t = rig
         .host
         .instance()
@@ -273,7 +273,7 @@ async fn corrupt_or_foreign_store_entries_are_misses() {
         .unwrap()
         .unwrap();
     assert_eq!(t.source, token_provider_host::TokenSource::Fresh);
-    rig.kv.set("default", &key, b"garbage").unwrap();
+    rig.kv.set("default", &key, b"garbage").await.unwrap();
     let t = rig
         .host
         .instance()

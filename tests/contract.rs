@@ -14,11 +14,12 @@ const ALLOWED_IMPORT_PACKAGES: &[&str] = &[
     "wasi:cli",
 ];
 
-const FLAVORS: [(Flavor, [&str; 2]); 2] = [
+const FLAVORS: [(Flavor, [&str; 3]); 2] = [
     (
         Flavor::Spin,
         [
             "wasi:keyvalue/store@0.2.0-draft2",
+            "wasi:keyvalue/atomics@0.2.0-draft2",
             "wasi:config/store@0.2.0-draft-2024-09-27",
         ],
     ),
@@ -26,6 +27,7 @@ const FLAVORS: [(Flavor, [&str; 2]); 2] = [
         Flavor::Wasmtime,
         [
             "wasi:keyvalue/store@0.2.0-draft",
+            "wasi:keyvalue/atomics@0.2.0-draft",
             "wasi:config/store@0.2.0-rc.1",
         ],
     ),
@@ -77,7 +79,12 @@ fn imports_only_allowed_wasi_interfaces() {
             "{flavor:?}: unexpected imports {foreign:?} (all: {imports:?})"
         );
         // The flavor's drafts, exactly, and none of the other flavor's.
-        for needed in ["wasi:http/outgoing-handler@0.2.6", drafts[0], drafts[1]] {
+        for needed in [
+            "wasi:http/outgoing-handler@0.2.6",
+            drafts[0],
+            drafts[1],
+            drafts[2],
+        ] {
             assert!(
                 imports.iter().any(|i| i == needed),
                 "{flavor:?}: {needed} missing from {imports:?}"
@@ -87,7 +94,8 @@ fn imports_only_allowed_wasi_interfaces() {
             .iter()
             .filter(|i| i.starts_with("wasi:keyvalue") || i.starts_with("wasi:config"))
             .count();
-        assert_eq!(kv_and_config, 2, "{flavor:?}: {imports:?}");
+        // store + atomics (the single-flight lease) + config.
+        assert_eq!(kv_and_config, 3, "{flavor:?}: {imports:?}");
         // Types-only interfaces of our own package carry no functions.
         for own in imports.iter().filter(|n| n.starts_with("oauth2:")) {
             assert_eq!(own, "oauth2:token-provider/types@0.1.0");

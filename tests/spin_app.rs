@@ -279,6 +279,7 @@ fn spin_build_produces_every_path_and_all_imports_are_in_spins_world() {
         wt_missing,
         [
             "wasi:keyvalue/store@0.2.0-draft",
+            "wasi:keyvalue/atomics@0.2.0-draft",
             "wasi:config/store@0.2.0-rc.1"
         ]
     );

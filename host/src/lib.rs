@@ -15,7 +15,9 @@
 //! ```
 
 pub mod kv;
+pub mod load;
 pub mod outbound;
+pub mod redis_server;
 pub mod runtime;
 pub mod testserver;
 mod wasi_impls;

@@ -5,6 +5,9 @@ use clap::{Args, Parser, Subcommand};
 use sha2::Digest;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv};
+use token_provider_host::load;
 use token_provider_host::outbound::read_pem_certs;
 use token_provider_host::{
     ApiRequest, Flavor, HostBuilder, LogSink, TokenHost, TokenRequest, describe, source_name,
@@ -53,6 +56,53 @@ enum Command {
     },
     /// Run an offline demo against an embedded token server and API on loopback.
     Demo,
+    /// Load run: P processes × M concurrent fresh instances sharing one Redis, against a
+    /// counting token server; prints requests, failures, token requests, latency.
+    Load {
+        /// Host processes.
+        #[arg(long, default_value_t = 2)]
+        processes: usize,
+        /// Concurrent instances per process (each call gets a fresh instance).
+        #[arg(long, default_value_t = 20)]
+        instances: usize,
+        /// Token lifetime the server grants, seconds.
+        #[arg(long, default_value_t = 3)]
+        lifetime_secs: u64,
+        /// Run for this many token lifetimes.
+        #[arg(long, default_value_t = 10)]
+        lifetimes: u64,
+        /// Instead of a duration: this many calls per instance (e.g. 1 = a cold start).
+        #[arg(long)]
+        calls: Option<u64>,
+        /// The token server answers after this long.
+        #[arg(long, default_value_t = 20)]
+        token_delay_ms: u64,
+        /// Shared store (`redis://HOST:PORT/`); default: start a local redis-server.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// Component configuration for every instance, `key=value` (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        #[arg(long, default_value = "spin", value_parser = ["spin", "wasmtime"])]
+        flavor: String,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One worker process of `load` (internal).
+    #[command(hide = true)]
+    LoadWorker {
+        #[arg(long)]
+        token_url: String,
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        flavor: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long = "config")]
+        config: Vec<String>,
+    },
 }
 
 /// Flags that map one-to-one to the component's configuration keys.
@@ -100,10 +150,39 @@ struct ProviderArgs {
     /// Print the component's audit log (JSON lines) on stderr.
     #[arg(long)]
     audit: bool,
+    /// Key-value store behind the cache: `memory` (this process only, default) or
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (shared by every process that uses it).
+    #[arg(long, value_name = "URL", default_value = "memory")]
+    store: String,
+}
+
+/// `memory` or a Redis URL as a key-value backend.
+async fn store_backend(store: &str) -> anyhow::Result<Arc<dyn KvBackend>> {
+    Ok(match store {
+        "memory" => Arc::new(MemoryKv::new()),
+        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Arc::new(RedisKv::connect(url).await?)
+        }
+        other => anyhow::bail!(
+            "--store {}: expected `memory` or a redis:// URL",
+            token_provider_host::kv::redact_url(other)
+        ),
+    })
+}
+
+fn parse_pairs(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--config {kv}: expected KEY=VALUE"))
+        })
+        .collect()
 }
 
 impl ProviderArgs {
-    fn host(&self, allowed_origins: &[String]) -> anyhow::Result<TokenHost> {
+    async fn host(&self, allowed_origins: &[String]) -> anyhow::Result<TokenHost> {
         let secret = match (&self.client_secret_env, &self.client_secret_file) {
             (Some(var), _) => std::env::var(var).map_err(|_| {
                 anyhow::anyhow!("environment variable {var} (--client-secret-env) is not set")
@@ -140,12 +219,8 @@ impl ProviderArgs {
         if let Some(a) = &self.audience {
             b = b.config("audience", a);
         }
-        for kv in &self.extra {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("--config {kv}: expected KEY=VALUE"))?;
-            b = b.config(k.trim(), v.trim());
-        }
+        b = b.configs(parse_pairs(&self.extra)?);
+        b = b.kv(store_backend(&self.store).await?);
         if let Some(path) = &self.ca_cert {
             b = b.trust(read_pem_certs(path)?);
         }
@@ -156,6 +231,49 @@ impl ProviderArgs {
         }
         b.build()
     }
+}
+
+fn print_summary(s: &load::Summary) {
+    println!();
+    println!(
+        "{} processes x {} instances, a fresh instance per call, {:.1} s",
+        s.processes,
+        s.instances_per_process,
+        s.elapsed_ms as f64 / 1000.0
+    );
+    println!(
+        "requests served          {} ({:.0}/s)",
+        s.requests,
+        s.requests as f64 * 1000.0 / s.elapsed_ms.max(1) as f64
+    );
+    println!("failures                 {}", s.failures);
+    if let Some(e) = &s.first_error {
+        println!("first failure            {e}");
+    }
+    println!(
+        "token lifetimes elapsed  {:.2} ({} s tokens, refresh ahead {} %)",
+        s.lifetimes_elapsed, s.lifetime_secs, s.refresh_ahead_percent
+    );
+    println!(
+        "token-endpoint requests  {} (limit {})",
+        s.token_requests, s.token_request_limit
+    );
+    println!(
+        "token sources            fresh {}, store {}, memory {}",
+        s.fresh, s.store, s.memory
+    );
+    println!(
+        "get-token latency        p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        s.p50_ms, s.p99_ms, s.max_ms
+    );
+    println!(
+        "result                   {}",
+        if s.passed() {
+            "PASS: token requests within the limit, no failures"
+        } else {
+            "FAIL"
+        }
+    );
 }
 
 fn fingerprint(token: &str) -> String {
@@ -183,7 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             provider,
             show_token,
         } => {
-            let host = provider.host(&[])?;
+            let host = provider.host(&[]).await?;
             let result = host
                 .instance()
                 .await?
@@ -218,7 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             allowed_origins,
             provider,
         } => {
-            let host = provider.host(&allowed_origins)?;
+            let host = provider.host(&allowed_origins).await?;
             let headers = headers
                 .iter()
                 .map(|h| {
@@ -252,6 +370,78 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo => {
             demo::run().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Load {
+            processes,
+            instances,
+            lifetime_secs,
+            lifetimes,
+            calls,
+            token_delay_ms,
+            store,
+            config,
+            flavor,
+            json,
+        } => {
+            anyhow::ensure!(
+                processes > 0 && instances > 0 && lifetime_secs > 0,
+                "--processes, --instances and --lifetime-secs must be at least 1"
+            );
+            let opts = load::LoadOptions {
+                processes,
+                plan: load::Plan {
+                    instances,
+                    calls,
+                    duration_ms: lifetimes * lifetime_secs * 1000,
+                },
+                lifetime_secs,
+                token_delay_ms,
+                store,
+                config: parse_pairs(&config)?,
+                flavor,
+            };
+            let exe = std::env::current_exe()?;
+            let summary = load::coordinate(&exe, &opts, &mut |line| {
+                if !json {
+                    println!("{line}");
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                print_summary(&summary);
+            }
+            Ok(if summary.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::LoadWorker {
+            token_url,
+            store,
+            flavor,
+            plan,
+            config,
+        } => {
+            let secret = std::env::var("TOKEN_PROVIDER_LOAD_SECRET")?;
+            let host = TokenHost::builder()
+                .config("token_url", token_url)
+                .config("client_id", load::CLIENT_ID)
+                .config("client_secret", secret)
+                .config("allow_insecure_http", "true")
+                .configs(parse_pairs(&config)?)
+                .kv(store_backend(&store).await?)
+                .log(LogSink::Discard)
+                .flavor(if flavor == "wasmtime" {
+                    Flavor::Wasmtime
+                } else {
+                    Flavor::Spin
+                })
+                .build()?;
+            load::worker(host, serde_json::from_str(&plan)?).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

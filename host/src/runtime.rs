@@ -16,7 +16,7 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "oauth2:token-provider/token-provider",
-        imports: { default: trappable },
+        imports: { default: async | trappable },
         exports: { default: async },
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
@@ -36,7 +36,7 @@ pub mod wasmtime_bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "oauth2:token-provider/token-provider-wasmtime",
-        imports: { default: trappable },
+        imports: { default: async | trappable },
         exports: { default: async },
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::io,

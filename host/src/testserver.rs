@@ -55,6 +55,8 @@ struct State {
     lifetimes: HashMap<String, Duration>,
     canned: Option<Canned>,
     counter: u64,
+    token_delay: Duration,
+    record_api: bool,
 }
 
 /// The server. Dropping it stops accepting connections.
@@ -84,6 +86,8 @@ impl MockServer {
             lifetimes: HashMap::new(),
             canned: None,
             counter: 0,
+            token_delay: Duration::ZERO,
+            record_api: true,
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -148,6 +152,27 @@ impl MockServer {
             .collect()
     }
 
+    /// Answer token requests only after `delay` (a slow authorization server).
+    pub fn set_token_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().token_delay = delay;
+    }
+
+    /// Keep recording API requests (default) or only count them (long load runs).
+    pub fn set_record_api(&self, record: bool) {
+        self.state.lock().unwrap().record_api = record;
+    }
+
+    /// Token endpoint requests so far (successful or not).
+    pub fn token_request_count(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|r| r.path == "/token")
+            .count()
+    }
+
     /// Forget every token issued so far: the API answers 401 to them.
     pub fn revoke_all(&self) {
         let mut s = self.state.lock().unwrap();
@@ -192,9 +217,16 @@ async fn handle(
         headers,
         body,
     };
+    let is_token = recorded.path == "/token";
+    let delay = state.lock().unwrap().token_delay;
+    if is_token && !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut s = state.lock().unwrap();
-    s.requests.push(recorded.clone());
-    Ok(if recorded.path == "/token" {
+    if is_token || s.record_api {
+        s.requests.push(recorded.clone());
+    }
+    Ok(if is_token {
         token_endpoint(&mut s, &recorded)
     } else if recorded.path.starts_with("/api") {
         api(&mut s, &recorded)

@@ -8,6 +8,7 @@
 //! The store and config interfaces have the same shape in both drafts (but for the
 //! `list-keys` cursor type), so one macro implements them for each generated module.
 
+use crate::kv::KvBackend;
 use crate::runtime::bindings::wasi::config0_2_0_draft_2024_09_27 as spin_config;
 use crate::runtime::bindings::wasi::keyvalue0_2_0_draft2 as spin_kv;
 use crate::runtime::wasmtime_bindings::wasi::config0_2_0_rc_1 as wt_config;
@@ -36,14 +37,14 @@ impl State {
 macro_rules! config_store {
     ($m:ident) => {
         impl $m::store::Host for State {
-            fn get(
+            async fn get(
                 &mut self,
                 key: String,
             ) -> wasmtime::Result<Result<Option<String>, $m::store::Error>> {
                 Ok(Ok(self.config.get(&key).cloned()))
             }
 
-            fn get_all(
+            async fn get_all(
                 &mut self,
             ) -> wasmtime::Result<Result<Vec<(String, String)>, $m::store::Error>> {
                 Ok(Ok(self
@@ -63,11 +64,11 @@ config_store!(wt_config);
 macro_rules! kv_store {
     ($m:ident, $cursor:ty, $list_keys:expr) => {
         impl $m::store::Host for State {
-            fn open(
+            async fn open(
                 &mut self,
                 identifier: String,
             ) -> wasmtime::Result<Result<Resource<Bucket>, $m::store::Error>> {
-                if let Err(e) = self.kv.open(&identifier) {
+                if let Err(e) = self.kv.open(&identifier).await {
                     return Ok(Err($m::store::Error::Other(e)));
                 }
                 Ok(Ok(self.table.push(Bucket { label: identifier })?))
@@ -75,16 +76,20 @@ macro_rules! kv_store {
         }
 
         impl $m::store::HostBucket for State {
-            fn get(
+            async fn get(
                 &mut self,
                 bucket: Resource<Bucket>,
                 key: String,
             ) -> wasmtime::Result<Result<Option<Vec<u8>>, $m::store::Error>> {
                 let label = self.label(&bucket)?;
-                Ok(self.kv.get(&label, &key).map_err($m::store::Error::Other))
+                Ok(self
+                    .kv
+                    .get(&label, &key)
+                    .await
+                    .map_err($m::store::Error::Other))
             }
 
-            fn set(
+            async fn set(
                 &mut self,
                 bucket: Resource<Bucket>,
                 key: String,
@@ -94,10 +99,11 @@ macro_rules! kv_store {
                 Ok(self
                     .kv
                     .set(&label, &key, &value)
+                    .await
                     .map_err($m::store::Error::Other))
             }
 
-            fn delete(
+            async fn delete(
                 &mut self,
                 bucket: Resource<Bucket>,
                 key: String,
@@ -106,10 +112,11 @@ macro_rules! kv_store {
                 Ok(self
                     .kv
                     .delete(&label, &key)
+                    .await
                     .map_err($m::store::Error::Other))
             }
 
-            fn exists(
+            async fn exists(
                 &mut self,
                 bucket: Resource<Bucket>,
                 key: String,
@@ -118,24 +125,22 @@ macro_rules! kv_store {
                 Ok(self
                     .kv
                     .exists(&label, &key)
+                    .await
                     .map_err($m::store::Error::Other))
             }
 
-            fn list_keys(
+            async fn list_keys(
                 &mut self,
                 bucket: Resource<Bucket>,
                 cursor: Option<$cursor>,
             ) -> wasmtime::Result<Result<$m::store::KeyResponse, $m::store::Error>> {
                 let label = self.label(&bucket)?;
-                let list: fn(
-                    &State,
-                    &str,
-                    Option<$cursor>,
-                ) -> Result<$m::store::KeyResponse, String> = $list_keys;
-                Ok(list(self, &label, cursor).map_err($m::store::Error::Other))
+                Ok($list_keys(&*self.kv, &label, cursor)
+                    .await
+                    .map_err($m::store::Error::Other))
             }
 
-            fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+            async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
                 self.table.delete(bucket)?;
                 Ok(())
             }
@@ -144,22 +149,32 @@ macro_rules! kv_store {
 }
 
 // draft2: the cursor is the last key returned.
-kv_store!(spin_kv, String, |state, label, cursor| {
-    let (keys, cursor) = state.kv.list_keys(label, cursor.as_deref(), PAGE)?;
+async fn list_keys_draft2(
+    kv: &dyn KvBackend,
+    label: &str,
+    cursor: Option<String>,
+) -> Result<spin_kv::store::KeyResponse, String> {
+    let (keys, cursor) = kv.list_keys(label, cursor.as_deref(), PAGE).await?;
     Ok(spin_kv::store::KeyResponse { keys, cursor })
-});
+}
+kv_store!(spin_kv, String, list_keys_draft2);
 
 // draft: the cursor is a number; we use the count of keys already returned.
-kv_store!(wt_kv, u64, |state, label, cursor| {
+async fn list_keys_draft(
+    kv: &dyn KvBackend,
+    label: &str,
+    cursor: Option<u64>,
+) -> Result<wt_kv::store::KeyResponse, String> {
     let skip = cursor.unwrap_or(0) as usize;
-    let (mut keys, more) = state.kv.list_keys(label, None, skip + PAGE)?;
+    let (mut keys, more) = kv.list_keys(label, None, skip + PAGE).await?;
     let keys: Vec<String> = keys.drain(skip.min(keys.len())..).collect();
     let next = more.map(|_| (skip + keys.len()) as u64);
     Ok(wt_kv::store::KeyResponse { keys, cursor: next })
-});
+}
+kv_store!(wt_kv, u64, list_keys_draft);
 
 impl spin_kv::atomics::Host for State {
-    fn increment(
+    async fn increment(
         &mut self,
         bucket: Resource<Bucket>,
         key: String,
@@ -169,10 +184,11 @@ impl spin_kv::atomics::Host for State {
         Ok(self
             .kv
             .increment(&label, &key, delta)
+            .await
             .map_err(spin_kv::store::Error::Other))
     }
 
-    fn swap(
+    async fn swap(
         &mut self,
         cas: Resource<Cas>,
         value: Vec<u8>,
@@ -180,7 +196,7 @@ impl spin_kv::atomics::Host for State {
         use spin_kv::atomics::CasError;
         // Not atomic across processes: the component coordinates with `increment` only.
         let cas = self.table.delete(cas)?;
-        Ok(match self.kv.get(&cas.label, &cas.key) {
+        Ok(match self.kv.get(&cas.label, &cas.key).await {
             Err(e) => Err(CasError::StoreError(spin_kv::store::Error::Other(e))),
             Ok(now) if now != cas.current => {
                 let fresh = self.table.push(Cas {
@@ -192,19 +208,20 @@ impl spin_kv::atomics::Host for State {
             Ok(_) => self
                 .kv
                 .set(&cas.label, &cas.key, &value)
+                .await
                 .map_err(|e| CasError::StoreError(spin_kv::store::Error::Other(e))),
         })
     }
 }
 
 impl spin_kv::atomics::HostCas for State {
-    fn new(
+    async fn new(
         &mut self,
         bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, spin_kv::store::Error>> {
         let label = self.label(&bucket)?;
-        match self.kv.get(&label, &key) {
+        match self.kv.get(&label, &key).await {
             Ok(current) => Ok(Ok(self.table.push(Cas {
                 label,
                 key,
@@ -214,21 +231,21 @@ impl spin_kv::atomics::HostCas for State {
         }
     }
 
-    fn current(
+    async fn current(
         &mut self,
         cas: Resource<Cas>,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, spin_kv::store::Error>> {
         Ok(Ok(self.table.get(&cas)?.current.clone()))
     }
 
-    fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
         self.table.delete(cas)?;
         Ok(())
     }
 }
 
 impl wt_kv::atomics::Host for State {
-    fn increment(
+    async fn increment(
         &mut self,
         bucket: Resource<Bucket>,
         key: String,
@@ -238,7 +255,7 @@ impl wt_kv::atomics::Host for State {
         let delta = i64::try_from(delta)
             .map_err(|_| wasmtime::format_err!("increment delta {delta} too large"));
         let result = match delta {
-            Ok(d) => self.kv.increment(&label, &key, d).and_then(|n| {
+            Ok(d) => self.kv.increment(&label, &key, d).await.and_then(|n| {
                 u64::try_from(n).map_err(|_| format!("value at `{key}` is negative"))
             }),
             Err(e) => Err(e.to_string()),

@@ -1,0 +1,323 @@
+//! The load run: P host processes × M concurrent fresh instances (Spin's model: a new
+//! instance per request) share one key-value store and call `get-token` against a
+//! counting token server. The coordinator ([`coordinate`]) starts the token server (and
+//! Redis, unless given one), spawns the worker processes (`token-provider load-worker`),
+//! starts them together, and merges what they report.
+
+use crate::runtime::{TokenHost, TokenRequest, TokenSource};
+use crate::testserver::MockServer;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const CLIENT_ID: &str = "load-client";
+pub const CLIENT_SECRET: &str = "load-secret-3f9a";
+
+/// How much work one worker process does.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Plan {
+    /// Concurrent instances (each call gets a fresh one).
+    pub instances: usize,
+    /// Calls per instance slot; `None`: until `duration_ms` has passed.
+    pub calls: Option<u64>,
+    pub duration_ms: u64,
+}
+
+/// What one worker (or, merged, the whole run) saw.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub requests: u64,
+    pub failures: u64,
+    pub fresh: u64,
+    pub store: u64,
+    pub memory: u64,
+    pub first_error: Option<String>,
+    /// `get-token` latency of every call (instantiation included), microseconds.
+    pub latencies_us: Vec<u32>,
+}
+
+impl Report {
+    pub fn merge(&mut self, other: Report) {
+        self.requests += other.requests;
+        self.failures += other.failures;
+        self.fresh += other.fresh;
+        self.store += other.store;
+        self.memory += other.memory;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.latencies_us.extend(other.latencies_us);
+    }
+
+    /// The `q`-quantile (0..=1) of the latencies, in milliseconds.
+    pub fn percentile_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+        f64::from(sorted[i]) / 1000.0
+    }
+}
+
+/// Run `plan` on `host`: `plan.instances` tasks, each calling `get-token` on a fresh
+/// instance in a loop.
+pub async fn drive(host: &TokenHost, plan: Plan) -> Report {
+    let deadline = Instant::now() + Duration::from_millis(plan.duration_ms);
+    let mut tasks = Vec::new();
+    for _ in 0..plan.instances {
+        let host = host.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut report = Report::default();
+            let mut done = 0u64;
+            loop {
+                match plan.calls {
+                    Some(n) if done >= n => break,
+                    None if Instant::now() >= deadline => break,
+                    _ => {}
+                }
+                done += 1;
+                let started = Instant::now();
+                let outcome = match host.instance().await {
+                    Ok(mut i) => i.get_token(&TokenRequest::default_request()).await,
+                    Err(e) => Err(e),
+                };
+                let micros = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                report.requests += 1;
+                report.latencies_us.push(micros);
+                match outcome {
+                    Ok(Ok(t)) => match t.source {
+                        TokenSource::Fresh => report.fresh += 1,
+                        TokenSource::Store => report.store += 1,
+                        TokenSource::Memory => report.memory += 1,
+                    },
+                    Ok(Err(e)) => {
+                        report.failures += 1;
+                        report
+                            .first_error
+                            .get_or_insert_with(|| crate::runtime::describe(&e));
+                    }
+                    Err(e) => {
+                        report.failures += 1;
+                        report.first_error.get_or_insert_with(|| format!("{e:#}"));
+                    }
+                }
+            }
+            report
+        }));
+    }
+    let mut total = Report::default();
+    for t in tasks {
+        match t.await {
+            Ok(r) => total.merge(r),
+            Err(e) => {
+                total.failures += 1;
+                total.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    total
+}
+
+/// The coordinator's settings.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub processes: usize,
+    pub plan: Plan,
+    /// Token lifetime the server grants, seconds.
+    pub lifetime_secs: u64,
+    pub token_delay_ms: u64,
+    /// `redis://…`, or `None` to start a local redis-server.
+    pub store: Option<String>,
+    /// Extra component configuration (`key=value`).
+    pub config: Vec<(String, String)>,
+    pub flavor: String,
+}
+
+/// The merged result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub processes: usize,
+    pub instances_per_process: usize,
+    pub elapsed_ms: u64,
+    pub lifetime_secs: u64,
+    pub lifetimes_elapsed: f64,
+    pub refresh_ahead_percent: u64,
+    /// The most token requests that a perfect fleet-wide single flight allows.
+    pub token_request_limit: u64,
+    pub requests: u64,
+    pub failures: u64,
+    pub token_requests: u64,
+    pub fresh: u64,
+    pub store: u64,
+    pub memory: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub first_error: Option<String>,
+}
+
+impl Summary {
+    pub fn passed(&self) -> bool {
+        self.failures == 0 && self.token_requests <= self.token_request_limit
+    }
+}
+
+/// Component configuration of every worker (besides the token URL and credentials).
+pub fn worker_config(opts: &LoadOptions) -> Vec<(String, String)> {
+    let mut config = vec![
+        // Short test tokens: serve them to the last millisecond.
+        ("expiry_skew_secs".to_string(), "0".to_string()),
+        ("refresh_ahead_percent".to_string(), "0".to_string()),
+    ];
+    config.extend(opts.config.iter().cloned());
+    config
+}
+
+/// Start the token server (and Redis if needed), run `opts.processes` workers of `exe`
+/// in parallel, merge their reports. `progress` gets one line per step.
+pub async fn coordinate(
+    exe: &Path,
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Summary> {
+    let local_redis;
+    let store = match &opts.store {
+        Some(url) => url.clone(),
+        None => {
+            local_redis = crate::redis_server::LocalRedis::start()?;
+            progress(&format!("started redis-server on {}", local_redis.url()));
+            local_redis.url()
+        }
+    };
+    // Start from an empty cache: the run measures cold start too.
+    let kv = crate::kv::RedisKv::connect(&store).await?;
+    use crate::kv::KvBackend as _;
+    let (keys, _) = kv
+        .list_keys("default", None, 100_000)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    for k in keys
+        .iter()
+        .filter(|k| k.starts_with("oauth2-token-provider:"))
+    {
+        kv.delete("default", k).await.map_err(anyhow::Error::msg)?;
+    }
+
+    let server = Arc::new(MockServer::start(CLIENT_ID, CLIENT_SECRET).await?);
+    server.set_expires_in(Some(opts.lifetime_secs.into()));
+    server.set_token_delay(Duration::from_millis(opts.token_delay_ms));
+    server.set_record_api(false);
+    progress(&format!(
+        "token server on {} ({} s tokens, {} ms per token request)",
+        server.origin(),
+        opts.lifetime_secs,
+        opts.token_delay_ms
+    ));
+
+    let config = worker_config(opts);
+    let refresh_ahead_percent = config
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "refresh_ahead_percent")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut children = Vec::new();
+    for _ in 0..opts.processes {
+        let mut cmd = Command::new(exe);
+        cmd.arg("load-worker")
+            .arg("--token-url")
+            .arg(server.url("/token"))
+            .arg("--store")
+            .arg(&store)
+            .arg("--flavor")
+            .arg(&opts.flavor)
+            .arg("--plan")
+            .arg(serde_json::to_string(&opts.plan)?)
+            .env("TOKEN_PROVIDER_LOAD_SECRET", CLIENT_SECRET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in &config {
+            cmd.arg("--config").arg(format!("{k}={v}"));
+        }
+        children.push(cmd.spawn()?);
+    }
+    // Wait until every worker has compiled the component, then start them together.
+    let mut readers = Vec::new();
+    for child in &mut children {
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        anyhow::ensure!(line.trim() == "ready", "worker did not start: {line:?}");
+        readers.push(out);
+    }
+    progress(&format!(
+        "{} worker processes ready; running {}",
+        opts.processes,
+        match opts.plan.calls {
+            Some(n) => format!("{n} call(s) per instance"),
+            None => format!("for {:.1} s", opts.plan.duration_ms as f64 / 1000.0),
+        }
+    ));
+    let started = Instant::now();
+    for child in &mut children {
+        writeln!(child.stdin.as_mut().expect("piped"), "go")?;
+    }
+    let mut total = Report::default();
+    for (mut child, mut out) in children.into_iter().zip(readers) {
+        let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
+            let mut line = String::new();
+            out.read_line(&mut line)?;
+            let status = child.wait()?;
+            anyhow::ensure!(status.success(), "worker failed: {status}");
+            Ok(serde_json::from_str(&line)?)
+        })
+        .await??;
+        total.merge(report);
+    }
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let lifetime_ms = opts.lifetime_secs * 1000;
+    let lifetimes_elapsed = elapsed_ms as f64 / lifetime_ms as f64;
+    // With refresh ahead a token is replaced as early as (100 - percent) % of its life.
+    let serve_ms = lifetime_ms as f64 * (1.0 - refresh_ahead_percent as f64 / 100.0);
+    let token_request_limit = (elapsed_ms as f64 / serve_ms).floor() as u64 + 1;
+    Ok(Summary {
+        processes: opts.processes,
+        instances_per_process: opts.plan.instances,
+        elapsed_ms,
+        lifetime_secs: opts.lifetime_secs,
+        lifetimes_elapsed,
+        refresh_ahead_percent,
+        token_request_limit,
+        requests: total.requests,
+        failures: total.failures,
+        token_requests: server.token_request_count() as u64,
+        fresh: total.fresh,
+        store: total.store,
+        memory: total.memory,
+        p50_ms: total.percentile_ms(0.50),
+        p99_ms: total.percentile_ms(0.99),
+        max_ms: total.percentile_ms(1.0),
+        first_error: total.first_error,
+    })
+}
+
+/// The worker side: build the host, say `ready`, wait for `go` on stdin, run, print
+/// the report as one JSON line.
+pub async fn worker(host: TokenHost, plan: Plan) -> anyhow::Result<()> {
+    // Compile and instantiate once before the start signal.
+    host.instance().await?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    anyhow::ensure!(line.trim() == "go", "expected `go`, got {line:?}");
+    let report = drive(&host, plan).await;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! A [`Platform`] for native unit tests: a hand-driven clock that `sleep_ms` advances, an
+//! in-memory store that can be made to fail, scripted HTTP responses, and recorded
+//! requests and audit lines. `on_sleep` lets a test act as another instance while this
+//! one waits.
+
+use crate::error::Error;
+use crate::http_types::{HttpOptions, HttpRequest, HttpResponse};
+use crate::platform::Platform;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+
+type SleepHook = Box<dyn FnMut(&FakePlatform)>;
+
+#[derive(Default)]
+pub struct FakePlatform {
+    now_ms: Cell<u64>,
+    kv: RefCell<BTreeMap<String, Vec<u8>>>,
+    store_fails: Cell<bool>,
+    responses: RefCell<VecDeque<Result<HttpResponse, Error>>>,
+    pub sent: RefCell<Vec<HttpRequest>>,
+    pub logs: RefCell<Vec<String>>,
+    pub slept_ms: Cell<u64>,
+    /// How long each `send` takes on the fake clock.
+    pub send_ms: Cell<u64>,
+    on_sleep: RefCell<Option<SleepHook>>,
+    random: Cell<u64>,
+}
+
+impl FakePlatform {
+    pub fn at(now_ms: u64) -> Self {
+        let p = FakePlatform::default();
+        p.now_ms.set(now_ms);
+        p
+    }
+
+    pub fn advance(&self, ms: u64) {
+        self.now_ms.set(self.now_ms.get() + ms);
+    }
+
+    pub fn fail_store(&self, fail: bool) {
+        self.store_fails.set(fail);
+    }
+
+    pub fn kv_put(&self, key: &str, value: &[u8]) {
+        self.kv.borrow_mut().insert(key.into(), value.into());
+    }
+
+    pub fn kv_value(&self, key: &str) -> Option<Vec<u8>> {
+        self.kv.borrow().get(key).cloned()
+    }
+
+    pub fn kv_remove(&self, key: &str) {
+        self.kv.borrow_mut().remove(key);
+    }
+
+    pub fn kv_keys(&self) -> Vec<String> {
+        self.kv.borrow().keys().cloned().collect()
+    }
+
+    /// Queue the next answer of the token endpoint (or of any `send`).
+    pub fn respond(&self, response: Result<HttpResponse, Error>) {
+        self.responses.borrow_mut().push_back(response);
+    }
+
+    /// A 200 token response.
+    pub fn respond_token(&self, token: &str, expires_in: u64) {
+        self.respond(Ok(HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), b"application/json".to_vec())],
+            body: format!(
+                r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":{expires_in}}}"#
+            )
+            .into_bytes(),
+        }));
+    }
+
+    /// Run `hook` at every `sleep_ms`, after the clock moved.
+    pub fn on_sleep(&self, hook: impl FnMut(&FakePlatform) + 'static) {
+        *self.on_sleep.borrow_mut() = Some(Box::new(hook));
+    }
+
+    pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("audit line is JSON"))
+            .filter(|v| v["event"] == event)
+            .collect()
+    }
+
+    fn store(&self) -> Result<(), String> {
+        if self.store_fails.get() {
+            Err("store unavailable".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Platform for FakePlatform {
+    fn now_unix_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+
+    fn monotonic_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+
+    fn sleep_ms(&self, ms: u64) {
+        self.advance(ms);
+        self.slept_ms.set(self.slept_ms.get() + ms);
+        let hook = self.on_sleep.borrow_mut().take();
+        if let Some(mut hook) = hook {
+            hook(self);
+            let mut slot = self.on_sleep.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(hook);
+            }
+        }
+    }
+
+    fn random_bytes(&self, out: &mut [u8]) {
+        // Deterministic, but different on every call.
+        for b in out.iter_mut() {
+            let next = self
+                .random
+                .get()
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.random.set(next);
+            *b = (next >> 33) as u8;
+        }
+    }
+
+    fn send(&self, request: &HttpRequest, _options: HttpOptions) -> Result<HttpResponse, Error> {
+        self.sent.borrow_mut().push(request.clone());
+        self.advance(self.send_ms.get());
+        self.responses
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or_else(|| Err(Error::Transport("no scripted response".into())))
+    }
+
+    fn kv_get(&self, _store: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.store()?;
+        Ok(self.kv.borrow().get(key).cloned())
+    }
+
+    fn kv_set(&self, _store: &str, key: &str, value: &[u8]) -> Result<(), String> {
+        self.store()?;
+        self.kv_put(key, value);
+        Ok(())
+    }
+
+    fn kv_delete(&self, _store: &str, key: &str) -> Result<(), String> {
+        self.store()?;
+        self.kv_remove(key);
+        Ok(())
+    }
+
+    fn kv_increment(&self, _store: &str, key: &str) -> Result<u64, String> {
+        self.store()?;
+        let mut kv = self.kv.borrow_mut();
+        let current = match kv.get(key) {
+            None => 0,
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or("not an integer")?,
+        };
+        kv.insert(key.into(), (current + 1).to_string().into_bytes());
+        Ok(current + 1)
+    }
+
+    fn log(&self, line: &str) {
+        self.logs.borrow_mut().push(line.to_string());
+    }
+}
