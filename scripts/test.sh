@@ -17,6 +17,15 @@ step "test peer: oidc-provider (npm ci in tests/peers/oidc)"
 command -v node >/dev/null || { echo "node is required for the oidc-provider tests" >&2; exit 1; }
 (cd tests/peers/oidc && npm ci --no-audit --no-fund --loglevel=error)
 
+step "test peer: redis-server (Debian package redis-server)"
+if ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then apt_get() { apt-get "$@"; }; else apt_get() { sudo apt-get "$@"; }; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt_get install -y --no-install-recommends redis-server >/dev/null \
+    || { apt_get update >/dev/null && apt_get install -y --no-install-recommends redis-server >/dev/null; }
+fi
+redis-server --version
+
 step "format"
 cargo fmt --all -- --check
 for example in examples/*/Cargo.toml; do cargo fmt --manifest-path "$example" -- --check; done

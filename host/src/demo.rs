@@ -156,10 +156,42 @@ pub async fn run() -> anyhow::Result<()> {
         );
     }
     let fetches = server.token_requests().len();
+    anyhow::ensure!(fetches == 2, "expected 2 token requests, saw {fetches}");
+
+    step(
+        8,
+        "Twenty fresh instances ask for a `reports:read` token at the same moment, and the token server takes 300 ms",
+    );
+    server.set_token_delay(Duration::from_millis(300));
+    let before = audit.contents().len();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let host = host.clone();
+        tasks.push(tokio::spawn(async move {
+            host.instance()
+                .await?
+                .get_token(&TokenRequest::with_scopes(["reports:read"]))
+                .await?
+                .map_err(|e| anyhow::anyhow!(describe(&e)))
+        }));
+    }
+    let mut sources = std::collections::BTreeMap::new();
+    for t in tasks {
+        *sources.entry(source_name(t.await??.source)).or_insert(0) += 1;
+    }
+    let herd = server.token_requests().len() - fetches;
+    let waited = String::from_utf8_lossy(&audit.contents()[before..])
+        .lines()
+        .filter(|l| l.contains(r#""event":"token.lease","outcome":"waited""#))
+        .count();
+    println!("   -> {herd} token request; tokens by source: {sources:?}");
     println!(
-        "\nDone: {} API calls, {fetches} token requests (one per token lifetime).",
+        "   one instance took the lease (an atomic increment in the key-value store) and fetched;\n   {waited} waited for its token instead of asking the server (audit: token.lease waited)"
+    );
+    anyhow::ensure!(herd == 1, "expected 1 token request, saw {herd}");
+    println!(
+        "\nDone: {} API calls, {fetches} token requests (one per token lifetime); then 20 simultaneous instances, {herd} token request.",
         server.api_requests().len()
     );
-    anyhow::ensure!(fetches == 2, "expected 2 token requests, saw {fetches}");
     Ok(())
 }

@@ -139,7 +139,7 @@ pub struct LoadOptions {
 }
 
 /// The merged result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub processes: usize,
     pub instances_per_process: usize,
