@@ -32,6 +32,12 @@ pub struct Event<'a> {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_origin: Option<String>,
+    /// `token.fetch`: which attempt this was (1 = the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// `token.fetch` outcome `retry`: the wait before the next attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
 }
 
 impl<'a> Event<'a> {
@@ -56,6 +62,8 @@ impl<'a> Event<'a> {
             error: None,
             detail: None,
             api_origin: None,
+            attempt: None,
+            retry_in_ms: None,
         }
     }
 

@@ -42,6 +42,21 @@ impl CacheKey {
         }
     }
 
+    /// The key of the failure cooldown shared by every token of one client (token URL,
+    /// client id, auth method): wrong credentials are wrong for every scope.
+    pub fn cooldown(settings: &Settings) -> Self {
+        let parts = serde_json::json!([
+            "v1",
+            "cooldown",
+            settings.token_url_text,
+            settings.client_id,
+            settings.auth_method.as_str(),
+        ]);
+        CacheKey {
+            canonical: parts.to_string(),
+        }
+    }
+
     /// The key in the key-value store: prefix + SHA-256 of the canonical text, so
     /// scopes and client ids are not readable from the key names.
     pub fn store_key(&self) -> String {
@@ -154,7 +169,26 @@ fn cipher(secret: &Secret, key: &CacheKey) -> XChaCha20Poly1305 {
 
 /// Encrypt `entry` for the store. `nonce` must be 24 fresh random bytes.
 pub fn seal(entry: &Entry, secret: &Secret, key: &CacheKey, nonce: [u8; NONCE_LEN]) -> Vec<u8> {
-    let plaintext = serde_json::to_vec(entry).expect("entry serialises");
+    seal_value(entry, secret, key, nonce)
+}
+
+/// Decrypt a stored entry; anything wrong is a `Rejected`, never a panic.
+pub fn open(bytes: &[u8], secret: &Secret, key: &CacheKey) -> Result<Entry, Rejected> {
+    let entry: Entry = open_value(bytes, secret, key)?;
+    if entry.expires_at_ms < entry.issued_at_ms {
+        return Err(Rejected::Corrupt);
+    }
+    Ok(entry)
+}
+
+/// Encrypt any value (as JSON) for the store under `key`.
+pub fn seal_value<T: Serialize>(
+    value: &T,
+    secret: &Secret,
+    key: &CacheKey,
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
+    let plaintext = serde_json::to_vec(value).expect("cache values serialise");
     let ct = cipher(secret, key)
         .encrypt(
             XNonce::from_slice(&nonce),
@@ -171,8 +205,12 @@ pub fn seal(entry: &Entry, secret: &Secret, key: &CacheKey, nonce: [u8; NONCE_LE
     out
 }
 
-/// Decrypt a stored entry; anything wrong is a `Rejected`, never a panic.
-pub fn open(bytes: &[u8], secret: &Secret, key: &CacheKey) -> Result<Entry, Rejected> {
+/// Decrypt a value sealed by [`seal_value`] under `key`.
+pub fn open_value<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    secret: &Secret,
+    key: &CacheKey,
+) -> Result<T, Rejected> {
     if bytes.len() < MAGIC.len() + NONCE_LEN + TAG_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return Err(Rejected::Format);
     }
@@ -186,11 +224,16 @@ pub fn open(bytes: &[u8], secret: &Secret, key: &CacheKey) -> Result<Entry, Reje
             },
         )
         .map_err(|_| Rejected::Undecryptable)?;
-    let entry: Entry = serde_json::from_slice(&plaintext).map_err(|_| Rejected::Corrupt)?;
-    if entry.expires_at_ms < entry.issued_at_ms {
-        return Err(Rejected::Corrupt);
-    }
-    Ok(entry)
+    serde_json::from_slice(&plaintext).map_err(|_| Rejected::Corrupt)
+}
+
+/// The token endpoint rejected the credentials: fail fast until `until_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cooldown {
+    pub error: String,
+    pub description: Option<String>,
+    pub status: u16,
+    pub until_ms: u64,
 }
 
 /// This instance's own cache. In Spin every request gets a fresh instance, so it helps
@@ -198,6 +241,8 @@ pub fn open(bytes: &[u8], secret: &Secret, key: &CacheKey) -> Result<Entry, Reje
 #[derive(Debug, Default)]
 pub struct MemoryCache {
     entries: HashMap<CacheKey, Entry>,
+    /// The last credential rejection seen by this instance.
+    pub cooldown: Option<Cooldown>,
 }
 
 impl MemoryCache {

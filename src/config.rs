@@ -72,6 +72,31 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
         "Key-value store label for the shared cache; empty disables it",
     ),
     (
+        "max_retries",
+        Some("2"),
+        "Token requests retried after a transport fault, 5xx or 429 (0-10)",
+    ),
+    (
+        "retry_base_ms",
+        Some("200"),
+        "Backoff ceiling before the first retry; doubles per retry; full jitter",
+    ),
+    (
+        "retry_max_delay_ms",
+        Some("5000"),
+        "Longest wait between attempts; a longer Retry-After ends the retries",
+    ),
+    (
+        "token_deadline_ms",
+        Some("12000"),
+        "Overall deadline for fetching one token, retries included",
+    ),
+    (
+        "failure_cooldown_secs",
+        Some("60"),
+        "After invalid_client or unauthorized_client, fail fast this long (shared through the store); 0 disables",
+    ),
+    (
         "lease_ms",
         Some("15000"),
         "Single-flight lease: the instance fetching a token holds it at most this long, others wait at most this long; 0 disables",
@@ -125,6 +150,12 @@ pub struct Settings {
     pub max_response_bytes: usize,
     /// `None`: no shared cache, memory only.
     pub kv_store: Option<String>,
+    pub max_retries: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_delay_ms: u64,
+    pub token_deadline_ms: u64,
+    /// 0: no cooldown.
+    pub failure_cooldown_secs: u64,
     /// 0: no single-flight lease.
     pub lease_ms: u64,
     /// 0: no refresh ahead.
@@ -132,6 +163,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    pub fn retry_policy(&self) -> crate::retry::RetryPolicy {
+        crate::retry::RetryPolicy {
+            max_retries: self.max_retries,
+            base_ms: self.retry_base_ms,
+            max_delay_ms: self.retry_max_delay_ms,
+        }
+    }
+
     /// Read and validate every key through `get`, which answers `Ok(None)` for an
     /// unset key and `Err(message)` when the host's config store fails.
     pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, Error> {
@@ -229,6 +268,11 @@ impl Settings {
             max_expires_in_secs: number("max_expires_in_secs", 1, 86_400 * 365)?,
             http_timeout_ms: number("http_timeout_ms", 1, 600_000)?,
             max_response_bytes: number("max_response_bytes", 0, 256 * 1024 * 1024)? as usize,
+            max_retries: number("max_retries", 0, 10)? as u32,
+            retry_base_ms: number("retry_base_ms", 1, 60_000)?,
+            retry_max_delay_ms: number("retry_max_delay_ms", 0, 300_000)?,
+            token_deadline_ms: number("token_deadline_ms", 1, 600_000)?,
+            failure_cooldown_secs: number("failure_cooldown_secs", 0, 86_400)?,
             lease_ms: number("lease_ms", 0, 600_000)?,
             refresh_ahead_percent: number("refresh_ahead_percent", 0, 50)?,
             kv_store: read("kv_store")?.or_else(|| {

@@ -14,6 +14,7 @@ pub mod lease;
 pub mod origin;
 pub mod platform;
 pub mod provider;
+pub mod retry;
 pub mod secret;
 pub mod token_request;
 pub mod token_response;

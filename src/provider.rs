@@ -4,12 +4,13 @@
 //! decision is one audit line.
 
 use crate::audit::Event;
-use crate::cache::{self, CacheKey, Entry, MemoryCache};
+use crate::cache::{self, CacheKey, Cooldown, Entry, MemoryCache};
 use crate::config::{MAX_TOKEN_RESPONSE_BYTES, Settings};
-use crate::error::Error;
+use crate::error::{Error, OAuthError};
 use crate::http_types::HttpOptions;
 use crate::lease::{self, Attempt, Lease};
 use crate::platform::Platform;
+use crate::retry::{self, Next};
 use crate::secret::AccessToken;
 use crate::token_request::{self, TokenParams, TokenRequest};
 use crate::token_response::{self, Lifetimes};
@@ -382,31 +383,75 @@ impl<P: Platform> Provider<'_, P> {
         }
     }
 
+    /// Ask the token endpoint, with retries (see `retry`), unless a credential
+    /// rejection is cooling down.
     fn fetch(&self, params: &TokenParams, key: &CacheKey) -> Result<IssuedToken, Error> {
+        if let Some(e) = self.cooling_down(params) {
+            return Err(e);
+        }
         let request = token_request::build(self.settings, params);
-        let options = HttpOptions {
-            timeout_ms: self.settings.http_timeout_ms,
-            read_limit: MAX_TOKEN_RESPONSE_BYTES + 1,
-        };
         let lifetimes = Lifetimes {
             default_expires_in: self.settings.default_expires_in_secs,
             max_expires_in: self.settings.max_expires_in_secs,
         };
-        let started = self.platform.monotonic_ms();
-        let outcome = self.platform.send(&request, options).and_then(|resp| {
-            token_response::parse(&resp, &params.scopes, lifetimes).map(|t| (resp.status, t))
-        });
-        let duration_ms = Some(self.platform.monotonic_ms().saturating_sub(started));
-        let (status, token) = match outcome {
-            Ok(ok) => ok,
-            Err(e) => {
-                let mut ev = Event::new("token.fetch", "error", self.settings, &params.scopes)
-                    .with_error(&e);
-                ev.duration_ms = duration_ms;
-                self.platform.log(&ev.to_line());
-                return Err(e);
+        let policy = self.settings.retry_policy();
+        let deadline = self
+            .platform
+            .monotonic_ms()
+            .saturating_add(self.settings.token_deadline_ms);
+        let mut attempt = 0u32;
+        let (status, token, duration_ms) = loop {
+            let started = self.platform.monotonic_ms();
+            let options = HttpOptions {
+                timeout_ms: self
+                    .settings
+                    .http_timeout_ms
+                    .min(deadline.saturating_sub(started))
+                    .max(1),
+                read_limit: MAX_TOKEN_RESPONSE_BYTES + 1,
+            };
+            let mut retry_after = None;
+            let outcome = self.platform.send(&request, options).and_then(|resp| {
+                retry_after = resp
+                    .header("retry-after")
+                    .and_then(|v| retry::retry_after_ms(v, self.platform.now_unix_ms()));
+                token_response::parse(&resp, &params.scopes, lifetimes).map(|t| (resp.status, t))
+            });
+            let now = self.platform.monotonic_ms();
+            let duration_ms = now.saturating_sub(started);
+            let e = match outcome {
+                Ok((status, token)) => break (status, token, duration_ms),
+                Err(e) => e,
+            };
+            let next = retry::next(&policy, attempt, &e, retry_after, now, deadline, |n| {
+                self.platform.random_below(n)
+            });
+            let outcome = if matches!(next, Next::RetryIn(_)) {
+                "retry"
+            } else {
+                "error"
+            };
+            let mut ev =
+                Event::new("token.fetch", outcome, self.settings, &params.scopes).with_error(&e);
+            ev.duration_ms = Some(duration_ms);
+            ev.attempt = Some(attempt + 1);
+            match next {
+                Next::RetryIn(ms) => {
+                    ev.retry_in_ms = Some(ms);
+                    self.platform.log(&ev.to_line());
+                    self.platform.sleep_ms(ms);
+                    attempt += 1;
+                }
+                Next::Stop(_) => {
+                    self.platform.log(&ev.to_line());
+                    if retry::is_credential_rejection(&e) {
+                        self.start_cooldown(params, &e);
+                    }
+                    return Err(e);
+                }
             }
         };
+        let duration_ms = Some(duration_ms);
         let now = self.platform.now_unix_ms();
         let entry = Entry {
             access_token: token.access_token,
@@ -417,6 +462,7 @@ impl<P: Platform> Provider<'_, P> {
         let mut ev = Event::new("token.fetch", "ok", self.settings, &entry.scopes);
         ev.status = Some(status);
         ev.duration_ms = duration_ms;
+        ev.attempt = Some(attempt + 1);
         ev.fingerprint = Some(entry.access_token.fingerprint());
         ev.expires_at = Some(entry.expires_at_secs());
         self.platform.log(&ev.to_line());
@@ -434,6 +480,84 @@ impl<P: Platform> Provider<'_, P> {
             self.memory.borrow_mut().put(key.clone(), entry);
         }
         Ok(fresh)
+    }
+
+    /// A credential rejection seen by this instance or, through the store, by any
+    /// other, less than `failure_cooldown_secs` ago: the error to fail fast with.
+    fn cooling_down(&self, params: &TokenParams) -> Option<Error> {
+        if self.settings.failure_cooldown_secs == 0 {
+            return None;
+        }
+        let now = self.platform.now_unix_ms();
+        let mut found = self
+            .memory
+            .borrow()
+            .cooldown
+            .clone()
+            .filter(|c| c.until_ms > now);
+        if found.is_none()
+            && let Some(store) = self.settings.kv_store.as_deref()
+        {
+            let key = CacheKey::cooldown(self.settings);
+            match self.platform.kv_get(store, &key.store_key()) {
+                // Sealed under the secret: after a secret rotation it no longer opens,
+                // so the new secret is tried at once.
+                Ok(Some(bytes)) => {
+                    found =
+                        cache::open_value::<Cooldown>(&bytes, &self.settings.client_secret, &key)
+                            .ok()
+                            .filter(|c| c.until_ms > now);
+                }
+                Ok(None) => {}
+                Err(e) => self.store_error(params, e),
+            }
+        }
+        let c = found?;
+        let left = c.until_ms.saturating_sub(now).div_ceil(1000);
+        let error = Error::OAuth(OAuthError {
+            error: c.error.clone(),
+            description: Some(format!(
+                "the token endpoint rejected these credentials; failing fast for {left} s more (failure_cooldown_secs){}",
+                c.description
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            )),
+            uri: None,
+            status: c.status,
+        });
+        let ev =
+            Event::new("token.fetch", "cooldown", self.settings, &params.scopes).with_error(&error);
+        self.platform.log(&ev.to_line());
+        Some(error)
+    }
+
+    fn start_cooldown(&self, params: &TokenParams, e: &Error) {
+        let (secs, Error::OAuth(o)) = (self.settings.failure_cooldown_secs, e) else {
+            return;
+        };
+        if secs == 0 {
+            return;
+        }
+        let cooldown = Cooldown {
+            error: o.error.clone(),
+            description: o.description.clone(),
+            status: o.status,
+            until_ms: self
+                .platform
+                .now_unix_ms()
+                .saturating_add(secs.saturating_mul(1000)),
+        };
+        if let Some(store) = self.settings.kv_store.as_deref() {
+            let key = CacheKey::cooldown(self.settings);
+            let mut nonce = [0u8; 24];
+            self.platform.random_bytes(&mut nonce);
+            let sealed = cache::seal_value(&cooldown, &self.settings.client_secret, &key, nonce);
+            if let Err(e) = self.platform.kv_set(store, &key.store_key(), &sealed) {
+                self.store_error(params, e);
+            }
+        }
+        self.memory.borrow_mut().cooldown = Some(cooldown);
     }
 
     fn log_cache(
@@ -766,7 +890,7 @@ mod tests {
 
     #[test]
     fn a_failed_refresh_keeps_serving_the_valid_token_and_says_so() {
-        let rig = Rig::new(&[]);
+        let rig = Rig::new(&[("max_retries", "0")]);
         rig.platform
             .kv_put(&rig.key().store_key(), &rig.sealed("still-valid", T0, 100));
         rig.platform.advance(44_000);
@@ -840,6 +964,174 @@ mod tests {
         rig.platform.respond_token("t", 100);
         assert_eq!(rig.get().unwrap().token.expose(), "t");
         assert!(!rig.platform.events("store.error").is_empty());
+    }
+
+    fn status(code: u16, headers: &[(&str, &str)], body: &str) -> crate::http_types::HttpResponse {
+        crate::http_types::HttpResponse {
+            status: code,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_503_is_retried_with_jittered_backoff_and_then_succeeds() {
+        let rig = Rig::new(&[]);
+        rig.platform.respond(Ok(status(503, &[], "busy")));
+        rig.platform
+            .respond(Err(Error::Transport("connection reset".into())));
+        rig.platform.respond_token("third-time", 100);
+        let t = rig.get().unwrap();
+        assert_eq!(t.token.expose(), "third-time");
+        assert_eq!(rig.platform.sent.borrow().len(), 3);
+        // Full jitter under 200 ms, then under 400 ms.
+        assert!(
+            rig.platform.slept_ms.get() <= 600,
+            "{}",
+            rig.platform.slept_ms.get()
+        );
+        let fetches = rig.platform.events("token.fetch");
+        let outcomes: Vec<_> = fetches
+            .iter()
+            .map(|e| {
+                (
+                    e["outcome"].as_str().unwrap(),
+                    e["attempt"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(outcomes, [("retry", 1), ("retry", 2), ("ok", 3)]);
+        assert!(fetches[0]["retry_in_ms"].as_u64().unwrap() <= 200);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_in_seconds_and_as_a_date() {
+        let rig = Rig::new(&[]);
+        rig.platform
+            .respond(Ok(status(429, &[("retry-after", "2")], "slow down")));
+        rig.platform.respond_token("t", 100);
+        rig.get().unwrap();
+        assert_eq!(rig.platform.slept_ms.get(), 2000);
+
+        let rig = Rig::new(&[("kv_store", "")]);
+        // T0 is 2027-01-15T08:00:00Z; ask for three seconds later.
+        let date = "Fri, 15 Jan 2027 08:00:03 GMT";
+        rig.platform
+            .respond(Ok(status(503, &[("retry-after", date)], "")));
+        rig.platform.respond_token("t", 100);
+        rig.get().unwrap();
+        assert_eq!(rig.platform.slept_ms.get(), 3000);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_cap_ends_the_retries_at_once() {
+        let rig = Rig::new(&[]);
+        rig.platform
+            .respond(Ok(status(429, &[("retry-after", "120")], "")));
+        assert!(matches!(rig.get(), Err(Error::Server { status: 429, .. })));
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+        assert_eq!(rig.platform.slept_ms.get(), 0);
+    }
+
+    #[test]
+    fn retries_stop_at_max_retries_and_at_the_deadline() {
+        let rig = Rig::new(&[("max_retries", "2")]);
+        for _ in 0..5 {
+            rig.platform.respond(Err(Error::Timeout));
+        }
+        assert_eq!(rig.get(), Err(Error::Timeout));
+        assert_eq!(rig.platform.sent.borrow().len(), 3);
+
+        let rig = Rig::new(&[("max_retries", "10"), ("token_deadline_ms", "1000")]);
+        rig.platform.send_ms.set(400);
+        for _ in 0..10 {
+            rig.platform
+                .respond(Err(Error::Transport("refused".into())));
+        }
+        let started = rig.platform.now_unix_ms();
+        assert!(rig.get().is_err());
+        let spent = rig.platform.now_unix_ms() - started;
+        assert!(spent <= 1000, "spent {spent} ms");
+        assert!(rig.platform.sent.borrow().len() <= 3);
+    }
+
+    #[test]
+    fn oauth_client_errors_are_not_retried() {
+        let rig = Rig::new(&[]);
+        rig.platform.respond(Ok(status(
+            400,
+            &[("content-type", "application/json")],
+            r#"{"error":"invalid_scope"}"#,
+        )));
+        assert!(matches!(rig.get(), Err(Error::OAuth(ref o)) if o.error == "invalid_scope"));
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+        // Not a credential problem: no cooldown, the next call asks again.
+        rig.platform.respond_token("t", 100);
+        assert!(rig.get().is_ok());
+    }
+
+    #[test]
+    fn invalid_client_starts_a_cooldown_shared_through_the_store() {
+        let rig = Rig::new(&[("failure_cooldown_secs", "60")]);
+        rig.platform.respond(Ok(status(
+            401,
+            &[],
+            r#"{"error":"invalid_client","error_description":"bad secret"}"#,
+        )));
+        assert!(matches!(rig.get(), Err(Error::OAuth(ref o)) if o.error == "invalid_client"));
+        assert_eq!(rig.platform.sent.borrow().len(), 1, "not retried");
+        // This instance and a fresh one (empty memory, same store) fail fast.
+        let again = rig.get().unwrap_err();
+        let Error::OAuth(o) = &again else {
+            panic!("{again:?}")
+        };
+        assert_eq!((o.error.as_str(), o.status), ("invalid_client", 401));
+        assert!(
+            o.description
+                .as_deref()
+                .unwrap()
+                .contains("failing fast for 60 s"),
+            "{o:?}"
+        );
+        *rig.memory.borrow_mut() = MemoryCache::default();
+        assert!(rig.get().is_err());
+        assert_eq!(
+            rig.platform.sent.borrow().len(),
+            1,
+            "nothing sent while cooling down"
+        );
+        assert_eq!(
+            rig.platform.events("token.fetch").last().unwrap()["outcome"],
+            "cooldown"
+        );
+        // After the cooldown the server is asked again.
+        rig.platform.advance(60_001);
+        rig.platform.respond_token("fixed", 100);
+        assert_eq!(rig.get().unwrap().token.expose(), "fixed");
+    }
+
+    #[test]
+    fn a_rotated_secret_is_tried_at_once_despite_the_cooldown() {
+        let rig = Rig::new(&[]);
+        rig.platform
+            .respond(Ok(status(401, &[], r#"{"error":"invalid_client"}"#)));
+        assert!(rig.get().is_err());
+        // Same store, new secret: the sealed cooldown no longer opens.
+        let rotated = Rig {
+            settings: settings(&[("client_secret", "rotated")]),
+            platform: FakePlatform::at(T0),
+            memory: RefCell::new(MemoryCache::default()),
+        };
+        for k in rig.platform.kv_keys() {
+            rotated
+                .platform
+                .kv_put(&k, &rig.platform.kv_value(&k).unwrap());
+        }
+        rotated.platform.respond_token("works", 100);
+        assert_eq!(rotated.get().unwrap().token.expose(), "works");
     }
 
     impl Rig {
