@@ -69,12 +69,15 @@ pub fn parse_url(text: &str) -> Result<HttpUrl, String> {
     if host.is_empty() {
         return Err("URL has no host".into());
     }
-    let port = match authority.port_u16() {
-        Some(0) => return Err("URL port 0 is not valid".into()),
-        Some(p) => p,
-        None if authority.as_str().ends_with(':') => {
-            return Err("URL has an empty port".into());
-        }
+    // `port_u16` is `None` both without a port and for one that does not fit in 16
+    // bits: look at the text, so that `:99999` is refused instead of becoming 443.
+    let text = authority.as_str();
+    let after_host = &text[text.rfind(']').map_or(0, |i| i + 1)..];
+    let port_text = after_host.rsplit_once(':').map(|(_, p)| p);
+    let port = match port_text.map(|p| (p, p.parse::<u16>())) {
+        Some(("", _)) => return Err("URL has an empty port".into()),
+        Some((_, Ok(0) | Err(_))) => return Err("URL port must be 1-65535".into()),
+        Some((_, Ok(p))) => p,
         None => match scheme {
             Scheme::Https => 443,
             Scheme::Http => 80,
@@ -112,6 +115,23 @@ pub fn parse_origin(text: &str) -> Result<Origin, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_outside_16_bits_are_refused_not_defaulted() {
+        // Found by the hostile-input catalog: `:99999` used to pass as port 443.
+        for url in [
+            "https://api.example.com:99999/",
+            "https://api.example.com:65536/",
+            "https://api.example.com:0/",
+            "https://api.example.com:/",
+        ] {
+            assert!(parse_url(url).is_err(), "{url}");
+        }
+        assert_eq!(
+            parse_url("https://a.example:65535/").unwrap().origin.port,
+            65535
+        );
+    }
 
     #[test]
     fn default_ports_are_made_explicit() {

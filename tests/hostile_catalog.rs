@@ -1,0 +1,403 @@
+//! The hostile-input catalog: token responses, authorized-client inputs and cache
+//! entries that a broken or malicious server, caller or store could produce, each a
+//! test with the typed error (or the accepted token) it must give. Native and fast:
+//! these run the core's parsers directly; the integration suites run the same code
+//! inside the component.
+
+use token_provider::authorized::{ApiRequest, prepare};
+use token_provider::cache::{self, CacheKey, Entry};
+use token_provider::config::Settings;
+use token_provider::http_types::HttpResponse;
+use token_provider::secret::{AccessToken, Secret};
+use token_provider::token_request::{TokenParams, TokenRequest};
+use token_provider::token_response::{Lifetimes, parse};
+
+const LIMITS: Lifetimes = Lifetimes {
+    default_expires_in: 300,
+    max_expires_in: 86_400,
+};
+
+enum Want {
+    /// Accepted: token, expires_in, scopes.
+    Token(&'static str, u64, &'static [&'static str]),
+    /// Refused with this error kind (`Error::kind`) and, for `oauth`, this code.
+    Error(&'static str, Option<&'static str>),
+}
+use Want::*;
+
+fn check_response(status: u16, content_type: Option<&str>, body: &[u8], want: Want) {
+    let resp = HttpResponse {
+        status,
+        headers: content_type
+            .map(|c| vec![("content-type".to_string(), c.as_bytes().to_vec())])
+            .unwrap_or_default(),
+        body: body.to_vec(),
+    };
+    let got = parse(&resp, &["read".to_string()], LIMITS);
+    match (want, got) {
+        (Token(token, expires_in, scopes), Ok(t)) => {
+            assert_eq!(t.access_token.expose(), token);
+            assert_eq!(t.expires_in, expires_in);
+            assert_eq!(t.scopes, scopes);
+        }
+        (Error(kind, code), Err(e)) => {
+            assert_eq!(e.kind(), kind, "{e}");
+            if let (Some(code), token_provider::Error::OAuth(o)) = (code, &e) {
+                assert_eq!(o.error, code);
+            }
+            // Whatever the body held, the error text is one clean line.
+            let text = e.to_string();
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+        (Token(..), Err(e)) => panic!("expected a token, got {e}"),
+        (Error(kind, _), Ok(_)) => panic!("expected a {kind} error, got a token"),
+    }
+}
+
+macro_rules! responses {
+    ($($name:ident: $status:expr, $ct:expr, $body:expr => $want:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                check_response($status, $ct, AsRef::<[u8]>::as_ref(&$body), $want);
+            }
+        )*
+    };
+}
+
+const JSON: Option<&str> = Some("application/json");
+
+fn nested(depth: usize) -> String {
+    format!(
+        r#"{{"access_token":"t","x":{}{}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    )
+}
+
+fn long_token(len: usize) -> String {
+    format!(
+        r#"{{"access_token":"{}","token_type":"Bearer"}}"#,
+        "a".repeat(len)
+    )
+}
+
+responses! {
+    // --- accepted, leniently -------------------------------------------------------
+    r01_standard: 200, JSON, r#"{"access_token":"abc","token_type":"Bearer","expires_in":3600}"# => Token("abc", 3600, &["read"]);
+    r02_token_type_lowercase: 200, JSON, r#"{"access_token":"abc","token_type":"bearer","expires_in":60}"# => Token("abc", 60, &["read"]);
+    r03_token_type_uppercase: 200, JSON, r#"{"access_token":"abc","token_type":"BEARER","expires_in":60}"# => Token("abc", 60, &["read"]);
+    r04_token_type_missing: 200, JSON, r#"{"access_token":"abc","expires_in":60}"# => Token("abc", 60, &["read"]);
+    r05_token_type_null: 200, JSON, r#"{"access_token":"abc","token_type":null,"expires_in":60}"# => Token("abc", 60, &["read"]);
+    r06_expires_in_numeric_string: 200, JSON, r#"{"access_token":"abc","expires_in":"3600"}"# => Token("abc", 3600, &["read"]);
+    r07_expires_in_string_with_spaces: 200, JSON, r#"{"access_token":"abc","expires_in":" 90 "}"# => Token("abc", 90, &["read"]);
+    r08_expires_in_missing_is_the_default: 200, JSON, r#"{"access_token":"abc"}"# => Token("abc", 300, &["read"]);
+    r09_expires_in_null_is_the_default: 200, JSON, r#"{"access_token":"abc","expires_in":null}"# => Token("abc", 300, &["read"]);
+    r10_expires_in_huge_is_clamped: 200, JSON, r#"{"access_token":"abc","expires_in":1000000000000}"# => Token("abc", 86_400, &["read"]);
+    r11_expires_in_u64_max_is_clamped: 200, JSON, r#"{"access_token":"abc","expires_in":18446744073709551615}"# => Token("abc", 86_400, &["read"]);
+    r12_expires_in_huge_string_is_clamped: 200, JSON, r#"{"access_token":"abc","expires_in":"99999999999999999999"}"# => Token("abc", 86_400, &["read"]);
+    r13_expires_in_integral_float: 200, JSON, r#"{"access_token":"abc","expires_in":3600.0}"# => Token("abc", 3600, &["read"]);
+    r14_expires_in_fraction_rounds_down: 200, JSON, r#"{"access_token":"abc","expires_in":1.9}"# => Token("abc", 1, &["read"]);
+    r15_expires_in_exponent: 200, JSON, r#"{"access_token":"abc","expires_in":3.6e3}"# => Token("abc", 3600, &["read"]);
+    r16_expires_in_zero: 200, JSON, r#"{"access_token":"abc","expires_in":0}"# => Token("abc", 0, &["read"]);
+    r17_content_type_text_plain: 200, Some("text/plain"), r#"{"access_token":"abc","expires_in":60}"# => Token("abc", 60, &["read"]);
+    r18_content_type_missing: 200, None, r#"{"access_token":"abc","expires_in":60}"# => Token("abc", 60, &["read"]);
+    r19_content_type_with_charset: 200, Some("application/json; charset=utf-8"), r#"{"access_token":"abc","expires_in":60}"# => Token("abc", 60, &["read"]);
+    r20_content_type_html_but_json_body: 200, Some("text/html"), r#"{"access_token":"abc","expires_in":60}"# => Token("abc", 60, &["read"]);
+    r21_utf8_bom: 200, JSON, "\u{feff}{\"access_token\":\"abc\",\"expires_in\":60}" => Token("abc", 60, &["read"]);
+    r22_surrounding_whitespace: 200, JSON, " \r\n\t{\"access_token\":\"abc\",\"expires_in\":60}\n " => Token("abc", 60, &["read"]);
+    r23_unknown_members_ignored: 200, JSON, r#"{"access_token":"abc","expires_in":60,"refresh_token":"r","id_token":"i","x":{"y":[1,2]}}"# => Token("abc", 60, &["read"]);
+    r24_scope_narrowed_and_sorted: 200, JSON, r#"{"access_token":"abc","scope":"write read read"}"# => Token("abc", 300, &["read", "write"]);
+    r25_scope_empty_string_grants_nothing: 200, JSON, r#"{"access_token":"abc","scope":""}"# => Token("abc", 300, &[]);
+    r26_scope_null_means_requested: 200, JSON, r#"{"access_token":"abc","scope":null}"# => Token("abc", 300, &["read"]);
+    r27_duplicate_keys_last_one_wins: 200, JSON, r#"{"access_token":"first","access_token":"second"}"# => Token("second", 300, &["read"]);
+    r28_error_member_null_is_no_error: 200, JSON, r#"{"access_token":"abc","error":null}"# => Token("abc", 300, &["read"]);
+    r29_jwt_shaped_token: 200, JSON, r#"{"access_token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_","token_type":"Bearer"}"# => Token("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_", 300, &["read"]);
+    r30_token_at_the_16k_limit: 200, JSON, long_token(16 * 1024) => Token(Box::leak("a".repeat(16 * 1024).into_boxed_str()), 300, &["read"]);
+    r31_201_created: 201, JSON, r#"{"access_token":"abc"}"# => Token("abc", 300, &["read"]);
+
+    // --- not a JSON object -----------------------------------------------------------
+    r32_plain_text: 200, Some("text/plain"), "access granted" => Error("invalid_response", None);
+    r33_form_encoded: 200, Some("application/x-www-form-urlencoded"), "access_token=abc&token_type=bearer" => Error("invalid_response", None);
+    r34_json_array: 200, JSON, r#"[{"access_token":"abc"}]"# => Error("invalid_response", None);
+    r35_json_string: 200, JSON, r#""abc""# => Error("invalid_response", None);
+    r36_json_number: 200, JSON, "42" => Error("invalid_response", None);
+    r37_json_null: 200, JSON, "null" => Error("invalid_response", None);
+    r38_empty_body: 200, JSON, "" => Error("invalid_response", None);
+    r39_whitespace_body: 200, JSON, "  \n " => Error("invalid_response", None);
+    r40_non_utf8: 200, JSON, b"{\"access_token\":\"\xff\xfe\"}" => Error("invalid_response", None);
+    r41_truncated_json: 200, JSON, r#"{"access_token":"abc","expires_in":36"# => Error("invalid_response", None);
+    r42_trailing_garbage: 200, JSON, r#"{"access_token":"abc"} <html>"# => Error("invalid_response", None);
+    r43_two_objects: 200, JSON, r#"{"access_token":"a"}{"access_token":"b"}"# => Error("invalid_response", None);
+    r44_deep_nesting_is_refused_not_a_stack_overflow: 200, JSON, nested(100_000) => Error("invalid_response", None);
+    r45_moderate_nesting_in_an_unknown_member_is_fine: 200, JSON, nested(100) => Token("t", 300, &["read"]);
+    r46_number_out_of_range: 200, JSON, r#"{"access_token":"abc","expires_in":1e400}"# => Error("invalid_response", None);
+    r47_single_quotes: 200, JSON, "{'access_token':'abc'}" => Error("invalid_response", None);
+    r48_comment_in_json: 200, JSON, "{\"access_token\":\"abc\" /* hi */}" => Error("invalid_response", None);
+    r49_html_200_page: 200, Some("text/html"), "<html><body>Login</body></html>" => Error("invalid_response", None);
+    r50_204_no_content: 204, None, "" => Error("invalid_response", None);
+
+    // --- wrong types and values ------------------------------------------------------
+    r51_access_token_missing: 200, JSON, r#"{"token_type":"Bearer"}"# => Error("invalid_response", None);
+    r52_access_token_null: 200, JSON, r#"{"access_token":null}"# => Error("invalid_response", None);
+    r53_access_token_number: 200, JSON, r#"{"access_token":12345}"# => Error("invalid_response", None);
+    r54_access_token_array: 200, JSON, r#"{"access_token":["abc"]}"# => Error("invalid_response", None);
+    r55_access_token_object: 200, JSON, r#"{"access_token":{"v":"abc"}}"# => Error("invalid_response", None);
+    r56_access_token_bool: 200, JSON, r#"{"access_token":true}"# => Error("invalid_response", None);
+    r57_access_token_empty: 200, JSON, r#"{"access_token":""}"# => Error("invalid_response", None);
+    r58_access_token_over_16k: 200, JSON, long_token(16 * 1024 + 1) => Error("invalid_response", None);
+    r59_access_token_enormous: 200, JSON, long_token(60_000) => Error("invalid_response", None);
+    r60_access_token_with_cr_lf: 200, JSON, r#"{"access_token":"abc\r\nX-Evil: 1"}"# => Error("invalid_response", None);
+    r61_access_token_with_lf: 200, JSON, r#"{"access_token":"abc\ndef"}"# => Error("invalid_response", None);
+    r62_access_token_with_nul: 200, JSON, r#"{"access_token":"abc\u0000def"}"# => Error("invalid_response", None);
+    r63_access_token_with_space: 200, JSON, r#"{"access_token":"abc def"}"# => Error("invalid_response", None);
+    r64_access_token_with_tab: 200, JSON, r#"{"access_token":"abc\tdef"}"# => Error("invalid_response", None);
+    r65_access_token_with_del: 200, JSON, r#"{"access_token":"abc\u007fdef"}"# => Error("invalid_response", None);
+    r66_access_token_non_ascii: 200, JSON, r#"{"access_token":"abcé"}"# => Error("invalid_response", None);
+    r67_access_token_escape_sequence: 200, JSON, r#"{"access_token":"\u001b[31mred"}"# => Error("invalid_response", None);
+    r68_token_type_mac: 200, JSON, r#"{"access_token":"abc","token_type":"mac"}"# => Error("invalid_response", None);
+    r69_token_type_dpop: 200, JSON, r#"{"access_token":"abc","token_type":"DPoP"}"# => Error("invalid_response", None);
+    r70_token_type_empty: 200, JSON, r#"{"access_token":"abc","token_type":""}"# => Error("invalid_response", None);
+    r71_token_type_number: 200, JSON, r#"{"access_token":"abc","token_type":1}"# => Error("invalid_response", None);
+    r72_token_type_bearer_with_space: 200, JSON, r#"{"access_token":"abc","token_type":"Bearer "}"# => Error("invalid_response", None);
+    r73_expires_in_negative: 200, JSON, r#"{"access_token":"abc","expires_in":-1}"# => Error("invalid_response", None);
+    r74_expires_in_negative_float: 200, JSON, r#"{"access_token":"abc","expires_in":-0.5}"# => Error("invalid_response", None);
+    r75_expires_in_word: 200, JSON, r#"{"access_token":"abc","expires_in":"soon"}"# => Error("invalid_response", None);
+    r76_expires_in_negative_string: 200, JSON, r#"{"access_token":"abc","expires_in":"-60"}"# => Error("invalid_response", None);
+    r77_expires_in_float_string: 200, JSON, r#"{"access_token":"abc","expires_in":"3600.0"}"# => Error("invalid_response", None);
+    r78_expires_in_empty_string: 200, JSON, r#"{"access_token":"abc","expires_in":""}"# => Error("invalid_response", None);
+    r79_expires_in_bool: 200, JSON, r#"{"access_token":"abc","expires_in":true}"# => Error("invalid_response", None);
+    r80_expires_in_object: 200, JSON, r#"{"access_token":"abc","expires_in":{"s":60}}"# => Error("invalid_response", None);
+    r81_scope_number: 200, JSON, r#"{"access_token":"abc","scope":7}"# => Error("invalid_response", None);
+    r82_scope_array: 200, JSON, r#"{"access_token":"abc","scope":["read"]}"# => Error("invalid_response", None);
+    r83_body_over_64k: 200, JSON, format!(r#"{{"access_token":"abc","pad":"{}"}}"#, "x".repeat(70_000)) => Error("invalid_response", None);
+
+    // --- errors, in and out of a 200 -------------------------------------------------
+    r84_error_inside_a_200: 200, JSON, r#"{"error":"invalid_scope"}"# => Error("oauth", Some("invalid_scope"));
+    r85_error_and_token_in_a_200: 200, JSON, r#"{"access_token":"abc","error":"access_denied"}"# => Error("oauth", Some("access_denied"));
+    r86_invalid_client_400: 400, JSON, r#"{"error":"invalid_client","error_description":"no such client"}"# => Error("oauth", Some("invalid_client"));
+    r87_invalid_client_401: 401, JSON, r#"{"error":"invalid_client"}"# => Error("oauth", Some("invalid_client"));
+    r88_error_not_a_string: 400, JSON, r#"{"error":5}"# => Error("oauth", Some("invalid_error_member"));
+    r89_error_empty: 400, JSON, r#"{"error":""}"# => Error("oauth", Some("unknown_error"));
+    r90_error_with_control_characters: 400, JSON, r#"{"error":"bad\r\nX-Injected: yes","error_description":"line1\nline2\u001b[0m"}"# => Error("oauth", Some("bad??X-Injected: yes"));
+    r91_error_description_enormous: 400, JSON, format!(r#"{{"error":"invalid_request","error_description":"{}"}}"#, "d".repeat(50_000)) => Error("oauth", Some("invalid_request"));
+    r92_503_temporarily_unavailable: 503, JSON, r#"{"error":"temporarily_unavailable"}"# => Error("oauth", Some("temporarily_unavailable"));
+    r93_400_html: 400, Some("text/html"), "<html>Bad Request</html>" => Error("server", None);
+    r94_500_json_without_error: 500, JSON, r#"{"message":"boom"}"# => Error("server", None);
+    r95_502_html: 502, Some("text/html"), "<html><h1>502 Bad Gateway</h1></html>" => Error("server", None);
+    r96_302_redirect: 302, Some("text/html"), "<a href=\"https://evil.test/token\">moved</a>" => Error("server", None);
+    r97_429_text: 429, Some("text/plain"), "rate limited" => Error("server", None);
+    r98_418: 418, Some("text/plain"), "teapot" => Error("server", None);
+    r99_100_informational: 100, None, "" => Error("server", None);
+}
+
+// --- the authorized client's inputs ------------------------------------------------
+
+fn settings(origins: &str, insecure: bool) -> Settings {
+    let map = std::collections::HashMap::from([
+        ("token_url", "https://auth.example.com/token".to_string()),
+        ("client_id", "svc".to_string()),
+        ("client_secret", "s3cret".to_string()),
+        ("allowed_origins", origins.to_string()),
+        ("allow_insecure_http", insecure.to_string()),
+    ]);
+    Settings::load(|k| Ok(map.get(k).cloned())).unwrap()
+}
+
+fn check_request(url: &str, headers: &[(&str, &[u8])], allowed: bool) {
+    let s = settings(
+        "https://api.example.com,https://api.example.com:8443",
+        false,
+    );
+    let req = ApiRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect(),
+        body: None,
+        token: None,
+    };
+    match prepare(&s, &req) {
+        Ok(_) => assert!(allowed, "{url} {headers:?} was allowed"),
+        Err(e) => {
+            assert!(!allowed, "{url} refused: {e}");
+            assert_eq!(e.kind(), "refused", "{e}");
+            assert!(!e.to_string().chars().any(char::is_control), "{e}");
+        }
+    }
+}
+
+macro_rules! requests {
+    ($($name:ident: $url:expr, $headers:expr => $allowed:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                check_request($url, $headers, $allowed);
+            }
+        )*
+    };
+}
+
+const NO: &[(&str, &[u8])] = &[];
+
+requests! {
+    q01_allowed_origin: "https://api.example.com/v1/orders?x=1", NO => true;
+    q02_allowed_other_port: "https://api.example.com:8443/v1", NO => true;
+    q03_default_port_spelled_out: "https://api.example.com:443/v1", NO => true;
+    q04_host_case_insensitive: "https://API.Example.COM/v1", NO => true;
+    q05_suffix_lookalike: "https://api.example.com.evil.test/v1", NO => false;
+    q06_prefix_lookalike: "https://evilapi.example.com/v1", NO => false;
+    q07_userinfo_lookalike: "https://api.example.com@evil.test/v1", NO => false;
+    q08_userinfo: "https://user:pass@api.example.com/v1", NO => false;
+    q09_other_port: "https://api.example.com:444/v1", NO => false;
+    q10_plain_http: "http://api.example.com/v1", NO => false;
+    q11_other_scheme: "ftp://api.example.com/v1", NO => false;
+    q12_idn_host: "https://bücher.example.com/v1", NO => false;
+    q13_punycode_not_allowed: "https://xn--bcher-kva.example.com/v1", NO => false;
+    q14_fragment: "https://api.example.com/v1#frag", NO => false;
+    q15_no_scheme: "api.example.com/v1", NO => false;
+    q16_empty: "", NO => false;
+    q17_spaces: "https://api.example.com/v 1", NO => false;
+    q18_crlf_in_url: "https://api.example.com/v1\r\nX-Evil: 1", NO => false;
+    q19_backslash_host_trick: "https://api.example.com\\@evil.test/", NO => false;
+    q20_ip_literal: "https://127.0.0.1/v1", NO => false;
+    q21_trailing_dot_host: "https://api.example.com./v1", NO => false;
+    q22_port_out_of_range: "https://api.example.com:99999/v1", NO => false;
+    q23_caller_authorization: "https://api.example.com/v1", &[("Authorization", b"Bearer stolen")] => false;
+    q24_caller_authorization_any_case: "https://api.example.com/v1", &[("aUtHoRiZaTiOn", b"x")] => false;
+    q25_header_value_crlf: "https://api.example.com/v1", &[("X-Trace", b"a\r\nX-Evil: 1")] => false;
+    q26_header_value_nul: "https://api.example.com/v1", &[("X-Trace", b"a\0b")] => false;
+    q27_header_name_with_space: "https://api.example.com/v1", &[("X Trace", b"a")] => false;
+    q28_header_name_with_colon: "https://api.example.com/v1", &[("X-Trace:", b"a")] => false;
+    q29_header_name_empty: "https://api.example.com/v1", &[("", b"a")] => false;
+    q30_ordinary_headers: "https://api.example.com/v1", &[("Accept", b"application/json"), ("X-Request-Id", b"42")] => true;
+}
+
+// --- cache entries -----------------------------------------------------------------
+
+fn key(s: &Settings, scope: &str) -> CacheKey {
+    let req = TokenRequest {
+        scopes: Some(vec![scope.to_string()]),
+        ..Default::default()
+    };
+    CacheKey::new(s, &TokenParams::resolve(&req, s).unwrap())
+}
+
+fn entry() -> Entry {
+    Entry {
+        access_token: AccessToken::new("cached-token"),
+        scopes: vec!["read".into()],
+        issued_at_ms: 1_000_000,
+        expires_at_ms: 4_600_000,
+    }
+}
+
+#[test]
+fn c01_every_truncation_is_rejected() {
+    let s = settings("", false);
+    let k = key(&s, "read");
+    let sealed = cache::seal(&entry(), &s.client_secret, &k, [1; 24]);
+    for cut in 0..sealed.len() {
+        assert!(
+            cache::open(&sealed[..cut], &s.client_secret, &k).is_err(),
+            "{cut}"
+        );
+    }
+}
+
+#[test]
+fn c02_every_single_bit_flip_is_rejected() {
+    let s = settings("", false);
+    let k = key(&s, "read");
+    let sealed = cache::seal(&entry(), &s.client_secret, &k, [2; 24]);
+    for bit in 0..sealed.len() * 8 {
+        let mut b = sealed.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        assert!(cache::open(&b, &s.client_secret, &k).is_err(), "bit {bit}");
+    }
+}
+
+#[test]
+fn c03_an_entry_from_another_key_is_rejected() {
+    let s = settings("", false);
+    let sealed = cache::seal(&entry(), &s.client_secret, &key(&s, "read"), [3; 24]);
+    assert_eq!(
+        cache::open(&sealed, &s.client_secret, &key(&s, "write")),
+        Err(cache::Rejected::Undecryptable)
+    );
+}
+
+#[test]
+fn c04_an_entry_under_another_secret_is_rejected() {
+    let s = settings("", false);
+    let k = key(&s, "read");
+    let sealed = cache::seal(&entry(), &s.client_secret, &k, [4; 24]);
+    assert_eq!(
+        cache::open(&sealed, &Secret::new("other"), &k),
+        Err(cache::Rejected::Undecryptable)
+    );
+}
+
+#[test]
+fn c05_an_older_or_unknown_format_version_is_rejected() {
+    let s = settings("", false);
+    let k = key(&s, "read");
+    let mut sealed = cache::seal(&entry(), &s.client_secret, &k, [5; 24]);
+    sealed[..4].copy_from_slice(b"TPC0");
+    assert_eq!(
+        cache::open(&sealed, &s.client_secret, &k),
+        Err(cache::Rejected::Format)
+    );
+}
+
+#[test]
+fn c06_plaintext_json_and_garbage_are_rejected() {
+    let s = settings("", false);
+    let k = key(&s, "read");
+    for junk in [
+        &br#"{"access_token":"injected","expires_at_ms":99999999999999}"#[..],
+        b"",
+        b"TPC1",
+        &[0u8; 200][..],
+        b"42",
+    ] {
+        assert!(cache::open(junk, &s.client_secret, &k).is_err());
+    }
+}
+
+#[test]
+fn c07_a_sealed_entry_whose_expiry_precedes_its_issue_is_rejected() {
+    let s = settings("", false);
+    let k = key(&s, "read");
+    let backwards = Entry {
+        issued_at_ms: 5_000,
+        expires_at_ms: 4_000,
+        ..entry()
+    };
+    let sealed = cache::seal(&backwards, &s.client_secret, &k, [7; 24]);
+    assert_eq!(
+        cache::open(&sealed, &s.client_secret, &k),
+        Err(cache::Rejected::Corrupt)
+    );
+}
+
+#[test]
+fn c08_a_cooldown_record_cannot_pass_for_a_token() {
+    let s = settings("", false);
+    let cooldown = cache::Cooldown {
+        error: "invalid_client".into(),
+        description: None,
+        status: 401,
+        until_ms: 1,
+    };
+    let sealed = cache::seal_value(
+        &cooldown,
+        &s.client_secret,
+        &CacheKey::cooldown(&s),
+        [8; 24],
+    );
+    assert!(cache::open(&sealed, &s.client_secret, &key(&s, "read")).is_err());
+    assert!(cache::open(&sealed, &s.client_secret, &CacheKey::cooldown(&s)).is_err());
+}
