@@ -57,6 +57,8 @@ struct State {
     counter: u64,
     token_delay: Duration,
     record_api: bool,
+    /// Every token ever issued (for leak checks; `revoke_all` does not clear it).
+    all_issued: Vec<String>,
 }
 
 /// The server. Dropping it stops accepting connections.
@@ -88,6 +90,7 @@ impl MockServer {
             counter: 0,
             token_delay: Duration::ZERO,
             record_api: true,
+            all_issued: Vec::new(),
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -171,6 +174,11 @@ impl MockServer {
             .iter()
             .filter(|r| r.path == "/token")
             .count()
+    }
+
+    /// Every access token this server has issued.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().all_issued.clone()
     }
 
     /// Forget every token issued so far: the API answers 401 to them.
@@ -278,6 +286,7 @@ fn token_endpoint(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
     if let Some(scope) = form.get("scope") {
         body["scope"] = scope.clone().into();
     }
+    s.all_issued.push(token.clone());
     s.issued.insert(token, Instant::now());
     json(200, body)
 }

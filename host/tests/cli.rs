@@ -198,3 +198,74 @@ fn demo_runs_offline_and_says_what_happened() {
     assert!(stdout.contains("source: fresh"), "{stdout}");
     assert!(!stdout.contains("demo-secret"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_output_never_shows_the_secret_or_a_token_without_show_token() {
+    const SECRET: &str = "CLI-leak-canary-secret-2b7e";
+    let server = token_provider_host::testserver::MockServer::start("cli-leak", SECRET)
+        .await
+        .unwrap();
+    let token_url = server.url("/token");
+    let api = server.url("/api/orders");
+    let origin = server.origin();
+    let base = [
+        "--token-url",
+        token_url.as_str(),
+        "--client-id",
+        "cli-leak",
+        "--client-secret-env",
+        "TP_TEST_SECRET",
+        "--allow-http",
+        "--audit",
+    ];
+    let runs: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["token"], SECRET),
+        (
+            vec!["token", "--config", "failure_cooldown_secs=0"],
+            "wrong-WRONG-canary-88",
+        ),
+        (
+            vec!["call", api.as_str(), "--allowed-origin", origin.as_str()],
+            SECRET,
+        ),
+        (
+            vec![
+                "call",
+                "https://evil.test/x",
+                "--allowed-origin",
+                origin.as_str(),
+            ],
+            SECRET,
+        ),
+        (
+            vec!["token", "--config", "http_timeout_ms=nonsense"],
+            SECRET,
+        ),
+    ];
+    let mut outputs = Vec::new();
+    for (args, secret) in runs {
+        let mut all = args.clone();
+        all.extend(base);
+        let out = tokio::task::spawn_blocking({
+            let all: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+            let secret = secret.to_string();
+            move || cli(&all.iter().map(String::as_str).collect::<Vec<_>>(), &secret)
+        })
+        .await
+        .unwrap();
+        outputs.push(format!("{}{}", text(&out.stdout), text(&out.stderr)));
+    }
+    let tokens = server.issued_tokens();
+    assert!(tokens.len() >= 2, "{tokens:?}");
+    assert!(outputs[0].contains("fingerprint"), "{}", outputs[0]);
+    assert!(outputs[1].contains("invalid_client"), "{}", outputs[1]);
+    assert!(outputs[2].contains("HTTP 200"), "{}", outputs[2]);
+    for out in &outputs {
+        for secret in [SECRET, "wrong-WRONG-canary-88"] {
+            assert!(!out.contains(secret), "secret in CLI output: {out}");
+        }
+        for t in &tokens {
+            assert!(!out.contains(t.as_str()), "token in CLI output: {out}");
+        }
+    }
+}

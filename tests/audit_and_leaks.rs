@@ -1,0 +1,441 @@
+//! Two properties over every scenario of the suite, run with recognisable secrets:
+//! 1. no secret and no issued token appears in any audit line, any error (Display and
+//!    Debug), or the Debug/Display of the core's configuration and token types;
+//! 2. every audit line the component emits matches the schema in the README (and so do
+//!    the README's example lines).
+
+mod common;
+
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use token_provider::cache::{CacheKey, Entry};
+use token_provider::config::Settings;
+use token_provider::secret::{AccessToken, Secret};
+use token_provider::token_request::{TokenParams, TokenRequest as CoreRequest};
+use token_provider_host::kv::{FailingKv, KvBackend};
+use token_provider_host::testserver::{Canned, MockServer};
+use token_provider_host::{ApiRequest, ProviderError, TokenRequest, describe};
+
+const WRONG_SECRET: &str = "WRONG-secret-canary-51d0";
+
+/// Everything a scenario produced that a person or a log collector could see.
+#[derive(Default)]
+struct Seen {
+    texts: Vec<String>,
+    audit: Vec<String>,
+}
+
+impl Seen {
+    fn error(&mut self, e: &ProviderError) {
+        self.texts.push(describe(e));
+        self.texts.push(format!("{e:?}"));
+    }
+    fn rig(&mut self, rig: &Rig) {
+        self.audit.extend(
+            String::from_utf8_lossy(&rig.log.contents())
+                .lines()
+                .map(str::to_string),
+        );
+    }
+}
+
+fn api(server: &MockServer, path: &str) -> ApiRequest {
+    ApiRequest {
+        method: "GET".into(),
+        url: server.url(path),
+        headers: vec![],
+        body: None,
+        token: None,
+    }
+}
+
+fn settings_of(server: &MockServer, extra: &[(&str, &str)]) -> Settings {
+    let mut map: BTreeMap<String, String> = base_config(server).into_iter().collect();
+    for (k, v) in extra {
+        map.insert(k.to_string(), v.to_string());
+    }
+    Settings::load(|k| Ok(map.get(k).cloned())).unwrap()
+}
+
+fn store_key(server: &MockServer, extra: &[(&str, &str)]) -> String {
+    let s = settings_of(server, extra);
+    let params = TokenParams::resolve(&CoreRequest::default(), &s).unwrap();
+    CacheKey::new(&s, &params).store_key()
+}
+
+async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let get = TokenRequest::default_request();
+
+    // Fetch, memory hit, store hit, invalidate, authorized calls, 401 → one retry.
+    let rig = rig(&server, &[]);
+    let mut one = rig.host.instance().await.unwrap();
+    one.get_token(&get).await.unwrap().unwrap();
+    one.get_token(&get).await.unwrap().unwrap();
+    let mut two = rig.host.instance().await.unwrap();
+    two.get_token(&get).await.unwrap().unwrap();
+    two.send(&api(&server, "/api/orders"))
+        .await
+        .unwrap()
+        .unwrap();
+    server.revoke_all();
+    two.send(&api(&server, "/api/orders"))
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = ApiRequest {
+        url: "https://api.example.com.evil.test/x".into(),
+        ..api(&server, "/")
+    };
+    seen.error(&two.send(&refused).await.unwrap().unwrap_err());
+    let with_auth = ApiRequest {
+        headers: vec![("Authorization".into(), b"Bearer mine".to_vec())],
+        ..api(&server, "/api/orders")
+    };
+    seen.error(&two.send(&with_auth).await.unwrap().unwrap_err());
+    two.invalidate(&get).await.unwrap();
+    // A corrupt stored entry.
+    rig.kv
+        .set(
+            "default",
+            &store_key(&server, &[]),
+            b"TPC1 garbage garbage garbage garbage",
+        )
+        .await
+        .unwrap();
+    rig.host
+        .instance()
+        .await
+        .unwrap()
+        .get_token(&get)
+        .await
+        .unwrap()
+        .unwrap();
+    seen.rig(&rig);
+
+    // Wrong secret: invalid_client, then the cooldown fails fast.
+    let wrong = rig_with(&server, &[("client_secret", WRONG_SECRET)]);
+    for _ in 0..2 {
+        let e = wrong
+            .host
+            .instance()
+            .await
+            .unwrap()
+            .get_token(&get)
+            .await
+            .unwrap()
+            .unwrap_err();
+        seen.error(&e);
+    }
+    seen.rig(&wrong);
+
+    // 503 pages: retried, then an error.
+    let flaky = rig_with(
+        &server,
+        &[("retry_base_ms", "5"), ("scope", "flaky"), ("kv_store", "")],
+    );
+    server.set_canned(Some(Canned {
+        status: 503,
+        content_type: "text/html".into(),
+        body: b"<html>down</html>".to_vec(),
+    }));
+    seen.error(
+        &flaky
+            .host
+            .instance()
+            .await
+            .unwrap()
+            .get_token(&get)
+            .await
+            .unwrap()
+            .unwrap_err(),
+    );
+    server.set_canned(None);
+    seen.rig(&flaky);
+
+    // A failing store: degraded, the token still comes back.
+    let failing = rig_with_kv(
+        &server,
+        &[],
+        Some(Arc::new(FailingKv) as Arc<dyn KvBackend>),
+    );
+    failing
+        .host
+        .instance()
+        .await
+        .unwrap()
+        .get_token(&get)
+        .await
+        .unwrap()
+        .unwrap();
+    seen.rig(&failing);
+
+    // Single flight: concurrent instances wait for one fetch.
+    let herd = rig_with(&server, &[("scope", "herd")]);
+    server.set_token_delay(Duration::from_millis(200));
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let host = herd.host.clone();
+        tasks.push(tokio::spawn(async move {
+            host.instance()
+                .await
+                .unwrap()
+                .get_token(&TokenRequest::default_request())
+                .await
+                .unwrap()
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    server.set_token_delay(Duration::ZERO);
+    seen.rig(&herd);
+
+    // Expiry and the refresh window: 2 s tokens, no skew, renew in the last 50 %.
+    let extra = [
+        ("scope", "short"),
+        ("expiry_skew_secs", "0"),
+        ("refresh_ahead_percent", "50"),
+        ("max_retries", "0"),
+    ];
+    let short = rig_with(&server, &extra);
+    server.set_expires_in(Some(2.into()));
+    let fetch = |rig: &Rig| {
+        let host = rig.host.clone();
+        async move {
+            host.instance()
+                .await
+                .unwrap()
+                .get_token(&TokenRequest::default_request())
+                .await
+                .unwrap()
+        }
+    };
+    fetch(&short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // Another instance holds the lease: served at once, "busy".
+    let lease_ms = 15_000u64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let lease_key = format!("{}:lease:{}", store_key(&server, &extra), now_ms / lease_ms);
+    short.kv.set("default", &lease_key, b"1").await.unwrap();
+    fetch(&short).await.unwrap();
+    short.kv.delete("default", &lease_key).await.unwrap();
+    // Renewing fails: the valid token is still served.
+    server.set_canned(Some(Canned {
+        status: 500,
+        content_type: "text/plain".into(),
+        body: b"oops".to_vec(),
+    }));
+    fetch(&short).await.unwrap();
+    server.set_canned(None);
+    // Expired: fetched again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    fetch(&short).await.unwrap();
+    server.set_expires_in(Some(3600.into()));
+    seen.rig(&short);
+
+    // Configuration errors.
+    let broken = rig_with(
+        &server,
+        &[
+            ("token_url", "http://x.example/token?secret=1"),
+            ("allow_insecure_http", "false"),
+        ],
+    );
+    seen.error(
+        &broken
+            .host
+            .instance()
+            .await
+            .unwrap()
+            .get_token(&get)
+            .await
+            .unwrap()
+            .unwrap_err(),
+    );
+
+    server.issued_tokens()
+}
+
+fn rig_with(server: &MockServer, extra: &[(&str, &str)]) -> Rig {
+    rig(server, extra)
+}
+
+/// The README's audit tables: field → type, event → outcomes.
+fn readme_schema() -> (
+    BTreeMap<String, String>,
+    BTreeMap<String, BTreeSet<String>>,
+    Vec<String>,
+) {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("## Audit log")
+        .expect("README has an Audit log section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let unquote = |c: &str| c.trim().trim_matches('`').to_string();
+    let mut fields = BTreeMap::new();
+    let mut events = BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').collect();
+        let name = unquote(cells[1]);
+        if name.contains('.') {
+            let outcomes = cells[2].split(',').map(unquote).collect();
+            events.insert(name, outcomes);
+        } else {
+            fields.insert(name, cells[2].trim().to_string());
+        }
+    }
+    let examples = section
+        .split("```json")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    (fields, events, examples)
+}
+
+fn check_line(
+    line: &str,
+    fields: &BTreeMap<String, String>,
+    events: &BTreeMap<String, BTreeSet<String>>,
+) -> (String, String) {
+    let v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {line}"));
+    for required in [
+        "source",
+        "event",
+        "outcome",
+        "client_id",
+        "token_host",
+        "scopes",
+    ] {
+        assert!(obj.contains_key(required), "`{required}` missing: {line}");
+    }
+    assert_eq!(obj["source"], "token-provider", "{line}");
+    for (k, value) in obj {
+        let ty = fields
+            .get(k)
+            .unwrap_or_else(|| panic!("field `{k}` is not in the README schema: {line}"));
+        let ok = match ty.as_str() {
+            "string" => value.is_string(),
+            "integer" => value.is_u64(),
+            "string array" => value
+                .as_array()
+                .is_some_and(|a| a.iter().all(|s| s.is_string())),
+            other => panic!("unknown type `{other}` in the README"),
+        };
+        assert!(ok, "`{k}` is not a {ty}: {line}");
+    }
+    let event = obj["event"].as_str().unwrap().to_string();
+    let outcome = obj["outcome"].as_str().unwrap().to_string();
+    let outcomes = events
+        .get(&event)
+        .unwrap_or_else(|| panic!("event `{event}` is not in the README: {line}"));
+    assert!(
+        outcomes.contains(&outcome),
+        "outcome `{outcome}` of `{event}` is not in the README: {line}"
+    );
+    if let Some(f) = obj.get("fingerprint") {
+        let f = f.as_str().unwrap();
+        assert!(
+            f.len() == 12 && f.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{line}"
+        );
+    }
+    (event, outcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_readme_schema() {
+    let mut seen = Seen::default();
+    let tokens = run_scenarios(&mut seen).await;
+    assert!(
+        tokens.len() >= 7,
+        "the scenarios issued {} tokens",
+        tokens.len()
+    );
+
+    // The core's own types, printed every way.
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let settings = settings_of(&server, &[]);
+    let token = AccessToken::new(tokens[0].clone());
+    let entry = Entry {
+        access_token: token.clone(),
+        scopes: vec!["read".into()],
+        issued_at_ms: 1,
+        expires_at_ms: 2,
+    };
+    seen.texts.push(format!("{settings:?}"));
+    seen.texts.push(format!("{:?}", Secret::new(CLIENT_SECRET)));
+    seen.texts.push(format!("{token:?}"));
+    seen.texts.push(format!("{entry:?}"));
+    seen.texts.push(format!("{:?}", settings.client_secret));
+
+    let secrets = [CLIENT_SECRET, WRONG_SECRET];
+    let all: Vec<&String> = seen.texts.iter().chain(&seen.audit).collect();
+    assert!(
+        all.len() > 60,
+        "only {} texts and lines to check",
+        all.len()
+    );
+    for text in &all {
+        for s in secrets {
+            assert!(!text.contains(s), "a secret leaked: {text}");
+        }
+        for t in &tokens {
+            assert!(!text.contains(t.as_str()), "a token leaked: {text}");
+        }
+    }
+
+    let (fields, events, examples) = readme_schema();
+    assert!(
+        fields.len() >= 16 && events.len() >= 7,
+        "{fields:?} {events:?}"
+    );
+    let mut covered = BTreeSet::new();
+    for line in &seen.audit {
+        covered.insert(check_line(line, &fields, &events));
+    }
+    assert_eq!(examples.len(), 8, "one README example per line");
+    for line in &examples {
+        check_line(line, &fields, &events);
+    }
+    // The scenarios reach every event, and most outcomes.
+    let reached: BTreeSet<&str> = covered.iter().map(|(e, _)| e.as_str()).collect();
+    let documented: BTreeSet<&str> = events.keys().map(String::as_str).collect();
+    assert_eq!(reached, documented, "covered: {covered:?}");
+    for must in [
+        ("token.cache", "hit"),
+        ("token.cache", "miss"),
+        ("token.cache", "expired"),
+        ("token.cache", "rejected"),
+        ("token.fetch", "ok"),
+        ("token.fetch", "retry"),
+        ("token.fetch", "error"),
+        ("token.fetch", "cooldown"),
+        ("token.lease", "waited"),
+        ("token.refresh", "busy"),
+        ("token.refresh", "error"),
+        ("client.send", "ok"),
+        ("client.send", "refused"),
+        ("store.error", "degraded"),
+    ] {
+        assert!(
+            covered.contains(&(must.0.to_string(), must.1.to_string())),
+            "no {must:?} line in: {covered:?}"
+        );
+    }
+}
