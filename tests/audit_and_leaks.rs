@@ -268,11 +268,14 @@ fn rig_with(server: &MockServer, extra: &[(&str, &str)]) -> Rig {
 }
 
 /// The README's audit tables: field → type, event → outcomes.
-fn readme_schema() -> (
+/// Field → type, event → outcomes, example lines.
+type Schema = (
     BTreeMap<String, String>,
     BTreeMap<String, BTreeSet<String>>,
     Vec<String>,
-) {
+);
+
+fn readme_schema() -> Schema {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
     let start = readme
         .find("## Audit log")
