@@ -338,10 +338,20 @@ fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpResponse, Cor
                 Err(StreamError::LastOperationFailed(e)) => {
                     return Err(match http::http_error_code(&e) {
                         Some(code) => transport_error(code),
-                        None => CoreError::Transport(format!(
-                            "reading the response failed: {}",
-                            e.to_debug_string()
-                        )),
+                        None => {
+                            // Hosts do not all attach the error code to body-read
+                            // failures; a timeout still has to be a timeout.
+                            let text = e.to_debug_string();
+                            let lower = text.to_ascii_lowercase();
+                            if lower.contains("timeout") || lower.contains("timed out") {
+                                CoreError::Timeout
+                            } else {
+                                CoreError::Transport(format!(
+                                    "reading the response failed: {}",
+                                    crate::error::sanitize(&text, 200)
+                                ))
+                            }
+                        }
                     });
                 }
             }
@@ -365,6 +375,9 @@ fn transport_error(code: http::ErrorCode) -> CoreError {
         C::DnsError(_) => CoreError::Transport("DNS lookup failed".into()),
         C::ConnectionRefused => CoreError::Transport("connection refused".into()),
         C::TlsCertificateError => CoreError::Transport("TLS certificate not trusted".into()),
+        C::HttpProtocolError => CoreError::Transport(
+            "HTTP protocol error (the connection closed without a complete response)".into(),
+        ),
         C::HttpRequestDenied => {
             CoreError::Transport("the host denied the outbound request (allowed hosts?)".into())
         }

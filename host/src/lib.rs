@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod faultserver;
 pub mod kv;
 pub mod load;
 pub mod outbound;

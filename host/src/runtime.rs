@@ -143,6 +143,7 @@ pub struct HostBuilder {
     kv: Arc<dyn KvBackend>,
     extra_roots: Vec<CertificateDer<'static>>,
     log: LogSink,
+    clock_offset_ms: i64,
 }
 
 impl Default for HostBuilder {
@@ -154,6 +155,7 @@ impl Default for HostBuilder {
             kv: Arc::new(MemoryKv::new()),
             extra_roots: Vec::new(),
             log: LogSink::Inherit,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -203,6 +205,13 @@ impl HostBuilder {
         self
     }
 
+    /// Shift the wall clock the component sees (`wasi:clocks/wall-clock`) by this many
+    /// milliseconds: for testing hosts whose clocks disagree.
+    pub fn clock_offset_ms(mut self, offset: i64) -> Self {
+        self.clock_offset_ms = offset;
+        self
+    }
+
     /// Compile (or reuse `engine`/`component`) and link.
     pub fn build(mut self) -> anyhow::Result<TokenHost> {
         let (engine, component) = match self.component.take() {
@@ -232,6 +241,7 @@ impl HostBuilder {
             config: Arc::new(self.config),
             tls: tls_config(&self.extra_roots)?,
             log: self.log,
+            clock_offset_ms: self.clock_offset_ms,
         })
     }
 }
@@ -271,6 +281,28 @@ pub struct TokenHost {
     config: Arc<HashMap<String, String>>,
     tls: Arc<rustls::ClientConfig>,
     log: LogSink,
+    clock_offset_ms: i64,
+}
+
+/// The system wall clock, shifted.
+struct OffsetClock(i64);
+
+impl wasmtime_wasi::HostWallClock for OffsetClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let shift = std::time::Duration::from_millis(self.0.unsigned_abs());
+        if self.0 >= 0 {
+            now + shift
+        } else {
+            now.saturating_sub(shift)
+        }
+    }
 }
 
 impl TokenHost {
@@ -311,6 +343,9 @@ impl TokenHost {
                 wasi.stderr(pipe.clone());
             }
             LogSink::Discard => {}
+        }
+        if self.clock_offset_ms != 0 {
+            wasi.wall_clock(OffsetClock(self.clock_offset_ms));
         }
         let state = State {
             wasi: wasi.build(),
