@@ -28,7 +28,7 @@ redis-server --version
 
 step "format"
 cargo fmt --all -- --check
-for example in examples/*/Cargo.toml; do cargo fmt --manifest-path "$example" -- --check; done
+for example in examples/*/Cargo.toml fuzz/Cargo.toml; do cargo fmt --manifest-path "$example" -- --check; done
 
 step "lint: host and native builds"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -42,3 +42,8 @@ done
 
 step "tests"
 cargo test --workspace "$@"
+
+if [ $# -eq 0 ]; then
+  step "fuzz smoke run (cargo fuzz, 15 s per target; longer: scripts/fuzz.sh 600)"
+  scripts/fuzz.sh 15
+fi

@@ -272,6 +272,8 @@ requests! {
     q27_header_name_with_space: "https://api.example.com/v1", &[("X Trace", b"a")] => false;
     q28_header_name_with_colon: "https://api.example.com/v1", &[("X-Trace:", b"a")] => false;
     q29_header_name_empty: "https://api.example.com/v1", &[("", b"a")] => false;
+    q31_junk_after_the_port_found_by_fuzzing: "https://api.example.com:42p.comi.examhhhh=[]hhp1", NO => false;
+    q32_port_with_a_sign: "https://api.example.com:+443/v1", NO => false;
     q30_ordinary_headers: "https://api.example.com/v1", &[("Accept", b"application/json"), ("X-Request-Id", b"42")] => true;
 }
 

@@ -1,0 +1,47 @@
+//! The cache entry decoder: arbitrary stored bytes must be a clean rejection (never a
+//! panic), and a tampered copy of a real entry must never open.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+use token_provider::cache::{self, CacheKey, Entry};
+use token_provider::config::Settings;
+use token_provider::secret::AccessToken;
+use token_provider::token_request::{TokenParams, TokenRequest};
+
+fn fixture() -> &'static (Settings, CacheKey, Vec<u8>) {
+    static F: OnceLock<(Settings, CacheKey, Vec<u8>)> = OnceLock::new();
+    F.get_or_init(|| {
+        let map = std::collections::HashMap::from([
+            ("token_url", "https://auth.example.com/token"),
+            ("client_id", "svc"),
+            ("client_secret", "fuzz-secret"),
+        ]);
+        let s = Settings::load(|k| Ok(map.get(k).map(|v| v.to_string()))).unwrap();
+        let params = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
+        let key = CacheKey::new(&s, &params);
+        let entry = Entry {
+            access_token: AccessToken::new("cached"),
+            scopes: vec!["read".into()],
+            issued_at_ms: 1,
+            expires_at_ms: 2,
+        };
+        let sealed = cache::seal(&entry, &s.client_secret, &key, [9; 24]);
+        (s, key, sealed)
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (s, key, sealed) = fixture();
+    // Arbitrary bytes: whatever the outcome, no panic.
+    let _ = cache::open(data, &s.client_secret, key);
+    // The real entry with the input XORed in: opens only if nothing changed.
+    let mut tampered = sealed.clone();
+    let mut changed = false;
+    for (i, b) in data.iter().enumerate().take(tampered.len()) {
+        tampered[i] ^= b;
+        changed |= *b != 0;
+    }
+    let opened = cache::open(&tampered, &s.client_secret, key);
+    assert_eq!(opened.is_ok(), !changed);
+});

@@ -1,0 +1,55 @@
+//! The authorized client's URL and origin checks: any URL text. It must never panic,
+//! and a URL it lets through must go to exactly the allowed origin.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+use token_provider::authorized::{ApiRequest, prepare};
+use token_provider::config::Settings;
+use token_provider::origin::parse_url;
+
+fn settings() -> &'static Settings {
+    static S: OnceLock<Settings> = OnceLock::new();
+    S.get_or_init(|| {
+        let map = std::collections::HashMap::from([
+            ("token_url", "https://auth.example.com/token"),
+            ("client_id", "svc"),
+            ("client_secret", "fuzz-secret"),
+            (
+                "allowed_origins",
+                "https://api.example.com,https://api.example.com:8443",
+            ),
+        ]);
+        Settings::load(|k| Ok(map.get(k).map(|v| v.to_string()))).unwrap()
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = parse_url(text);
+    let req = ApiRequest {
+        method: "GET".into(),
+        url: text.into(),
+        headers: vec![],
+        body: None,
+        token: None,
+    };
+    if let Ok(prepared) = prepare(settings(), &req) {
+        let origin = &prepared.url.origin;
+        assert!(settings().allowed_origins.contains(origin), "{text:?}");
+        assert_eq!(origin.host, "api.example.com", "{text:?}");
+        // What is sent names the same host and port.
+        let authority = prepared.url.authority.as_str();
+        assert!(
+            authority == "api.example.com"
+                || authority == format!("api.example.com:{}", origin.port),
+            "{text:?} -> {authority}"
+        );
+        assert!(prepared.url.path_and_query.starts_with('/'));
+        // Fragments are refused anywhere; `@` may appear in a path or query (the
+        // authority comparison above is what rules out userinfo).
+        assert!(!text.contains('#'), "{text:?}");
+    }
+});
