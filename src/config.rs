@@ -89,7 +89,7 @@ pub const KEYS: &[(&str, Option<&str>, &str)] = &[
     (
         "token_deadline_ms",
         Some("12000"),
-        "Overall deadline for fetching one token, retries included",
+        "Deadline for this instance's token requests in one get-token, retries and backoff included",
     ),
     (
         "failure_cooldown_secs",
