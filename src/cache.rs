@@ -243,6 +243,8 @@ pub struct MemoryCache {
     entries: HashMap<CacheKey, Entry>,
     /// The last credential rejection seen by this instance.
     pub cooldown: Option<Cooldown>,
+    /// Renewals that failed: no new attempt before this time (Unix ms).
+    pub refresh_paused: HashMap<CacheKey, u64>,
 }
 
 impl MemoryCache {

@@ -305,6 +305,9 @@ impl<P: Platform> Provider<'_, P> {
         entry: Entry,
         source: Source,
     ) -> IssuedToken {
+        if self.refresh_paused(params, key) {
+            return self.serve_during_refresh("paused", params, &entry, source);
+        }
         let lease = match (self.settings.kv_store.as_deref(), self.lease_store()) {
             // Alone (no shared store): this instance is the only one that can renew.
             (None, _) => None,
@@ -348,6 +351,7 @@ impl<P: Platform> Provider<'_, P> {
         match result {
             Ok(fresh) => fresh,
             Err(e) => {
+                self.pause_refresh(params, key);
                 let mut ev = Event::new("token.refresh", "error", self.settings, &params.scopes)
                     .with_error(&e);
                 ev.fingerprint = Some(entry.access_token.fingerprint());
@@ -357,6 +361,60 @@ impl<P: Platform> Provider<'_, P> {
                 ));
                 self.platform.log(&ev.to_line());
                 issued(&entry, source)
+            }
+        }
+    }
+
+    /// After a failed renewal nobody (in this instance, or any sharing the store) tries
+    /// again for `retry_max_delay_ms` (at least 1 s): an outage during the refresh window
+    /// costs one attempt per pause, not one per request.
+    fn pause_refresh(&self, params: &TokenParams, key: &CacheKey) {
+        let until = self
+            .platform
+            .now_unix_ms()
+            .saturating_add(self.settings.retry_max_delay_ms.max(1000));
+        self.memory
+            .borrow_mut()
+            .refresh_paused
+            .insert(key.clone(), until);
+        if let Some(store) = self.settings.kv_store.as_deref()
+            && let Err(e) = self.platform.kv_set(
+                store,
+                &format!("{}:refresh-paused", key.store_key()),
+                until.to_string().as_bytes(),
+            )
+        {
+            self.store_error(params, e);
+        }
+    }
+
+    fn refresh_paused(&self, params: &TokenParams, key: &CacheKey) -> bool {
+        let now = self.platform.now_unix_ms();
+        if self
+            .memory
+            .borrow()
+            .refresh_paused
+            .get(key)
+            .is_some_and(|until| *until > now)
+        {
+            return true;
+        }
+        let Some(store) = self.settings.kv_store.as_deref() else {
+            return false;
+        };
+        match self
+            .platform
+            .kv_get(store, &format!("{}:refresh-paused", key.store_key()))
+        {
+            // A forged or garbled value can only delay a renewal until the token is due.
+            Ok(Some(v)) => std::str::from_utf8(&v)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|until| until > now),
+            Ok(None) => false,
+            Err(e) => {
+                self.store_error(params, e);
+                false
             }
         }
     }
@@ -372,7 +430,14 @@ impl<P: Platform> Provider<'_, P> {
         ev.cache = Some(source.as_str());
         ev.fingerprint = Some(entry.access_token.fingerprint());
         ev.expires_at = Some(entry.expires_at_secs());
-        ev.detail = Some("another instance is renewing the token; serving the cached one".into());
+        ev.detail = Some(
+            if outcome == "paused" {
+                "a renewal failed a moment ago; serving the cached token until the pause ends"
+            } else {
+                "another instance is renewing the token; serving the cached one"
+            }
+            .into(),
+        );
         self.platform.log(&ev.to_line());
         issued(entry, source)
     }
@@ -908,6 +973,24 @@ mod tests {
             (Some("error"), Some(503))
         );
         assert!(rig.lease_keys().is_empty());
+        // Another instance right after: the renewal is paused fleet-wide, nothing is sent.
+        rig.memory.borrow_mut().remove(&rig.key());
+        rig.memory.borrow_mut().refresh_paused.clear();
+        assert_eq!(rig.get().unwrap().token.expose(), "still-valid");
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+        assert_eq!(
+            rig.platform.events("token.refresh").last().unwrap()["outcome"],
+            "paused"
+        );
+        // After the pause (retry_max_delay_ms, 5 s) one instance tries again.
+        rig.platform.advance(5_001);
+        rig.platform.respond_token("renewed", 100);
+        assert_eq!(rig.get().unwrap().token.expose(), "renewed");
+        assert_eq!(rig.platform.sent.borrow().len(), 2);
+        rig.platform
+            .kv_put(&rig.key().store_key(), &rig.sealed("still-valid", T0, 100));
+        rig.memory.borrow_mut().remove(&rig.key());
+        rig.platform.advance(4_999);
         // Once it is really due, the failure is the caller's.
         rig.platform.advance(10_000);
         rig.memory.borrow_mut().remove(&rig.key());
