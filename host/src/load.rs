@@ -268,18 +268,35 @@ pub async fn coordinate(
     for child in &mut children {
         writeln!(child.stdin.as_mut().expect("piped"), "go")?;
     }
-    let mut total = Report::default();
-    for (mut child, mut out) in children.into_iter().zip(readers) {
-        let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
-            let mut line = String::new();
-            out.read_line(&mut line)?;
-            let status = child.wait()?;
-            anyhow::ensure!(status.success(), "worker failed: {status}");
-            Ok(serde_json::from_str(&line)?)
-        })
-        .await??;
-        total.merge(report);
-    }
+    let collect = async move {
+        let mut total = Report::default();
+        for (mut child, mut out) in children.into_iter().zip(readers) {
+            let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
+                let mut line = String::new();
+                out.read_line(&mut line)?;
+                let status = child.wait()?;
+                anyhow::ensure!(status.success(), "worker failed: {status}");
+                Ok(serde_json::from_str(&line)?)
+            })
+            .await??;
+            total.merge(report);
+        }
+        anyhow::Ok(total)
+    };
+    tokio::pin!(collect);
+    // Progress once per token lifetime while the workers run.
+    let mut tick = tokio::time::interval(Duration::from_secs(opts.lifetime_secs));
+    tick.tick().await;
+    let total = loop {
+        tokio::select! {
+            total = &mut collect => break total?,
+            _ = tick.tick() => progress(&format!(
+                "  {:>5.1} s: {} token requests so far",
+                started.elapsed().as_secs_f64(),
+                server.token_request_count()
+            )),
+        }
+    };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let lifetime_ms = opts.lifetime_secs * 1000;
     let lifetimes_elapsed = elapsed_ms as f64 / lifetime_ms as f64;
