@@ -70,11 +70,11 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
     let get = TokenRequest::default_request();
 
     // Fetch, memory hit, store hit, invalidate, authorized calls, 401 → one retry.
-    let rig = rig(&server, &[]);
-    let mut one = rig.host.instance().await.unwrap();
+    let basic = rig(&server, &[]);
+    let mut one = basic.host.instance().await.unwrap();
     one.get_token(&get).await.unwrap().unwrap();
     one.get_token(&get).await.unwrap().unwrap();
-    let mut two = rig.host.instance().await.unwrap();
+    let mut two = basic.host.instance().await.unwrap();
     two.get_token(&get).await.unwrap().unwrap();
     two.send(&api(&server, "/api/orders"))
         .await
@@ -97,7 +97,8 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
     seen.error(&two.send(&with_auth).await.unwrap().unwrap_err());
     two.invalidate(&get).await.unwrap();
     // A corrupt stored entry.
-    rig.kv
+    basic
+        .kv
         .set(
             "default",
             &store_key(&server, &[]),
@@ -105,34 +106,19 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
         )
         .await
         .unwrap();
-    rig.host
-        .instance()
-        .await
-        .unwrap()
-        .get_token(&get)
-        .await
-        .unwrap()
-        .unwrap();
-    seen.rig(&rig);
+    token(&basic.host, &get).await.unwrap();
+    seen.rig(&basic);
 
     // Wrong secret: invalid_client, then the cooldown fails fast.
-    let wrong = rig_with(&server, &[("client_secret", WRONG_SECRET)]);
+    let wrong = rig(&server, &[("client_secret", WRONG_SECRET)]);
     for _ in 0..2 {
-        let e = wrong
-            .host
-            .instance()
-            .await
-            .unwrap()
-            .get_token(&get)
-            .await
-            .unwrap()
-            .unwrap_err();
+        let e = token(&wrong.host, &get).await.unwrap_err();
         seen.error(&e);
     }
     seen.rig(&wrong);
 
     // 503 pages: retried, then an error.
-    let flaky = rig_with(
+    let flaky = rig(
         &server,
         &[("retry_base_ms", "5"), ("scope", "flaky"), ("kv_store", "")],
     );
@@ -141,17 +127,7 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
         content_type: "text/html".into(),
         body: b"<html>down</html>".to_vec(),
     }));
-    seen.error(
-        &flaky
-            .host
-            .instance()
-            .await
-            .unwrap()
-            .get_token(&get)
-            .await
-            .unwrap()
-            .unwrap_err(),
-    );
+    seen.error(&token(&flaky.host, &get).await.unwrap_err());
     server.set_canned(None);
     seen.rig(&flaky);
 
@@ -161,30 +137,18 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
         &[],
         Some(Arc::new(FailingKv) as Arc<dyn KvBackend>),
     );
-    failing
-        .host
-        .instance()
-        .await
-        .unwrap()
-        .get_token(&get)
-        .await
-        .unwrap()
-        .unwrap();
+    token(&failing.host, &get).await.unwrap();
     seen.rig(&failing);
 
     // Single flight: concurrent instances wait for one fetch.
-    let herd = rig_with(&server, &[("scope", "herd")]);
+    let herd = rig(&server, &[("scope", "herd")]);
     server.set_token_delay(Duration::from_millis(200));
     let mut tasks = Vec::new();
     for _ in 0..5 {
         let host = herd.host.clone();
         tasks.push(tokio::spawn(async move {
-            host.instance()
+            token(&host, &TokenRequest::default_request())
                 .await
-                .unwrap()
-                .get_token(&TokenRequest::default_request())
-                .await
-                .unwrap()
                 .unwrap()
         }));
     }
@@ -201,20 +165,9 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
         ("refresh_ahead_percent", "50"),
         ("max_retries", "0"),
     ];
-    let short = rig_with(&server, &extra);
+    let short = rig(&server, &extra);
     server.set_expires_in(Some(2.into()));
-    let fetch = |rig: &Rig| {
-        let host = rig.host.clone();
-        async move {
-            host.instance()
-                .await
-                .unwrap()
-                .get_token(&TokenRequest::default_request())
-                .await
-                .unwrap()
-        }
-    };
-    fetch(&short).await.unwrap();
+    token(&short.host, &get).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1600)).await;
     // Another instance holds the lease: served at once, "busy".
     let lease_ms = 15_000u64;
@@ -224,7 +177,7 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
         .as_millis() as u64;
     let lease_key = format!("{}:lease:{}", store_key(&server, &extra), now_ms / lease_ms);
     short.kv.set("default", &lease_key, b"1").await.unwrap();
-    fetch(&short).await.unwrap();
+    token(&short.host, &get).await.unwrap();
     short.kv.delete("default", &lease_key).await.unwrap();
     // Renewing fails: the valid token is still served.
     server.set_canned(Some(Canned {
@@ -232,39 +185,25 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
         content_type: "text/plain".into(),
         body: b"oops".to_vec(),
     }));
-    fetch(&short).await.unwrap();
+    token(&short.host, &get).await.unwrap();
     server.set_canned(None);
     // Expired: fetched again.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    fetch(&short).await.unwrap();
+    token(&short.host, &get).await.unwrap();
     server.set_expires_in(Some(3600.into()));
     seen.rig(&short);
 
     // Configuration errors.
-    let broken = rig_with(
+    let broken = rig(
         &server,
         &[
             ("token_url", "http://x.example/token?secret=1"),
             ("allow_insecure_http", "false"),
         ],
     );
-    seen.error(
-        &broken
-            .host
-            .instance()
-            .await
-            .unwrap()
-            .get_token(&get)
-            .await
-            .unwrap()
-            .unwrap_err(),
-    );
+    seen.error(&token(&broken.host, &get).await.unwrap_err());
 
     server.issued_tokens()
-}
-
-fn rig_with(server: &MockServer, extra: &[(&str, &str)]) -> Rig {
-    rig(server, extra)
 }
 
 /// The README's audit tables: field → type, event → outcomes.

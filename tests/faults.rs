@@ -6,7 +6,7 @@
 mod common;
 
 use common::oidc::OidcPeer;
-use common::{LogSink, MemoryOutputPipe, audit_lines};
+use common::{LogSink, MemoryOutputPipe, audit_lines, token};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use token_provider_host::faultserver::{Fault, FaultServer, Reply};
@@ -47,12 +47,7 @@ async fn get(host: &TokenHost, force_refresh: bool) -> Result<AccessToken, Provi
         force_refresh,
         ..TokenRequest::default_request()
     };
-    host.instance()
-        .await
-        .unwrap()
-        .get_token(&req)
-        .await
-        .unwrap()
+    token(host, &req).await
 }
 
 /// Run `script` against a fresh host; returns the result, the requests the server saw,

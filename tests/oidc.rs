@@ -4,7 +4,7 @@
 mod common;
 
 use common::oidc::{OidcPeer, RESOURCE, TestPki};
-use common::{LogSink, MemoryOutputPipe, audit_lines};
+use common::{LogSink, MemoryOutputPipe, audit_lines, token};
 use token_provider_host::{ApiRequest, ProviderError, TokenHost, TokenRequest, TokenSource};
 
 fn make_host(
@@ -32,13 +32,6 @@ fn make_host(
         ]);
     }
     (b.build().unwrap(), log)
-}
-
-async fn token(
-    host: &TokenHost,
-    req: &TokenRequest,
-) -> Result<token_provider_host::AccessToken, ProviderError> {
-    host.instance().await.unwrap().get_token(req).await.unwrap()
 }
 
 fn oauth_code(e: &ProviderError) -> (&str, u16) {

@@ -8,7 +8,13 @@ pub use token_provider_host::MemoryOutputPipe;
 pub mod oidc;
 use token_provider_host::kv::{KvBackend, MemoryKv};
 use token_provider_host::testserver::MockServer;
+use token_provider_host::{AccessToken, ProviderError, TokenRequest};
 pub use token_provider_host::{LogSink, TokenHost};
+
+/// `get-token` on a fresh instance of `host` (a trap fails the test).
+pub async fn token(host: &TokenHost, req: &TokenRequest) -> Result<AccessToken, ProviderError> {
+    host.instance().await.unwrap().get_token(req).await.unwrap()
+}
 
 pub const CLIENT_ID: &str = "svc-client";
 pub const CLIENT_SECRET: &str = "SECRET-must-never-leak-7f3a";
