@@ -11,6 +11,9 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 
+#[path = "src/process.rs"]
+mod process;
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
@@ -50,21 +53,8 @@ fn build_component(
     features: Option<&str>,
 ) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let keep = [
-        "PATH",
-        "HOME",
-        "RUSTUP_HOME",
-        "CARGO_HOME",
-        "RUSTUP_TOOLCHAIN",
-        "TMPDIR",
-    ];
     let mut cmd = Command::new(&cargo);
-    cmd.env_clear();
-    for key in keep {
-        if let Ok(v) = env::var(key) {
-            cmd.env(key, v);
-        }
-    }
+    process::user_environment(&mut cmd);
     cmd.current_dir(root).args([
         "build",
         "--package",

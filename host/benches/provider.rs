@@ -108,6 +108,19 @@ async fn get_token(host: &TokenHost) -> TokenSource {
         .source
 }
 
+/// `authorized-client.send` on a fresh instance; the API must answer 200.
+async fn send_ok(host: &TokenHost, request: &ApiRequest) {
+    let resp = host
+        .instance()
+        .await
+        .unwrap()
+        .send(request)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status, 200);
+}
+
 fn api_request(server: &MockServer) -> ApiRequest {
     ApiRequest {
         method: "GET".into(),
@@ -136,20 +149,8 @@ fn plain_http_component() -> Vec<u8> {
         "--target-dir",
         "target/examples",
     ])
-    .current_dir(repo_root())
-    .env_clear();
-    for key in [
-        "PATH",
-        "HOME",
-        "RUSTUP_HOME",
-        "CARGO_HOME",
-        "RUSTUP_TOOLCHAIN",
-        "TMPDIR",
-    ] {
-        if let Ok(v) = std::env::var(key) {
-            cmd.env(key, v);
-        }
-    }
+    .current_dir(repo_root());
+    token_provider_host::process::user_environment(&mut cmd);
     assert!(
         cmd.status().unwrap().success(),
         "building examples/plain-http failed"
@@ -198,6 +199,8 @@ async fn main() {
         }
     };
     let mut reused = memory.instance().await.unwrap();
+    // `measure`'s loop written out: its closure cannot lend `&mut reused` to the future
+    // it returns, and a lock around the instance would be timed too.
     let reused_hit = {
         let reused = &mut reused;
         let mut samples = Vec::new();
@@ -247,17 +250,7 @@ async fn main() {
     let request = api_request(&server);
     let wrapped = measure(
         "authorized-client.send, fresh instance, cached token",
-        || async {
-            let resp = memory
-                .instance()
-                .await
-                .unwrap()
-                .send(&request)
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(resp.status, 200);
-        },
+        || send_ok(&memory, &request),
     )
     .await;
     let plain_bytes = plain_http_component();
@@ -301,17 +294,7 @@ async fn main() {
     let before = server.token_request_count();
     let uncached = measure(
         "send, fresh instance, no store: token request + API call",
-        || async {
-            let resp = no_cache
-                .instance()
-                .await
-                .unwrap()
-                .send(&request)
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(resp.status, 200);
-        },
+        || send_ok(&no_cache, &request),
     )
     .await;
     let fetched = server.token_request_count() - before;

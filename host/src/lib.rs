@@ -18,6 +18,7 @@ pub mod faultserver;
 pub mod kv;
 pub mod load;
 pub mod outbound;
+pub mod process;
 pub mod redis_server;
 pub mod runtime;
 pub mod testserver;

@@ -102,21 +102,8 @@ pub fn repo_root() -> std::path::PathBuf {
 /// cargo and rustup need), as a user's shell would; panics with the command on failure.
 pub fn run_from_root(command: &str) {
     let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", command])
-        .current_dir(repo_root())
-        .env_clear();
-    for key in [
-        "PATH",
-        "HOME",
-        "RUSTUP_HOME",
-        "CARGO_HOME",
-        "RUSTUP_TOOLCHAIN",
-        "TMPDIR",
-    ] {
-        if let Ok(v) = std::env::var(key) {
-            cmd.env(key, v);
-        }
-    }
+    cmd.args(["-c", command]).current_dir(repo_root());
+    token_provider_host::process::user_environment(&mut cmd);
     let status = cmd.status().unwrap();
     assert!(status.success(), "command failed: {command}");
 }
