@@ -20,7 +20,8 @@ pub struct FakePlatform {
     pub sent: RefCell<Vec<HttpRequest>>,
     pub logs: RefCell<Vec<String>>,
     pub slept_ms: Cell<u64>,
-    /// How long each `send` takes on the fake clock.
+    /// How long each `send` takes on the fake clock (a `Timeout` if longer than the
+    /// request's timeout).
     pub send_ms: Cell<u64>,
     on_sleep: RefCell<Option<SleepHook>>,
     random: Cell<u64>,
@@ -132,8 +133,13 @@ impl Platform for FakePlatform {
         }
     }
 
-    fn send(&self, request: &HttpRequest, _options: HttpOptions) -> Result<HttpResponse, Error> {
+    fn send(&self, request: &HttpRequest, options: HttpOptions) -> Result<HttpResponse, Error> {
         self.sent.borrow_mut().push(request.clone());
+        // Like a real host, give up at the request's timeout.
+        if self.send_ms.get() > options.timeout_ms {
+            self.advance(options.timeout_ms);
+            return Err(Error::Timeout);
+        }
         self.advance(self.send_ms.get());
         self.responses
             .borrow_mut()
