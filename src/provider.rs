@@ -69,12 +69,18 @@ impl<P: Platform> Provider<'_, P> {
         let now = self.platform.now_unix_ms();
         let skew = self.settings.expiry_skew_secs;
         let percent = self.settings.refresh_ahead_percent;
-        let jitter = if percent > 0 {
-            self.platform.random_below(1000)
-        } else {
-            0
+        // Jitter only moves an instance's window start later, so it is drawn (a host
+        // call) only for an entry already past the earliest start, not on every hit.
+        let jitter = std::cell::OnceCell::new();
+        let wants_refresh = |e: &Entry| {
+            e.wants_refresh(now, skew, percent, 0)
+                && e.wants_refresh(
+                    now,
+                    skew,
+                    percent,
+                    *jitter.get_or_init(|| self.platform.random_below(1000)),
+                )
         };
-        let wants_refresh = |e: &Entry| e.wants_refresh(now, skew, percent, jitter);
 
         // A usable token inside its refresh window: served unless this instance renews it.
         let mut valid: Option<(Entry, Source)> = None;
