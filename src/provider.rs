@@ -944,6 +944,40 @@ mod tests {
     }
 
     #[test]
+    fn a_garbled_refresh_pause_in_the_store_is_ignored_and_a_forged_one_only_delays() {
+        let pause_key = |rig: &Rig| format!("{}:refresh-paused", rig.key().store_key());
+        for junk in [
+            &b""[..],
+            b"soon",
+            b"-5",
+            b"\xff\xfe",
+            b"99999999999999999999999",
+        ] {
+            let rig = Rig::new(&[]);
+            rig.platform
+                .kv_put(&rig.key().store_key(), &rig.sealed("old", T0, 100));
+            rig.platform.kv_put(&pause_key(&rig), junk);
+            rig.platform.advance(44_000);
+            rig.platform.respond_token("new", 100);
+            assert_eq!(rig.get().unwrap().token.expose(), "new", "{junk:?}");
+        }
+        // A pause far in the future stops renewals, never service: the cached token is
+        // served, and once it is due the ordinary miss path fetches.
+        let rig = Rig::new(&[]);
+        rig.platform
+            .kv_put(&rig.key().store_key(), &rig.sealed("old", T0, 100));
+        rig.platform
+            .kv_put(&pause_key(&rig), u64::MAX.to_string().as_bytes());
+        rig.platform.advance(44_000);
+        assert_eq!(rig.get().unwrap().token.expose(), "old");
+        assert!(rig.platform.sent.borrow().is_empty());
+        rig.platform.advance(10_000);
+        rig.memory.borrow_mut().remove(&rig.key());
+        rig.platform.respond_token("due", 100);
+        assert_eq!(rig.get().unwrap().token.expose(), "due");
+    }
+
+    #[test]
     fn before_the_window_no_lease_is_touched() {
         let rig = Rig::new(&[]);
         rig.platform
