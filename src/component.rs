@@ -238,7 +238,13 @@ impl Platform for WasiPlatform {
     }
 
     fn log(&self, line: &str) {
-        eprintln!("{line}");
+        // One write for the line and its newline: `eprintln!` writes them separately,
+        // and instances that share a stderr (a host's log pipe) then interleave lines.
+        use std::io::Write;
+        let mut buf = String::with_capacity(line.len() + 1);
+        buf.push_str(line);
+        buf.push('\n');
+        let _ = std::io::stderr().write_all(buf.as_bytes());
     }
 }
 

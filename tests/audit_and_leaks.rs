@@ -381,3 +381,28 @@ async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_readme_schema
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_instances_never_interleave_audit_lines() {
+    // Forty instances log at once into one shared stderr; every line must stay whole.
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    server.set_token_delay(Duration::from_millis(50));
+    let shared = rig(&server, &[("kv_store", "")]);
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let host = shared.host.clone();
+        tasks.push(tokio::spawn(async move {
+            token(&host, &TokenRequest::default_request())
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let lines = audit_lines(&shared.log);
+    assert_eq!(
+        lines.iter().filter(|l| l["event"] == "token.fetch").count(),
+        40
+    );
+}
