@@ -65,6 +65,23 @@ fn store_key(server: &MockServer, extra: &[(&str, &str)]) -> String {
     CacheKey::new(&s, &params).store_key()
 }
 
+/// `n` fresh instances call get-token at the same moment; each must get a token.
+async fn at_once(host: &TokenHost, n: usize) {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                token(&host, &TokenRequest::default_request())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let get = TokenRequest::default_request();
@@ -143,18 +160,7 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
     // Single flight: concurrent instances wait for one fetch.
     let herd = rig(&server, &[("scope", "herd")]);
     server.set_token_delay(Duration::from_millis(200));
-    let mut tasks = Vec::new();
-    for _ in 0..5 {
-        let host = herd.host.clone();
-        tasks.push(tokio::spawn(async move {
-            token(&host, &TokenRequest::default_request())
-                .await
-                .unwrap()
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    at_once(&herd.host, 5).await;
     server.set_token_delay(Duration::ZERO);
     seen.rig(&herd);
 
@@ -388,18 +394,7 @@ async fn concurrent_instances_never_interleave_audit_lines() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     server.set_token_delay(Duration::from_millis(50));
     let shared = rig(&server, &[("kv_store", "")]);
-    let mut tasks = Vec::new();
-    for _ in 0..40 {
-        let host = shared.host.clone();
-        tasks.push(tokio::spawn(async move {
-            token(&host, &TokenRequest::default_request())
-                .await
-                .unwrap()
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    at_once(&shared.host, 40).await;
     let lines = audit_lines(&shared.log);
     assert_eq!(
         lines.iter().filter(|l| l["event"] == "token.fetch").count(),
