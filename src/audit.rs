@@ -1,16 +1,155 @@
 //! Audit events: one JSON line each, on the host's stderr. They carry who, what, where
 //! and how it went, plus a token fingerprint; never the secret, never the token.
+//!
+//! [`Outcome`] is the whole vocabulary: every event with each of its outcomes, and the
+//! one `detail` text each outcome carries. docs/audit-log.md documents exactly these
+//! (a test compares them).
 
 use crate::config::Settings;
 use serde::Serialize;
 
+/// Every event and outcome the provider logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `token.fetch`: a token request succeeded.
+    FetchOk,
+    /// `token.fetch`: an attempt failed and another follows.
+    FetchRetry,
+    /// `token.fetch`: the last attempt failed.
+    FetchError,
+    /// `token.fetch`: a credential rejection is cooling down; no request was made.
+    FetchCooldown,
+    /// `token.cache`: a usable token was found.
+    CacheHit,
+    /// `token.cache`: nothing stored.
+    CacheMiss,
+    /// `token.cache`: the stored token is past its usable time.
+    CacheExpired,
+    /// `token.cache`: a stored value did not open.
+    CacheRejected,
+    /// `token.lease`: another instance fetched; its token was used.
+    LeaseWaited,
+    /// `token.lease`: waited the whole lease; fetching without it.
+    LeaseTimeout,
+    /// `token.lease`: the previous holder never finished; took over.
+    LeaseStale,
+    /// `token.refresh`: another instance renews; the cached token is served.
+    RefreshBusy,
+    /// `token.refresh`: a renewal failed a moment ago; the cached token is served.
+    RefreshPaused,
+    /// `token.refresh`: renewing failed; the cached token is served until due.
+    RefreshError,
+    /// `token.invalidate`: dropped.
+    InvalidateOk,
+    /// `token.invalidate`: the store could not delete the entry.
+    InvalidateStoreError,
+    /// `store.error`: the store failed; the provider goes on without it.
+    StoreDegraded,
+    /// `client.send`: the API answered (any status).
+    SendOk,
+    /// `client.send`: no answer, or no token.
+    SendError,
+    /// `client.send`: the request was refused before sending.
+    SendRefused,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 20] = [
+        Outcome::FetchOk,
+        Outcome::FetchRetry,
+        Outcome::FetchError,
+        Outcome::FetchCooldown,
+        Outcome::CacheHit,
+        Outcome::CacheMiss,
+        Outcome::CacheExpired,
+        Outcome::CacheRejected,
+        Outcome::LeaseWaited,
+        Outcome::LeaseTimeout,
+        Outcome::LeaseStale,
+        Outcome::RefreshBusy,
+        Outcome::RefreshPaused,
+        Outcome::RefreshError,
+        Outcome::InvalidateOk,
+        Outcome::InvalidateStoreError,
+        Outcome::StoreDegraded,
+        Outcome::SendOk,
+        Outcome::SendError,
+        Outcome::SendRefused,
+    ];
+
+    /// The `event` field.
+    pub fn event(self) -> &'static str {
+        use Outcome::*;
+        match self {
+            FetchOk | FetchRetry | FetchError | FetchCooldown => "token.fetch",
+            CacheHit | CacheMiss | CacheExpired | CacheRejected => "token.cache",
+            LeaseWaited | LeaseTimeout | LeaseStale => "token.lease",
+            RefreshBusy | RefreshPaused | RefreshError => "token.refresh",
+            InvalidateOk | InvalidateStoreError => "token.invalidate",
+            StoreDegraded => "store.error",
+            SendOk | SendError | SendRefused => "client.send",
+        }
+    }
+
+    /// The `outcome` field.
+    pub fn name(self) -> &'static str {
+        use Outcome::*;
+        match self {
+            FetchOk | InvalidateOk | SendOk => "ok",
+            FetchRetry => "retry",
+            FetchError | RefreshError | SendError => "error",
+            FetchCooldown => "cooldown",
+            CacheHit => "hit",
+            CacheMiss => "miss",
+            CacheExpired => "expired",
+            CacheRejected => "rejected",
+            LeaseWaited => "waited",
+            LeaseTimeout => "timeout",
+            LeaseStale => "stale",
+            RefreshBusy => "busy",
+            RefreshPaused => "paused",
+            InvalidateStoreError => "store_error",
+            StoreDegraded => "degraded",
+            SendRefused => "refused",
+        }
+    }
+
+    /// The `detail` of this outcome: fixed text, or a template whose `{}` is filled
+    /// with the error or store message ([`Event::with_error`], [`Event::with_detail`]).
+    pub fn detail(self) -> Option<&'static str> {
+        use Outcome::*;
+        match self {
+            FetchRetry | FetchError | FetchCooldown | InvalidateStoreError | SendError
+            | SendRefused => Some("{}"),
+            CacheRejected => Some("stored entry rejected ({})"),
+            LeaseWaited => Some("another instance fetched the token; used it"),
+            LeaseTimeout => {
+                Some("waited the whole lease for another instance; fetching without it")
+            }
+            LeaseStale => Some("the previous lease holder did not finish in time; took over"),
+            RefreshBusy => Some("another instance is renewing the token; serving the cached one"),
+            RefreshPaused => {
+                Some("a renewal failed a moment ago; serving the cached token until the pause ends")
+            }
+            RefreshError => {
+                Some("refresh ahead failed, serving the cached token until it is due: {}")
+            }
+            StoreDegraded => Some("key-value store failed, continuing without it: {}"),
+            FetchOk | CacheHit | CacheMiss | CacheExpired | InvalidateOk | SendOk => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Event<'a> {
+    /// What happened (gives `event`, `outcome` and the detail template).
+    #[serde(skip)]
+    pub what: Outcome,
     /// Always `token-provider`, so lines can be told apart from other stderr output.
     pub source: &'static str,
-    /// `token.fetch`, `token.cache`, `token.invalidate`, `store.error`, `client.send`.
+    /// [`Outcome::event`].
     pub event: &'static str,
-    /// Event-specific: `ok`, `error`, `hit`, `miss`, `rejected`, `refused`, …
+    /// [`Outcome::name`].
     pub outcome: &'static str,
     pub client_id: &'a str,
     pub token_host: &'a str,
@@ -41,18 +180,14 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
-    pub fn new(
-        event: &'static str,
-        outcome: &'static str,
-        settings: &'a Settings,
-        scopes: &'a [String],
-    ) -> Self {
+    pub fn new(outcome: Outcome, settings: &'a Settings, scopes: &'a [String]) -> Self {
         Event {
+            what: outcome,
             source: "token-provider",
-            event,
-            outcome,
-            client_id: &settings.client_id,
-            token_host: &settings.token_url.origin.host,
+            event: outcome.event(),
+            outcome: outcome.name(),
+            client_id: &settings.client.id,
+            token_host: &settings.client.token_url.origin.host,
             scopes,
             cache: None,
             status: None,
@@ -60,21 +195,84 @@ impl<'a> Event<'a> {
             fingerprint: None,
             expires_at: None,
             error: None,
-            detail: None,
+            detail: outcome
+                .detail()
+                .filter(|d| !d.contains("{}"))
+                .map(String::from),
             api_origin: None,
             attempt: None,
             retry_in_ms: None,
         }
     }
 
+    /// The error's kind and status, and its message as the detail.
     pub fn with_error(mut self, e: &crate::Error) -> Self {
         self.error = Some(e.kind());
         self.status = e.status();
-        self.detail = Some(e.to_string());
+        self.with_detail(e)
+    }
+
+    /// Fill this outcome's detail template with `text` (or replace the detail when the
+    /// outcome has no template).
+    pub fn with_detail(mut self, text: impl std::fmt::Display) -> Self {
+        let template = self
+            .what
+            .detail()
+            .filter(|d| d.contains("{}"))
+            .unwrap_or("{}");
+        self.detail = Some(template.replacen("{}", &text.to_string(), 1));
         self
     }
 
     pub fn to_line(&self) -> String {
         serde_json::to_string(self).expect("audit events serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::settings;
+
+    #[test]
+    fn every_event_outcome_pair_is_distinct() {
+        for (i, a) in Outcome::ALL.iter().enumerate() {
+            for b in &Outcome::ALL[..i] {
+                assert_ne!((a.event(), a.name()), (b.event(), b.name()), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn details_come_from_the_outcome_template() {
+        let s = settings(&[]);
+        let scopes = vec![];
+        let fixed = Event::new(Outcome::LeaseWaited, &s, &scopes);
+        assert_eq!(
+            fixed.detail.as_deref(),
+            Some("another instance fetched the token; used it")
+        );
+        let templated = Event::new(Outcome::StoreDegraded, &s, &scopes);
+        assert_eq!(
+            templated.detail, None,
+            "a template is only used when filled"
+        );
+        assert_eq!(
+            templated.with_detail("down").detail.as_deref(),
+            Some("key-value store failed, continuing without it: down")
+        );
+        let plain = Event::new(Outcome::SendOk, &s, &scopes).with_detail("retried");
+        assert_eq!(plain.detail.as_deref(), Some("retried"));
+        let line = Event::new(Outcome::CacheRejected, &s, &scopes).with_detail("corrupt");
+        let json: serde_json::Value = serde_json::from_str(&line.to_line()).unwrap();
+        assert_eq!(
+            (&json["event"], &json["outcome"], &json["detail"]),
+            (
+                &serde_json::json!("token.cache"),
+                &serde_json::json!("rejected"),
+                &serde_json::json!("stored entry rejected (corrupt)")
+            )
+        );
+        assert!(json.get("what").is_none());
     }
 }

@@ -1,7 +1,7 @@
 //! The authorized client: checks a request against the allow-list, attaches the token,
 //! and on a 401 invalidates it and retries exactly once.
 
-use crate::audit::Event;
+use crate::audit::{Event, Outcome};
 use crate::error::{Error, sanitize};
 use crate::http_types::{HttpOptions, HttpRequest, HttpResponse};
 use crate::origin::{Scheme, parse_url};
@@ -28,13 +28,13 @@ pub fn prepare(settings: &crate::config::Settings, req: &ApiRequest) -> Result<H
         ))
     })?;
     let url = parse_url(&req.url).map_err(|e| Error::Refused(format!("URL: {e}")))?;
-    if url.origin.scheme == Scheme::Http && !settings.allow_insecure_http {
+    if url.origin.scheme == Scheme::Http && !settings.http.allow_insecure_http {
         return Err(Error::Refused(
             "plain http:// would expose the token; use https:// or set allow_insecure_http=true"
                 .into(),
         ));
     }
-    if !settings.allowed_origins.contains(&url.origin) {
+    if !settings.send.allowed_origins.contains(&url.origin) {
         return Err(Error::Refused(format!(
             "origin {} is not in allowed_origins",
             url.origin
@@ -66,44 +66,56 @@ pub fn prepare(settings: &crate::config::Settings, req: &ApiRequest) -> Result<H
     })
 }
 
+/// Said in `detail` when a 401 made the client renew the token and send again.
+const RETRIED_AFTER_401: &str = "401 answered; token refreshed and request retried once";
+
+/// Send `req` with a token attached; on a 401, invalidate the token and send once more
+/// with a fresh one. One `client.send` audit line either way.
 pub fn send<P: Platform>(
     provider: &Provider<'_, P>,
     req: &ApiRequest,
 ) -> Result<HttpResponse, Error> {
     let settings = provider.settings;
-    let platform = provider.platform;
     let token_request = req.token.clone().unwrap_or_default();
     let scopes = token_request
         .scopes
         .clone()
-        .unwrap_or_else(|| settings.scope.clone());
-    let log = |outcome,
-               status: Option<u16>,
-               err: Option<&Error>,
-               retried: bool,
-               origin: Option<String>| {
-        let mut ev = Event::new("client.send", outcome, settings, &scopes);
-        if let Some(e) = err {
-            ev = ev.with_error(e);
-        }
-        ev.status = status.or(ev.status);
-        ev.api_origin = origin;
-        if retried {
-            ev.detail = Some("401 answered; token refreshed and request retried once".into());
-        }
-        platform.log(&ev.to_line());
-    };
+        .unwrap_or_else(|| settings.client.scope.clone());
     let prepared = match prepare(settings, req) {
         Ok(p) => p,
         Err(e) => {
-            log("refused", None, Some(&e), false, None);
+            let ev = Event::new(Outcome::SendRefused, settings, &scopes).with_error(&e);
+            provider.platform.log(&ev.to_line());
             return Err(e);
         }
     };
-    let origin = Some(prepared.url.origin.to_string());
+    let (result, retried) = send_with_token(provider, &prepared, &token_request);
+    let mut ev = match &result {
+        Ok(resp) => {
+            let mut ev = Event::new(Outcome::SendOk, settings, &scopes);
+            ev.status = Some(resp.status);
+            ev
+        }
+        Err(e) => Event::new(Outcome::SendError, settings, &scopes).with_error(e),
+    };
+    ev.api_origin = Some(prepared.url.origin.to_string());
+    if retried {
+        ev = ev.with_detail(RETRIED_AFTER_401);
+    }
+    provider.platform.log(&ev.to_line());
+    result
+}
+
+/// The exchange itself, and whether a 401 made it send twice.
+fn send_with_token<P: Platform>(
+    provider: &Provider<'_, P>,
+    prepared: &HttpRequest,
+    token_request: &TokenRequest,
+) -> (Result<HttpResponse, Error>, bool) {
+    let settings = provider.settings;
     let options = HttpOptions {
-        timeout_ms: settings.http_timeout_ms,
-        read_limit: settings.max_response_bytes.saturating_add(1),
+        timeout_ms: settings.http.timeout_ms,
+        read_limit: settings.send.max_response_bytes.saturating_add(1),
     };
     let attempt = |force_refresh: bool| -> Result<HttpResponse, Error> {
         let token = provider.get_token(&TokenRequest {
@@ -115,28 +127,20 @@ pub fn send<P: Platform>(
             "authorization".into(),
             format!("Bearer {}", token.token.expose()).into_bytes(),
         ));
-        let resp = platform.send(&with_token, options)?;
-        if resp.body.len() > settings.max_response_bytes {
+        let resp = provider.platform.send(&with_token, options)?;
+        if resp.body.len() > settings.send.max_response_bytes {
             return Err(Error::InvalidResponse(format!(
                 "API response body larger than max_response_bytes ({})",
-                settings.max_response_bytes
+                settings.send.max_response_bytes
             )));
         }
         Ok(resp)
     };
-    let mut retried = false;
-    let result = attempt(token_request.force_refresh).and_then(|resp| {
-        if resp.status == 401 {
-            provider.invalidate(&token_request);
-            retried = true;
-            attempt(true)
-        } else {
-            Ok(resp)
+    match attempt(token_request.force_refresh) {
+        Ok(resp) if resp.status == 401 => {
+            provider.invalidate(token_request);
+            (attempt(true), true)
         }
-    });
-    match &result {
-        Ok(resp) => log("ok", Some(resp.status), None, retried, origin),
-        Err(e) => log("error", None, Some(e), retried, origin),
+        other => (other, false),
     }
-    result
 }

@@ -1,21 +1,23 @@
 //! token-provider: OAuth2 client-credentials tokens as a WebAssembly component.
 //!
-//! The modules below are a sans-I/O core (plain Rust, tested natively); `component`
-//! binds them to WASI (`wasi:http`, `wasi:keyvalue`, `wasi:config`) when built for
-//! `wasm32-wasip2`. Read `wit/token-provider.wit` first: it is the contract.
+//! Read `wit/token-provider.wit` first: it is the contract; then docs/architecture.md,
+//! the map of these modules. Decisions are pure functions (`retry`, `store::entry`,
+//! `token_response`, `config`, …); I/O goes through the `Platform` trait, which
+//! `component` implements with WASI calls when built for `wasm32-wasip2` and
+//! `testing` fakes for native tests.
 
 pub mod audit;
 pub mod authorized;
-pub mod cache;
 pub mod config;
 pub mod error;
 pub mod http_types;
-pub mod lease;
+pub mod memory;
 pub mod origin;
 pub mod platform;
 pub mod provider;
 pub mod retry;
 pub mod secret;
+pub mod store;
 pub mod token_request;
 pub mod token_response;
 

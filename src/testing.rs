@@ -1,11 +1,18 @@
-//! A [`Platform`] for native unit tests: a hand-driven clock that `sleep_ms` advances, an
-//! in-memory store that can be made to fail, scripted HTTP responses, and recorded
-//! requests and audit lines. `on_sleep` lets a test act as another instance while this
-//! one waits.
+//! What the native unit tests share: a [`Platform`] with a hand-driven clock that
+//! `sleep_ms` advances, an in-memory store that can be made to fail, scripted HTTP
+//! responses, and recorded requests and audit lines (`on_sleep` lets a test act as
+//! another instance while this one waits); settings, keys and entries to test with;
+//! and a [`Rig`] that runs the provider on all of it.
 
+use crate::config::Settings;
 use crate::error::Error;
 use crate::http_types::{HttpOptions, HttpRequest, HttpResponse};
+use crate::memory::MemoryCache;
 use crate::platform::Platform;
+use crate::provider::{IssuedToken, Provider};
+use crate::secret::AccessToken;
+use crate::store::{CacheKey, Entry, keys, seal};
+use crate::token_request::{TokenParams, TokenRequest};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -180,5 +187,113 @@ impl Platform for FakePlatform {
 
     fn log(&self, line: &str) {
         self.logs.borrow_mut().push(line.to_string());
+    }
+}
+
+/// Settings for tests: a token URL, client id `svc` and secret `secret`, then `extra`
+/// (which may override those).
+pub fn settings(extra: &[(&str, &str)]) -> Settings {
+    let base: &[(&str, &str)] = &[
+        ("token_url", "https://auth.example.com/token"),
+        ("client_id", "svc"),
+        ("client_secret", "secret"),
+    ];
+    Settings::from_pairs(&[base, extra].concat()).expect("test settings are valid")
+}
+
+/// The cache key of a request for `scopes`.
+pub fn key_for(s: &Settings, scopes: &[&str]) -> CacheKey {
+    let req = TokenRequest {
+        scopes: Some(scopes.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    CacheKey::new(s, &TokenParams::resolve(&req, s).unwrap())
+}
+
+/// A token entry issued at 1000 s, valid for an hour.
+pub fn entry() -> Entry {
+    Entry {
+        access_token: AccessToken::new("tok-123"),
+        scopes: vec!["read".into()],
+        issued_at_ms: 1_000_000,
+        expires_at_ms: 4_600_000,
+    }
+}
+
+/// An HTTP response with these headers and body.
+pub fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// The rig's start time: 2027-01-15T08:00:00Z.
+pub const T0: u64 = 1_800_000_000_000;
+
+/// One instance (settings, memory) on a fake platform at [`T0`].
+pub struct Rig {
+    pub settings: Settings,
+    pub platform: FakePlatform,
+    pub memory: RefCell<MemoryCache>,
+}
+
+impl Rig {
+    pub fn new(extra: &[(&str, &str)]) -> Self {
+        Rig {
+            settings: settings(extra),
+            platform: FakePlatform::at(T0),
+            memory: RefCell::new(MemoryCache::default()),
+        }
+    }
+
+    pub fn provider(&self) -> Provider<'_, FakePlatform> {
+        Provider {
+            settings: &self.settings,
+            platform: &self.platform,
+            memory: &self.memory,
+        }
+    }
+
+    pub fn get(&self) -> Result<IssuedToken, Error> {
+        self.provider().get_token(&TokenRequest::default())
+    }
+
+    pub fn key(&self) -> CacheKey {
+        let params = TokenParams::resolve(&TokenRequest::default(), &self.settings).unwrap();
+        CacheKey::new(&self.settings, &params)
+    }
+
+    /// Seal an entry as another instance would have stored it.
+    pub fn sealed(&self, token: &str, issued_at_ms: u64, lifetime_secs: u64) -> Vec<u8> {
+        let entry = Entry {
+            access_token: AccessToken::new(token),
+            scopes: vec![],
+            issued_at_ms,
+            expires_at_ms: issued_at_ms + lifetime_secs * 1000,
+        };
+        seal::seal(&entry, &self.settings.client.secret, &self.key(), [3; 24])
+    }
+
+    /// The lease counter of the slot that `at_ms` falls in (`lease_ms` 15 s if the
+    /// lease is disabled).
+    pub fn lease_key(&self, at_ms: u64) -> String {
+        let lease_ms = match self.settings.cache.lease_ms {
+            0 => 15_000,
+            ms => ms,
+        };
+        keys::lease_slot(&self.key().store_key(), at_ms / lease_ms)
+    }
+
+    pub fn lease_keys(&self) -> Vec<String> {
+        self.platform
+            .kv_keys()
+            .into_iter()
+            .filter(|k| k.contains(":lease:"))
+            .collect()
     }
 }

@@ -32,7 +32,7 @@ impl TokenParams {
             request
                 .scopes
                 .as_ref()
-                .unwrap_or(&settings.scope)
+                .unwrap_or(&settings.client.scope)
                 .iter()
                 .flat_map(|s| s.split_ascii_whitespace()),
         );
@@ -52,7 +52,7 @@ impl TokenParams {
             request
                 .resources
                 .as_ref()
-                .unwrap_or(&settings.resource)
+                .unwrap_or(&settings.client.resource)
                 .iter()
                 .map(String::as_str),
         );
@@ -62,7 +62,7 @@ impl TokenParams {
         let audience = request
             .audience
             .clone()
-            .or_else(|| settings.audience.clone())
+            .or_else(|| settings.client.audience.clone())
             .filter(|a| !a.is_empty());
         Ok(TokenParams {
             scopes,
@@ -124,19 +124,19 @@ pub fn build(settings: &Settings, params: &TokenParams) -> HttpRequest {
         ),
         ("accept".to_string(), b"application/json".to_vec()),
     ];
-    match settings.auth_method {
+    match settings.client.auth_method {
         AuthMethod::ClientSecretBasic => headers.push((
             "authorization".to_string(),
-            basic_authorization(&settings.client_id, settings.client_secret.expose()).into_bytes(),
+            basic_authorization(&settings.client.id, settings.client.secret.expose()).into_bytes(),
         )),
         AuthMethod::ClientSecretPost => {
-            form.append_pair("client_id", &settings.client_id);
-            form.append_pair("client_secret", settings.client_secret.expose());
+            form.append_pair("client_id", &settings.client.id);
+            form.append_pair("client_secret", settings.client.secret.expose());
         }
     }
     HttpRequest {
         method: "POST".into(),
-        url: settings.token_url.clone(),
+        url: settings.client.token_url.clone(),
         headers,
         body: form.finish().into_bytes(),
     }
@@ -148,18 +148,11 @@ mod tests {
     use crate::config::Settings;
 
     fn settings(extra: &[(&str, &str)]) -> Settings {
-        let mut map = std::collections::HashMap::from([
-            (
-                "token_url".to_string(),
-                "https://auth.example.com/oauth/token".to_string(),
-            ),
-            ("client_id".to_string(), "svc".to_string()),
-            ("client_secret".to_string(), "s3cret".to_string()),
-        ]);
-        for (k, v) in extra {
-            map.insert(k.to_string(), v.to_string());
-        }
-        Settings::load(|k| Ok(map.get(k).cloned())).unwrap()
+        let base: &[(&str, &str)] = &[
+            ("token_url", "https://auth.example.com/oauth/token"),
+            ("client_secret", "s3cret"),
+        ];
+        crate::testing::settings(&[base, extra].concat())
     }
 
     fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {

@@ -10,9 +10,9 @@ use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
-use token_provider::cache::{CacheKey, Entry};
 use token_provider::config::Settings;
 use token_provider::secret::{AccessToken, Secret};
+use token_provider::store::{CacheKey, Entry, keys};
 use token_provider::token_request::{TokenParams, TokenRequest as CoreRequest};
 use token_provider_host::kv::{FailingKv, KvBackend};
 use token_provider_host::testserver::{Canned, MockServer};
@@ -52,11 +52,10 @@ fn api(server: &MockServer, path: &str) -> ApiRequest {
 }
 
 fn settings_of(server: &MockServer, extra: &[(&str, &str)]) -> Settings {
-    let mut map: BTreeMap<String, String> = base_config(server).into_iter().collect();
-    for (k, v) in extra {
-        map.insert(k.to_string(), v.to_string());
-    }
-    Settings::load(|k| Ok(map.get(k).cloned())).unwrap()
+    let base = base_config(server);
+    let mut pairs: Vec<(&str, &str)> = base.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pairs.extend_from_slice(extra);
+    Settings::from_pairs(&pairs).unwrap()
 }
 
 fn store_key(server: &MockServer, extra: &[(&str, &str)]) -> String {
@@ -181,7 +180,7 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let lease_key = format!("{}:lease:{}", store_key(&server, &extra), now_ms / lease_ms);
+    let lease_key = keys::lease_slot(&store_key(&server, &extra), now_ms / lease_ms);
     short.kv.set("default", &lease_key, b"1").await.unwrap();
     token(&short.host, &get).await.unwrap();
     short.kv.delete("default", &lease_key).await.unwrap();
@@ -330,7 +329,7 @@ async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_readme_schema
     seen.texts.push(format!("{:?}", Secret::new(CLIENT_SECRET)));
     seen.texts.push(format!("{token:?}"));
     seen.texts.push(format!("{entry:?}"));
-    seen.texts.push(format!("{:?}", settings.client_secret));
+    seen.texts.push(format!("{:?}", settings.client.secret));
 
     let secrets = [CLIENT_SECRET, WRONG_SECRET];
     let all: Vec<&String> = seen.texts.iter().chain(&seen.audit).collect();

@@ -11,7 +11,8 @@ fn readme_config_table_lists_every_key_with_its_default() {
         .filter(|l| l.starts_with("| `"))
         .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
         .collect();
-    for (key, default, _) in KEYS {
+    for key in KEYS {
+        let (key, default) = (key.name, key.default);
         let row = rows
             .iter()
             .find(|r| r.get(1).map(String::as_str) == Some(&format!("`{key}`")))
@@ -25,7 +26,7 @@ fn readme_config_table_lists_every_key_with_its_default() {
     }
     let documented = rows
         .iter()
-        .filter(|r| r.len() == 6 && KEYS.iter().any(|(k, _, _)| r[1] == format!("`{k}`")))
+        .filter(|r| r.len() == 6 && KEYS.iter().any(|k| r[1] == format!("`{}`", k.name)))
         .count();
     assert_eq!(documented, KEYS.len());
 }

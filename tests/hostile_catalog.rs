@@ -5,10 +5,11 @@
 //! inside the component.
 
 use token_provider::authorized::{ApiRequest, prepare};
-use token_provider::cache::{self, CacheKey, Entry};
 use token_provider::config::Settings;
 use token_provider::http_types::HttpResponse;
+use token_provider::provider::cooldown::Cooldown;
 use token_provider::secret::{AccessToken, Secret};
+use token_provider::store::{CacheKey, Entry, Rejected, seal};
 use token_provider::token_request::{TokenParams, TokenRequest};
 use token_provider::token_response::{Lifetimes, parse};
 
@@ -194,14 +195,14 @@ responses! {
 // --- the authorized client's inputs ------------------------------------------------
 
 fn settings(origins: &str, insecure: bool) -> Settings {
-    let map = std::collections::HashMap::from([
-        ("token_url", "https://auth.example.com/token".to_string()),
-        ("client_id", "svc".to_string()),
-        ("client_secret", "s3cret".to_string()),
-        ("allowed_origins", origins.to_string()),
-        ("allow_insecure_http", insecure.to_string()),
-    ]);
-    Settings::load(|k| Ok(map.get(k).cloned())).unwrap()
+    Settings::from_pairs(&[
+        ("token_url", "https://auth.example.com/token"),
+        ("client_id", "svc"),
+        ("client_secret", "s3cret"),
+        ("allowed_origins", origins),
+        ("allow_insecure_http", &insecure.to_string()),
+    ])
+    .unwrap()
 }
 
 fn check_request(url: &str, headers: &[(&str, &[u8])], allowed: bool) {
@@ -300,10 +301,10 @@ fn entry() -> Entry {
 fn c01_every_truncation_is_rejected() {
     let s = settings("", false);
     let k = key(&s, "read");
-    let sealed = cache::seal(&entry(), &s.client_secret, &k, [1; 24]);
+    let sealed = seal::seal(&entry(), &s.client.secret, &k, [1; 24]);
     for cut in 0..sealed.len() {
         assert!(
-            cache::open(&sealed[..cut], &s.client_secret, &k).is_err(),
+            seal::open(&sealed[..cut], &s.client.secret, &k).is_err(),
             "{cut}"
         );
     }
@@ -313,21 +314,21 @@ fn c01_every_truncation_is_rejected() {
 fn c02_every_single_bit_flip_is_rejected() {
     let s = settings("", false);
     let k = key(&s, "read");
-    let sealed = cache::seal(&entry(), &s.client_secret, &k, [2; 24]);
+    let sealed = seal::seal(&entry(), &s.client.secret, &k, [2; 24]);
     for bit in 0..sealed.len() * 8 {
         let mut b = sealed.clone();
         b[bit / 8] ^= 1 << (bit % 8);
-        assert!(cache::open(&b, &s.client_secret, &k).is_err(), "bit {bit}");
+        assert!(seal::open(&b, &s.client.secret, &k).is_err(), "bit {bit}");
     }
 }
 
 #[test]
 fn c03_an_entry_from_another_key_is_rejected() {
     let s = settings("", false);
-    let sealed = cache::seal(&entry(), &s.client_secret, &key(&s, "read"), [3; 24]);
+    let sealed = seal::seal(&entry(), &s.client.secret, &key(&s, "read"), [3; 24]);
     assert_eq!(
-        cache::open(&sealed, &s.client_secret, &key(&s, "write")),
-        Err(cache::Rejected::Undecryptable)
+        seal::open(&sealed, &s.client.secret, &key(&s, "write")),
+        Err(Rejected::Undecryptable)
     );
 }
 
@@ -335,10 +336,10 @@ fn c03_an_entry_from_another_key_is_rejected() {
 fn c04_an_entry_under_another_secret_is_rejected() {
     let s = settings("", false);
     let k = key(&s, "read");
-    let sealed = cache::seal(&entry(), &s.client_secret, &k, [4; 24]);
+    let sealed = seal::seal(&entry(), &s.client.secret, &k, [4; 24]);
     assert_eq!(
-        cache::open(&sealed, &Secret::new("other"), &k),
-        Err(cache::Rejected::Undecryptable)
+        seal::open(&sealed, &Secret::new("other"), &k),
+        Err(Rejected::Undecryptable)
     );
 }
 
@@ -346,11 +347,11 @@ fn c04_an_entry_under_another_secret_is_rejected() {
 fn c05_an_older_or_unknown_format_version_is_rejected() {
     let s = settings("", false);
     let k = key(&s, "read");
-    let mut sealed = cache::seal(&entry(), &s.client_secret, &k, [5; 24]);
+    let mut sealed = seal::seal(&entry(), &s.client.secret, &k, [5; 24]);
     sealed[..4].copy_from_slice(b"TPC0");
     assert_eq!(
-        cache::open(&sealed, &s.client_secret, &k),
-        Err(cache::Rejected::Format)
+        seal::open(&sealed, &s.client.secret, &k),
+        Err(Rejected::Format)
     );
 }
 
@@ -365,7 +366,7 @@ fn c06_plaintext_json_and_garbage_are_rejected() {
         &[0u8; 200][..],
         b"42",
     ] {
-        assert!(cache::open(junk, &s.client_secret, &k).is_err());
+        assert!(seal::open(junk, &s.client.secret, &k).is_err());
     }
 }
 
@@ -378,28 +379,28 @@ fn c07_a_sealed_entry_whose_expiry_precedes_its_issue_is_rejected() {
         expires_at_ms: 4_000,
         ..entry()
     };
-    let sealed = cache::seal(&backwards, &s.client_secret, &k, [7; 24]);
+    let sealed = seal::seal(&backwards, &s.client.secret, &k, [7; 24]);
     assert_eq!(
-        cache::open(&sealed, &s.client_secret, &k),
-        Err(cache::Rejected::Corrupt)
+        seal::open(&sealed, &s.client.secret, &k),
+        Err(Rejected::Corrupt)
     );
 }
 
 #[test]
 fn c08_a_cooldown_record_cannot_pass_for_a_token() {
     let s = settings("", false);
-    let cooldown = cache::Cooldown {
+    let cooldown = Cooldown {
         error: "invalid_client".into(),
         description: None,
         status: 401,
         until_ms: 1,
     };
-    let sealed = cache::seal_value(
+    let sealed = seal::seal_value(
         &cooldown,
-        &s.client_secret,
+        &s.client.secret,
         &CacheKey::cooldown(&s),
         [8; 24],
     );
-    assert!(cache::open(&sealed, &s.client_secret, &key(&s, "read")).is_err());
-    assert!(cache::open(&sealed, &s.client_secret, &CacheKey::cooldown(&s)).is_err());
+    assert!(seal::open(&sealed, &s.client.secret, &key(&s, "read")).is_err());
+    assert!(seal::open(&sealed, &s.client.secret, &CacheKey::cooldown(&s)).is_err());
 }

@@ -40,7 +40,8 @@ fn every_config_key_is_a_spin_variable_mapped_into_the_component() {
     assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
     let app_vars = m["variables"].as_table().unwrap();
     let component_vars = gateway(&m)["variables"].as_table().unwrap();
-    for (key, default, _) in KEYS {
+    for key in KEYS {
+        let (key, default) = (&key.name, &key.default);
         let mapped = component_vars
             .get(*key)
             .and_then(|v| v.as_str())

@@ -4,20 +4,20 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use token_provider::cache::{self, CacheKey, Entry};
 use token_provider::config::Settings;
 use token_provider::secret::AccessToken;
+use token_provider::store::{CacheKey, Entry, seal};
 use token_provider::token_request::{TokenParams, TokenRequest};
 
 fn fixture() -> &'static (Settings, CacheKey, Vec<u8>) {
     static F: OnceLock<(Settings, CacheKey, Vec<u8>)> = OnceLock::new();
     F.get_or_init(|| {
-        let map = std::collections::HashMap::from([
+        let s = Settings::from_pairs(&[
             ("token_url", "https://auth.example.com/token"),
             ("client_id", "svc"),
             ("client_secret", "fuzz-secret"),
-        ]);
-        let s = Settings::load(|k| Ok(map.get(k).map(|v| v.to_string()))).unwrap();
+        ])
+        .unwrap();
         let params = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
         let key = CacheKey::new(&s, &params);
         let entry = Entry {
@@ -26,7 +26,7 @@ fn fixture() -> &'static (Settings, CacheKey, Vec<u8>) {
             issued_at_ms: 1,
             expires_at_ms: 2,
         };
-        let sealed = cache::seal(&entry, &s.client_secret, &key, [9; 24]);
+        let sealed = seal::seal(&entry, &s.client.secret, &key, [9; 24]);
         (s, key, sealed)
     })
 }
@@ -34,7 +34,7 @@ fn fixture() -> &'static (Settings, CacheKey, Vec<u8>) {
 fuzz_target!(|data: &[u8]| {
     let (s, key, sealed) = fixture();
     // Arbitrary bytes: whatever the outcome, no panic.
-    let _ = cache::open(data, &s.client_secret, key);
+    let _ = seal::open(data, &s.client.secret, key);
     // The real entry with the input XORed in: opens only if nothing changed.
     let mut tampered = sealed.clone();
     let mut changed = false;
@@ -42,6 +42,6 @@ fuzz_target!(|data: &[u8]| {
         tampered[i] ^= b;
         changed |= *b != 0;
     }
-    let opened = cache::open(&tampered, &s.client_secret, key);
+    let opened = seal::open(&tampered, &s.client.secret, key);
     assert_eq!(opened.is_ok(), !changed);
 });

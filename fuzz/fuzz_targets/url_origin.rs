@@ -11,7 +11,7 @@ use token_provider::origin::parse_url;
 fn settings() -> &'static Settings {
     static S: OnceLock<Settings> = OnceLock::new();
     S.get_or_init(|| {
-        let map = std::collections::HashMap::from([
+        Settings::from_pairs(&[
             ("token_url", "https://auth.example.com/token"),
             ("client_id", "svc"),
             ("client_secret", "fuzz-secret"),
@@ -19,8 +19,8 @@ fn settings() -> &'static Settings {
                 "allowed_origins",
                 "https://api.example.com,https://api.example.com:8443",
             ),
-        ]);
-        Settings::load(|k| Ok(map.get(k).map(|v| v.to_string()))).unwrap()
+        ])
+        .unwrap()
     })
 }
 
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(prepared) = prepare(settings(), &req) {
         let origin = &prepared.url.origin;
-        assert!(settings().allowed_origins.contains(origin), "{text:?}");
+        assert!(settings().send.allowed_origins.contains(origin), "{text:?}");
         assert_eq!(origin.host, "api.example.com", "{text:?}");
         // What is sent names the same host and port.
         let authority = prepared.url.authority.as_str();

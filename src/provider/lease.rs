@@ -2,7 +2,7 @@
 //! alone (atomic in every host we target; `cas` is not trustworthy in all of them).
 //!
 //! Time is cut into slots of `lease_ms`. The lease for slot `s` of a cache key is the
-//! counter at `<store key>:lease:<s>`: whoever increments it to 1 holds it, everyone
+//! counter at `<store key>:lease:<s>` (`store::keys::lease_slot`): whoever increments it to 1 holds it, everyone
 //! else waits. A holder deletes its counter when done, so a waiter that arrives later
 //! and counts 1 again becomes the holder, re-reads the store, and finds the token.
 //!
@@ -13,6 +13,7 @@
 //! waits for it until the end of its own slot, then removes it as stale.
 
 use crate::platform::Platform;
+use crate::store::keys::lease_slot;
 
 /// A held lease: delete its counter when done.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +37,6 @@ pub enum Attempt {
     },
 }
 
-pub fn slot_key(base: &str, slot: u64) -> String {
-    format!("{base}:lease:{slot}")
-}
-
 /// One attempt, never blocking. `base` is the cache entry's store key.
 pub fn try_acquire<P: Platform>(
     platform: &P,
@@ -49,7 +46,7 @@ pub fn try_acquire<P: Platform>(
 ) -> Result<Attempt, String> {
     let now = platform.now_unix_ms();
     let slot = now / lease_ms;
-    let key = slot_key(base, slot);
+    let key = lease_slot(base, slot);
     let count = platform.kv_increment(store, &key)?;
     if count != 1 {
         return Ok(Attempt::Busy {
@@ -61,7 +58,7 @@ pub fn try_acquire<P: Platform>(
     if slot == 0 {
         return Ok(Attempt::Held(own));
     }
-    let previous = slot_key(base, slot - 1);
+    let previous = lease_slot(base, slot - 1);
     match platform.kv_get(store, &previous) {
         Ok(None) => Ok(Attempt::Held(own)),
         Ok(Some(_)) => Ok(Attempt::Queued {

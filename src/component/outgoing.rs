@@ -1,0 +1,171 @@
+//! One request through `wasi:http/outgoing-handler`, its response read whole (bounded
+//! by `read_limit`), and host error codes mapped to core errors.
+
+use super::wasi;
+use crate::error::Error as CoreError;
+use crate::http_types::{HttpOptions, HttpRequest, HttpResponse};
+use crate::origin::Scheme as CoreScheme;
+use wasi::http::types as http;
+use wasi::io::streams::StreamError;
+
+pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpResponse, CoreError> {
+    let outgoing = outgoing_request(request)?;
+    let body = outgoing
+        .body()
+        .map_err(|()| CoreError::Transport("request body unavailable".into()))?;
+    let future =
+        wasi::http::outgoing_handler::handle(outgoing, Some(request_options(options.timeout_ms)))
+            .map_err(transport_error)?;
+    // Write the body, remembering a failure: when the connection fails, the write sees a
+    // closed stream first, and the response future has the real reason.
+    let write_failed = !write_body(body, &request.body);
+
+    future.subscribe().block();
+    let response = match future.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(transport_error(code)),
+        Some(Err(())) | None => return Err(CoreError::Transport("response already taken".into())),
+    };
+    if write_failed {
+        return Err(CoreError::Transport(
+            "the request body could not be sent".into(),
+        ));
+    }
+    let status = response.status();
+    let headers = response.headers().entries();
+    let incoming = response
+        .consume()
+        .map_err(|()| CoreError::Transport("response body unavailable".into()))?;
+    let body = read_body(&incoming, options.read_limit)?;
+    drop(http::IncomingBody::finish(incoming));
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The request's method, URL and headers (plus `content-length`) as the host's type.
+fn outgoing_request(request: &HttpRequest) -> Result<http::OutgoingRequest, CoreError> {
+    let mut headers = request.headers.clone();
+    headers.push((
+        "content-length".into(),
+        request.body.len().to_string().into_bytes(),
+    ));
+    let fields = http::Fields::from_list(&headers)
+        .map_err(|e| CoreError::Refused(format!("the host refused a request header: {e:?}")))?;
+    let outgoing = http::OutgoingRequest::new(fields);
+    let method = match request.method.as_str() {
+        "GET" => http::Method::Get,
+        "POST" => http::Method::Post,
+        "PUT" => http::Method::Put,
+        "DELETE" => http::Method::Delete,
+        "PATCH" => http::Method::Patch,
+        "HEAD" => http::Method::Head,
+        "OPTIONS" => http::Method::Options,
+        other => http::Method::Other(other.to_string()),
+    };
+    let scheme = match request.url.origin.scheme {
+        CoreScheme::Https => http::Scheme::Https,
+        CoreScheme::Http => http::Scheme::Http,
+    };
+    let invalid = |what: &str| CoreError::Refused(format!("the host refused the request {what}"));
+    outgoing
+        .set_method(&method)
+        .map_err(|()| invalid("method"))?;
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| invalid("scheme"))?;
+    outgoing
+        .set_authority(Some(&request.url.authority))
+        .map_err(|()| invalid("authority"))?;
+    outgoing
+        .set_path_with_query(Some(&request.url.path_and_query))
+        .map_err(|()| invalid("path"))?;
+    Ok(outgoing)
+}
+
+/// The same timeout for connect, first byte and between bytes.
+fn request_options(timeout_ms: u64) -> http::RequestOptions {
+    let timeout_ns = timeout_ms.saturating_mul(1_000_000);
+    let options = http::RequestOptions::new();
+    // A host that does not support a timeout says so with Err; the others still apply.
+    let _ = options.set_connect_timeout(Some(timeout_ns));
+    let _ = options.set_first_byte_timeout(Some(timeout_ns));
+    let _ = options.set_between_bytes_timeout(Some(timeout_ns));
+    options
+}
+
+/// Write and finish the request body; `false` if any of it failed.
+fn write_body(body: http::OutgoingBody, bytes: &[u8]) -> bool {
+    let mut ok = true;
+    if let Ok(stream) = body.write() {
+        for chunk in bytes.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                ok = false;
+                break;
+            }
+        }
+    } else {
+        ok = false;
+    }
+    if http::OutgoingBody::finish(body, None).is_err() {
+        ok = false;
+    }
+    ok
+}
+
+/// The response body, up to `read_limit` bytes.
+fn read_body(incoming: &http::IncomingBody, read_limit: usize) -> Result<Vec<u8>, CoreError> {
+    let stream = incoming
+        .stream()
+        .map_err(|()| CoreError::Transport("response body unavailable".into()))?;
+    let mut body = Vec::new();
+    while body.len() < read_limit {
+        let want = (read_limit - body.len()).min(64 * 1024) as u64;
+        match stream.blocking_read(want) {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => return Err(body_read_error(&e)),
+        }
+    }
+    Ok(body)
+}
+
+fn body_read_error(e: &wasi::io::error::Error) -> CoreError {
+    if let Some(code) = http::http_error_code(e) {
+        return transport_error(code);
+    }
+    // Hosts do not all attach the error code to body-read failures; a timeout still has
+    // to be a timeout.
+    let text = e.to_debug_string();
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("timeout") || lower.contains("timed out") {
+        CoreError::Timeout
+    } else {
+        CoreError::Transport(format!(
+            "reading the response failed: {}",
+            crate::error::sanitize(&text, 200)
+        ))
+    }
+}
+
+fn transport_error(code: http::ErrorCode) -> CoreError {
+    use http::ErrorCode as C;
+    match code {
+        C::ConnectionTimeout
+        | C::ConnectionReadTimeout
+        | C::ConnectionWriteTimeout
+        | C::HttpResponseTimeout => CoreError::Timeout,
+        C::DnsError(_) => CoreError::Transport("DNS lookup failed".into()),
+        C::ConnectionRefused => CoreError::Transport("connection refused".into()),
+        C::TlsCertificateError => CoreError::Transport("TLS certificate not trusted".into()),
+        C::HttpProtocolError => CoreError::Transport(
+            "HTTP protocol error (the connection closed without a complete response)".into(),
+        ),
+        C::HttpRequestDenied => {
+            CoreError::Transport("the host denied the outbound request (allowed hosts?)".into())
+        }
+        other => CoreError::Transport(crate::error::sanitize(&format!("{other:?}"), 200)),
+    }
+}

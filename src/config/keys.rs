@@ -1,0 +1,240 @@
+//! The one table of configuration keys: name, default, kind (with its range) and a
+//! one-line meaning. `Settings::load` reads values through it, and the tests check the
+//! README's configuration table and `spin.toml` against it.
+
+/// One `wasi:config` key (a Spin variable: lower_snake_case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    /// The value used when the key is unset or empty; `None`: the key is required.
+    pub default: Option<&'static str>,
+    pub kind: Kind,
+    pub doc: &'static str,
+}
+
+/// How a value is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Free text, checked by the setting that uses it (URLs, labels).
+    Text,
+    /// A credential: never echoed in errors or `Debug`.
+    Secret,
+    /// Whitespace-separated words.
+    Words,
+    /// Comma- or whitespace-separated items.
+    List,
+    /// One of these words, exactly.
+    Choice(&'static [&'static str]),
+    /// `true` or `false`, any case.
+    Bool,
+    /// A whole number in `min..=max`.
+    Number { min: u64, max: u64 },
+}
+
+const fn key(
+    name: &'static str,
+    default: Option<&'static str>,
+    kind: Kind,
+    doc: &'static str,
+) -> Key {
+    Key {
+        name,
+        default,
+        kind,
+        doc,
+    }
+}
+
+const fn number(
+    name: &'static str,
+    default: &'static str,
+    min: u64,
+    max: u64,
+    doc: &'static str,
+) -> Key {
+    key(name, Some(default), Kind::Number { min, max }, doc)
+}
+
+pub const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post"];
+
+/// Every configuration key.
+pub const KEYS: &[Key] = &[
+    key(
+        "token_url",
+        None,
+        Kind::Text,
+        "Token endpoint URL (https; http only with allow_insecure_http)",
+    ),
+    key("client_id", None, Kind::Text, "OAuth2 client identifier"),
+    key(
+        "client_secret",
+        None,
+        Kind::Secret,
+        "OAuth2 client secret (mark it secret in Spin)",
+    ),
+    key(
+        "auth_method",
+        Some("client_secret_basic"),
+        Kind::Choice(AUTH_METHODS),
+        "client_secret_basic or client_secret_post",
+    ),
+    key(
+        "scope",
+        Some(""),
+        Kind::Words,
+        "Default scopes, space-separated",
+    ),
+    key(
+        "audience",
+        Some(""),
+        Kind::Text,
+        "Default `audience` parameter",
+    ),
+    key(
+        "resource",
+        Some(""),
+        Kind::Words,
+        "Default RFC 8707 resource indicators, space-separated",
+    ),
+    key(
+        "allowed_origins",
+        Some(""),
+        Kind::List,
+        "Origins the authorized client may call, comma-separated",
+    ),
+    key(
+        "allow_insecure_http",
+        Some("false"),
+        Kind::Bool,
+        "Allow plain http:// token endpoint and API URLs",
+    ),
+    number(
+        "expiry_skew_secs",
+        "60",
+        0,
+        3600,
+        "Stop serving a token this long before it expires",
+    ),
+    number(
+        "default_expires_in_secs",
+        "300",
+        1,
+        86_400 * 365,
+        "Lifetime assumed when the response has no expires_in",
+    ),
+    number(
+        "max_expires_in_secs",
+        "86400",
+        1,
+        86_400 * 365,
+        "Longer lifetimes are clamped to this",
+    ),
+    number(
+        "http_timeout_ms",
+        "10000",
+        1,
+        600_000,
+        "Connect, first-byte and between-bytes timeout",
+    ),
+    number(
+        "max_response_bytes",
+        "1048576",
+        0,
+        256 * 1024 * 1024,
+        "Largest API response body the authorized client returns",
+    ),
+    key(
+        "kv_store",
+        Some("default"),
+        Kind::Text,
+        "Key-value store label for the shared cache; empty disables it",
+    ),
+    number(
+        "max_retries",
+        "2",
+        0,
+        10,
+        "Token requests retried after a transport fault, 5xx or 429",
+    ),
+    number(
+        "retry_base_ms",
+        "200",
+        1,
+        60_000,
+        "Backoff ceiling before the first retry; doubles per retry; full jitter",
+    ),
+    number(
+        "retry_max_delay_ms",
+        "5000",
+        0,
+        300_000,
+        "Longest wait between attempts; a longer Retry-After ends the retries",
+    ),
+    number(
+        "token_deadline_ms",
+        "12000",
+        1,
+        600_000,
+        "Deadline for this instance's token requests in one get-token, retries and backoff included",
+    ),
+    number(
+        "failure_cooldown_secs",
+        "60",
+        0,
+        86_400,
+        "After invalid_client or unauthorized_client, fail fast this long (shared through the store); 0 disables",
+    ),
+    number(
+        "lease_ms",
+        "15000",
+        0,
+        600_000,
+        "Single-flight lease: the instance fetching a token holds it at most this long, others wait at most this long; 0 disables",
+    ),
+    number(
+        "refresh_ahead_percent",
+        "15",
+        0,
+        50,
+        "Refresh window: the last N % of a token's lifetime, when one instance renews it while the rest keep using it; 0 disables",
+    ),
+];
+
+/// The table row of `name`. Every name the code reads is in the table (a test reads
+/// them all), so a miss is a programming error.
+pub fn key_of(name: &str) -> &'static Key {
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| panic!("`{name}` is not in config::KEYS"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_lower_snake_case_and_defaults_fit_their_kind() {
+        for (i, k) in KEYS.iter().enumerate() {
+            assert!(
+                k.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{}",
+                k.name
+            );
+            assert!(!KEYS[..i].iter().any(|o| o.name == k.name), "{}", k.name);
+            match (k.kind, k.default) {
+                (Kind::Number { min, max }, Some(d)) => {
+                    let n: u64 = d.parse().unwrap();
+                    assert!(min <= n && n <= max, "{}", k.name);
+                }
+                (Kind::Choice(words), Some(d)) => assert!(words.contains(&d), "{}", k.name),
+                (Kind::Bool, Some(d)) => assert!(d == "true" || d == "false", "{}", k.name),
+                (Kind::Number { .. } | Kind::Choice(_) | Kind::Bool, None) => {
+                    panic!("{} needs a default", k.name)
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! Settings read from `wasi:config` (Spin variables), validated once, grouped by the
+//! part of the provider that uses them. Every key is described in [`keys::KEYS`];
+//! every error names the key it is about.
+
+pub mod keys;
+
+pub use keys::{KEYS, Key, Kind};
+
+use crate::error::Error;
+use crate::origin::{HttpUrl, Origin, Scheme, parse_origin, parse_url};
+use crate::retry::RetryPolicy;
+use crate::secret::Secret;
+use crate::token_response::Lifetimes;
+
+/// Largest token endpoint response we read.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// How the client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP Basic with the RFC 6749 §2.3.1 form-encoding of id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub client: ClientSettings,
+    pub cache: CacheSettings,
+    pub retry: RetrySettings,
+    pub http: HttpSettings,
+    pub send: SendSettings,
+}
+
+/// Who asks the token endpoint, and for what by default.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// `token_url`.
+    pub token_url: HttpUrl,
+    /// `token_url` exactly as configured (part of the cache key).
+    pub token_url_text: String,
+    /// `client_id`.
+    pub id: String,
+    /// `client_secret`.
+    pub secret: Secret,
+    /// `auth_method`.
+    pub auth_method: AuthMethod,
+    /// `scope`, split.
+    pub scope: Vec<String>,
+    /// `audience`.
+    pub audience: Option<String>,
+    /// `resource`, split.
+    pub resource: Vec<String>,
+}
+
+/// How tokens are kept and shared between instances.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// `kv_store`; `None`: no shared cache, memory only.
+    pub kv_store: Option<String>,
+    /// `expiry_skew_secs`.
+    pub expiry_skew_secs: u64,
+    /// `default_expires_in_secs` and `max_expires_in_secs`.
+    pub lifetimes: Lifetimes,
+    /// `refresh_ahead_percent`; 0: no refresh ahead.
+    pub refresh_ahead_percent: u64,
+    /// `lease_ms`; 0: no single-flight lease.
+    pub lease_ms: u64,
+}
+
+/// How failed token requests are retried and remembered.
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    /// `max_retries`, `retry_base_ms`, `retry_max_delay_ms`.
+    pub policy: RetryPolicy,
+    /// `token_deadline_ms`.
+    pub token_deadline_ms: u64,
+    /// `failure_cooldown_secs`; 0: no cooldown.
+    pub failure_cooldown_secs: u64,
+}
+
+/// Every outgoing request, to the token endpoint and to APIs.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `http_timeout_ms`.
+    pub timeout_ms: u64,
+    /// `allow_insecure_http`.
+    pub allow_insecure_http: bool,
+}
+
+/// The authorized client's requests to APIs.
+#[derive(Debug, Clone)]
+pub struct SendSettings {
+    /// `allowed_origins`.
+    pub allowed_origins: Vec<Origin>,
+    /// `max_response_bytes`.
+    pub max_response_bytes: usize,
+}
+
+impl Settings {
+    /// Read and validate every key through `get`, which answers `Ok(None)` for an
+    /// unset key and `Err(message)` when the host's config store fails.
+    pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, Error> {
+        // Read in the order of the table, so the first bad key is the one reported.
+        let r = Reader { get: &get };
+        let allow_insecure_http = r.boolean("allow_insecure_http")?;
+        let client = read_client(&r, allow_insecure_http)?;
+        let allowed_origins = r
+            .list("allowed_origins")?
+            .iter()
+            .map(|s| {
+                parse_origin(s).map_err(|e| Error::config("allowed_origins", format!("`{s}`: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let expiry_skew_secs = r.number("expiry_skew_secs")?;
+        let lifetimes = Lifetimes {
+            default_expires_in: r.number("default_expires_in_secs")?,
+            max_expires_in: r.number("max_expires_in_secs")?,
+        };
+        let http = HttpSettings {
+            timeout_ms: r.number("http_timeout_ms")?,
+            allow_insecure_http,
+        };
+        let send = SendSettings {
+            allowed_origins,
+            max_response_bytes: r.number("max_response_bytes")? as usize,
+        };
+        let retry = RetrySettings {
+            policy: RetryPolicy {
+                max_retries: r.number("max_retries")? as u32,
+                base_ms: r.number("retry_base_ms")?,
+                max_delay_ms: r.number("retry_max_delay_ms")?,
+            },
+            token_deadline_ms: r.number("token_deadline_ms")?,
+            failure_cooldown_secs: r.number("failure_cooldown_secs")?,
+        };
+        let lease_ms = r.number("lease_ms")?;
+        let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
+        let cache = CacheSettings {
+            kv_store: r.optional("kv_store")?,
+            expiry_skew_secs,
+            lifetimes,
+            refresh_ahead_percent,
+            lease_ms,
+        };
+        Ok(Settings {
+            client,
+            cache,
+            retry,
+            http,
+            send,
+        })
+    }
+
+    /// Settings from `key = value` pairs (a later pair wins), as a host's variables
+    /// would give them: for embedders, tests and fuzz targets.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, Error> {
+        let map: std::collections::HashMap<&str, &str> = pairs.iter().copied().collect();
+        Settings::load(|k| Ok(map.get(k).map(|v| v.to_string())))
+    }
+}
+
+fn read_client(r: &Reader<'_>, allow_insecure_http: bool) -> Result<ClientSettings, Error> {
+    let token_url_text = r.required("token_url")?;
+    let token_url = parse_url(&token_url_text).map_err(|e| Error::config("token_url", e))?;
+    if token_url.origin.scheme == Scheme::Http && !allow_insecure_http {
+        return Err(Error::config(
+            "token_url",
+            "plain http:// is refused; use https:// or set allow_insecure_http=true",
+        ));
+    }
+    let id = r.required("client_id")?;
+    let secret = Secret::new(r.required("client_secret")?);
+    let auth_method = match r.choice("auth_method")? {
+        "client_secret_post" => AuthMethod::ClientSecretPost,
+        _ => AuthMethod::ClientSecretBasic,
+    };
+    let scope = r.words("scope")?;
+    let audience = r.optional("audience")?;
+    let resource = r.words("resource")?;
+    for res in &resource {
+        parse_resource(res).map_err(|e| Error::config("resource", e))?;
+    }
+    Ok(ClientSettings {
+        token_url,
+        token_url_text,
+        id,
+        secret,
+        auth_method,
+        scope,
+        audience,
+        resource,
+    })
+}
+
+/// Reads one key at a time, as [`keys::KEYS`] describes it.
+struct Reader<'a> {
+    get: &'a dyn Fn(&str) -> Result<Option<String>, String>,
+}
+
+impl Reader<'_> {
+    /// The trimmed value; `None` when unset or empty.
+    fn read(&self, key: &str) -> Result<Option<String>, Error> {
+        let value =
+            (self.get)(key).map_err(|e| Error::config(key, format!("could not be read: {e}")))?;
+        Ok(value
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty()))
+    }
+
+    /// The value, or the table's default.
+    fn text(&self, key: &str) -> Result<String, Error> {
+        let default = keys::key_of(key).default.unwrap_or("");
+        Ok(self.read(key)?.unwrap_or_else(|| default.to_string()))
+    }
+
+    fn required(&self, key: &str) -> Result<String, Error> {
+        self.read(key)?
+            .ok_or_else(|| Error::config(key, "is required but not set"))
+    }
+
+    /// Unset means the default; set but empty means none (`kv_store=` disables the
+    /// store, `audience` defaults to empty).
+    fn optional(&self, key: &str) -> Result<Option<String>, Error> {
+        match (self.get)(key) {
+            Ok(Some(v)) if v.trim().is_empty() => Ok(None),
+            _ => Ok(Some(self.text(key)?).filter(|v| !v.is_empty())),
+        }
+    }
+
+    fn number(&self, key: &str) -> Result<u64, Error> {
+        let Kind::Number { min, max } = keys::key_of(key).kind else {
+            panic!("`{key}` is not a number in config::KEYS");
+        };
+        let text = self.text(key)?;
+        let n: u64 = text
+            .parse()
+            .map_err(|_| Error::config(key, format!("`{text}` is not a whole number")))?;
+        if n < min || n > max {
+            return Err(Error::config(key, format!("{n} is outside {min}..={max}")));
+        }
+        Ok(n)
+    }
+
+    fn boolean(&self, key: &str) -> Result<bool, Error> {
+        let text = self.text(key)?;
+        match text.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(Error::config(key, format!("`{text}` is not true or false"))),
+        }
+    }
+
+    /// One of the table's words for `key`.
+    fn choice(&self, key: &str) -> Result<&'static str, Error> {
+        let Kind::Choice(words) = keys::key_of(key).kind else {
+            panic!("`{key}` is not a choice in config::KEYS");
+        };
+        let text = self.text(key)?;
+        words.iter().copied().find(|w| *w == text).ok_or_else(|| {
+            Error::config(
+                key,
+                format!(
+                    "`{}` is not {}",
+                    crate::error::sanitize(&text, 64),
+                    words.join(" or ")
+                ),
+            )
+        })
+    }
+
+    fn words(&self, key: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .text(key)?
+            .split_ascii_whitespace()
+            .map(str::to_string)
+            .collect())
+    }
+
+    fn list(&self, key: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .text(key)?
+            .split([',', ' ', '\n', '\t'])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// RFC 8707: a resource indicator is an absolute URI (RFC 3986 `scheme ":" …`)
+/// without a fragment. Only the syntax that matters here is checked: a scheme, and no
+/// fragment, space, control or non-ASCII character.
+pub fn parse_resource(text: &str) -> Result<(), String> {
+    let shown = crate::error::sanitize(text, 64);
+    let scheme_ok = text.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if !scheme_ok || !text.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(format!("`{shown}` is not an absolute URI"));
+    }
+    if text.contains('#') {
+        return Err(format!("`{shown}` must not contain a fragment"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, Error> {
+        Settings::from_pairs(pairs)
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("token_url", "https://auth.example.com/oauth/token"),
+        ("client_id", "svc"),
+        ("client_secret", "s3cret"),
+    ];
+
+    fn with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        [BASE, extra].concat()
+    }
+
+    #[test]
+    fn defaults_apply_when_only_required_keys_are_set() {
+        let s = load(BASE).unwrap();
+        assert_eq!(s.client.auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(s.cache.expiry_skew_secs, 60);
+        assert_eq!(s.cache.lifetimes.default_expires_in, 300);
+        assert_eq!(s.cache.lifetimes.max_expires_in, 86_400);
+        assert_eq!(s.http.timeout_ms, 10_000);
+        assert_eq!(s.send.max_response_bytes, 1_048_576);
+        assert_eq!(s.cache.kv_store.as_deref(), Some("default"));
+        assert!(
+            s.client.scope.is_empty()
+                && s.client.resource.is_empty()
+                && s.client.audience.is_none()
+        );
+        assert!(!s.http.allow_insecure_http);
+    }
+
+    #[test]
+    fn missing_required_keys_are_named() {
+        for key in ["token_url", "client_id", "client_secret"] {
+            let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != key).collect();
+            let err = load(&pairs).unwrap_err();
+            assert_eq!(
+                err,
+                Error::Config(format!("{key}: is required but not set"))
+            );
+        }
+    }
+
+    #[test]
+    fn plain_http_token_url_needs_the_opt_in() {
+        let err = load(&with(&[("token_url", "http://127.0.0.1:9/token")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config: token_url: plain http://"),
+            "{err}"
+        );
+        let s = load(&with(&[
+            ("token_url", "http://127.0.0.1:9/token"),
+            ("allow_insecure_http", "TRUE"),
+        ]))
+        .unwrap();
+        assert!(s.http.allow_insecure_http);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases: &[(&str, &str)] = &[
+            ("auth_method", "private_key_jwt_typo"),
+            ("expiry_skew_secs", "-1"),
+            ("expiry_skew_secs", "99999"),
+            ("http_timeout_ms", "fast"),
+            ("allow_insecure_http", "yes"),
+            ("allowed_origins", "https://api.example.com/path"),
+            ("resource", "not-a-uri"),
+            ("token_url", "https://user:pw@auth.example.com/token"),
+            ("default_expires_in_secs", "0"),
+        ];
+        for (key, value) in cases {
+            let err = load(&with(&[(key, value)])).unwrap_err();
+            match &err {
+                Error::Config(m) => assert!(m.starts_with(&format!("{key}: ")), "{m}"),
+                other => panic!("{key}={value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn errors_never_echo_the_secret() {
+        let err = load(&with(&[
+            ("client_secret", "TOPSECRET"),
+            ("auth_method", "x"),
+        ]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("TOPSECRET"));
+        let s = load(&with(&[("client_secret", "TOPSECRET")])).unwrap();
+        assert!(!format!("{s:?}").contains("TOPSECRET"));
+    }
+
+    #[test]
+    fn lists_are_split_and_origins_normalised() {
+        let s = load(&with(&[
+            ("scope", " read  write "),
+            ("resource", "https://api.example.com/ urn:example:res"),
+            (
+                "allowed_origins",
+                "https://API.example.com, http://127.0.0.1:8080/",
+            ),
+            ("audience", "https://api.example.com"),
+        ]))
+        .unwrap();
+        assert_eq!(s.client.scope, ["read", "write"]);
+        assert_eq!(
+            s.client.resource,
+            ["https://api.example.com/", "urn:example:res"]
+        );
+        assert_eq!(
+            s.client.audience.as_deref(),
+            Some("https://api.example.com")
+        );
+        let origins: Vec<_> = s
+            .send
+            .allowed_origins
+            .iter()
+            .map(|o| o.to_string())
+            .collect();
+        assert_eq!(
+            origins,
+            ["https://api.example.com:443", "http://127.0.0.1:8080"]
+        );
+    }
+
+    #[test]
+    fn empty_kv_store_disables_the_shared_cache() {
+        assert_eq!(
+            load(&with(&[("kv_store", "")])).unwrap().cache.kv_store,
+            None
+        );
+        assert_eq!(
+            load(&with(&[("kv_store", "tokens")]))
+                .unwrap()
+                .cache
+                .kv_store
+                .as_deref(),
+            Some("tokens")
+        );
+    }
+
+    #[test]
+    fn a_failing_config_store_is_a_config_error() {
+        let err = Settings::load(|_| Err("upstream down".into())).unwrap_err();
+        assert!(matches!(err, Error::Config(m) if m.contains("could not be read: upstream down")));
+    }
+
+    #[test]
+    fn every_key_in_the_table_is_read_and_checked_against_its_kind() {
+        for key in KEYS {
+            let bad = match key.kind {
+                Kind::Number { max, .. } => (max + 1).to_string(),
+                Kind::Bool => "maybe".into(),
+                Kind::Choice(_) => "none_of_these".into(),
+                Kind::Text | Kind::Secret | Kind::Words | Kind::List => continue,
+            };
+            let err = load(&with(&[(key.name, &bad)])).unwrap_err();
+            match &err {
+                Error::Config(m) => assert!(m.starts_with(&format!("{}: ", key.name)), "{m}"),
+                other => panic!("{}: {other:?}", key.name),
+            }
+        }
+        for key in KEYS.iter().filter(|k| k.default.is_none()) {
+            let pairs: Vec<_> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != key.name)
+                .collect();
+            assert!(load(&pairs).is_err(), "{} is required", key.name);
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! One token request, with retries (`retry::next` decides), within
+//! `token_deadline_ms`; a usable answer is kept in memory and the store.
+
+use super::{IssuedToken, Lookup, Provider, Source};
+use crate::audit::{Event, Outcome};
+use crate::config::MAX_TOKEN_RESPONSE_BYTES;
+use crate::error::Error;
+use crate::http_types::{HttpOptions, HttpRequest};
+use crate::platform::Platform;
+use crate::retry::{self, Next};
+use crate::store::Entry;
+use crate::token_request;
+use crate::token_response::{self, TokenResponse};
+
+/// A successful attempt.
+struct Answer {
+    status: u16,
+    token: TokenResponse,
+    /// 1 = the first.
+    attempt: u32,
+    duration_ms: u64,
+}
+
+impl<P: Platform> Provider<'_, P> {
+    /// Ask the token endpoint, with retries, unless a credential rejection is cooling
+    /// down.
+    pub(super) fn fetch(&self, l: &Lookup) -> Result<IssuedToken, Error> {
+        if let Some(e) = self.cooling_down(&l.params) {
+            return Err(e);
+        }
+        let answer = self.request_with_retries(l)?;
+        let now = self.platform.now_unix_ms();
+        let entry = Entry {
+            access_token: answer.token.access_token,
+            scopes: answer.token.scopes,
+            issued_at_ms: now,
+            expires_at_ms: now.saturating_add(answer.token.expires_in.saturating_mul(1000)),
+        };
+        let mut ev = Event::new(Outcome::FetchOk, self.settings, &entry.scopes);
+        ev.status = Some(answer.status);
+        ev.duration_ms = Some(answer.duration_ms);
+        ev.attempt = Some(answer.attempt);
+        ev.fingerprint = Some(entry.access_token.fingerprint());
+        ev.expires_at = Some(entry.expires_at_secs());
+        self.platform.log(&ev.to_line());
+
+        let fresh = IssuedToken::from_entry(&entry, Source::Fresh);
+        if entry.is_usable(now, self.settings.cache.expiry_skew_secs) {
+            self.write_store(l, &entry);
+            self.memory.borrow_mut().put(l.key.clone(), entry);
+        }
+        Ok(fresh)
+    }
+
+    fn request_with_retries(&self, l: &Lookup) -> Result<Answer, Error> {
+        let request = token_request::build(self.settings, &l.params);
+        let policy = self.settings.retry.policy;
+        let deadline = self
+            .platform
+            .monotonic_ms()
+            .saturating_add(self.settings.retry.token_deadline_ms);
+        let mut attempt = 0u32;
+        loop {
+            let started = self.platform.monotonic_ms();
+            let (outcome, retry_after) =
+                self.attempt(&request, l, deadline.saturating_sub(started));
+            let now = self.platform.monotonic_ms();
+            let duration_ms = now.saturating_sub(started);
+            let e = match outcome {
+                Ok((status, token)) => {
+                    return Ok(Answer {
+                        status,
+                        token,
+                        attempt: attempt + 1,
+                        duration_ms,
+                    });
+                }
+                Err(e) => e,
+            };
+            let next = retry::next(&policy, attempt, &e, retry_after, now, deadline, |n| {
+                self.platform.random_below(n)
+            });
+            let outcome = match next {
+                Next::RetryIn(_) => Outcome::FetchRetry,
+                Next::Stop(_) => Outcome::FetchError,
+            };
+            let mut ev = Event::new(outcome, self.settings, &l.params.scopes).with_error(&e);
+            ev.duration_ms = Some(duration_ms);
+            ev.attempt = Some(attempt + 1);
+            if let Next::RetryIn(ms) = next {
+                ev.retry_in_ms = Some(ms);
+                self.platform.log(&ev.to_line());
+                self.platform.sleep_ms(ms);
+                attempt += 1;
+                continue;
+            }
+            self.platform.log(&ev.to_line());
+            if retry::is_credential_rejection(&e) {
+                self.start_cooldown(&l.params, &e);
+            }
+            return Err(e);
+        }
+    }
+
+    /// One request, its timeouts cut to `left_ms` (what is left of the deadline); also
+    /// the answer's `Retry-After`, if any.
+    fn attempt(
+        &self,
+        request: &HttpRequest,
+        l: &Lookup,
+        left_ms: u64,
+    ) -> (Result<(u16, TokenResponse), Error>, Option<u64>) {
+        let options = HttpOptions {
+            timeout_ms: self.settings.http.timeout_ms.min(left_ms).max(1),
+            read_limit: MAX_TOKEN_RESPONSE_BYTES + 1,
+        };
+        let mut retry_after = None;
+        let outcome = self.platform.send(request, options).and_then(|resp| {
+            retry_after = resp
+                .header("retry-after")
+                .and_then(|v| retry::retry_after_ms(v, self.platform.now_unix_ms()));
+            token_response::parse(&resp, &l.params.scopes, self.settings.cache.lifetimes)
+                .map(|t| (resp.status, t))
+        });
+        (outcome, retry_after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Rig, response};
+
+    #[test]
+    fn a_503_is_retried_with_jittered_backoff_and_then_succeeds() {
+        let rig = Rig::new(&[]);
+        rig.platform.respond(Ok(response(503, &[], "busy")));
+        rig.platform
+            .respond(Err(Error::Transport("connection reset".into())));
+        rig.platform.respond_token("third-time", 100);
+        let t = rig.get().unwrap();
+        assert_eq!(t.token.expose(), "third-time");
+        assert_eq!(rig.platform.sent.borrow().len(), 3);
+        // Full jitter under 200 ms, then under 400 ms.
+        assert!(
+            rig.platform.slept_ms.get() <= 600,
+            "{}",
+            rig.platform.slept_ms.get()
+        );
+        let fetches = rig.platform.events("token.fetch");
+        let outcomes: Vec<_> = fetches
+            .iter()
+            .map(|e| {
+                (
+                    e["outcome"].as_str().unwrap(),
+                    e["attempt"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(outcomes, [("retry", 1), ("retry", 2), ("ok", 3)]);
+        assert!(fetches[0]["retry_in_ms"].as_u64().unwrap() <= 200);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_in_seconds_and_as_a_date() {
+        let rig = Rig::new(&[]);
+        rig.platform
+            .respond(Ok(response(429, &[("retry-after", "2")], "slow down")));
+        rig.platform.respond_token("t", 100);
+        rig.get().unwrap();
+        assert_eq!(rig.platform.slept_ms.get(), 2000);
+
+        let rig = Rig::new(&[("kv_store", "")]);
+        // T0 is 2027-01-15T08:00:00Z; ask for three seconds later.
+        let date = "Fri, 15 Jan 2027 08:00:03 GMT";
+        rig.platform
+            .respond(Ok(response(503, &[("retry-after", date)], "")));
+        rig.platform.respond_token("t", 100);
+        rig.get().unwrap();
+        assert_eq!(rig.platform.slept_ms.get(), 3000);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_cap_ends_the_retries_at_once() {
+        let rig = Rig::new(&[]);
+        rig.platform
+            .respond(Ok(response(429, &[("retry-after", "120")], "")));
+        assert!(matches!(rig.get(), Err(Error::Server { status: 429, .. })));
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+        assert_eq!(rig.platform.slept_ms.get(), 0);
+    }
+
+    #[test]
+    fn retries_stop_at_max_retries_and_at_the_deadline() {
+        let rig = Rig::new(&[("max_retries", "2")]);
+        for _ in 0..5 {
+            rig.platform.respond(Err(Error::Timeout));
+        }
+        assert_eq!(rig.get(), Err(Error::Timeout));
+        assert_eq!(rig.platform.sent.borrow().len(), 3);
+
+        let rig = Rig::new(&[("max_retries", "10"), ("token_deadline_ms", "1000")]);
+        rig.platform.send_ms.set(400);
+        for _ in 0..10 {
+            rig.platform
+                .respond(Err(Error::Transport("refused".into())));
+        }
+        let started = rig.platform.now_unix_ms();
+        assert!(rig.get().is_err());
+        let spent = rig.platform.now_unix_ms() - started;
+        assert!(spent <= 1000, "spent {spent} ms");
+        assert!(rig.platform.sent.borrow().len() <= 3);
+    }
+
+    #[test]
+    fn oauth_client_errors_are_not_retried() {
+        let rig = Rig::new(&[]);
+        rig.platform.respond(Ok(response(
+            400,
+            &[("content-type", "application/json")],
+            r#"{"error":"invalid_scope"}"#,
+        )));
+        assert!(matches!(rig.get(), Err(Error::OAuth(ref o)) if o.error == "invalid_scope"));
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+        // Not a credential problem: no cooldown, the next call asks again.
+        rig.platform.respond_token("t", 100);
+        assert!(rig.get().is_ok());
+    }
+}

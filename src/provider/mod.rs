@@ -1,0 +1,143 @@
+//! `get-token` and `invalidate`: the lookup policy. A token comes from this instance's
+//! memory, then the shared store, then the token endpoint; one instance at a time
+//! fetches for each cache key (`single_flight`, on the store's `lease`), and one renews
+//! a token inside the last part of its life while the others keep using it
+//! (`refresh`). `fetch` makes one token request with its retries; `cooldown` fails fast
+//! after a credential rejection; `stored` reads and writes the store. Every decision
+//! is one audit line.
+
+pub mod cooldown;
+mod fetch;
+pub mod lease;
+mod refresh;
+mod single_flight;
+mod stored;
+
+use crate::audit::{Event, Outcome};
+use crate::config::Settings;
+use crate::error::Error;
+use crate::memory::MemoryCache;
+use crate::platform::Platform;
+use crate::secret::AccessToken;
+use crate::store::{CacheKey, Entry};
+use crate::token_request::{TokenParams, TokenRequest};
+use std::cell::{OnceCell, RefCell};
+
+/// Where a token came from (mirrors the WIT `token-source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Fresh,
+    Memory,
+    Store,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Fresh => "fresh",
+            Source::Memory => "memory",
+            Source::Store => "store",
+        }
+    }
+}
+
+/// A token handed to the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub token: AccessToken,
+    pub expires_at: u64,
+    pub scopes: Vec<String>,
+    pub source: Source,
+}
+
+impl IssuedToken {
+    fn from_entry(e: &Entry, source: Source) -> Self {
+        IssuedToken {
+            token: e.access_token.clone(),
+            expires_at: e.expires_at_secs(),
+            scopes: e.scopes.clone(),
+            source,
+        }
+    }
+}
+
+pub struct Provider<'a, P: Platform> {
+    pub settings: &'a Settings,
+    pub platform: &'a P,
+    pub memory: &'a RefCell<MemoryCache>,
+}
+
+/// One token being looked for: the request's parameters and its cache key.
+pub(crate) struct Lookup {
+    pub params: TokenParams,
+    pub key: CacheKey,
+}
+
+impl Lookup {
+    pub fn new(request: &TokenRequest, settings: &Settings) -> Result<Self, Error> {
+        let params = TokenParams::resolve(request, settings)?;
+        let key = CacheKey::new(settings, &params);
+        Ok(Lookup { params, key })
+    }
+}
+
+impl<P: Platform> Provider<'_, P> {
+    pub fn get_token(&self, request: &TokenRequest) -> Result<IssuedToken, Error> {
+        let l = Lookup::new(request, self.settings)?;
+        if request.force_refresh {
+            return self.fetch(&l);
+        }
+        let now = self.platform.now_unix_ms();
+        let skew = self.settings.cache.expiry_skew_secs;
+        let jitter = OnceCell::new();
+        let due = |e: &Entry| self.refresh_due(e, now, &jitter);
+
+        // A usable token inside its refresh window: served unless this instance renews it.
+        let mut valid: Option<(Entry, Source)> = None;
+        if let Some(e) = self.memory.borrow().get(&l.key)
+            && e.is_usable(now, skew)
+        {
+            if !due(e) {
+                self.log_cache(Outcome::CacheHit, Source::Memory, &l, Some(e));
+                return Ok(IssuedToken::from_entry(e, Source::Memory));
+            }
+            valid = Some((e.clone(), Source::Memory));
+        }
+        if let Some(e) = self.read_store(&l, now, true) {
+            if !due(&e) {
+                return Ok(self.store_hit(&l, e));
+            }
+            self.memory.borrow_mut().put(l.key.clone(), e.clone());
+            if valid
+                .as_ref()
+                .is_none_or(|(v, _)| e.expires_at_ms > v.expires_at_ms)
+            {
+                valid = Some((e, Source::Store));
+            }
+        }
+        match valid {
+            Some((entry, source)) => Ok(self.refresh_ahead(&l, entry, source)),
+            None => self.fetch_single_flight(&l),
+        }
+    }
+
+    pub fn invalidate(&self, request: &TokenRequest) {
+        // A request that cannot be resolved names no cached token: nothing to drop.
+        let Ok(l) = Lookup::new(request, self.settings) else {
+            return;
+        };
+        self.memory.borrow_mut().remove(&l.key);
+        let mut event = Event::new(Outcome::InvalidateOk, self.settings, &l.params.scopes);
+        if let Some(store) = &self.settings.cache.kv_store
+            && let Err(e) = self.platform.kv_delete(store, &l.key.store_key())
+        {
+            event = Event::new(
+                Outcome::InvalidateStoreError,
+                self.settings,
+                &l.params.scopes,
+            )
+            .with_detail(e);
+        }
+        self.platform.log(&event.to_line());
+    }
+}

@@ -1,0 +1,78 @@
+//! The shared store as the provider uses it: sealed reads and writes of the token
+//! entry, and store failures that degrade (logged, never fatal).
+
+use super::{IssuedToken, Lookup, Provider, Source};
+use crate::audit::{Event, Outcome};
+use crate::platform::Platform;
+use crate::store::{Entry, seal};
+use crate::token_request::TokenParams;
+
+impl<P: Platform> Provider<'_, P> {
+    /// A usable entry from the shared store, if there is a store. Misses, expired and
+    /// rejected entries are logged when `log` is set; store failures always are.
+    pub(super) fn read_store(&self, l: &Lookup, now: u64, log: bool) -> Option<Entry> {
+        let store = self.settings.cache.kv_store.as_deref()?;
+        let skew = self.settings.cache.expiry_skew_secs;
+        match self.platform.kv_get(store, &l.key.store_key()) {
+            Ok(None) if log => self.log_cache(Outcome::CacheMiss, Source::Store, l, None),
+            Ok(None) => {}
+            Ok(Some(bytes)) => match seal::open(&bytes, &self.settings.client.secret, &l.key) {
+                Ok(e) if e.is_usable(now, skew) => return Some(e),
+                Ok(e) if log => self.log_cache(Outcome::CacheExpired, Source::Store, l, Some(&e)),
+                Ok(_) => {}
+                Err(why) if log => {
+                    let ev = Event::new(Outcome::CacheRejected, self.settings, &l.params.scopes);
+                    let mut ev = ev.with_detail(why.as_str());
+                    ev.cache = Some(Source::Store.as_str());
+                    self.platform.log(&ev.to_line());
+                }
+                Err(_) => {}
+            },
+            Err(e) => self.store_error(&l.params, e),
+        }
+        None
+    }
+
+    /// Seal `entry` into the store (if there is one).
+    pub(super) fn write_store(&self, l: &Lookup, entry: &Entry) {
+        let Some(store) = self.settings.cache.kv_store.as_deref() else {
+            return;
+        };
+        let sealed = seal::seal(
+            entry,
+            &self.settings.client.secret,
+            &l.key,
+            seal::nonce(self.platform),
+        );
+        if let Err(e) = self.platform.kv_set(store, &l.key.store_key(), &sealed) {
+            self.store_error(&l.params, e);
+        }
+    }
+
+    /// Serve a token found in the store: remember it in memory and say so.
+    pub(super) fn store_hit(&self, l: &Lookup, entry: Entry) -> IssuedToken {
+        self.log_cache(Outcome::CacheHit, Source::Store, l, Some(&entry));
+        let issued = IssuedToken::from_entry(&entry, Source::Store);
+        self.memory.borrow_mut().put(l.key.clone(), entry);
+        issued
+    }
+
+    pub(super) fn log_cache(
+        &self,
+        outcome: Outcome,
+        cache: Source,
+        l: &Lookup,
+        entry: Option<&Entry>,
+    ) {
+        let mut ev = Event::new(outcome, self.settings, &l.params.scopes);
+        ev.cache = Some(cache.as_str());
+        ev.fingerprint = entry.map(|e| e.access_token.fingerprint());
+        ev.expires_at = entry.map(Entry::expires_at_secs);
+        self.platform.log(&ev.to_line());
+    }
+
+    pub(super) fn store_error(&self, params: &TokenParams, message: String) {
+        let ev = Event::new(Outcome::StoreDegraded, self.settings, &params.scopes);
+        self.platform.log(&ev.with_detail(message).to_line());
+    }
+}

@@ -1,0 +1,169 @@
+//! Values at rest are encrypted and authenticated with XChaCha20-Poly1305 under a key
+//! derived (HKDF-SHA256) from the client credential, with the full cache key as
+//! associated data: a value written for another key, by another client, or tampered
+//! with does not open and counts as absent.
+//!
+//! Format: `TPC1` ‖ 24-byte nonce ‖ ciphertext+tag of the value's JSON.
+
+use crate::platform::Platform;
+use crate::secret::Secret;
+use crate::store::entry::Entry;
+use crate::store::keys::CacheKey;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::Sha256;
+
+const MAGIC: &[u8; 4] = b"TPC1";
+pub const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+
+/// Why a stored value was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not ours or not this version (wrong magic, too short).
+    Format,
+    /// Does not authenticate: tampered, other key, other credential.
+    Undecryptable,
+    /// Decrypted but the payload does not parse.
+    Corrupt,
+}
+
+impl Rejected {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejected::Format => "unknown-format",
+            Rejected::Undecryptable => "undecryptable",
+            Rejected::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// 24 fresh random bytes from the host: one nonce per sealed value.
+pub fn nonce(platform: &impl Platform) -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    platform.random_bytes(&mut nonce);
+    nonce
+}
+
+fn cipher(secret: &Secret, key: &CacheKey) -> XChaCha20Poly1305 {
+    let hk = hkdf::Hkdf::<Sha256>::new(
+        Some(b"oauth2-token-provider cache v1"),
+        secret.expose().as_bytes(),
+    );
+    let mut okm = [0u8; 32];
+    hk.expand(key.canonical(), &mut okm)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    XChaCha20Poly1305::new(&okm.into())
+}
+
+/// Encrypt `entry` for the store. `nonce` must be 24 fresh random bytes.
+pub fn seal(entry: &Entry, secret: &Secret, key: &CacheKey, nonce: [u8; NONCE_LEN]) -> Vec<u8> {
+    seal_value(entry, secret, key, nonce)
+}
+
+/// Decrypt a stored entry; anything wrong is a `Rejected`, never a panic.
+pub fn open(bytes: &[u8], secret: &Secret, key: &CacheKey) -> Result<Entry, Rejected> {
+    let entry: Entry = open_value(bytes, secret, key)?;
+    if entry.expires_at_ms < entry.issued_at_ms {
+        return Err(Rejected::Corrupt);
+    }
+    Ok(entry)
+}
+
+/// Encrypt any value (as JSON) for the store under `key`.
+pub fn seal_value<T: Serialize>(
+    value: &T,
+    secret: &Secret,
+    key: &CacheKey,
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
+    let plaintext = serde_json::to_vec(value).expect("cache values serialise");
+    let ct = cipher(secret, key)
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plaintext,
+                aad: key.canonical(),
+            },
+        )
+        .expect("XChaCha20-Poly1305 encryption does not fail for in-memory buffers");
+    let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + ct.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+/// Decrypt a value sealed by [`seal_value`] under `key`.
+pub fn open_value<T: DeserializeOwned>(
+    bytes: &[u8],
+    secret: &Secret,
+    key: &CacheKey,
+) -> Result<T, Rejected> {
+    if bytes.len() < MAGIC.len() + NONCE_LEN + TAG_LEN || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(Rejected::Format);
+    }
+    let (nonce, ct) = bytes[MAGIC.len()..].split_at(NONCE_LEN);
+    let plaintext = cipher(secret, key)
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ct,
+                aad: key.canonical(),
+            },
+        )
+        .map_err(|_| Rejected::Undecryptable)?;
+    serde_json::from_slice(&plaintext).map_err(|_| Rejected::Corrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{entry, key_for, settings};
+
+    #[test]
+    fn sealed_entry_round_trips() {
+        let s = settings(&[]);
+        let k = key_for(&s, &["read"]);
+        let sealed = seal(&entry(), &s.client.secret, &k, [7; 24]);
+        assert_eq!(open(&sealed, &s.client.secret, &k).unwrap(), entry());
+        // The token is not visible in the stored bytes.
+        assert!(!sealed.windows(7).any(|w| w == b"tok-123"));
+    }
+
+    #[test]
+    fn truncated_bitflipped_foreign_and_other_secret_entries_are_rejected() {
+        let s = settings(&[]);
+        let k = key_for(&s, &["read"]);
+        let sealed = seal(&entry(), &s.client.secret, &k, [9; 24]);
+        for cut in [0, 3, 4, 27, 43, sealed.len() - 1] {
+            assert!(
+                open(&sealed[..cut], &s.client.secret, &k).is_err(),
+                "cut at {cut}"
+            );
+        }
+        for i in 0..sealed.len() {
+            let mut flipped = sealed.clone();
+            flipped[i] ^= 0x01;
+            assert!(open(&flipped, &s.client.secret, &k).is_err(), "flip at {i}");
+        }
+        let other_key = key_for(&s, &["write"]);
+        assert_eq!(
+            open(&sealed, &s.client.secret, &other_key),
+            Err(Rejected::Undecryptable)
+        );
+        assert_eq!(
+            open(&sealed, &Secret::new("rotated"), &k),
+            Err(Rejected::Undecryptable)
+        );
+        let mut old_version = sealed.clone();
+        old_version[3] = b'0';
+        assert_eq!(
+            open(&old_version, &s.client.secret, &k),
+            Err(Rejected::Format)
+        );
+        assert_eq!(open(b"", &s.client.secret, &k), Err(Rejected::Format));
+    }
+}
