@@ -1,8 +1,8 @@
 //! Two properties over every scenario of the suite, run with recognisable secrets:
 //! 1. no secret and no issued token appears in any audit line, any error (Display and
 //!    Debug), or the Debug/Display of the core's configuration and token types;
-//! 2. every audit line the component emits matches the schema in the README (and so do
-//!    the README's example lines).
+//! 2. every audit line the component emits matches the schema in docs/audit-log.md (and
+//!    so do that page's example lines).
 
 mod common;
 
@@ -211,25 +211,20 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
     server.issued_tokens()
 }
 
-/// The README's audit tables: field → type, event → outcomes.
-/// Field → type, event → outcomes, example lines.
+/// docs/audit-log.md: field → type, event → outcomes, example lines.
 type Schema = (
     BTreeMap<String, String>,
     BTreeMap<String, BTreeSet<String>>,
     Vec<String>,
 );
 
-fn readme_schema() -> Schema {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let start = readme
-        .find("## Audit log")
-        .expect("README has an Audit log section");
-    let section = &readme[start..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+fn audit_log_schema() -> Schema {
+    let page = std::fs::read_to_string(repo_root().join("docs/audit-log.md"))
+        .expect("docs/audit-log.md holds the audit log schema");
     let unquote = |c: &str| c.trim().trim_matches('`').to_string();
     let mut fields = BTreeMap::new();
     let mut events = BTreeMap::new();
-    for line in section.lines().filter(|l| l.starts_with("| `")) {
+    for line in page.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split('|').collect();
         let name = unquote(cells[1]);
         if name.contains('.') {
@@ -239,7 +234,7 @@ fn readme_schema() -> Schema {
             fields.insert(name, cells[2].trim().to_string());
         }
     }
-    let examples = section
+    let examples = page
         .split("```json")
         .nth(1)
         .and_then(|s| s.split("```").next())
@@ -275,14 +270,14 @@ fn check_line(
     for (k, value) in obj {
         let ty = fields
             .get(k)
-            .unwrap_or_else(|| panic!("field `{k}` is not in the README schema: {line}"));
+            .unwrap_or_else(|| panic!("field `{k}` is not in docs/audit-log.md: {line}"));
         let ok = match ty.as_str() {
             "string" => value.is_string(),
             "integer" => value.is_u64(),
             "string array" => value
                 .as_array()
                 .is_some_and(|a| a.iter().all(|s| s.is_string())),
-            other => panic!("unknown type `{other}` in the README"),
+            other => panic!("unknown type `{other}` in docs/audit-log.md"),
         };
         assert!(ok, "`{k}` is not a {ty}: {line}");
     }
@@ -290,10 +285,10 @@ fn check_line(
     let outcome = obj["outcome"].as_str().unwrap().to_string();
     let outcomes = events
         .get(&event)
-        .unwrap_or_else(|| panic!("event `{event}` is not in the README: {line}"));
+        .unwrap_or_else(|| panic!("event `{event}` is not in docs/audit-log.md: {line}"));
     assert!(
         outcomes.contains(&outcome),
-        "outcome `{outcome}` of `{event}` is not in the README: {line}"
+        "outcome `{outcome}` of `{event}` is not in docs/audit-log.md: {line}"
     );
     if let Some(f) = obj.get("fingerprint") {
         let f = f.as_str().unwrap();
@@ -306,7 +301,7 @@ fn check_line(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_readme_schema() {
+async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_audit_log_schema() {
     let mut seen = Seen::default();
     let tokens = run_scenarios(&mut seen).await;
     assert!(
@@ -347,7 +342,7 @@ async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_readme_schema
         }
     }
 
-    let (fields, events, examples) = readme_schema();
+    let (fields, events, examples) = audit_log_schema();
     assert!(
         fields.len() >= 16 && events.len() >= 7,
         "{fields:?} {events:?}"
@@ -356,7 +351,7 @@ async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_readme_schema
     for line in &seen.audit {
         covered.insert(check_line(line, &fields, &events));
     }
-    assert_eq!(examples.len(), 8, "one README example per line");
+    assert_eq!(examples.len(), 8, "one docs/audit-log.md example per line");
     for line in &examples {
         check_line(line, &fields, &events);
     }
