@@ -43,6 +43,27 @@ pub struct HttpUrl {
     pub path_and_query: String,
 }
 
+/// The port after the host: nothing (the scheme's default) or `:` and 1-65535.
+/// `http::Uri` is more lenient (`port_u16` is `None` both without a port and for
+/// `:99999` or `:42p.x=[]y`), and such a URL must not pass the origin check as port 443.
+fn port_of(rest: &str, scheme: Scheme) -> Result<u16, String> {
+    match rest.strip_prefix(':') {
+        None if rest.is_empty() => Ok(match scheme {
+            Scheme::Https => 443,
+            Scheme::Http => 80,
+        }),
+        None => Err("URL has an invalid host".into()),
+        Some("") => Err("URL has an empty port".into()),
+        Some(p) if p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            match p.parse::<u16>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err("URL port must be 1-65535".into()),
+            }
+        }
+        Some(_) => Err("URL port must be 1-65535".into()),
+    }
+}
+
 /// Parse an absolute `http://` or `https://` URL. Refuses userinfo (`user:pass@`),
 /// fragments, other schemes and anything `http::Uri` cannot parse (non-ASCII hosts,
 /// spaces, control characters).
@@ -69,28 +90,11 @@ pub fn parse_url(text: &str) -> Result<HttpUrl, String> {
     if host.is_empty() {
         return Err("URL has no host".into());
     }
-    // The authority is the host, then nothing or `:` and a port in 1-65535. `http::Uri`
-    // is more lenient (`port_u16` is `None` both without a port and for `:99999` or
-    // `:42p.x=[]y`), and such a URL must not pass the origin check as port 443.
     let text = authority.as_str();
     let rest = text
         .strip_prefix(authority.host())
         .ok_or_else(|| "URL has an invalid host".to_string())?;
-    let port = match rest.strip_prefix(':') {
-        None if rest.is_empty() => match scheme {
-            Scheme::Https => 443,
-            Scheme::Http => 80,
-        },
-        None => return Err("URL has an invalid host".into()),
-        Some("") => return Err("URL has an empty port".into()),
-        Some(p) if p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-            match p.parse::<u16>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err("URL port must be 1-65535".into()),
-            }
-        }
-        Some(_) => return Err("URL port must be 1-65535".into()),
-    };
+    let port = port_of(rest, scheme)?;
     let path_and_query = uri
         .path_and_query()
         .map(|p| p.as_str())

@@ -62,49 +62,55 @@ pub fn parse(
     if let Some(err) = oauth_error(&obj, status) {
         return Err(Error::OAuth(err));
     }
-    let access_token = match obj.get("access_token") {
-        Some(Value::String(t)) => t,
-        None | Some(Value::Null) => {
-            return Err(Error::InvalidResponse("access_token is missing".into()));
-        }
-        Some(_) => {
-            return Err(Error::InvalidResponse(
-                "access_token is not a string".into(),
-            ));
-        }
-    };
+    let access_token = access_token(&obj)?;
     check_token(access_token)?;
-    match obj.get("token_type") {
-        // Some servers omit it; Bearer is the only type we can use anyway.
-        None | Some(Value::Null) => {}
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(Value::String(t)) => {
-            return Err(Error::InvalidResponse(format!(
-                "token_type `{}` is not supported (only Bearer)",
-                sanitize(t, 32)
-            )));
-        }
-        Some(_) => return Err(Error::InvalidResponse("token_type is not a string".into())),
-    }
+    check_token_type(&obj)?;
     let expires_in = match obj.get("expires_in") {
         None | Some(Value::Null) => limits.default_expires_in,
         Some(v) => expires_in(v)?.min(limits.max_expires_in),
     };
-    let scopes = match obj.get("scope") {
-        None | Some(Value::Null) => requested_scopes.to_vec(),
+    Ok(TokenResponse {
+        access_token: AccessToken::new(access_token.to_string()),
+        expires_in,
+        scopes: granted_scopes(&obj, requested_scopes)?,
+    })
+}
+
+fn access_token(obj: &Map<String, Value>) -> Result<&str, Error> {
+    match obj.get("access_token") {
+        Some(Value::String(t)) => Ok(t),
+        None | Some(Value::Null) => Err(Error::InvalidResponse("access_token is missing".into())),
+        Some(_) => Err(Error::InvalidResponse(
+            "access_token is not a string".into(),
+        )),
+    }
+}
+
+fn check_token_type(obj: &Map<String, Value>) -> Result<(), Error> {
+    match obj.get("token_type") {
+        // Some servers omit it; Bearer is the only type we can use anyway.
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => Ok(()),
+        Some(Value::String(t)) => Err(Error::InvalidResponse(format!(
+            "token_type `{}` is not supported (only Bearer)",
+            sanitize(t, 32)
+        ))),
+        Some(_) => Err(Error::InvalidResponse("token_type is not a string".into())),
+    }
+}
+
+/// The response's `scope` (sorted, without duplicates), else the requested scopes.
+fn granted_scopes(obj: &Map<String, Value>, requested: &[String]) -> Result<Vec<String>, Error> {
+    match obj.get("scope") {
+        None | Some(Value::Null) => Ok(requested.to_vec()),
         Some(Value::String(s)) => {
             let mut v: Vec<String> = s.split_ascii_whitespace().map(str::to_string).collect();
             v.sort();
             v.dedup();
-            v
+            Ok(v)
         }
-        Some(_) => return Err(Error::InvalidResponse("scope is not a string".into())),
-    };
-    Ok(TokenResponse {
-        access_token: AccessToken::new(access_token.clone()),
-        expires_in,
-        scopes,
-    })
+        Some(_) => Err(Error::InvalidResponse("scope is not a string".into())),
+    }
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, &'static str> {

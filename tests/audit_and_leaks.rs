@@ -10,6 +10,7 @@ use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use token_provider::audit::Outcome;
 use token_provider::config::Settings;
 use token_provider::secret::{AccessToken, Secret};
 use token_provider::store::{CacheKey, Entry, keys};
@@ -244,6 +245,22 @@ fn audit_log_schema() -> Schema {
         .map(str::to_string)
         .collect();
     (fields, events, examples)
+}
+
+/// The audit-log page documents exactly the core's vocabulary (`audit::Outcome`): no
+/// event or outcome is missing from the page, and none is documented that the code
+/// cannot emit.
+#[test]
+fn the_audit_log_page_lists_exactly_the_outcomes_the_code_knows() {
+    let (_, documented, _) = audit_log_schema();
+    let mut known: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for o in Outcome::ALL {
+        known
+            .entry(o.event().to_string())
+            .or_default()
+            .insert(o.name().to_string());
+    }
+    assert_eq!(documented, known);
 }
 
 fn check_line(
