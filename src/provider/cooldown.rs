@@ -117,6 +117,33 @@ mod tests {
     use crate::testing::{Rig, response, settings};
 
     #[test]
+    fn only_oauth_errors_start_a_cooldown_and_its_error_counts_down() {
+        let oauth = Error::OAuth(OAuthError {
+            error: "invalid_client".into(),
+            description: Some("bad secret".into()),
+            uri: Some("https://example.com/err".into()),
+            status: 401,
+        });
+        assert_eq!(Cooldown::after(&oauth, 0, 5_000), None, "0 disables");
+        assert_eq!(Cooldown::after(&Error::Timeout, 60, 5_000), None);
+        let c = Cooldown::after(&oauth, 60, 5_000).unwrap();
+        assert_eq!(c.until_ms, 65_000);
+        let Error::OAuth(e) = c.error(5_001) else {
+            panic!()
+        };
+        assert_eq!(
+            (e.error.as_str(), e.status, e.uri),
+            ("invalid_client", 401, None)
+        );
+        assert_eq!(
+            e.description.as_deref(),
+            Some(
+                "the token endpoint rejected these credentials; failing fast for 60 s more (failure_cooldown_secs): bad secret"
+            )
+        );
+    }
+
+    #[test]
     fn invalid_client_starts_a_cooldown_shared_through_the_store() {
         let rig = Rig::new(&[("failure_cooldown_secs", "60")]);
         rig.platform.respond(Ok(response(

@@ -173,6 +173,22 @@ mod tests {
     use crate::testing::{Rig, T0};
 
     #[test]
+    fn a_pause_value_is_active_only_while_it_parses_and_lies_ahead() {
+        assert!(pause_active(b"1001", 1000));
+        assert!(!pause_active(b"1000", 1000));
+        for junk in [
+            &b""[..],
+            b"soon",
+            b"-5",
+            b"\xff",
+            b"1e9",
+            b"99999999999999999999999",
+        ] {
+            assert!(!pause_active(junk, 0), "{junk:?}");
+        }
+    }
+
+    #[test]
     fn inside_the_refresh_window_one_instance_renews_and_the_others_do_not_wait() {
         // 100 s token, 15 % window, skew 60 s capped at 50 s: usable until 50 s,
         // window from 35 s (jitter moves an instance's start up to 7.5 s later).
