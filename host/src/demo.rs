@@ -1,7 +1,7 @@
 //! `token-provider demo`: the whole flow, offline, narrated.
 
 use std::time::{Duration, Instant};
-use token_provider_host::testserver::MockServer;
+use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{
     ApiRequest, LogSink, MemoryOutputPipe, TokenHost, TokenRequest, describe, source_name,
 };

@@ -14,15 +14,13 @@
 //! # Ok(()) }
 //! ```
 
-pub mod faultserver;
 pub mod kv;
-pub mod load;
 pub mod outbound;
-pub mod process;
-pub mod redis_server;
 pub mod runtime;
-pub mod testserver;
 mod wasi_impls;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 /// Shared in-memory stderr capture (for reading the audit log).
 pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv};
-use token_provider_host::load;
 use token_provider_host::outbound::read_pem_certs;
+use token_provider_host::testkit::load;
 use token_provider_host::{
     ApiRequest, Flavor, HostBuilder, LogSink, TokenHost, TokenRequest, describe, source_name,
 };

@@ -202,7 +202,7 @@ fn demo_runs_offline_and_says_what_happened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_output_never_shows_the_secret_or_a_token_without_show_token() {
     const SECRET: &str = "CLI-leak-canary-secret-2b7e";
-    let server = token_provider_host::testserver::MockServer::start("cli-leak", SECRET)
+    let server = token_provider_host::testkit::testserver::MockServer::start("cli-leak", SECRET)
         .await
         .unwrap();
     let token_url = server.url("/token");

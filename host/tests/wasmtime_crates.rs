@@ -3,7 +3,7 @@
 //! host traits: proof that `wasmtime run -S http -S keyvalue -S config` can load it.
 
 use token_provider_host::runtime::{EMBEDDED_WASMTIME_COMPONENT, bindings, new_engine};
-use token_provider_host::testserver::MockServer;
+use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{TokenRequest, TokenSource};
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceTable};

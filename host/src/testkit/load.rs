@@ -4,8 +4,8 @@
 //! Redis, unless given one), spawns the worker processes (`token-provider load-worker`),
 //! starts them together, and merges what they report.
 
+use super::testserver::MockServer;
 use crate::runtime::{TokenHost, TokenRequest, TokenSource};
-use crate::testserver::MockServer;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -189,7 +189,7 @@ pub async fn coordinate(
     let store = match &opts.store {
         Some(url) => url.clone(),
         None => {
-            local_redis = crate::redis_server::LocalRedis::start()?;
+            local_redis = super::redis_server::LocalRedis::start()?;
             progress(&format!("started redis-server on {}", local_redis.url()));
             local_redis.url()
         }
