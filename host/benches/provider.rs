@@ -10,8 +10,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use token_provider_host::components::{embedded, new_engine};
 use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv};
-use token_provider_host::runtime::{embedded, new_engine};
 use token_provider_host::testkit::redis_server::LocalRedis;
 use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{

@@ -37,7 +37,7 @@ pub async fn run() -> anyhow::Result<()> {
         .build()?;
     println!(
         "2. Loaded the token-provider component into wasmtime ({} KB, compiled in {} ms)",
-        token_provider_host::runtime::EMBEDDED_COMPONENT.len() / 1024,
+        token_provider_host::components::EMBEDDED_COMPONENT.len() / 1024,
         started.elapsed().as_millis()
     );
 

@@ -2,7 +2,6 @@
 //! the offline demo.
 
 use clap::{Args, Parser, Subcommand};
-use sha2::Digest;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -276,13 +275,6 @@ fn print_summary(s: &load::Summary) {
     );
 }
 
-fn fingerprint(token: &str) -> String {
-    sha2::Sha256::digest(token.as_bytes())[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -314,7 +306,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "expires_at": t.expires_at,
                         "scopes": t.scopes,
                         "source": source_name(t.source),
-                        "fingerprint": fingerprint(&t.token),
+                        "fingerprint": token_provider::secret::AccessToken::new(t.token.as_str()).fingerprint(),
                     });
                     if show_token {
                         out["access_token"] = t.token.into();

@@ -83,7 +83,7 @@ fn wrong_secret_exits_1_with_the_oauth_code_first() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("invalid_client: HTTP 401"), "{err}");
+    assert!(err.starts_with("invalid_client (HTTP 401)"), "{err}");
     assert!(!err.contains("WRONG-SECRET-123") && !text(&out.stdout).contains("WRONG-SECRET-123"));
 }
 

@@ -5,7 +5,7 @@
 //! starts them together, and merges what they report.
 
 use super::testserver::MockServer;
-use crate::runtime::{TokenHost, TokenRequest, TokenSource};
+use crate::{TokenHost, TokenRequest, TokenSource, describe};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -97,9 +97,7 @@ pub async fn drive(host: &TokenHost, plan: Plan) -> Report {
                     },
                     Ok(Err(e)) => {
                         report.failures += 1;
-                        report
-                            .first_error
-                            .get_or_insert_with(|| crate::runtime::describe(&e));
+                        report.first_error.get_or_insert_with(|| describe(&e));
                     }
                     Err(e) => {
                         report.failures += 1;
