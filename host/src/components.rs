@@ -15,6 +15,7 @@ pub static EMBEDDED_WASMTIME_COMPONENT: &[u8] =
 /// Which build of the component to run. Both have the same exports; they differ in
 /// the WASI drafts they import (this host implements both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Flavor {
     /// `token_provider.wasm`: `wasi:keyvalue@0.2.0-draft2`, `wasi:config@0.2.0-draft-2024-09-27` (Spin 3.x/4.x).
     #[default]

@@ -16,10 +16,10 @@
 //!
 //! The crate root is what an embedder needs. [`kv`] holds the key-value backends,
 //! [`outbound`] the TLS settings, [`components`] the embedded builds, [`bindings`] the
-//! generated code. The `testkit` module (feature `testkit`, on by default for the
-//! `token-provider` binary) holds the token servers, the Redis launcher and the load run
-//! that the tests, the benchmarks and the CLI use; embedders can leave it off
-//! (`default-features = false`).
+//! generated code. The `testkit` module (feature `testkit`, on by default through the
+//! `cli` feature that builds the `token-provider` binary) holds the token servers, the
+//! Redis launcher and the load run that the tests, the benchmarks and the CLI use;
+//! embedders can leave both off (`default-features = false`).
 
 pub mod bindings;
 pub mod components;
