@@ -11,7 +11,7 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 
-#[path = "src/process.rs"]
+#[path = "src/testkit/process.rs"]
 mod process;
 
 fn main() {

@@ -15,8 +15,9 @@ use token_provider::config::Settings;
 use token_provider::secret::{AccessToken, Secret};
 use token_provider::store::{CacheKey, Entry, keys};
 use token_provider::token_request::{TokenParams, TokenRequest as CoreRequest};
-use token_provider_host::kv::{FailingKv, KvBackend};
-use token_provider_host::testserver::{Canned, MockServer};
+use token_provider_host::kv::KvBackend;
+use token_provider_host::testkit::FailingKv;
+use token_provider_host::testkit::testserver::{Canned, MockServer};
 use token_provider_host::{ApiRequest, ProviderError, TokenRequest, describe};
 
 const WRONG_SECRET: &str = "WRONG-secret-canary-51d0";

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use std::sync::Arc;
-use token_provider_host::kv::FailingKv;
-use token_provider_host::testserver::MockServer;
+use token_provider_host::testkit::FailingKv;
+use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{ApiRequest, ProviderError, TokenRequest};
 
 fn get(url: &str) -> ApiRequest {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use token_provider_host::runtime::EMBEDDED_COMPONENT;
-use token_provider_host::testserver::MockServer;
+use token_provider_host::components::EMBEDDED_COMPONENT;
+use token_provider_host::testkit::testserver::MockServer;
 use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
 use wasmtime::component::Component;
 

@@ -2,7 +2,7 @@
 //! WASI interfaces the design allows, with each flavor's drafts and only those.
 
 use token_provider_host::Flavor;
-use token_provider_host::runtime::{EMBEDDED_COMPONENT, embedded};
+use token_provider_host::components::{EMBEDDED_COMPONENT, embedded};
 
 const ALLOWED_IMPORT_PACKAGES: &[&str] = &[
     "wasi:http",

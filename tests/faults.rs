@@ -9,8 +9,9 @@ use common::oidc::OidcPeer;
 use common::{LogSink, MemoryOutputPipe, audit_lines, token};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use token_provider_host::faultserver::{Fault, FaultServer, Reply};
-use token_provider_host::kv::{FailingKv, KvBackend, MemoryKv};
+use token_provider_host::kv::{KvBackend, MemoryKv};
+use token_provider_host::testkit::FailingKv;
+use token_provider_host::testkit::faultserver::{Fault, FaultServer, Reply};
 use token_provider_host::{AccessToken, ProviderError, TokenHost, TokenRequest, TokenSource};
 
 /// Small timeouts and fast retries: 3 attempts, 400 ms per phase, 4 s overall.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use token_provider_host::testserver::MockServer;
+use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{ApiRequest, Flavor, TokenRequest, TokenSource};
 
 #[tokio::test]

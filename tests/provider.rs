@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use token_provider_host::testserver::{Canned, MockServer};
+use token_provider_host::testkit::testserver::{Canned, MockServer};
 use token_provider_host::{ProviderError, TokenRequest, TokenSource};
 
 #[tokio::test]

@@ -231,7 +231,7 @@ fn spin_build_produces_every_path_and_all_imports_are_in_spins_world() {
             && spin.contains("wasi:http/outgoing-handler@0.2.6"),
         "{spin:?}"
     );
-    let engine = token_provider_host::runtime::new_engine().unwrap();
+    let engine = token_provider_host::components::new_engine().unwrap();
 
     let (p_imports, p_exports, p_component) = component_imports(&engine, &provider);
     let missing: Vec<&String> = p_imports
@@ -268,7 +268,7 @@ fn spin_build_produces_every_path_and_all_imports_are_in_spins_world() {
     );
 
     // The check bites: the wasmtime flavor's drafts are not Spin's.
-    let wt = token_provider_host::runtime::EMBEDDED_WASMTIME_COMPONENT;
+    let wt = token_provider_host::components::EMBEDDED_WASMTIME_COMPONENT;
     let wt = Component::new(&engine, wt).unwrap();
     let wt_missing: Vec<String> = wt
         .component_type()

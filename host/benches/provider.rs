@@ -10,10 +10,10 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use token_provider_host::components::{embedded, new_engine};
 use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv};
-use token_provider_host::redis_server::LocalRedis;
-use token_provider_host::runtime::{embedded, new_engine};
-use token_provider_host::testserver::MockServer;
+use token_provider_host::testkit::redis_server::LocalRedis;
+use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{
     ApiRequest, Flavor, HostBuilder, LogSink, TokenHost, TokenRequest, TokenSource,
 };
@@ -150,7 +150,7 @@ fn plain_http_component() -> Vec<u8> {
         "target/examples",
     ])
     .current_dir(repo_root());
-    token_provider_host::process::user_environment(&mut cmd);
+    token_provider_host::testkit::process::user_environment(&mut cmd);
     assert!(
         cmd.status().unwrap().success(),
         "building examples/plain-http failed"

@@ -13,21 +13,31 @@
 //! println!("expires at {}", token.expires_at);
 //! # Ok(()) }
 //! ```
+//!
+//! The crate root is what an embedder needs. [`kv`] holds the key-value backends,
+//! [`outbound`] the TLS settings, [`components`] the embedded builds, [`bindings`] the
+//! generated code. The `testkit` module (feature `testkit`, on by default through the
+//! `cli` feature that builds the `token-provider` binary) holds the token servers, the
+//! Redis launcher and the load run that the tests, the benchmarks and the CLI use;
+//! embedders can leave both off (`default-features = false`).
 
-pub mod faultserver;
+pub mod bindings;
+pub mod components;
 pub mod kv;
-pub mod load;
 pub mod outbound;
-pub mod process;
-pub mod redis_server;
-pub mod runtime;
-pub mod testserver;
+mod runtime;
+mod types;
 mod wasi_impls;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 /// Shared in-memory stderr capture (for reading the audit log).
 pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-pub use runtime::{
-    AccessToken, ApiRequest, ApiResponse, Flavor, HostBuilder, LogSink, OauthError, ProviderError,
-    ProviderInstance, ServerError, TokenHost, TokenRequest, TokenSource, describe, source_name,
+pub use components::Flavor;
+pub use runtime::{HostBuilder, LogSink, ProviderInstance, State, TokenHost};
+pub use types::{
+    AccessToken, ApiRequest, ApiResponse, OauthError, ProviderError, ServerError, TokenRequest,
+    TokenSource, describe, source_name,
 };

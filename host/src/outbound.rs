@@ -50,8 +50,8 @@ pub fn read_pem_certs(path: &std::path::Path) -> anyhow::Result<Vec<CertificateD
 }
 
 /// The `wasi:http` hooks of our host: everything default but how requests are sent.
-pub struct Hooks {
-    pub tls: Arc<rustls::ClientConfig>,
+pub(crate) struct Hooks {
+    pub(crate) tls: Arc<rustls::ClientConfig>,
 }
 
 type BoxFuture<T> = Box<dyn Future<Output = T> + Send>;
@@ -81,6 +81,8 @@ async fn send(
     let host = uri
         .host()
         .ok_or(HttpError::HttpRequestUriInvalid)?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
         .to_string();
     let port = uri.port_u16().unwrap_or(if use_tls { 443 } else { 80 });
     let connect_timeout = options.connect_timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -90,23 +92,7 @@ async fn send(
         .unwrap_or(DEFAULT_TIMEOUT)
         .max(Duration::from_nanos(1));
 
-    let bare_host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let tcp = match tokio::time::timeout(
-        connect_timeout,
-        TcpStream::connect((bare_host.as_str(), port)),
-    )
-    .await
-    {
-        Err(_) => return Err(HttpError::ConnectionTimeout),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(HttpError::ConnectionRefused);
-        }
-        Ok(Err(e)) => return Err(HttpError::Connect(e)),
-        Ok(Ok(s)) => s,
-    };
+    let tcp = connect(&host, port, connect_timeout).await?;
     // The request line carries only path and query (no proxy form).
     let path = uri
         .path_and_query()
@@ -116,28 +102,7 @@ async fn send(
     *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
     let response = if use_tls {
-        let name = match bare_host.parse::<std::net::IpAddr>() {
-            Ok(ip) => ServerName::from(ip),
-            Err(_) => ServerName::try_from(bare_host.clone())
-                .map_err(|_| HttpError::HttpRequestUriInvalid)?,
-        };
-        let connector = tokio_rustls::TlsConnector::from(tls);
-        let stream = match tokio::time::timeout(connect_timeout, connector.connect(name, tcp)).await
-        {
-            Err(_) => return Err(HttpError::ConnectionTimeout),
-            Ok(Err(e)) => {
-                let cert_problem = e
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                    .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
-                return Err(if cert_problem {
-                    HttpError::TlsCertificateError
-                } else {
-                    HttpError::Tls(e)
-                });
-            }
-            Ok(Ok(s)) => s,
-        };
+        let stream = tls_handshake(tcp, &host, tls, connect_timeout).await?;
         exchange(
             TokioIo::new(stream),
             request,
@@ -163,6 +128,50 @@ async fn send(
         .boxed_unsync()
     });
     Ok((response, Box::new(async { Ok(()) }) as BoxFuture<_>))
+}
+
+/// TCP to `host:port` (a name or a bare IP address) within `timeout`.
+async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, HttpError> {
+    match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
+        Err(_) => Err(HttpError::ConnectionTimeout),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(HttpError::ConnectionRefused)
+        }
+        Ok(Err(e)) => Err(HttpError::Connect(e)),
+        Ok(Ok(s)) => Ok(s),
+    }
+}
+
+/// TLS over `tcp` for `host`, within `timeout`; an untrusted certificate is reported
+/// as such (the component tells it apart from other TLS failures).
+async fn tls_handshake(
+    tcp: TcpStream,
+    host: &str,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, HttpError> {
+    let name = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ServerName::from(ip),
+        Err(_) => {
+            ServerName::try_from(host.to_string()).map_err(|_| HttpError::HttpRequestUriInvalid)?
+        }
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+        Err(_) => Err(HttpError::ConnectionTimeout),
+        Ok(Err(e)) => {
+            let cert_problem = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+            Err(if cert_problem {
+                HttpError::TlsCertificateError
+            } else {
+                HttpError::Tls(e)
+            })
+        }
+        Ok(Ok(s)) => Ok(s),
+    }
 }
 
 async fn exchange<S>(

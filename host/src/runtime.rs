@@ -1,8 +1,12 @@
-//! Loading and running the component: engine, linker, per-instance state, and the
-//! host side of `wasi:keyvalue` and `wasi:config`.
+//! Loading and running the component: [`HostBuilder`] collects the settings,
+//! [`TokenHost`] links the component once, [`ProviderInstance`] is one fresh instance
+//! (as Spin gives each request) whose exports it calls.
 
+use crate::bindings;
+use crate::components::{Flavor, embedded, new_engine};
 use crate::kv::{KvBackend, MemoryKv};
 use crate::outbound::{Hooks, tls_config};
+use crate::types::{AccessToken, ApiRequest, ApiResponse, ProviderError, TokenRequest};
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,69 +15,6 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
-
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "oauth2:token-provider/token-provider",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-            "wasi:random": wasmtime_wasi::p2::bindings::random,
-            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-            "wasi:keyvalue/store.bucket": crate::runtime::Bucket,
-            "wasi:keyvalue/atomics.cas": crate::runtime::Cas,
-        },
-    });
-}
-
-/// The wasmtime flavor's imports (`wasi:keyvalue@0.2.0-draft`, `wasi:config@0.2.0-rc.1`).
-/// Its exports are the same interfaces as the Spin flavor's, so one set of export
-/// bindings (`bindings`) calls both flavors.
-pub mod wasmtime_bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "oauth2:token-provider/token-provider-wasmtime",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-            "wasi:random": wasmtime_wasi::p2::bindings::random,
-            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-            "oauth2:token-provider/types": crate::runtime::bindings::oauth2::token_provider::types,
-            "wasi:keyvalue/store.bucket": crate::runtime::Bucket,
-        },
-    });
-}
-
-pub use bindings::exports::oauth2::token_provider::authorized_client::{
-    Request as ApiRequest, Response as ApiResponse,
-};
-pub use bindings::oauth2::token_provider::types::{
-    AccessToken, Error as ProviderError, OauthError, ServerError, TokenRequest, TokenSource,
-};
-
-/// The Spin-flavor component this host was built with (see `build.rs`); the default.
-pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("TOKEN_PROVIDER_WASM"));
-
-/// The wasmtime-flavor component (same source, the drafts wasmtime's CLI implements).
-pub static EMBEDDED_WASMTIME_COMPONENT: &[u8] =
-    include_bytes!(env!("TOKEN_PROVIDER_WASMTIME_WASM"));
-
-/// A `wasi:keyvalue` bucket (either draft): the label it was opened with.
-pub struct Bucket {
-    pub(crate) label: String,
-}
-
-/// A `wasi:keyvalue@0.2.0-draft2` compare-and-swap handle.
-pub struct Cas {
-    pub(crate) label: String,
-    pub(crate) key: String,
-    pub(crate) current: Option<Vec<u8>>,
-}
 
 /// Where the component's stderr (its audit log) goes.
 #[derive(Clone)]
@@ -111,26 +52,6 @@ impl WasiHttpView for State {
             ctx: &mut self.http,
             table: &mut self.table,
             hooks: &mut self.hooks,
-        }
-    }
-}
-
-/// Which build of the component to run. Both have the same exports; they differ in
-/// the WASI drafts they import (this host implements both).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Flavor {
-    /// `token_provider.wasm`: `wasi:keyvalue@0.2.0-draft2`, `wasi:config@0.2.0-draft-2024-09-27` (Spin 3.x/4.x).
-    #[default]
-    Spin,
-    /// `token_provider_wasmtime.wasm`: `wasi:keyvalue@0.2.0-draft`, `wasi:config@0.2.0-rc.1` (wasmtime 48 CLI).
-    Wasmtime,
-}
-
-impl Flavor {
-    pub fn embedded_bytes(self) -> &'static [u8] {
-        match self {
-            Flavor::Spin => EMBEDDED_COMPONENT,
-            Flavor::Wasmtime => EMBEDDED_WASMTIME_COMPONENT,
         }
     }
 }
@@ -244,31 +165,6 @@ impl HostBuilder {
             clock_offset_ms: self.clock_offset_ms,
         })
     }
-}
-
-pub fn new_engine() -> anyhow::Result<Engine> {
-    let mut config = wasmtime::Config::new();
-    config.wasm_component_model(true);
-    Ok(Engine::new(&config)?)
-}
-
-/// An embedded component, compiled once per process and flavor (one shared engine).
-pub fn embedded(flavor: Flavor) -> (Engine, Component) {
-    use std::sync::OnceLock;
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    static SPIN: OnceLock<Component> = OnceLock::new();
-    static WASMTIME: OnceLock<Component> = OnceLock::new();
-    let engine = ENGINE.get_or_init(|| new_engine().expect("engine")).clone();
-    let cell = match flavor {
-        Flavor::Spin => &SPIN,
-        Flavor::Wasmtime => &WASMTIME,
-    };
-    let component = cell
-        .get_or_init(|| {
-            Component::new(&engine, flavor.embedded_bytes()).expect("embedded component compiles")
-        })
-        .clone();
-    (engine, component)
 }
 
 /// A linked component, ready to be instantiated any number of times.
@@ -400,60 +296,4 @@ impl ProviderInstance {
             .call_send(&mut self.store, request)
             .await?)
     }
-}
-
-impl TokenRequest {
-    /// The configured defaults.
-    pub fn default_request() -> Self {
-        TokenRequest {
-            scopes: None,
-            audience: None,
-            resources: None,
-            force_refresh: false,
-        }
-    }
-
-    pub fn with_scopes<S: Into<String>>(scopes: impl IntoIterator<Item = S>) -> Self {
-        TokenRequest {
-            scopes: Some(scopes.into_iter().map(Into::into).collect()),
-            ..Self::default_request()
-        }
-    }
-}
-
-/// `fresh`, `memory` or `store`.
-pub fn source_name(source: TokenSource) -> &'static str {
-    match source {
-        TokenSource::Fresh => "fresh",
-        TokenSource::Memory => "memory",
-        TokenSource::Store => "store",
-    }
-}
-
-/// One line for people: the OAuth error code first when there is one
-/// (`invalid_client: HTTP 401: …`), else the kind of failure.
-pub fn describe(error: &ProviderError) -> String {
-    struct D<'a>(&'a ProviderError);
-    impl std::fmt::Display for D<'_> {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            match self.0 {
-                ProviderError::Config(m) => write!(f, "config: {m}"),
-                ProviderError::Oauth(e) => {
-                    write!(f, "{}: HTTP {}", e.error, e.status)?;
-                    if let Some(d) = &e.error_description {
-                        write!(f, ": {d}")?;
-                    }
-                    Ok(())
-                }
-                ProviderError::Server(e) => {
-                    write!(f, "server error: HTTP {}: {}", e.status, e.message)
-                }
-                ProviderError::Transport(m) => write!(f, "transport: {m}"),
-                ProviderError::InvalidResponse(m) => write!(f, "invalid_response: {m}"),
-                ProviderError::Timeout => write!(f, "timeout"),
-                ProviderError::Refused(m) => write!(f, "refused: {m}"),
-            }
-        }
-    }
-    D(error).to_string()
 }

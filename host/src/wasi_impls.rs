@@ -8,15 +8,27 @@
 //! The store and config interfaces have the same shape in both drafts (but for the
 //! `list-keys` cursor type), so one macro implements them for each generated module.
 
+use crate::bindings::wasi::config0_2_0_draft_2024_09_27 as spin_config;
+use crate::bindings::wasi::keyvalue0_2_0_draft2 as spin_kv;
+use crate::bindings::wasmtime_flavor::wasi::config0_2_0_rc_1 as wt_config;
+use crate::bindings::wasmtime_flavor::wasi::keyvalue0_2_0_draft as wt_kv;
 use crate::kv::KvBackend;
-use crate::runtime::bindings::wasi::config0_2_0_draft_2024_09_27 as spin_config;
-use crate::runtime::bindings::wasi::keyvalue0_2_0_draft2 as spin_kv;
-use crate::runtime::wasmtime_bindings::wasi::config0_2_0_rc_1 as wt_config;
-use crate::runtime::wasmtime_bindings::wasi::keyvalue0_2_0_draft as wt_kv;
-use crate::runtime::{Bucket, Cas, State};
+use crate::runtime::State;
 use wasmtime::component::{HasSelf, Linker, Resource};
 
 const PAGE: usize = 1000;
+
+/// A `wasi:keyvalue` bucket (either draft): the label it was opened with.
+pub struct Bucket {
+    label: String,
+}
+
+/// A `wasi:keyvalue@0.2.0-draft2` compare-and-swap handle.
+pub struct Cas {
+    label: String,
+    key: String,
+    current: Option<Vec<u8>>,
+}
 
 pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     spin_kv::store::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;

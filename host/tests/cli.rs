@@ -83,7 +83,7 @@ fn wrong_secret_exits_1_with_the_oauth_code_first() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("invalid_client: HTTP 401"), "{err}");
+    assert!(err.starts_with("invalid_client (HTTP 401)"), "{err}");
     assert!(!err.contains("WRONG-SECRET-123") && !text(&out.stdout).contains("WRONG-SECRET-123"));
 }
 
@@ -202,7 +202,7 @@ fn demo_runs_offline_and_says_what_happened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_output_never_shows_the_secret_or_a_token_without_show_token() {
     const SECRET: &str = "CLI-leak-canary-secret-2b7e";
-    let server = token_provider_host::testserver::MockServer::start("cli-leak", SECRET)
+    let server = token_provider_host::testkit::testserver::MockServer::start("cli-leak", SECRET)
         .await
         .unwrap();
     let token_url = server.url("/token");

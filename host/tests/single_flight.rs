@@ -7,9 +7,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv};
-use token_provider_host::load::Summary;
-use token_provider_host::redis_server::LocalRedis;
-use token_provider_host::testserver::MockServer;
+use token_provider_host::testkit::load::Summary;
+use token_provider_host::testkit::redis_server::LocalRedis;
+use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{Flavor, LogSink, TokenHost, TokenRequest, TokenSource};
 
 const ID: &str = "sf-client";

@@ -2,8 +2,9 @@
 //! links (wasmtime-wasi, -wasi-http, -wasi-keyvalue, -wasi-config), not this project's
 //! host traits: proof that `wasmtime run -S http -S keyvalue -S config` can load it.
 
-use token_provider_host::runtime::{EMBEDDED_WASMTIME_COMPONENT, bindings, new_engine};
-use token_provider_host::testserver::MockServer;
+use token_provider_host::bindings;
+use token_provider_host::components::{EMBEDDED_WASMTIME_COMPONENT, new_engine};
+use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{TokenRequest, TokenSource};
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -100,7 +101,7 @@ async fn spin_flavor_does_not_link_with_wasmtimes_crates() {
     // The drafts really differ: this is why there are two flavors.
     let engine = new_engine().unwrap();
     let component =
-        Component::new(&engine, token_provider_host::runtime::EMBEDDED_COMPONENT).unwrap();
+        Component::new(&engine, token_provider_host::components::EMBEDDED_COMPONENT).unwrap();
     let mut linker = Linker::<Ctx>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();

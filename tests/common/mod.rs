@@ -7,7 +7,7 @@ pub use token_provider_host::MemoryOutputPipe;
 
 pub mod oidc;
 use token_provider_host::kv::{KvBackend, MemoryKv};
-use token_provider_host::testserver::MockServer;
+use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{AccessToken, ProviderError, TokenRequest};
 pub use token_provider_host::{LogSink, TokenHost};
 
@@ -103,7 +103,7 @@ pub fn repo_root() -> std::path::PathBuf {
 pub fn run_from_root(command: &str) {
     let mut cmd = std::process::Command::new("sh");
     cmd.args(["-c", command]).current_dir(repo_root());
-    token_provider_host::process::user_environment(&mut cmd);
+    token_provider_host::testkit::process::user_environment(&mut cmd);
     let status = cmd.status().unwrap();
     assert!(status.success(), "command failed: {command}");
 }

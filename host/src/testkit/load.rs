@@ -4,12 +4,14 @@
 //! Redis, unless given one), spawns the worker processes (`token-provider load-worker`),
 //! starts them together, and merges what they report.
 
-use crate::runtime::{TokenHost, TokenRequest, TokenSource};
-use crate::testserver::MockServer;
+use super::redis_server::LocalRedis;
+use super::testserver::MockServer;
+use crate::kv::{KvBackend as _, RedisKv};
+use crate::{Flavor, TokenHost, TokenRequest, TokenSource, describe};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,9 +99,7 @@ pub async fn drive(host: &TokenHost, plan: Plan) -> Report {
                     },
                     Ok(Err(e)) => {
                         report.failures += 1;
-                        report
-                            .first_error
-                            .get_or_insert_with(|| crate::runtime::describe(&e));
+                        report.first_error.get_or_insert_with(|| describe(&e));
                     }
                     Err(e) => {
                         report.failures += 1;
@@ -135,7 +135,7 @@ pub struct LoadOptions {
     pub store: Option<String>,
     /// Extra component configuration (`key=value`).
     pub config: Vec<(String, String)>,
-    pub flavor: String,
+    pub flavor: Flavor,
 }
 
 /// The merged result.
@@ -185,29 +185,7 @@ pub async fn coordinate(
     opts: &LoadOptions,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Summary> {
-    let local_redis;
-    let store = match &opts.store {
-        Some(url) => url.clone(),
-        None => {
-            local_redis = crate::redis_server::LocalRedis::start()?;
-            progress(&format!("started redis-server on {}", local_redis.url()));
-            local_redis.url()
-        }
-    };
-    // Start from an empty cache: the run measures cold start too.
-    let kv = crate::kv::RedisKv::connect(&store).await?;
-    use crate::kv::KvBackend as _;
-    let (keys, _) = kv
-        .list_keys("default", None, 100_000)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    for k in keys
-        .iter()
-        .filter(|k| k.starts_with("oauth2-token-provider:"))
-    {
-        kv.delete("default", k).await.map_err(anyhow::Error::msg)?;
-    }
-
+    let (store, _local_redis) = empty_store(opts, progress).await?;
     let server = Arc::new(MockServer::start(CLIENT_ID, CLIENT_SECRET).await?);
     server.set_expires_in(Some(opts.lifetime_secs.into()));
     server.set_token_delay(Duration::from_millis(opts.token_delay_ms));
@@ -220,42 +198,7 @@ pub async fn coordinate(
     ));
 
     let config = worker_config(opts);
-    let refresh_ahead_percent = config
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "refresh_ahead_percent")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut children = Vec::new();
-    for _ in 0..opts.processes {
-        let mut cmd = Command::new(exe);
-        cmd.arg("load-worker")
-            .arg("--token-url")
-            .arg(server.url("/token"))
-            .arg("--store")
-            .arg(&store)
-            .arg("--flavor")
-            .arg(&opts.flavor)
-            .arg("--plan")
-            .arg(serde_json::to_string(&opts.plan)?)
-            .env("TOKEN_PROVIDER_LOAD_SECRET", CLIENT_SECRET)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in &config {
-            cmd.arg("--config").arg(format!("{k}={v}"));
-        }
-        children.push(cmd.spawn()?);
-    }
-    // Wait until every worker has compiled the component, then start them together.
-    let mut readers = Vec::new();
-    for child in &mut children {
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        out.read_line(&mut line)?;
-        anyhow::ensure!(line.trim() == "ready", "worker did not start: {line:?}");
-        readers.push(out);
-    }
+    let workers = spawn_workers(exe, opts, &server.url("/token"), &store, &config)?;
     progress(&format!(
         "{} worker processes ready; running {}",
         opts.processes,
@@ -265,12 +208,104 @@ pub async fn coordinate(
         }
     ));
     let started = Instant::now();
-    for child in &mut children {
+    let total = run_workers(workers, opts, &server, progress).await?;
+    let refresh_ahead_percent = config
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "refresh_ahead_percent")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    Ok(summarize(
+        opts,
+        total,
+        started.elapsed().as_millis() as u64,
+        refresh_ahead_percent,
+        server.token_request_count() as u64,
+    ))
+}
+
+/// The store's URL, emptied of the provider's keys (the run measures cold start too),
+/// and the local redis-server started when none was given (it stops when dropped).
+async fn empty_store(
+    opts: &LoadOptions,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<(String, Option<LocalRedis>)> {
+    let (store, local_redis) = match &opts.store {
+        Some(url) => (url.clone(), None),
+        None => {
+            let redis = LocalRedis::start()?;
+            progress(&format!("started redis-server on {}", redis.url()));
+            (redis.url(), Some(redis))
+        }
+    };
+    let kv = RedisKv::connect(&store).await?;
+    let (keys, _) = kv
+        .list_keys("default", None, 100_000)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    for k in keys
+        .iter()
+        .filter(|k| k.starts_with("oauth2-token-provider:"))
+    {
+        kv.delete("default", k).await.map_err(anyhow::Error::msg)?;
+    }
+    Ok((store, local_redis))
+}
+
+/// A worker process that said `ready`, and its stdout.
+type Worker = (Child, BufReader<ChildStdout>);
+
+/// Spawn `opts.processes` workers of `exe` and wait until every one has compiled the
+/// component.
+fn spawn_workers(
+    exe: &Path,
+    opts: &LoadOptions,
+    token_url: &str,
+    store: &str,
+    config: &[(String, String)],
+) -> anyhow::Result<Vec<Worker>> {
+    let mut workers = Vec::new();
+    for _ in 0..opts.processes {
+        let mut cmd = Command::new(exe);
+        cmd.arg("load-worker")
+            .args(["--token-url", token_url, "--store", store])
+            .args(["--flavor", opts.flavor.name()])
+            .arg("--plan")
+            .arg(serde_json::to_string(&opts.plan)?)
+            .env("TOKEN_PROVIDER_LOAD_SECRET", CLIENT_SECRET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in config {
+            cmd.arg("--config").arg(format!("{k}={v}"));
+        }
+        let mut child = cmd.spawn()?;
+        let out = BufReader::new(child.stdout.take().expect("piped"));
+        workers.push((child, out));
+    }
+    for (_, out) in &mut workers {
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        anyhow::ensure!(line.trim() == "ready", "worker did not start: {line:?}");
+    }
+    Ok(workers)
+}
+
+/// Start the workers together and merge their reports, with a progress line once per
+/// token lifetime while they run.
+async fn run_workers(
+    mut workers: Vec<Worker>,
+    opts: &LoadOptions,
+    server: &MockServer,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    for (child, _) in &mut workers {
         writeln!(child.stdin.as_mut().expect("piped"), "go")?;
     }
     let collect = async move {
         let mut total = Report::default();
-        for (mut child, mut out) in children.into_iter().zip(readers) {
+        for (mut child, mut out) in workers {
             let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
                 let mut line = String::new();
                 out.read_line(&mut line)?;
@@ -284,26 +319,35 @@ pub async fn coordinate(
         anyhow::Ok(total)
     };
     tokio::pin!(collect);
-    // Progress once per token lifetime while the workers run.
     let mut tick = tokio::time::interval(Duration::from_secs(opts.lifetime_secs));
     tick.tick().await;
-    let total = loop {
+    loop {
         tokio::select! {
-            total = &mut collect => break total?,
+            total = &mut collect => return total,
             _ = tick.tick() => progress(&format!(
                 "  {:>5.1} s: {} token requests so far",
                 started.elapsed().as_secs_f64(),
                 server.token_request_count()
             )),
         }
-    };
-    let elapsed_ms = started.elapsed().as_millis() as u64;
+    }
+}
+
+/// The run's numbers, with the token-request limit a perfect fleet-wide single flight
+/// allows in `elapsed_ms`.
+fn summarize(
+    opts: &LoadOptions,
+    total: Report,
+    elapsed_ms: u64,
+    refresh_ahead_percent: u64,
+    token_requests: u64,
+) -> Summary {
     let lifetime_ms = opts.lifetime_secs * 1000;
     let lifetimes_elapsed = elapsed_ms as f64 / lifetime_ms as f64;
     // With refresh ahead a token is replaced as early as (100 - percent) % of its life.
     let serve_ms = lifetime_ms as f64 * (1.0 - refresh_ahead_percent as f64 / 100.0);
     let token_request_limit = (elapsed_ms as f64 / serve_ms).floor() as u64 + 1;
-    Ok(Summary {
+    Summary {
         processes: opts.processes,
         instances_per_process: opts.plan.instances,
         elapsed_ms,
@@ -313,7 +357,7 @@ pub async fn coordinate(
         token_request_limit,
         requests: total.requests,
         failures: total.failures,
-        token_requests: server.token_request_count() as u64,
+        token_requests,
         fresh: total.fresh,
         store: total.store,
         memory: total.memory,
@@ -321,7 +365,7 @@ pub async fn coordinate(
         p99_ms: total.percentile_ms(0.99),
         max_ms: total.percentile_ms(1.0),
         first_error: total.first_error,
-    })
+    }
 }
 
 /// The worker side: build the host, say `ready`, wait for `go` on stdin, run, print

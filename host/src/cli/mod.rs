@@ -1,0 +1,192 @@
+//! The command line: one module per subcommand, and the flags they share.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv, redact_url};
+use token_provider_host::outbound::read_pem_certs;
+use token_provider_host::{Flavor, HostBuilder, LogSink, ProviderError, TokenHost, describe};
+
+mod call;
+mod demo;
+mod load;
+mod token;
+
+#[derive(Parser)]
+#[command(
+    name = "token-provider",
+    version,
+    about = "OAuth2 client-credentials tokens through a WebAssembly component"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Get a token and print it as JSON (the token itself only with --show-token).
+    Token(token::TokenArgs),
+    /// Send an authorized request to a protected API and print status and body.
+    Call(call::CallArgs),
+    /// Run an offline demo against an embedded token server and API on loopback.
+    Demo,
+    /// Load run: P processes × M concurrent fresh instances sharing one Redis, against a
+    /// counting token server; prints requests, failures, token requests, latency.
+    Load(load::LoadArgs),
+    /// One worker process of `load` (internal).
+    #[command(hide = true)]
+    LoadWorker(load::WorkerArgs),
+}
+
+/// Exit 0 on success, 1 when the provider answered with an error, 2 on usage or host
+/// errors.
+pub async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Token(args) => token::run(args).await,
+        Command::Call(args) => call::run(args).await,
+        Command::Demo => demo::run().await.map(|()| ExitCode::SUCCESS),
+        Command::Load(args) => load::run(args).await,
+        Command::LoadWorker(args) => load::worker(args).await,
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+/// The provider's error on stderr, in one line; exit 1.
+fn provider_failed(e: &ProviderError) -> ExitCode {
+    eprintln!("{}", describe(e));
+    ExitCode::FAILURE
+}
+
+/// Flags that map one-to-one to the component's configuration keys.
+#[derive(clap::Args)]
+struct ProviderArgs {
+    /// Token endpoint URL (`token_url`).
+    #[arg(long)]
+    token_url: String,
+    /// Client identifier (`client_id`).
+    #[arg(long)]
+    client_id: String,
+    /// Name of the environment variable that holds the client secret.
+    #[arg(long, value_name = "VAR", conflicts_with = "client_secret_file")]
+    client_secret_env: Option<String>,
+    /// File that holds the client secret (a trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    client_secret_file: Option<PathBuf>,
+    /// `client_secret_basic` (default) or `client_secret_post` (`auth_method`).
+    #[arg(long)]
+    auth_method: Option<String>,
+    /// A scope to request (repeatable; `scope`).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Audience parameter (`audience`).
+    #[arg(long)]
+    audience: Option<String>,
+    /// RFC 8707 resource indicator (repeatable; `resource`).
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+    /// Extra CA certificate (PEM) to trust for outbound TLS.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+    /// Allow plain http:// URLs (`allow_insecure_http=true`); for loopback testing.
+    #[arg(long)]
+    allow_http: bool,
+    /// Any other configuration key, `key=value` (repeatable), e.g. `http_timeout_ms=3000`.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    extra: Vec<String>,
+    /// Which embedded build to run: `spin` (default) or `wasmtime` (other WASI drafts).
+    #[arg(long, value_name = "FLAVOR", value_enum, default_value_t = Flavor::Spin)]
+    flavor: Flavor,
+    /// Use this component (either flavor) instead of the embedded one.
+    #[arg(long, value_name = "WASM")]
+    component: Option<PathBuf>,
+    /// Print the component's audit log (JSON lines) on stderr.
+    #[arg(long)]
+    audit: bool,
+    /// Key-value store behind the cache: `memory` (this process only, default) or
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (shared by every process that uses it).
+    #[arg(long, value_name = "URL", default_value = "memory")]
+    store: String,
+}
+
+impl ProviderArgs {
+    async fn host(&self, allowed_origins: &[String]) -> anyhow::Result<TokenHost> {
+        let mut b: HostBuilder = TokenHost::builder()
+            .config("token_url", &self.token_url)
+            .config("client_id", &self.client_id)
+            .config("client_secret", self.secret()?)
+            .config("scope", self.scopes.join(" "))
+            .config("resource", self.resources.join(" "))
+            .config("allowed_origins", allowed_origins.join(","))
+            .config("allow_insecure_http", self.allow_http.to_string())
+            .log(if self.audit {
+                LogSink::Inherit
+            } else {
+                LogSink::Discard
+            })
+            .flavor(self.flavor);
+        if let Some(m) = &self.auth_method {
+            b = b.config("auth_method", m);
+        }
+        if let Some(a) = &self.audience {
+            b = b.config("audience", a);
+        }
+        b = b.configs(parse_pairs(&self.extra)?);
+        b = b.kv(store_backend(&self.store).await?);
+        if let Some(path) = &self.ca_cert {
+            b = b.trust(read_pem_certs(path)?);
+        }
+        if let Some(path) = &self.component {
+            b = b.component(
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            );
+        }
+        b.build()
+    }
+
+    /// From the named variable or file: never from the command line itself.
+    fn secret(&self) -> anyhow::Result<String> {
+        match (&self.client_secret_env, &self.client_secret_file) {
+            (Some(var), _) => std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("environment variable {var} (--client-secret-env) is not set")
+            }),
+            (None, Some(path)) => Ok(std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--client-secret-file {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string()),
+            (None, None) => anyhow::bail!(
+                "no client secret: pass --client-secret-env VAR or --client-secret-file PATH (never the secret itself)"
+            ),
+        }
+    }
+}
+
+/// `memory` or a Redis URL as a key-value backend.
+async fn store_backend(store: &str) -> anyhow::Result<Arc<dyn KvBackend>> {
+    Ok(match store {
+        "memory" => Arc::new(MemoryKv::new()),
+        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Arc::new(RedisKv::connect(url).await?)
+        }
+        other => anyhow::bail!(
+            "--store {}: expected `memory` or a redis:// URL",
+            redact_url(other)
+        ),
+    })
+}
+
+/// `--config KEY=VALUE` flags as pairs.
+fn parse_pairs(pairs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--config {kv}: expected KEY=VALUE"))
+        })
+        .collect()
+}

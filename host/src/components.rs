@@ -1,0 +1,66 @@
+//! The two builds of the component this host embeds (see `build.rs`), and compiling
+//! them once per process.
+
+use std::sync::OnceLock;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The Spin-flavor component this host was built with; the default.
+pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("TOKEN_PROVIDER_WASM"));
+
+/// The wasmtime-flavor component (same source, the drafts wasmtime's CLI implements).
+pub static EMBEDDED_WASMTIME_COMPONENT: &[u8] =
+    include_bytes!(env!("TOKEN_PROVIDER_WASMTIME_WASM"));
+
+/// Which build of the component to run. Both have the same exports; they differ in
+/// the WASI drafts they import (this host implements both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Flavor {
+    /// `token_provider.wasm`: `wasi:keyvalue@0.2.0-draft2`, `wasi:config@0.2.0-draft-2024-09-27` (Spin 3.x/4.x).
+    #[default]
+    Spin,
+    /// `token_provider_wasmtime.wasm`: `wasi:keyvalue@0.2.0-draft`, `wasi:config@0.2.0-rc.1` (wasmtime 48 CLI).
+    Wasmtime,
+}
+
+impl Flavor {
+    pub fn embedded_bytes(self) -> &'static [u8] {
+        match self {
+            Flavor::Spin => EMBEDDED_COMPONENT,
+            Flavor::Wasmtime => EMBEDDED_WASMTIME_COMPONENT,
+        }
+    }
+
+    /// `spin` or `wasmtime`, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Spin => "spin",
+            Flavor::Wasmtime => "wasmtime",
+        }
+    }
+}
+
+pub fn new_engine() -> anyhow::Result<Engine> {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    Ok(Engine::new(&config)?)
+}
+
+/// An embedded component, compiled once per process and flavor (one shared engine).
+pub fn embedded(flavor: Flavor) -> (Engine, Component) {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    static SPIN: OnceLock<Component> = OnceLock::new();
+    static WASMTIME: OnceLock<Component> = OnceLock::new();
+    let engine = ENGINE.get_or_init(|| new_engine().expect("engine")).clone();
+    let cell = match flavor {
+        Flavor::Spin => &SPIN,
+        Flavor::Wasmtime => &WASMTIME,
+    };
+    let component = cell
+        .get_or_init(|| {
+            Component::new(&engine, flavor.embedded_bytes()).expect("embedded component compiles")
+        })
+        .clone();
+    (engine, component)
+}

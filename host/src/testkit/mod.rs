@@ -1,0 +1,11 @@
+//! What the tests, the benchmarks and the CLI's `demo` and `load` run against: not part
+//! of the host an embedder links (the `testkit` feature).
+
+pub mod faultserver;
+pub mod load;
+pub mod process;
+pub mod redis_server;
+pub mod testserver;
+
+mod failing_kv;
+pub use failing_kv::FailingKv;
