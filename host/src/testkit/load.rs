@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use token_provider::store::keys::KEY_PREFIX;
 
 pub const CLIENT_ID: &str = "load-client";
 pub const CLIENT_SECRET: &str = "load-secret-3f9a";
@@ -243,10 +244,7 @@ async fn empty_store(
         .list_keys("default", None, 100_000)
         .await
         .map_err(anyhow::Error::msg)?;
-    for k in keys
-        .iter()
-        .filter(|k| k.starts_with("oauth2-token-provider:"))
-    {
+    for k in keys.iter().filter(|k| k.starts_with(KEY_PREFIX)) {
         kv.delete("default", k).await.map_err(anyhow::Error::msg)?;
     }
     Ok((store, local_redis))
