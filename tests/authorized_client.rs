@@ -4,8 +4,6 @@
 mod common;
 
 use common::*;
-use std::sync::Arc;
-use token_provider_host::kv::FailingKv;
 use token_provider_host::testserver::MockServer;
 use token_provider_host::{ApiRequest, ProviderError, TokenRequest};
 
@@ -219,31 +217,6 @@ async fn response_body_over_the_cap_is_an_error_not_a_truncation() {
         matches!(&err, ProviderError::InvalidResponse(m) if m == "API response body larger than max_response_bytes (10)"),
         "{err:?}"
     );
-}
-
-#[tokio::test]
-async fn a_failing_store_degrades_to_no_cache_and_says_so() {
-    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
-    let rig = rig_with_kv(&server, &[], Some(Arc::new(FailingKv)));
-    for _ in 0..2 {
-        let t = rig
-            .host
-            .instance()
-            .await
-            .unwrap()
-            .get_token(&TokenRequest::default_request())
-            .await
-            .unwrap();
-        assert!(t.is_ok(), "{t:?}");
-    }
-    // No shared cache: each fresh instance fetched.
-    assert_eq!(server.token_requests().len(), 2);
-    let degraded = rig
-        .audit_lines()
-        .into_iter()
-        .filter(|l| l["event"] == "store.error")
-        .count();
-    assert!(degraded >= 2, "{:?}", rig.audit_lines());
 }
 
 #[tokio::test]
