@@ -43,16 +43,6 @@ impl Seen {
     }
 }
 
-fn api(server: &MockServer, path: &str) -> ApiRequest {
-    ApiRequest {
-        method: "GET".into(),
-        url: server.url(path),
-        headers: vec![],
-        body: None,
-        token: None,
-    }
-}
-
 fn settings_of(server: &MockServer, extra: &[(&str, &str)]) -> Settings {
     let base = base_config(server);
     let mut pairs: Vec<(&str, &str)> = base.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -94,23 +84,23 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
     one.get_token(&get).await.unwrap().unwrap();
     let mut two = basic.host.instance().await.unwrap();
     two.get_token(&get).await.unwrap().unwrap();
-    two.send(&api(&server, "/api/orders"))
+    two.send(&api_get(server.url("/api/orders")))
         .await
         .unwrap()
         .unwrap();
     server.revoke_all();
-    two.send(&api(&server, "/api/orders"))
+    two.send(&api_get(server.url("/api/orders")))
         .await
         .unwrap()
         .unwrap();
     let refused = ApiRequest {
         url: "https://api.example.com.evil.test/x".into(),
-        ..api(&server, "/")
+        ..api_get(server.url("/"))
     };
     seen.error(&two.send(&refused).await.unwrap().unwrap_err());
     let with_auth = ApiRequest {
         headers: vec![("Authorization".into(), b"Bearer mine".to_vec())],
-        ..api(&server, "/api/orders")
+        ..api_get(server.url("/api/orders"))
     };
     seen.error(&two.send(&with_auth).await.unwrap().unwrap_err());
     two.invalidate(&get).await.unwrap();

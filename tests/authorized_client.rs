@@ -4,27 +4,15 @@
 mod common;
 
 use common::*;
-use std::sync::Arc;
-use token_provider_host::testkit::FailingKv;
 use token_provider_host::testkit::testserver::MockServer;
-use token_provider_host::{ApiRequest, ProviderError, TokenRequest};
-
-fn get(url: &str) -> ApiRequest {
-    ApiRequest {
-        method: "GET".into(),
-        url: url.into(),
-        headers: vec![],
-        body: None,
-        token: None,
-    }
-}
+use token_provider_host::{ProviderError, TokenRequest};
 
 #[tokio::test]
 async fn attaches_the_bearer_token_and_returns_the_response() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[]);
     let mut inst = rig.host.instance().await.unwrap();
-    let mut req = get(&server.url("/api/items?x=1"));
+    let mut req = api_get(server.url("/api/items?x=1"));
     req.method = "POST".into();
     req.headers = vec![("x-request-id".into(), b"abc".to_vec())];
     req.body = Some(b"{\"a\":1}".to_vec());
@@ -35,22 +23,24 @@ async fn attaches_the_bearer_token_and_returns_the_response() {
     assert_eq!(body["method"], "POST");
     let api = server.api_requests();
     assert_eq!(api.len(), 1);
-    let token = inst
+    let t = inst
         .get_token(&TokenRequest::default_request())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         api[0].header("authorization"),
-        Some(format!("Bearer {}", token.token).as_str())
+        Some(format!("Bearer {}", t.token).as_str())
     );
     assert_eq!(api[0].header("x-request-id"), Some("abc"));
     assert_eq!(api[0].body, b"{\"a\":1}");
     // The token is nowhere in what the caller gets back.
-    assert!(!resp.headers.iter().any(|(_, v)| {
-        v.windows(token.token.len())
-            .any(|w| w == token.token.as_bytes())
-    }));
+    assert!(
+        !resp
+            .headers
+            .iter()
+            .any(|(_, v)| { v.windows(t.token.len()).any(|w| w == t.token.as_bytes()) })
+    );
 }
 
 #[tokio::test]
@@ -59,7 +49,7 @@ async fn on_401_the_token_is_invalidated_and_the_request_retried_once() {
     let rig = rig(&server, &[]);
     let mut inst = rig.host.instance().await.unwrap();
     assert_eq!(
-        inst.send(&get(&server.url("/api/a")))
+        inst.send(&api_get(server.url("/api/a")))
             .await
             .unwrap()
             .unwrap()
@@ -68,7 +58,7 @@ async fn on_401_the_token_is_invalidated_and_the_request_retried_once() {
     );
     server.revoke_all();
     let resp = inst
-        .send(&get(&server.url("/api/b")))
+        .send(&api_get(server.url("/api/b")))
         .await
         .unwrap()
         .unwrap();
@@ -94,14 +84,8 @@ async fn a_second_401_is_returned_not_retried_again() {
     // Tokens that are dead on arrival: the API answers 401 to every one.
     server.set_expires_in(Some(0.into()));
     let rig = rig(&server, &[]);
-    let resp = rig
-        .host
-        .instance()
+    let resp = send(&rig.host, &api_get(server.url("/api/x")))
         .await
-        .unwrap()
-        .send(&get(&server.url("/api/x")))
-        .await
-        .unwrap()
         .unwrap();
     assert_eq!(resp.status, 401);
     assert_eq!(server.api_requests().len(), 2);
@@ -122,7 +106,7 @@ async fn origins_not_on_the_allow_list_are_refused_before_anything_is_sent() {
         "http://localhost.evil.test/api",
         "http://127.0.0.1.nip.io/api",
     ] {
-        let err = inst.send(&get(url)).await.unwrap().unwrap_err();
+        let err = inst.send(&api_get(url)).await.unwrap().unwrap_err();
         assert!(
             matches!(&err, ProviderError::Refused(m) if m.contains("is not in allowed_origins")),
             "{url}: {err:?}"
@@ -145,14 +129,8 @@ async fn plain_http_api_urls_need_the_opt_in() {
             ("token_url", "https://127.0.0.1:1/token"),
         ],
     );
-    let err = rig
-        .host
-        .instance()
+    let err = send(&rig.host, &api_get(server.url("/api/x")))
         .await
-        .unwrap()
-        .send(&get(&server.url("/api/x")))
-        .await
-        .unwrap()
         .unwrap_err();
     assert!(
         matches!(&err, ProviderError::Refused(m) if m.starts_with("plain http://")),
@@ -176,7 +154,7 @@ async fn caller_authorization_and_bad_headers_are_refused() {
         ("bad name".into(), b"v".to_vec(), "not a valid header name"),
     ];
     for (name, value, expected) in cases {
-        let mut req = get(&server.url("/api/x"));
+        let mut req = api_get(server.url("/api/x"));
         req.headers = vec![(name.clone(), value)];
         let err = inst.send(&req).await.unwrap().unwrap_err();
         assert!(
@@ -184,14 +162,14 @@ async fn caller_authorization_and_bad_headers_are_refused() {
             "{name}: {err:?}"
         );
     }
-    let mut req = get(&server.url("/api/x"));
+    let mut req = api_get(server.url("/api/x"));
     req.method = "GE T".into();
     assert!(matches!(
         inst.send(&req).await.unwrap().unwrap_err(),
         ProviderError::Refused(_)
     ));
     let err = inst
-        .send(&get("https://user:pw@127.0.0.1/api"))
+        .send(&api_get("https://user:pw@127.0.0.1/api"))
         .await
         .unwrap()
         .unwrap_err();
@@ -206,14 +184,8 @@ async fn caller_authorization_and_bad_headers_are_refused() {
 async fn response_body_over_the_cap_is_an_error_not_a_truncation() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[("max_response_bytes", "10")]);
-    let err = rig
-        .host
-        .instance()
+    let err = send(&rig.host, &api_get(server.url("/api/x")))
         .await
-        .unwrap()
-        .send(&get(&server.url("/api/x")))
-        .await
-        .unwrap()
         .unwrap_err();
     assert!(
         matches!(&err, ProviderError::InvalidResponse(m) if m == "API response body larger than max_response_bytes (10)"),
@@ -222,67 +194,20 @@ async fn response_body_over_the_cap_is_an_error_not_a_truncation() {
 }
 
 #[tokio::test]
-async fn a_failing_store_degrades_to_no_cache_and_says_so() {
-    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
-    let rig = rig_with_kv(&server, &[], Some(Arc::new(FailingKv)));
-    for _ in 0..2 {
-        let t = rig
-            .host
-            .instance()
-            .await
-            .unwrap()
-            .get_token(&TokenRequest::default_request())
-            .await
-            .unwrap();
-        assert!(t.is_ok(), "{t:?}");
-    }
-    // No shared cache: each fresh instance fetched.
-    assert_eq!(server.token_requests().len(), 2);
-    let degraded = rig
-        .audit_lines()
-        .into_iter()
-        .filter(|l| l["event"] == "store.error")
-        .count();
-    assert!(degraded >= 2, "{:?}", rig.audit_lines());
-}
-
-#[tokio::test]
 async fn corrupt_or_foreign_store_entries_are_misses() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[]);
-    rig.host
-        .instance()
-        .await
-        .unwrap()
-        .get_token(&TokenRequest::default_request())
-        .await
-        .unwrap()
-        .unwrap();
+    let req = TokenRequest::default_request();
+    token(&rig.host, &req).await.unwrap();
     let (key, mut value) = rig.kv.entries("default").remove(0);
     use token_provider_host::kv::KvBackend;
     let last = value.len() - 1;
     value[last] ^= 0xff;
     rig.kv.set("default", &key, &value).await.unwrap();
-    let t = rig
-        .host
-        .instance()
-        .await
-        .unwrap()
-        .get_token(&TokenRequest::default_request())
-        .await
-        .unwrap()
-        .unwrap();
+    let t = token(&rig.host, &req).await.unwrap();
     assert_eq!(t.source, token_provider_host::TokenSource::Fresh);
     rig.kv.set("default", &key, b"garbage").await.unwrap();
-    let t = rig
-        .host
-        .instance()
-        .await
-        .unwrap()
-        .get_token(&TokenRequest::default_request())
-        .await
-        .unwrap()
-        .unwrap();
+    let t = token(&rig.host, &req).await.unwrap();
     assert_eq!(t.source, token_provider_host::TokenSource::Fresh);
     assert_eq!(server.token_requests().len(), 3);
     let rejected: Vec<_> = rig

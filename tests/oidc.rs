@@ -4,8 +4,8 @@
 mod common;
 
 use common::oidc::{OidcPeer, RESOURCE, TestPki};
-use common::{LogSink, MemoryOutputPipe, audit_lines, token};
-use token_provider_host::{ApiRequest, ProviderError, TokenHost, TokenRequest, TokenSource};
+use common::{LogSink, MemoryOutputPipe, api_get, audit_lines, send, token};
+use token_provider_host::{ProviderError, TokenHost, TokenRequest, TokenSource};
 
 fn make_host(
     peer: &OidcPeer,
@@ -241,34 +241,14 @@ async fn revoke(peer: &OidcPeer, token: &str) {
 async fn revoked_token_401_leads_to_one_refresh_and_one_retry() {
     let peer = OidcPeer::start(None);
     let (host, log) = make_host(&peer, None, "basic-client", "basic-secret", &[]);
-    let api = ApiRequest {
-        method: "GET".into(),
-        url: format!("{}/api/orders", peer.base()),
-        headers: vec![],
-        body: None,
-        token: None,
-    };
-    let resp = host
-        .instance()
-        .await
-        .unwrap()
-        .send(&api)
-        .await
-        .unwrap()
-        .unwrap();
+    let api = api_get(format!("{}/api/orders", peer.base()));
+    let resp = send(&host, &api).await.unwrap();
     assert_eq!(resp.status, 200);
     let cached = token(&host, &TokenRequest::default_request())
         .await
         .unwrap();
     revoke(&peer, &cached.token).await;
-    let resp = host
-        .instance()
-        .await
-        .unwrap()
-        .send(&api)
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(&host, &api).await.unwrap();
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(body["client_id"], "basic-client");
@@ -293,15 +273,8 @@ async fn allow_list_and_https_refusals_send_nothing() {
     let peer = OidcPeer::start(Some(&pki));
     let (host, _) = make_host(&peer, Some(&pki), "basic-client", "basic-secret", &[]);
     let mut inst = host.instance().await.unwrap();
-    let req = |url: String| ApiRequest {
-        method: "GET".into(),
-        url,
-        headers: vec![],
-        body: None,
-        token: None,
-    };
     let e = inst
-        .send(&req(format!("https://localhost:{}/api/x", peer.port)))
+        .send(&api_get(format!("https://localhost:{}/api/x", peer.port)))
         .await
         .unwrap()
         .unwrap_err();
@@ -310,7 +283,7 @@ async fn allow_list_and_https_refusals_send_nothing() {
         "{e:?}"
     );
     let e = inst
-        .send(&req(format!("http://127.0.0.1:{}/api/x", peer.port)))
+        .send(&api_get(format!("http://127.0.0.1:{}/api/x", peer.port)))
         .await
         .unwrap()
         .unwrap_err();
@@ -330,7 +303,7 @@ async fn allow_list_and_https_refusals_send_nothing() {
     assert_eq!(peer.stats(Some(&pki)).await, (0, 0));
     // And the allowed https origin works.
     let ok = inst
-        .send(&req(format!("{}/api/x", peer.base())))
+        .send(&api_get(format!("{}/api/x", peer.base())))
         .await
         .unwrap()
         .unwrap();

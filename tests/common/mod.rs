@@ -8,12 +8,30 @@ pub use token_provider_host::MemoryOutputPipe;
 pub mod oidc;
 use token_provider_host::kv::{KvBackend, MemoryKv};
 use token_provider_host::testkit::testserver::MockServer;
-use token_provider_host::{AccessToken, ProviderError, TokenRequest};
+use token_provider_host::{AccessToken, ApiRequest, ApiResponse, ProviderError, TokenRequest};
 pub use token_provider_host::{LogSink, TokenHost};
 
 /// `get-token` on a fresh instance of `host` (a trap fails the test).
 pub async fn token(host: &TokenHost, req: &TokenRequest) -> Result<AccessToken, ProviderError> {
     host.instance().await.unwrap().get_token(req).await.unwrap()
+}
+
+/// `send` through the authorized client of a fresh instance of `host` (a trap fails the
+/// test).
+pub async fn send(host: &TokenHost, req: &ApiRequest) -> Result<ApiResponse, ProviderError> {
+    host.instance().await.unwrap().send(req).await.unwrap()
+}
+
+/// A plain GET of `url` for the authorized client: no headers, no body, the provider's
+/// own token.
+pub fn api_get(url: impl Into<String>) -> ApiRequest {
+    ApiRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers: vec![],
+        body: None,
+        token: None,
+    }
 }
 
 pub const CLIENT_ID: &str = "svc-client";
