@@ -197,7 +197,7 @@ impl<'a> Event<'a> {
             error: None,
             detail: outcome
                 .detail()
-                .filter(|d| !d.contains("{}"))
+                .filter(|d| !d.contains('{'))
                 .map(String::from),
             api_origin: None,
             attempt: None,
@@ -209,18 +209,17 @@ impl<'a> Event<'a> {
     pub fn with_error(mut self, e: &crate::Error) -> Self {
         self.error = Some(e.kind());
         self.status = e.status();
-        self.with_detail(e)
+        self.with_detail(&e.to_string())
     }
 
     /// Fill this outcome's detail template with `text` (or replace the detail when the
     /// outcome has no template).
-    pub fn with_detail(mut self, text: impl std::fmt::Display) -> Self {
-        let template = self
-            .what
-            .detail()
-            .filter(|d| d.contains("{}"))
-            .unwrap_or("{}");
-        self.detail = Some(template.replacen("{}", &text.to_string(), 1));
+    pub fn with_detail(mut self, text: &str) -> Self {
+        // `{` appears in templates only as the slot `{}`.
+        self.detail = Some(match self.what.detail().and_then(|d| d.split_once('{')) {
+            Some((before, after)) => [before, text, &after[1..]].concat(),
+            None => text.to_string(),
+        });
         self
     }
 

@@ -113,7 +113,7 @@ impl Settings {
     /// unset key and `Err(message)` when the host's config store fails.
     pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, Error> {
         // Read in the order of the table, so the first bad key is the one reported.
-        let r = Reader { get: &get };
+        let r = Reader { get };
         let allow_insecure_http = r.boolean("allow_insecure_http")?;
         let client = read_client(&r, allow_insecure_http)?;
         let allowed_origins = r
@@ -171,7 +171,10 @@ impl Settings {
     }
 }
 
-fn read_client(r: &Reader<'_>, allow_insecure_http: bool) -> Result<ClientSettings, Error> {
+fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    allow_insecure_http: bool,
+) -> Result<ClientSettings, Error> {
     let token_url_text = r.required("token_url")?;
     let token_url = parse_url(&token_url_text).map_err(|e| Error::config("token_url", e))?;
     if token_url.origin.scheme == Scheme::Http && !allow_insecure_http {
@@ -205,11 +208,11 @@ fn read_client(r: &Reader<'_>, allow_insecure_http: bool) -> Result<ClientSettin
 }
 
 /// Reads one key at a time, as [`keys::KEYS`] describes it.
-struct Reader<'a> {
-    get: &'a dyn Fn(&str) -> Result<Option<String>, String>,
+struct Reader<G> {
+    get: G,
 }
 
-impl Reader<'_> {
+impl<G: Fn(&str) -> Result<Option<String>, String>> Reader<G> {
     /// The trimmed value; `None` when unset or empty.
     fn read(&self, key: &str) -> Result<Option<String>, Error> {
         let value =

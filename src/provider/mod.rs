@@ -136,7 +136,7 @@ impl<P: Platform> Provider<'_, P> {
                 self.settings,
                 &l.params.scopes,
             )
-            .with_detail(e);
+            .with_detail(&e);
         }
         self.platform.log(&event.to_line());
     }

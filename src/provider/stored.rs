@@ -73,6 +73,6 @@ impl<P: Platform> Provider<'_, P> {
 
     pub(super) fn store_error(&self, params: &TokenParams, message: String) {
         let ev = Event::new(Outcome::StoreDegraded, self.settings, &params.scopes);
-        self.platform.log(&ev.with_detail(message).to_line());
+        self.platform.log(&ev.with_detail(&message).to_line());
     }
 }
