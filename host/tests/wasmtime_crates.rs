@@ -40,12 +40,9 @@ impl WasiHttpView for Ctx {
     }
 }
 
-#[tokio::test]
-async fn wasmtime_flavor_gets_a_token_with_wasmtimes_own_wasi_crates() {
-    let server = MockServer::start("cli-client", "cli-secret").await.unwrap();
-    let engine = new_engine().unwrap();
-    let component = Component::new(&engine, EMBEDDED_WASMTIME_COMPONENT).unwrap();
-    let mut linker = Linker::<Ctx>::new(&engine);
+/// A linker with wasmtime's own WASI crates only (none of this project's host glue).
+fn wasmtime_crates_linker(engine: &wasmtime::Engine) -> Linker<Ctx> {
+    let mut linker = Linker::<Ctx>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
     wasmtime_wasi_keyvalue::add_to_linker(&mut linker, |c: &mut Ctx| {
@@ -54,6 +51,15 @@ async fn wasmtime_flavor_gets_a_token_with_wasmtimes_own_wasi_crates() {
     .unwrap();
     wasmtime_wasi_config::add_to_linker(&mut linker, |c: &mut Ctx| WasiConfig::from(&c.config))
         .unwrap();
+    linker
+}
+
+#[tokio::test]
+async fn wasmtime_flavor_gets_a_token_with_wasmtimes_own_wasi_crates() {
+    let server = MockServer::start("cli-client", "cli-secret").await.unwrap();
+    let engine = new_engine().unwrap();
+    let component = Component::new(&engine, EMBEDDED_WASMTIME_COMPONENT).unwrap();
+    let linker = wasmtime_crates_linker(&engine);
 
     let config = [
         ("token_url", server.url("/token")),
@@ -102,15 +108,7 @@ async fn spin_flavor_does_not_link_with_wasmtimes_crates() {
     let engine = new_engine().unwrap();
     let component =
         Component::new(&engine, token_provider_host::components::EMBEDDED_COMPONENT).unwrap();
-    let mut linker = Linker::<Ctx>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
-    wasmtime_wasi_keyvalue::add_to_linker(&mut linker, |c: &mut Ctx| {
-        WasiKeyValue::new(&c.kv, &mut c.table)
-    })
-    .unwrap();
-    wasmtime_wasi_config::add_to_linker(&mut linker, |c: &mut Ctx| WasiConfig::from(&c.config))
-        .unwrap();
+    let linker = wasmtime_crates_linker(&engine);
     let err = linker
         .instantiate_pre(&component)
         .err()
