@@ -3,8 +3,9 @@
 //! fetches for each cache key (`single_flight`, on the store's `lease`), and one renews
 //! a token inside the last part of its life while the others keep using it
 //! (`refresh`). `fetch` makes one token request with its retries; `cooldown` fails fast
-//! after a credential rejection; `stored` reads and writes the store. Every decision
-//! is one audit line.
+//! after a credential rejection; `stored` reads and writes the store, whose every key
+//! is built in `crate::store::keys`. Every decision is one audit line
+//! (`crate::audit::Outcome`).
 
 pub mod cooldown;
 mod fetch;
