@@ -10,12 +10,12 @@ use wasi::io::streams::StreamError;
 
 pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpResponse, CoreError> {
     let outgoing = outgoing_request(request)?;
+    let request_options = request_options(options.timeout_ms);
     let body = outgoing
         .body()
         .map_err(|()| CoreError::Transport("request body unavailable".into()))?;
-    let future =
-        wasi::http::outgoing_handler::handle(outgoing, Some(request_options(options.timeout_ms)))
-            .map_err(transport_error)?;
+    let future = wasi::http::outgoing_handler::handle(outgoing, Some(request_options))
+        .map_err(transport_error)?;
     // Write the body, remembering a failure: when the connection fails, the write sees a
     // closed stream first, and the response future has the real reason.
     let write_failed = !write_body(body, &request.body);

@@ -154,7 +154,7 @@ pub const KEYS: &[Key] = &[
         "2",
         0,
         10,
-        "Token requests retried after a transport fault, 5xx or 429",
+        "Token requests retried after a transport fault, 5xx or 429 (0-10)",
     ),
     number(
         "retry_base_ms",

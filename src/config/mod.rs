@@ -148,7 +148,7 @@ impl Settings {
         let lease_ms = r.number("lease_ms")?;
         let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
         let cache = CacheSettings {
-            kv_store: r.optional("kv_store")?,
+            kv_store: r.or_none_if_empty("kv_store")?,
             expiry_skew_secs,
             lifetimes,
             refresh_ahead_percent,
@@ -190,7 +190,7 @@ fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
         _ => AuthMethod::ClientSecretBasic,
     };
     let scope = r.words("scope")?;
-    let audience = r.optional("audience")?;
+    let audience = r.read("audience")?;
     let resource = r.words("resource")?;
     for res in &resource {
         parse_resource(res).map_err(|e| Error::config("resource", e))?;
@@ -233,13 +233,19 @@ impl<G: Fn(&str) -> Result<Option<String>, String>> Reader<G> {
             .ok_or_else(|| Error::config(key, "is required but not set"))
     }
 
-    /// Unset means the default; set but empty means none (`kv_store=` disables the
-    /// store, `audience` defaults to empty).
-    fn optional(&self, key: &str) -> Result<Option<String>, Error> {
-        match (self.get)(key) {
-            Ok(Some(v)) if v.trim().is_empty() => Ok(None),
-            _ => Ok(Some(self.text(key)?).filter(|v| !v.is_empty())),
+    /// The value; unset means the table's default, set but empty means none
+    /// (`kv_store=` disables the store).
+    fn or_none_if_empty(&self, key: &str) -> Result<Option<String>, Error> {
+        if let Some(v) = self.read(key)? {
+            return Ok(Some(v));
         }
+        Ok(match (self.get)(key) {
+            Ok(Some(v)) if v.trim().is_empty() => None,
+            _ => keys::key_of(key)
+                .default
+                .filter(|d| !d.is_empty())
+                .map(String::from),
+        })
     }
 
     fn number(&self, key: &str) -> Result<u64, Error> {
@@ -271,16 +277,11 @@ impl<G: Fn(&str) -> Result<Option<String>, String>> Reader<G> {
             panic!("`{key}` is not a choice in config::KEYS");
         };
         let text = self.text(key)?;
-        words.iter().copied().find(|w| *w == text).ok_or_else(|| {
-            Error::config(
-                key,
-                format!(
-                    "`{}` is not {}",
-                    crate::error::sanitize(&text, 64),
-                    words.join(" or ")
-                ),
-            )
-        })
+        words
+            .iter()
+            .copied()
+            .find(|w| *w == text)
+            .ok_or_else(|| Error::config(key, format!("`{text}` is not {}", words.join(" or "))))
     }
 
     fn words(&self, key: &str) -> Result<Vec<String>, Error> {
@@ -498,5 +499,45 @@ mod tests {
                 .collect();
             assert!(load(&pairs).is_err(), "{} is required", key.name);
         }
+    }
+
+    #[test]
+    fn each_key_is_read_once_in_a_fixed_order_and_an_unset_kv_store_twice() {
+        // A host's config store is I/O: the reads are part of the behaviour.
+        let reads = std::cell::RefCell::new(Vec::new());
+        let map: std::collections::HashMap<&str, &str> = BASE.iter().copied().collect();
+        Settings::load(|k| {
+            reads.borrow_mut().push(k.to_string());
+            Ok(map.get(k).map(|v| v.to_string()))
+        })
+        .unwrap();
+        assert_eq!(
+            reads.into_inner(),
+            [
+                "allow_insecure_http",
+                "token_url",
+                "client_id",
+                "client_secret",
+                "auth_method",
+                "scope",
+                "audience",
+                "resource",
+                "allowed_origins",
+                "expiry_skew_secs",
+                "default_expires_in_secs",
+                "max_expires_in_secs",
+                "http_timeout_ms",
+                "max_response_bytes",
+                "max_retries",
+                "retry_base_ms",
+                "retry_max_delay_ms",
+                "token_deadline_ms",
+                "failure_cooldown_secs",
+                "lease_ms",
+                "refresh_ahead_percent",
+                "kv_store",
+                "kv_store",
+            ]
+        );
     }
 }

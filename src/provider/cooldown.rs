@@ -89,9 +89,11 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     pub(super) fn start_cooldown(&self, params: &TokenParams, e: &Error) {
-        let now = self.platform.now_unix_ms();
-        let Some(cooldown) = Cooldown::after(e, self.settings.retry.failure_cooldown_secs, now)
-        else {
+        let secs = self.settings.retry.failure_cooldown_secs;
+        if secs == 0 {
+            return;
+        }
+        let Some(cooldown) = Cooldown::after(e, secs, self.platform.now_unix_ms()) else {
             return;
         };
         if let Some(store) = self.settings.cache.kv_store.as_deref() {
