@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write the seed corpora (fuzz/seeds/<target>/) from the hostile-input catalog in
-tests/hostile_catalog.rs, so fuzzing starts from every case the catalog names."""
+tests/core/hostile_catalog.rs, so fuzzing starts from every case the catalog names."""
 import pathlib, re, struct
 
 root = pathlib.Path(__file__).resolve().parent.parent

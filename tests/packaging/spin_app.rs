@@ -6,7 +6,7 @@
 //! - every import of the provider (Spin flavor) and of the gateway is in Spin's platform
 //!   world (read from the spin-sdk crate's WIT), or is satisfied by the provider.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

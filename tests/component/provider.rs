@@ -1,9 +1,7 @@
 //! The component inside wasmtime against the in-process token server: exact wire
 //! format, caching across instances, expiry, invalidation, errors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use token_provider_host::testkit::testserver::{Canned, MockServer};
 use token_provider_host::{ProviderError, TokenRequest, TokenSource};
 

@@ -1,10 +1,8 @@
 //! The component inside wasmtime against oidc-provider (a real authorization server),
 //! over plain HTTP and over HTTPS with a CA generated for the run.
 
-mod common;
-
-use common::oidc::{OidcPeer, RESOURCE, TestPki};
-use common::{LogSink, MemoryOutputPipe, api_get, audit_lines, send, token};
+use crate::common::oidc::{OidcPeer, RESOURCE, TestPki};
+use crate::common::{LogSink, MemoryOutputPipe, api_get, audit_lines, send, token};
 use token_provider_host::{ProviderError, TokenHost, TokenRequest, TokenSource};
 
 fn make_host(

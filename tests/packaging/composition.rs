@@ -2,9 +2,7 @@
 //! plugged with the provider (wac-graph, what `wac plug` does), and the composed
 //! component fetches and caches a token inside the host.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use token_provider_host::components::EMBEDDED_COMPONENT;
 use token_provider_host::testkit::testserver::MockServer;
 use wac_graph::{CompositionGraph, EncodeOptions, types::Package};

@@ -4,9 +4,7 @@
 //! 2. every audit line the component emits matches the schema in docs/audit-log.md (and
 //!    so do that page's example lines).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,9 +1,7 @@
 //! Both flavors, built from one source, behave the same in the project's host (which
 //! implements both sets of draft imports over one store).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{Flavor, TokenRequest, TokenSource};
 

@@ -1,9 +1,7 @@
 //! The authorized client inside wasmtime: allow-list, HTTPS rule, header rules,
 //! 401 → one refresh and one retry, response cap.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{ProviderError, TokenRequest};
 

@@ -3,10 +3,8 @@
 //! The token endpoint is `faultserver::FaultServer` (hand-written HTTP on a raw socket)
 //! or oidc-provider stopped mid-run.
 
-mod common;
-
-use common::oidc::OidcPeer;
-use common::{LogSink, MemoryOutputPipe, audit_lines, token};
+use crate::common::oidc::OidcPeer;
+use crate::common::{LogSink, MemoryOutputPipe, audit_lines, token};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use token_provider_host::kv::{KvBackend, MemoryKv};

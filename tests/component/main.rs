@@ -1,0 +1,14 @@
+//! The component inside the host: each test instantiates the real `.wasm` (both
+//! flavors where it matters) in `token-provider-host` against an in-process token
+//! server, oidc-provider (HTTP and TLS), the fault server or redis-server.
+//! Run one file with `cargo test --test component <file>::`, e.g. `oidc::`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod audit_and_leaks;
+mod authorized_client;
+mod faults;
+mod flavors;
+mod oidc;
+mod provider;

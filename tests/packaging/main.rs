@@ -1,0 +1,11 @@
+//! What ships around the component: its WIT contract as built, the Spin app's
+//! manifest and imports, composition with another component, and the docs (the
+//! configuration table, the links).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod composition;
+mod contract;
+mod docs;
+mod spin_app;
