@@ -4,7 +4,7 @@ tests/core/hostile_catalog.rs, so fuzzing starts from every case the catalog nam
 import pathlib, re, struct
 
 root = pathlib.Path(__file__).resolve().parent.parent
-catalog = (root / "tests" / "hostile_catalog.rs").read_text()
+catalog = (root / "tests" / "core" / "hostile_catalog.rs").read_text()
 seeds = root / "fuzz" / "seeds"
 
 def write(target, name, data):
