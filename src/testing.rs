@@ -279,6 +279,14 @@ impl Rig {
         seal::seal(&entry, &self.settings.client.secret, &self.key(), [3; 24])
     }
 
+    /// Put a token in the store as another instance would have stored it.
+    pub fn store_token(&self, token: &str, issued_at_ms: u64, lifetime_secs: u64) {
+        self.platform.kv_put(
+            &self.key().store_key(),
+            &self.sealed(token, issued_at_ms, lifetime_secs),
+        );
+    }
+
     /// The lease counter of the slot that `at_ms` falls in (`lease_ms` 15 s if the
     /// lease is disabled).
     pub fn lease_key(&self, at_ms: u64) -> String {

@@ -193,8 +193,7 @@ mod tests {
         // 100 s token, 15 % window, skew 60 s capped at 50 s: usable until 50 s,
         // window from 35 s (jitter moves an instance's start up to 7.5 s later).
         let rig = Rig::new(&[]);
-        rig.platform
-            .kv_put(&rig.key().store_key(), &rig.sealed("old", T0, 100));
+        rig.store_token("old", T0, 100);
         rig.platform.advance(44_000);
         // Another instance holds the lease: serve the old token, no wait, no fetch.
         let lease_key = rig.lease_key(T0 + 44_000);
@@ -228,8 +227,7 @@ mod tests {
             b"99999999999999999999999",
         ] {
             let rig = Rig::new(&[]);
-            rig.platform
-                .kv_put(&rig.key().store_key(), &rig.sealed("old", T0, 100));
+            rig.store_token("old", T0, 100);
             rig.platform.kv_put(&pause_key(&rig), junk);
             rig.platform.advance(44_000);
             rig.platform.respond_token("new", 100);
@@ -238,8 +236,7 @@ mod tests {
         // A pause far in the future stops renewals, never service: the cached token is
         // served, and once it is due the ordinary miss path fetches.
         let rig = Rig::new(&[]);
-        rig.platform
-            .kv_put(&rig.key().store_key(), &rig.sealed("old", T0, 100));
+        rig.store_token("old", T0, 100);
         rig.platform
             .kv_put(&pause_key(&rig), u64::MAX.to_string().as_bytes());
         rig.platform.advance(44_000);
@@ -254,8 +251,7 @@ mod tests {
     #[test]
     fn before_the_window_no_lease_is_touched() {
         let rig = Rig::new(&[]);
-        rig.platform
-            .kv_put(&rig.key().store_key(), &rig.sealed("tok", T0, 100));
+        rig.store_token("tok", T0, 100);
         rig.platform.advance(30_000);
         let t = rig.get().unwrap();
         assert_eq!(t.source, Source::Store);
@@ -270,8 +266,7 @@ mod tests {
     #[test]
     fn a_failed_refresh_keeps_serving_the_valid_token_and_says_so() {
         let rig = Rig::new(&[("max_retries", "0")]);
-        rig.platform
-            .kv_put(&rig.key().store_key(), &rig.sealed("still-valid", T0, 100));
+        rig.store_token("still-valid", T0, 100);
         rig.platform.advance(44_000);
         rig.platform.respond(Ok(HttpResponse {
             status: 503,
@@ -301,8 +296,7 @@ mod tests {
         rig.platform.respond_token("renewed", 100);
         assert_eq!(rig.get().unwrap().token.expose(), "renewed");
         assert_eq!(rig.platform.sent.borrow().len(), 2);
-        rig.platform
-            .kv_put(&rig.key().store_key(), &rig.sealed("still-valid", T0, 100));
+        rig.store_token("still-valid", T0, 100);
         rig.memory.borrow_mut().remove(&rig.key());
         rig.platform.advance(4_999);
         // Once it is really due, the failure is the caller's.

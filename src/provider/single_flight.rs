@@ -308,8 +308,7 @@ mod tests {
         let rig = Rig::new(&[]);
         let p = rig.provider();
         let l = Lookup::new(&TokenRequest::default(), &rig.settings).unwrap();
-        rig.platform
-            .kv_put(&rig.key().store_key(), &rig.sealed("just-stored", T0, 3600));
+        rig.store_token("just-stored", T0, 3600);
         let t = p
             .fetch_holding(
                 "default",
