@@ -9,14 +9,55 @@ use crate::platform::Platform;
 use crate::provider::Provider;
 use crate::token_request::TokenRequest;
 
-/// A caller's API request (mirrors the WIT `authorized-client.request`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Methods never sent with a token: TRACE (and the old TRACK) echo the request, its
+/// Authorization header included, back in the response body; CONNECT opens a tunnel.
+const REFUSED_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
+
+/// Headers a caller may not set: the ones that address the connection or frame the
+/// message (RFC 9110 §7.2 and §7.6.1, RFC 9112 §6), which the HTTP layer sets. Refused
+/// here, so that no host's own rules decide what goes out with a token.
+const REFUSED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// A caller's API request (mirrors the WIT `authorized-client.request`). Its `Debug`
+/// shows header names and the body's length only.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ApiRequest {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Option<Vec<u8>>,
     pub token: Option<TokenRequest>,
+}
+
+impl std::fmt::Debug for ApiRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field(
+                "headers",
+                &crate::http_types::RedactedHeaders(&self.headers),
+            )
+            .field(
+                "body",
+                &self
+                    .body
+                    .as_ref()
+                    .map(|b| crate::http_types::Redacted(b.len())),
+            )
+            .field("token", &self.token)
+            .finish()
+    }
 }
 
 /// Validate `req` without sending anything: method, URL, scheme, origin, headers.
@@ -27,6 +68,14 @@ pub fn prepare(settings: &crate::config::Settings, req: &ApiRequest) -> Result<H
             sanitize(&req.method, 32)
         ))
     })?;
+    if REFUSED_METHODS
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method.as_str()))
+    {
+        return Err(Error::Refused(format!(
+            "`{method}` is never sent with a token (it echoes the request or opens a tunnel)"
+        )));
+    }
     let url = parse_url(&req.url).map_err(|e| Error::Refused(format!("URL: {e}")))?;
     if url.origin.scheme == Scheme::Http && !settings.http.allow_insecure_http {
         return Err(Error::Refused(
@@ -51,6 +100,11 @@ pub fn prepare(settings: &crate::config::Settings, req: &ApiRequest) -> Result<H
         if name == http::header::AUTHORIZATION || name == http::header::PROXY_AUTHORIZATION {
             return Err(Error::Refused(format!(
                 "the `{name}` header is set by the authorized client, not the caller"
+            )));
+        }
+        if REFUSED_HEADERS.contains(&name.as_str()) {
+            return Err(Error::Refused(format!(
+                "the `{name}` header is set by the HTTP layer, not the caller"
             )));
         }
         http::HeaderValue::from_bytes(value).map_err(|_| {
@@ -142,5 +196,82 @@ fn send_with_token<P: Platform>(
             (attempt(true), true)
         }
         other => (other, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::settings;
+
+    fn request(method: &str, headers: &[(&str, &[u8])]) -> ApiRequest {
+        ApiRequest {
+            method: method.into(),
+            url: "https://api.example.com/v1".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect(),
+            body: Some(b"card=4111".to_vec()),
+            token: None,
+        }
+    }
+
+    fn refusal(method: &str, headers: &[(&str, &[u8])]) -> Option<String> {
+        let s = settings(&[("allowed_origins", "https://api.example.com")]);
+        match prepare(&s, &request(method, headers)) {
+            Ok(_) => None,
+            Err(Error::Refused(m)) => Some(m),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn methods_that_echo_or_tunnel_are_never_sent_with_a_token() {
+        for method in ["TRACE", "TRACK", "CONNECT", "trace", "Connect"] {
+            let refused = refusal(method, &[]).unwrap_or_else(|| panic!("{method} was allowed"));
+            assert!(refused.contains("never sent with a token"), "{refused}");
+        }
+        for method in [
+            "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "QUERY",
+        ] {
+            assert_eq!(refusal(method, &[]), None, "{method}");
+        }
+    }
+
+    #[test]
+    fn framing_and_hop_by_hop_headers_are_refused_whatever_the_host_allows() {
+        for name in [
+            "Host",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "TE",
+            "Trailer",
+            "Upgrade",
+        ] {
+            let refused =
+                refusal("POST", &[(name, b"x")]).unwrap_or_else(|| panic!("{name} was allowed"));
+            assert!(
+                refused.contains("set by the HTTP layer"),
+                "{name}: {refused}"
+            );
+        }
+        assert_eq!(refusal("POST", &[("Content-Type", b"text/plain")]), None);
+    }
+
+    #[test]
+    fn debug_of_an_api_request_shows_no_header_value_and_no_body() {
+        let shown = format!("{:?}", request("POST", &[("X-Api-Key", b"KEY-42")]));
+        assert!(
+            !shown.contains("KEY-42") && !shown.contains("4111"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("X-Api-Key") && shown.contains("9 bytes"),
+            "{shown}"
+        );
     }
 }

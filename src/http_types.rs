@@ -2,7 +2,10 @@
 
 use crate::origin::HttpUrl;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request. Its `Debug` shows header names (never values) and the body's length
+/// only: a token request's body can hold the client secret, an API request's
+/// Authorization header the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpRequest {
     pub method: String,
     pub url: HttpUrl,
@@ -11,12 +14,55 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A response. Its `Debug` shows the status, header names and the body's length only:
+/// a token response's body holds the access token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     pub status: u16,
     /// Lower-case names.
     pub headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
+}
+
+/// `Debug` for header lists: names, never values.
+pub(crate) struct RedactedHeaders<'a>(pub &'a [(String, Vec<u8>)]);
+
+impl std::fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+/// `Debug` for a body: its length.
+pub(crate) struct Redacted(pub usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes>", self.0)
+    }
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("body", &Redacted(self.body.len()))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("body", &Redacted(self.body.len()))
+            .finish()
+    }
 }
 
 impl HttpResponse {
@@ -37,4 +83,45 @@ pub struct HttpOptions {
     /// The adapter stops reading the body after this many bytes. Callers pass their cap
     /// plus one, so a body over the cap is seen as such and refused, never truncated.
     pub read_limit: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{response, settings};
+    use crate::token_request::{self, TokenParams, TokenRequest};
+
+    #[test]
+    fn debug_never_shows_a_secret_a_token_or_a_form_body() {
+        for method in ["client_secret_post", "client_secret_basic"] {
+            let s = settings(&[("client_secret", "SECRET-42"), ("auth_method", method)]);
+            let params = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
+            let mut request = token_request::build(&s, &params);
+            request
+                .headers
+                .push(("authorization".into(), b"Bearer TOKEN-42".to_vec()));
+            let shown = format!("{request:?}");
+            assert!(
+                !shown.contains("SECRET-42") && !shown.contains("c3ZjOlNFQ1JFVC00Mg"),
+                "{shown}"
+            );
+            assert!(
+                !shown.contains("TOKEN-42") && !shown.contains("grant_type"),
+                "{shown}"
+            );
+            assert!(
+                shown.contains("authorization") && shown.contains("bytes>"),
+                "{shown}"
+            );
+        }
+        let answer = response(
+            200,
+            &[],
+            r#"{"access_token":"TOKEN-42","token_type":"Bearer"}"#,
+        );
+        let shown = format!("{answer:?}");
+        assert!(
+            !shown.contains("TOKEN-42") && shown.contains("200"),
+            "{shown}"
+        );
+    }
 }

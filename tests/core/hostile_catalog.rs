@@ -206,12 +206,16 @@ fn settings(origins: &str, insecure: bool) -> Settings {
 }
 
 fn check_request(url: &str, headers: &[(&str, &[u8])], allowed: bool) {
+    check_method("GET", url, headers, allowed);
+}
+
+fn check_method(method: &str, url: &str, headers: &[(&str, &[u8])], allowed: bool) {
     let s = settings(
         "https://api.example.com,https://api.example.com:8443",
         false,
     );
     let req = ApiRequest {
-        method: "GET".into(),
+        method: method.into(),
         url: url.into(),
         headers: headers
             .iter()
@@ -276,6 +280,27 @@ requests! {
     q31_junk_after_the_port_found_by_fuzzing: "https://api.example.com:42p.comi.examhhhh=[]hhp1", NO => false;
     q32_port_with_a_sign: "https://api.example.com:+443/v1", NO => false;
     q30_ordinary_headers: "https://api.example.com/v1", &[("Accept", b"application/json"), ("X-Request-Id", b"42")] => true;
+    q33_host_header: "https://api.example.com/v1", &[("Host", b"evil.test")] => false;
+    q34_content_length_header: "https://api.example.com/v1", &[("Content-Length", b"0")] => false;
+    q35_transfer_encoding_header: "https://api.example.com/v1", &[("Transfer-Encoding", b"chunked")] => false;
+    q36_connection_header: "https://api.example.com/v1", &[("Connection", b"close")] => false;
+    q37_upgrade_header: "https://api.example.com/v1", &[("Upgrade", b"websocket")] => false;
+    q38_te_header: "https://api.example.com/v1", &[("TE", b"trailers")] => false;
+}
+
+#[test]
+fn q39_trace_would_echo_the_token() {
+    check_method("TRACE", "https://api.example.com/v1", NO, false);
+}
+
+#[test]
+fn q40_connect_would_open_a_tunnel() {
+    check_method("CONNECT", "https://api.example.com/v1", NO, false);
+}
+
+#[test]
+fn q41_lower_case_trace() {
+    check_method("trace", "https://api.example.com/v1", NO, false);
 }
 
 // --- cache entries -----------------------------------------------------------------
