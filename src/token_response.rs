@@ -14,8 +14,11 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenResponse {
     pub access_token: AccessToken,
-    /// Seconds from now, after defaults and clamping.
+    /// Seconds from when the request was sent, after defaults and clamping.
     pub expires_in: u64,
+    /// Why the response's `expires_in` was not usable (0, negative, not a whole
+    /// number), so the default lifetime was used: worth a line in the audit log.
+    pub expires_in_ignored: Option<&'static str>,
     /// Granted scopes (response `scope`, else the requested ones), sorted.
     pub scopes: Vec<String>,
 }
@@ -65,13 +68,11 @@ pub fn parse(
     let access_token = access_token(&obj)?;
     check_token(access_token)?;
     check_token_type(&obj)?;
-    let expires_in = match obj.get("expires_in") {
-        None | Some(Value::Null) => limits.default_expires_in,
-        Some(v) => expires_in(v)?.min(limits.max_expires_in),
-    };
+    let (expires_in, expires_in_ignored) = lifetime(obj.get("expires_in"), limits);
     Ok(TokenResponse {
         access_token: AccessToken::new(access_token.to_string()),
         expires_in,
+        expires_in_ignored,
         scopes: granted_scopes(&obj, requested_scopes)?,
     })
 }
@@ -181,33 +182,49 @@ fn check_token(token: &str) -> Result<(), Error> {
 }
 
 /// `expires_in` as a JSON integer, an integral float, or a string of digits.
-fn expires_in(v: &Value) -> Result<u64, Error> {
-    let bad = |why: &str| Error::InvalidResponse(format!("expires_in {why}"));
+/// The token's lifetime in seconds: `expires_in` clamped to `max_expires_in`, or the
+/// default (itself at most the maximum) when it is absent or unusable; a usable token
+/// is never refused over its lifetime. The second value says why `expires_in` was not
+/// used, when it was there.
+fn lifetime(value: Option<&Value>, limits: Lifetimes) -> (u64, Option<&'static str>) {
+    let default = limits.default_expires_in.min(limits.max_expires_in);
+    match value.map(expires_in) {
+        None | Some(Ok(None)) => (default, None),
+        Some(Ok(Some(0))) => (default, Some("is 0")),
+        Some(Ok(Some(n))) => (n.min(limits.max_expires_in), None),
+        Some(Err(why)) => (default, Some(why)),
+    }
+}
+
+/// `expires_in` as whole seconds (`None` for null); `Err` says why it is unusable.
+fn expires_in(v: &Value) -> Result<Option<u64>, &'static str> {
+    let bad = |why: &'static str| Err(why);
     match v {
+        Value::Null => Ok(None),
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
-                Ok(u)
+                Ok(Some(u))
             } else if n.as_i64().is_some() {
-                Err(bad("is negative"))
+                bad("is negative")
             } else {
                 match n.as_f64() {
                     Some(f) if f.is_finite() && f >= 0.0 => {
-                        Ok(f.floor().min(u64::MAX as f64) as u64)
+                        Ok(Some(f.floor().min(u64::MAX as f64) as u64))
                     }
-                    Some(f) if f < 0.0 => Err(bad("is negative")),
-                    _ => Err(bad("is not a number")),
+                    Some(f) if f < 0.0 => bad("is negative"),
+                    _ => bad("is not a number"),
                 }
             }
         }
         Value::String(s) => {
             let s = s.trim();
             if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) {
-                Ok(s.parse::<u64>().unwrap_or(u64::MAX))
+                Ok(Some(s.parse::<u64>().unwrap_or(u64::MAX)))
             } else {
-                Err(bad("is a string that is not a whole number"))
+                bad("is a string that is not a whole number")
             }
         }
-        _ => Err(bad("is not a number")),
+        _ => bad("is not a number"),
     }
 }
 
@@ -303,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn absurd_expires_in_is_clamped_and_bad_ones_refused() {
+    fn absurd_expires_in_is_clamped_and_unusable_ones_mean_the_default() {
         assert_eq!(
             ok(r#"{"access_token":"t","expires_in":99999999999}"#)
                 .unwrap()
@@ -328,20 +345,48 @@ mod tests {
                 .expires_in,
             59
         );
-        assert_eq!(
-            ok(r#"{"access_token":"t","expires_in":0}"#)
-                .unwrap()
-                .expires_in,
-            0
-        );
-        for bad in [
-            r#"-5"#, r#"-0.5"#, r#""ten""#, r#""-5""#, r#""""#, r#"true"#, r#"[60]"#,
+        // A usable token is never refused over its lifetime: 0, negative, empty or
+        // non-integer values mean the default lifetime, and say why.
+        for (bad, why) in [
+            ("0", "is 0"),
+            ("0.5", "is 0"),
+            ("-1", "is negative"),
+            ("-0.5", "is negative"),
+            (r#""""#, "is a string that is not a whole number"),
+            (r#""3600.0""#, "is a string that is not a whole number"),
+            (r#""-5""#, "is a string that is not a whole number"),
+            (r#""ten""#, "is a string that is not a whole number"),
+            ("true", "is not a number"),
+            ("[60]", "is not a number"),
         ] {
             let body = format!(r#"{{"access_token":"t","expires_in":{bad}}}"#);
-            assert!(
-                matches!(ok(&body), Err(Error::InvalidResponse(m)) if m.starts_with("expires_in")),
+            let t = ok(&body).unwrap();
+            assert_eq!(
+                (t.expires_in, t.expires_in_ignored),
+                (300, Some(why)),
                 "{bad}"
             );
+        }
+        assert_eq!(
+            ok(r#"{"access_token":"t","expires_in":60}"#)
+                .unwrap()
+                .expires_in_ignored,
+            None
+        );
+    }
+
+    #[test]
+    fn the_default_lifetime_is_never_longer_than_the_maximum() {
+        let limits = Lifetimes {
+            default_expires_in: 600,
+            max_expires_in: 120,
+        };
+        for body in [
+            r#"{"access_token":"t"}"#,
+            r#"{"access_token":"t","expires_in":0}"#,
+        ] {
+            let t = parse(&resp(200, "application/json", body), &[], limits).unwrap();
+            assert_eq!(t.expires_in, 120, "{body}");
         }
     }
 

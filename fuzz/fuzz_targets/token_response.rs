@@ -33,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
             let token = t.access_token.expose();
             assert!(!token.is_empty() && token.len() <= 16 * 1024);
             assert!(token.bytes().all(|b| (0x21..=0x7e).contains(&b)));
-            assert!(t.expires_in <= 86_400);
+            // Never 0 (an unusable expires_in means the default) and never over the cap.
+            assert!(t.expires_in >= 1 && t.expires_in <= 86_400);
         }
         Err(e) => {
             // Error text is one clean line whatever the server sent.

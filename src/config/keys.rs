@@ -120,7 +120,7 @@ pub const KEYS: &[Key] = &[
         "300",
         1,
         86_400 * 365,
-        "Lifetime assumed when the response has no expires_in",
+        "Lifetime assumed when the response has no usable expires_in (absent, 0, negative, not a whole number); at most max_expires_in_secs",
     ),
     number(
         "max_expires_in_secs",

@@ -19,6 +19,9 @@ struct Answer {
     /// 1 = the first.
     attempt: u32,
     duration_ms: u64,
+    /// Wall clock when this attempt was sent: the token's lifetime counts from here,
+    /// not from when a slow response finished.
+    sent_at_ms: u64,
 }
 
 impl<P: Platform> Provider<'_, P> {
@@ -30,13 +33,19 @@ impl<P: Platform> Provider<'_, P> {
         }
         let answer = self.request_with_retries(l)?;
         let now = self.platform.now_unix_ms();
+        let sent = answer.sent_at_ms;
         let entry = Entry {
             access_token: answer.token.access_token,
             scopes: answer.token.scopes,
-            issued_at_ms: now,
-            expires_at_ms: now.saturating_add(answer.token.expires_in.saturating_mul(1000)),
+            issued_at_ms: sent,
+            expires_at_ms: sent.saturating_add(answer.token.expires_in.saturating_mul(1000)),
         };
         let mut ev = Event::new(Outcome::FetchOk, self.settings, &entry.scopes);
+        if let Some(why) = answer.token.expires_in_ignored {
+            ev = ev.with_detail(&format!(
+                "expires_in {why}; the token is kept for default_expires_in_secs"
+            ));
+        }
         ev.status = Some(answer.status);
         ev.duration_ms = Some(answer.duration_ms);
         ev.attempt = Some(answer.attempt);
@@ -62,6 +71,7 @@ impl<P: Platform> Provider<'_, P> {
         let mut attempt = 0u32;
         loop {
             let started = self.platform.monotonic_ms();
+            let sent_at_ms = self.platform.now_unix_ms();
             let (outcome, retry_after) =
                 self.attempt(&request, l, deadline.saturating_sub(started));
             let now = self.platform.monotonic_ms();
@@ -73,6 +83,7 @@ impl<P: Platform> Provider<'_, P> {
                         token,
                         attempt: attempt + 1,
                         duration_ms,
+                        sent_at_ms,
                     });
                 }
                 Err(e) => e,
@@ -129,7 +140,39 @@ impl<P: Platform> Provider<'_, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{Rig, response};
+    use crate::testing::{Rig, T0, response};
+
+    #[test]
+    fn the_lifetime_counts_from_when_the_request_was_sent() {
+        // A 100 s token from a server that took 5 s to answer expires 100 s after the
+        // request went out, not 105 s.
+        let rig = Rig::new(&[("kv_store", "")]);
+        rig.platform.send_ms.set(5_000);
+        rig.platform.respond_token("slow", 100);
+        let t = rig.get().unwrap();
+        assert_eq!(t.expires_at, (T0 + 100_000) / 1000);
+    }
+
+    #[test]
+    fn an_unusable_expires_in_means_the_default_lifetime_and_an_audit_note() {
+        let rig = Rig::new(&[("kv_store", ""), ("default_expires_in_secs", "120")]);
+        rig.platform.respond(Ok(response(
+            200,
+            &[],
+            r#"{"access_token":"zero","expires_in":0}"#,
+        )));
+        let t = rig.get().unwrap();
+        assert_eq!(t.expires_at, (T0 + 120_000) / 1000);
+        let ok = &rig.platform.events("token.fetch")[0];
+        assert_eq!(ok["outcome"], "ok");
+        assert_eq!(
+            ok["detail"],
+            "expires_in is 0; the token is kept for default_expires_in_secs"
+        );
+        // Cached: the next call is a memory hit, not another request.
+        assert_eq!(rig.get().unwrap().token.expose(), "zero");
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+    }
 
     #[test]
     fn a_503_is_retried_with_jittered_backoff_and_then_succeeds() {

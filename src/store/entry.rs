@@ -10,7 +10,7 @@ pub struct Entry {
     #[serde(with = "token_serde")]
     pub access_token: AccessToken,
     pub scopes: Vec<String>,
-    /// Unix milliseconds (when the response arrived).
+    /// Unix milliseconds (when the token request was sent).
     pub issued_at_ms: u64,
     /// Unix milliseconds.
     pub expires_at_ms: u64,
