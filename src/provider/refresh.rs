@@ -10,11 +10,11 @@ use crate::store::{Entry, keys};
 use std::cell::OnceCell;
 
 /// Who may renew a token that is due for refresh.
-enum Renewer {
+enum Renewer<'s> {
     /// No shared store: this instance is the only one that can renew.
     Alone,
     /// This instance holds the lease in `store`.
-    Holder(String, super::lease::Lease),
+    Holder(&'s str, super::lease::Lease),
     /// Somebody else renews (or nobody may): serve the cached token.
     Other,
 }
@@ -62,7 +62,7 @@ impl<P: Platform> Provider<'_, P> {
                     && e.expires_at_ms > entry.expires_at_ms
                 {
                     // Another instance renewed it a moment ago.
-                    self.release(&store, l, own);
+                    self.release(store, l, own);
                     return self.store_hit(l, e);
                 }
                 Some((store, own))
@@ -70,7 +70,7 @@ impl<P: Platform> Provider<'_, P> {
         };
         let result = self.fetch(l);
         if let Some((store, own)) = lease {
-            self.release(&store, l, own);
+            self.release(store, l, own);
         }
         result.unwrap_or_else(|e| {
             self.pause_refresh(l);
@@ -83,7 +83,7 @@ impl<P: Platform> Provider<'_, P> {
         })
     }
 
-    fn renewer(&self, l: &Lookup) -> Renewer {
+    fn renewer(&self, l: &Lookup) -> Renewer<'_> {
         if self.settings.cache.kv_store.is_none() {
             return Renewer::Alone;
         }
@@ -94,7 +94,7 @@ impl<P: Platform> Provider<'_, P> {
         };
         let base = l.key.store_key();
         match super::lease::try_acquire(self.platform, store, &base, self.settings.cache.lease_ms) {
-            Ok(Attempt::Held(own)) => Renewer::Holder(store.to_string(), own),
+            Ok(Attempt::Held(own)) => Renewer::Holder(store, own),
             Ok(Attempt::Queued { own, .. }) => {
                 self.release(store, l, own);
                 Renewer::Other

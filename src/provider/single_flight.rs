@@ -3,7 +3,7 @@
 //! token, bounded by `lease_ms`.
 
 use super::lease::{self, Attempt, Lease};
-use super::{IssuedToken, Lookup, Provider, Source};
+use super::{IssuedToken, Lookup, Provider};
 use crate::audit::{Event, Outcome};
 use crate::error::Error;
 use crate::platform::Platform;
@@ -144,9 +144,7 @@ impl<P: Platform> Provider<'_, P> {
 
     fn served_after_wait(&self, l: &Lookup, entry: Entry, started: u64) -> IssuedToken {
         self.log_lease(Outcome::LeaseWaited, l, started, Some(&entry));
-        let issued = IssuedToken::from_entry(&entry, Source::Store);
-        self.memory.borrow_mut().put(l.key.clone(), entry);
-        issued
+        self.remember_stored(l, entry)
     }
 
     pub(super) fn release(&self, store: &str, l: &Lookup, lease: Lease) {
@@ -166,7 +164,7 @@ impl<P: Platform> Provider<'_, P> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Lookup;
+    use super::super::{Lookup, Source};
     use super::*;
     use crate::provider::lease::Lease;
     use crate::testing::{Rig, T0};

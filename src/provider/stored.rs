@@ -52,6 +52,11 @@ impl<P: Platform> Provider<'_, P> {
     /// Serve a token found in the store: remember it in memory and say so.
     pub(super) fn store_hit(&self, l: &Lookup, entry: Entry) -> IssuedToken {
         self.log_cache(Outcome::CacheHit, Source::Store, l, Some(&entry));
+        self.remember_stored(l, entry)
+    }
+
+    /// Keep a token read from the store in this instance's memory and hand it out.
+    pub(super) fn remember_stored(&self, l: &Lookup, entry: Entry) -> IssuedToken {
         let issued = IssuedToken::from_entry(&entry, Source::Store);
         self.memory.borrow_mut().put(l.key.clone(), entry);
         issued
