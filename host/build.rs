@@ -27,8 +27,12 @@ fn main() {
     ensure_target_installed();
 
     // Both flavors, each in its own target dir (same crate, different features), then
-    // copied to stable paths under target/components/ for spin.toml, wac and users.
+    // copied to stable paths under target/components/ for spin.toml, wac and users. The
+    // host embeds its own copy from OUT_DIR (unique per checkout), so two checkouts that
+    // share a target directory never embed each other's component.
     let out = target_root.join("components");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let checkout = checkout_tag(&root);
     std::fs::create_dir_all(&out).expect("create target/components");
     for (env_name, file, features) in [
         ("TOKEN_PROVIDER_WASM", "token_provider.wasm", None),
@@ -38,13 +42,28 @@ fn main() {
             Some("wasmtime-flavor"),
         ),
     ] {
-        let target_dir =
-            target_root.join(format!("component-build-{}", features.unwrap_or("spin")));
+        let target_dir = target_root.join(format!(
+            "component-build-{}{checkout}",
+            features.unwrap_or("spin")
+        ));
         let built = build_component(&root, &target_dir, features);
-        let dest = out.join(file);
-        std::fs::copy(&built, &dest).expect("copy the component to target/components");
-        println!("cargo:rustc-env={env_name}={}", dest.display());
+        std::fs::copy(&built, out.join(file)).expect("copy the component to target/components");
+        let embedded = out_dir.join(file);
+        std::fs::copy(&built, &embedded).expect("copy the component to OUT_DIR");
+        println!("cargo:rustc-env={env_name}={}", embedded.display());
     }
+}
+
+/// "" for the checkout that owns the target directory, else a tag from its path, so
+/// nested component builds of different checkouts never share an output file.
+fn checkout_tag(root: &std::path::Path) -> String {
+    if env::var_os("CARGO_TARGET_DIR").is_none() {
+        return String::new();
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut h);
+    format!("-{:08x}", h.finish() as u32)
 }
 
 fn build_component(
