@@ -11,7 +11,7 @@ use crate::memory::MemoryCache;
 use crate::platform::Platform;
 use crate::provider::{IssuedToken, Provider};
 use crate::secret::AccessToken;
-use crate::store::{CacheKey, Entry, keys, seal};
+use crate::store::{CacheKey, Entry, seal};
 use crate::token_request::{TokenParams, TokenRequest};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -294,14 +294,35 @@ impl Rig {
             0 => 15_000,
             ms => ms,
         };
-        keys::lease_slot(&self.key().store_key(), at_ms / lease_ms)
+        self.key().lease(at_ms / lease_ms, 0)
+    }
+
+    /// Another instance's lease as it leaves it in the store: the counter of the slot
+    /// `started_ms` falls in (generation 0) and its sealed holder record.
+    pub fn plant_holder(&self, started_ms: u64) -> crate::provider::lease::Holder {
+        let lease_ms = self.settings.cache.lease_ms;
+        let holder = crate::provider::lease::Holder {
+            slot: started_ms / lease_ms,
+            generation: 0,
+            started_ms,
+        };
+        let key = self.key();
+        self.platform.kv_put(&key.lease(holder.slot, 0), b"1");
+        let sealed = seal::seal_value(
+            &holder,
+            &self.settings.client.secret,
+            &key.context(crate::store::keys::roles::HOLDER),
+            [4; 24],
+        );
+        self.platform.kv_put(&key.lease_holder(), &sealed);
+        holder
     }
 
     pub fn lease_keys(&self) -> Vec<String> {
         self.platform
             .kv_keys()
             .into_iter()
-            .filter(|k| k.contains(":lease:"))
+            .filter(|k| k.contains(":lease:") || k.contains(":holder:"))
             .collect()
     }
 }

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::origin::{HttpUrl, Origin, Scheme, parse_origin, parse_url};
 use crate::retry::RetryPolicy;
 use crate::secret::Secret;
+use crate::store::keys::KeyNames;
 use crate::token_response::Lifetimes;
 
 /// Largest token endpoint response we read.
@@ -54,6 +55,8 @@ pub struct ClientSettings {
     pub id: String,
     /// `client_secret`.
     pub secret: Secret,
+    /// The store's naming keys, derived from the credential (`store::keys`).
+    pub key_names: KeyNames,
     /// `auth_method`.
     pub auth_method: AuthMethod,
     /// `scope`, split.
@@ -146,6 +149,15 @@ impl Settings {
             failure_cooldown_secs: r.number("failure_cooldown_secs")?,
         };
         let lease_ms = r.number("lease_ms")?;
+        if lease_ms > 0 && lease_ms <= retry.token_deadline_ms {
+            return Err(Error::config(
+                "lease_ms",
+                format!(
+                    "{lease_ms} is not longer than token_deadline_ms ({}): waiters would give up on a holder that is still fetching; make lease_ms longer, or 0 to disable the lease",
+                    retry.token_deadline_ms
+                ),
+            ));
+        }
         let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
         let cache = CacheSettings {
             kv_store: r.or_none_if_empty("kv_store")?,
@@ -199,6 +211,7 @@ fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
         token_url,
         token_url_text,
         id,
+        key_names: KeyNames::new(&secret),
         secret,
         auth_method,
         scope,
@@ -407,6 +420,26 @@ mod tests {
                 other => panic!("{key}={value}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_lease_no_longer_than_the_token_deadline_is_refused_naming_both() {
+        let e = load(&with(&[("lease_ms", "12000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lease_ms: 12000") && e.contains("token_deadline_ms (12000)"),
+            "{e}"
+        );
+        assert!(load(&with(&[("lease_ms", "12001")])).is_ok());
+        assert!(load(&with(&[("lease_ms", "0"), ("token_deadline_ms", "60000")])).is_ok());
+        let e = load(&with(&[("token_deadline_ms", "20000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lease_ms: 15000") && e.contains("(20000)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::Provider;
 use crate::audit::{Event, Outcome};
 use crate::error::{Error, OAuthError};
 use crate::platform::Platform;
+use crate::store::keys::roles;
 use crate::store::{CacheKey, seal};
 use crate::token_request::TokenParams;
 use serde::{Deserialize, Serialize};
@@ -69,13 +70,16 @@ impl<P: Platform> Provider<'_, P> {
         if found.is_none()
             && let Some(store) = self.settings.cache.kv_store.as_deref()
         {
-            let key = CacheKey::cooldown(self.settings);
-            match self.platform.kv_get(store, &key.store_key()) {
+            let key = CacheKey::client(self.settings);
+            match self.platform.kv_get(store, &key.failure()) {
                 Ok(Some(bytes)) => {
-                    found =
-                        seal::open_value::<Cooldown>(&bytes, &self.settings.client.secret, &key)
-                            .ok()
-                            .filter(|c| c.until_ms > now);
+                    found = seal::open_value::<Cooldown>(
+                        &bytes,
+                        &self.settings.client.secret,
+                        &key.context(roles::FAILURE),
+                    )
+                    .ok()
+                    .filter(|c| c.until_ms > now);
                 }
                 Ok(None) => {}
                 Err(e) => self.store_error(params, e),
@@ -97,14 +101,14 @@ impl<P: Platform> Provider<'_, P> {
             return;
         };
         if let Some(store) = self.settings.cache.kv_store.as_deref() {
-            let key = CacheKey::cooldown(self.settings);
+            let key = CacheKey::client(self.settings);
             let sealed = seal::seal_value(
                 &cooldown,
                 &self.settings.client.secret,
-                &key,
+                &key.context(roles::FAILURE),
                 seal::nonce(self.platform),
             );
-            if let Err(e) = self.platform.kv_set(store, &key.store_key(), &sealed) {
+            if let Err(e) = self.platform.kv_set(store, &key.failure(), &sealed) {
                 self.store_error(params, e);
             }
         }

@@ -1,84 +1,225 @@
 //! Cross-instance single flight on the shared key-value store, built on `increment`
-//! alone (atomic in every host we target; `cas` is not trustworthy in all of them).
+//! (atomic in every host we target; `cas` is not trustworthy in all of them) and one
+//! sealed record.
 //!
-//! Time is cut into slots of `lease_ms`. The lease for slot `s` of a cache key is the
-//! counter at `<store key>:lease:<s>` (`store::keys::lease_slot`): whoever increments it to 1 holds it, everyone
-//! else waits. A holder deletes its counter when done, so a waiter that arrives later
-//! and counts 1 again becomes the holder, re-reads the store, and finds the token.
+//! - **Counter.** The lease of a cache key for time slot `s` (`lease_ms` long) and
+//!   generation `g` is the counter at `CacheKey::lease(s, g)`: whoever increments it to
+//!   1 may hold it. Its name is an HMAC under the credential, so nobody without the
+//!   credential can name a future counter, let alone bump it.
+//! - **Holder record.** The holder then writes a sealed [`Holder`] (slot, generation,
+//!   start) at `CacheKey::lease_holder`. Waiters trust only a record that opens: it
+//!   says how long the holder may still be fetching (`started + lease_ms`, and
+//!   `Settings` makes `lease_ms` longer than `token_deadline_ms`). A counter with no
+//!   record (forged, or its holder died before writing one) is waited on for at most
+//!   [`UNRECORDED_GRACE_MS`].
+//! - **Release.** The holder deletes its counter, then its record (if still its own).
+//!   A waiter sees the record go and finds the token in the store, or takes over.
+//! - **Dead holder.** A waiter whose holder's time is up elects a new holder on the next
+//!   generation of the same slot: one of the waiters wins the counter, deletes the dead
+//!   counter and fetches; the others wait for it. So a holder killed mid-fetch costs its
+//!   waiters one `lease_ms` and one fetch, not one fetch each, and leaves no counter
+//!   behind (the next holder of this cache key deletes the one its record names).
 //!
-//! A holder that dies never deletes its counter; its lease still ends, because nobody
-//! consults the counter of an old slot. Around a slot boundary, the first instance of
-//! the new slot also looks at the previous slot's counter: while it is present, that
-//! holder may still be fetching (it started less than one slot ago), so the newcomer
-//! waits for it until the end of its own slot, then removes it as stale.
+//! Waits are measured on the monotonic clock; the wall clock only names the slot and
+//! dates the record (both shared between instances).
 
 use crate::platform::Platform;
-use crate::store::keys::lease_slot;
+use crate::secret::Secret;
+use crate::store::keys::{CacheKey, roles};
+use crate::store::seal;
+use serde::{Deserialize, Serialize};
 
-/// A held lease: delete its counter when done.
+/// How long a waiter trusts a busy counter that no holder record backs.
+pub const UNRECORDED_GRACE_MS: u64 = 500;
+/// After this many generations in one slot, callers stop electing and fetch.
+pub const MAX_GENERATION: u32 = 3;
+
+/// The holder's record, sealed at `CacheKey::lease_holder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub slot: u64,
+    pub generation: u32,
+    /// Wall clock, Unix ms, when it took the lease.
+    pub started_ms: u64,
+}
+
+impl Holder {
+    fn lease(&self) -> (u64, u32) {
+        (self.slot, self.generation)
+    }
+
+    /// Until when (wall clock) this holder may still be fetching.
+    pub fn until_ms(&self, lease_ms: u64) -> u64 {
+        self.started_ms.saturating_add(lease_ms)
+    }
+}
+
+/// A lease this instance holds: delete its counter (and record) when done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    pub key: String,
+    pub holder: Holder,
+}
+
+/// A lease somebody else holds, being waited on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+    pub slot: u64,
+    pub generation: u32,
+    /// The holder's record, if one opened (else the counter is unrecorded).
+    pub recorded: bool,
+    /// How long to wait for it at most, from now (monotonic).
+    pub wait_ms: u64,
 }
 
 /// The outcome of one attempt to take the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    /// We hold the lease: fetch, store, then [`release`].
+    /// We hold the lease and wrote our record: fetch, store, then [`Leases::release`].
     Held(Lease),
-    /// Another instance holds the lease at `watch`; wait for its token until `until_ms`.
-    Busy { watch: String, until_ms: u64 },
-    /// We hold this slot's lease, but the previous slot's holder (`watch`) may still be
-    /// fetching until `until_ms`: wait for it first, then act as the holder.
-    Queued {
-        own: Lease,
-        watch: String,
-        until_ms: u64,
-    },
+    /// Another instance holds it: wait for its token.
+    Busy(Watch),
+    /// We won the counter, but a live holder of another slot or generation is still
+    /// fetching: wait for it first, then act as the holder ([`Leases::record`]).
+    Queued { own: Lease, watch: Watch },
 }
 
-/// One attempt, never blocking. `base` is the cache entry's store key.
-pub fn try_acquire<P: Platform>(
-    platform: &P,
-    store: &str,
-    base: &str,
-    lease_ms: u64,
-) -> Result<Attempt, String> {
-    let now = platform.now_unix_ms();
-    let slot = now / lease_ms;
-    let key = lease_slot(base, slot);
-    let count = platform.kv_increment(store, &key)?;
-    if count != 1 {
-        return Ok(Attempt::Busy {
-            watch: key,
-            until_ms: now.saturating_add(lease_ms),
-        });
+/// What a waiter concludes after one look at the holder record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// The watched holder is (or may still be) at work.
+    Wait,
+    /// The watched lease was given back (or superseded by a newer holder).
+    Released,
+    /// Its time is up: elect a new holder.
+    Dead,
+}
+
+/// Judge the holder record seen by a waiter of `watch` (pure). `left_ms` is what is
+/// left of the watch's monotonic bound.
+pub fn look(watch: &Watch, record: Option<Holder>, left_ms: u64) -> Look {
+    match record {
+        Some(h) if h.lease() == (watch.slot, watch.generation) => {
+            if left_ms == 0 {
+                Look::Dead
+            } else {
+                Look::Wait
+            }
+        }
+        // It had a record and the record is gone or another's: given back.
+        _ if watch.recorded => Look::Released,
+        // Unrecorded: the holder may be about to write its record.
+        _ if left_ms == 0 => Look::Dead,
+        _ => Look::Wait,
     }
-    let own = Lease { key };
-    if slot == 0 {
-        return Ok(Attempt::Held(own));
+}
+
+/// The lease operations of one cache key in one store.
+pub struct Leases<'a, P: Platform> {
+    pub platform: &'a P,
+    pub store: &'a str,
+    pub key: &'a CacheKey,
+    pub secret: &'a Secret,
+    pub lease_ms: u64,
+}
+
+impl<P: Platform> Leases<'_, P> {
+    /// The slot the wall clock is in now.
+    pub fn current_slot(&self) -> u64 {
+        self.platform.now_unix_ms() / self.lease_ms
     }
-    let previous = lease_slot(base, slot - 1);
-    match platform.kv_get(store, &previous) {
-        Ok(None) => Ok(Attempt::Held(own)),
-        Ok(Some(_)) => Ok(Attempt::Queued {
-            own,
-            watch: previous,
-            // The previous holder started before this slot began and holds at most
-            // one slot's length.
-            until_ms: (slot + 1).saturating_mul(lease_ms),
-        }),
-        Err(e) => {
-            // Do not leave a counter behind that would make others wait for nothing.
-            let _ = platform.kv_delete(store, &own.key);
-            Err(e)
+
+    /// One attempt at lease (`slot`, `generation`), never blocking.
+    pub fn try_acquire(&self, slot: u64, generation: u32) -> Result<Attempt, String> {
+        let count = self
+            .platform
+            .kv_increment(self.store, &self.key.lease(slot, generation))?;
+        let record = self.holder_record()?;
+        let now = self.platform.now_unix_ms();
+        let live = record.filter(|h| now < h.until_ms(self.lease_ms));
+        if count != 1 {
+            return Ok(Attempt::Busy(match live {
+                Some(h) => self.watch(h, now),
+                None => Watch {
+                    slot,
+                    generation,
+                    recorded: false,
+                    wait_ms: UNRECORDED_GRACE_MS.min(self.lease_ms),
+                },
+            }));
+        }
+        let own = Lease {
+            holder: Holder {
+                slot,
+                generation,
+                started_ms: now,
+            },
+        };
+        match live {
+            Some(h) if h.lease() != (slot, generation) => Ok(Attempt::Queued {
+                own,
+                watch: self.watch(h, now),
+            }),
+            _ => {
+                if let Some(dead) = record.filter(|h| h.lease() != (slot, generation)) {
+                    self.delete_counter(dead.slot, dead.generation)?;
+                }
+                if let Err(e) = self.record(&own) {
+                    let _ = self.delete_counter(slot, generation);
+                    return Err(e);
+                }
+                Ok(Attempt::Held(own))
+            }
         }
     }
-}
 
-/// Give the lease back (delete its counter).
-pub fn release<P: Platform>(platform: &P, store: &str, lease: Lease) -> Result<(), String> {
-    platform.kv_delete(store, &lease.key)
+    fn watch(&self, h: Holder, now: u64) -> Watch {
+        Watch {
+            slot: h.slot,
+            generation: h.generation,
+            recorded: true,
+            wait_ms: h.until_ms(self.lease_ms).saturating_sub(now),
+        }
+    }
+
+    /// The holder record, if one is stored and opens.
+    pub fn holder_record(&self) -> Result<Option<Holder>, String> {
+        let bytes = self.platform.kv_get(self.store, &self.key.lease_holder())?;
+        Ok(bytes
+            .and_then(|b| seal::open_value(&b, self.secret, &self.key.context(roles::HOLDER)).ok()))
+    }
+
+    /// Write our record: from now on waiters wait for us.
+    pub fn record(&self, own: &Lease) -> Result<(), String> {
+        let sealed = seal::seal_value(
+            &own.holder,
+            self.secret,
+            &self.key.context(roles::HOLDER),
+            seal::nonce(self.platform),
+        );
+        self.platform
+            .kv_set(self.store, &self.key.lease_holder(), &sealed)
+    }
+
+    /// Delete a counter (a dead or finished holder's).
+    pub fn delete_counter(&self, slot: u64, generation: u32) -> Result<(), String> {
+        self.platform
+            .kv_delete(self.store, &self.key.lease(slot, generation))
+    }
+
+    /// Give the lease back: its counter, then its record if that is still ours.
+    pub fn release(&self, lease: &Lease) -> Result<(), String> {
+        self.delete_counter(lease.holder.slot, lease.holder.generation)?;
+        if self.holder_record()? == Some(lease.holder) {
+            self.platform
+                .kv_delete(self.store, &self.key.lease_holder())?;
+        }
+        Ok(())
+    }
+
+    /// Give back a counter won while queued, without having written a record.
+    pub fn release_queued(&self, lease: &Lease) -> Result<(), String> {
+        self.delete_counter(lease.holder.slot, lease.holder.generation)
+    }
 }
 
 /// Delay before the `attempt`-th poll of a waiter (0-based): 5 ms doubling to 200 ms,
@@ -91,66 +232,154 @@ pub fn poll_delay_ms<P: Platform>(platform: &P, attempt: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::FakePlatform;
+    use crate::testing::{FakePlatform, key_for, settings};
 
-    #[test]
-    fn first_increment_holds_the_lease_and_later_ones_wait() {
-        let p = FakePlatform::at(1_000_000);
-        let a = try_acquire(&p, "s", "k", 10_000).unwrap();
-        assert_eq!(
-            a,
-            Attempt::Held(Lease {
-                key: "k:lease:100".into()
-            })
-        );
-        let b = try_acquire(&p, "s", "k", 10_000).unwrap();
-        assert_eq!(
-            b,
-            Attempt::Busy {
-                watch: "k:lease:100".into(),
-                until_ms: 1_010_000
-            }
-        );
-        let Attempt::Held(lease) = a else {
-            unreachable!()
-        };
-        release(&p, "s", lease).unwrap();
-        assert!(p.kv_keys().is_empty(), "release removes the counter");
-        // After a release, the next instance holds it again.
-        assert!(matches!(
-            try_acquire(&p, "s", "k", 10_000).unwrap(),
-            Attempt::Held(_)
-        ));
+    fn leases<'a>(
+        p: &'a FakePlatform,
+        key: &'a CacheKey,
+        secret: &'a Secret,
+    ) -> Leases<'a, FakePlatform> {
+        Leases {
+            platform: p,
+            store: "s",
+            key,
+            secret,
+            lease_ms: 10_000,
+        }
     }
 
     #[test]
-    fn a_live_lease_from_the_previous_slot_queues_the_newcomer() {
-        let p = FakePlatform::at(1_000_500);
-        p.kv_put("k:lease:99", b"1");
+    fn first_increment_holds_the_lease_and_later_ones_wait_for_its_record() {
+        let s = settings(&[]);
+        let key = key_for(&s, &[]);
+        let p = FakePlatform::at(1_000_000);
+        let l = leases(&p, &key, &s.client.secret);
+        let Attempt::Held(own) = l.try_acquire(100, 0).unwrap() else {
+            panic!()
+        };
         assert_eq!(
-            try_acquire(&p, "s", "k", 10_000).unwrap(),
-            Attempt::Queued {
-                own: Lease {
-                    key: "k:lease:100".into()
-                },
-                watch: "k:lease:99".into(),
-                until_ms: 1_010_000,
+            own.holder,
+            Holder {
+                slot: 100,
+                generation: 0,
+                started_ms: 1_000_000
             }
         );
-        // Leases older than one slot are ignored: a dead holder never wedges the key.
+        p.advance(2_000);
+        assert_eq!(
+            l.try_acquire(100, 0).unwrap(),
+            Attempt::Busy(Watch {
+                slot: 100,
+                generation: 0,
+                recorded: true,
+                wait_ms: 8_000
+            })
+        );
+        l.release(&own).unwrap();
+        assert!(p.kv_keys().is_empty(), "{:?}", p.kv_keys());
+        // After a release, the next instance holds it again.
+        assert!(matches!(l.try_acquire(100, 0).unwrap(), Attempt::Held(_)));
+    }
+
+    #[test]
+    fn a_counter_without_a_record_is_trusted_for_the_grace_only() {
+        let s = settings(&[]);
+        let key = key_for(&s, &[]);
+        let p = FakePlatform::at(1_000_000);
+        let l = leases(&p, &key, &s.client.secret);
+        p.kv_put(&key.lease(100, 0), b"1");
+        let Attempt::Busy(w) = l.try_acquire(100, 0).unwrap() else {
+            panic!()
+        };
+        assert_eq!((w.recorded, w.wait_ms), (false, UNRECORDED_GRACE_MS));
+        assert_eq!(look(&w, None, 10), Look::Wait);
+        assert_eq!(look(&w, None, 0), Look::Dead);
+        // Its record appears: now it is a real holder.
+        let h = Holder {
+            slot: 100,
+            generation: 0,
+            started_ms: 1_000_000,
+        };
+        assert_eq!(look(&w, Some(h), 10), Look::Wait);
+    }
+
+    #[test]
+    fn a_recorded_watch_ends_when_the_record_goes_or_changes() {
+        let w = Watch {
+            slot: 5,
+            generation: 0,
+            recorded: true,
+            wait_ms: 100,
+        };
+        let h = |generation| Holder {
+            slot: 5,
+            generation,
+            started_ms: 0,
+        };
+        assert_eq!(look(&w, Some(h(0)), 50), Look::Wait);
+        assert_eq!(look(&w, Some(h(0)), 0), Look::Dead);
+        assert_eq!(look(&w, None, 50), Look::Released);
+        assert_eq!(look(&w, Some(h(1)), 50), Look::Released);
+    }
+
+    #[test]
+    fn a_live_holder_of_another_slot_queues_the_winner_and_a_dead_one_is_cleared() {
+        let s = settings(&[]);
+        let key = key_for(&s, &[]);
         let p = FakePlatform::at(1_000_500);
-        p.kv_put("k:lease:98", b"1");
-        assert!(matches!(
-            try_acquire(&p, "s", "k", 10_000).unwrap(),
-            Attempt::Held(_)
-        ));
+        let l = leases(&p, &key, &s.client.secret);
+        // A holder of slot 99 that started 3 s ago is live.
+        let prev = Lease {
+            holder: Holder {
+                slot: 99,
+                generation: 0,
+                started_ms: 997_500,
+            },
+        };
+        p.kv_put(&key.lease(99, 0), b"1");
+        l.record(&prev).unwrap();
+        let Attempt::Queued { own, watch } = l.try_acquire(100, 0).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (own.holder.slot, watch.slot, watch.wait_ms),
+            (100, 99, 7_000)
+        );
+        l.release_queued(&own).unwrap();
+        // 7 s later it is dead: the next winner deletes its counter and records itself.
+        p.advance(7_000);
+        let Attempt::Held(own) = l.try_acquire(100, 0).unwrap() else {
+            panic!()
+        };
+        assert_eq!(l.holder_record().unwrap(), Some(own.holder));
+        assert_eq!(
+            p.kv_value(&key.lease(99, 0)),
+            None,
+            "the dead counter is gone"
+        );
+        l.release(&own).unwrap();
+        assert!(p.kv_keys().is_empty(), "{:?}", p.kv_keys());
+    }
+
+    #[test]
+    fn a_record_that_does_not_open_is_no_record() {
+        let s = settings(&[]);
+        let key = key_for(&s, &[]);
+        let p = FakePlatform::at(1_000_000);
+        let l = leases(&p, &key, &s.client.secret);
+        p.kv_put(&key.lease_holder(), b"forged");
+        assert_eq!(l.holder_record().unwrap(), None);
+        assert!(matches!(l.try_acquire(100, 0).unwrap(), Attempt::Held(_)));
     }
 
     #[test]
     fn store_errors_surface_and_leave_no_counter() {
+        let s = settings(&[]);
+        let key = key_for(&s, &[]);
         let p = FakePlatform::at(1_000_500);
+        let l = leases(&p, &key, &s.client.secret);
         p.fail_store(true);
-        assert!(try_acquire(&p, "s", "k", 10_000).is_err());
+        assert!(l.try_acquire(100, 0).is_err());
         p.fail_store(false);
         assert!(p.kv_keys().is_empty());
     }

@@ -2,30 +2,43 @@
 //! one instance (the lease holder) renews it while every other keeps serving the valid
 //! token. After a failed renewal, renewals pause fleet-wide for a while.
 
-use super::lease::Attempt;
+use super::lease::{Attempt, Lease, Leases};
 use super::{IssuedToken, Lookup, Provider, Source};
 use crate::audit::{Event, Outcome};
 use crate::platform::Platform;
-use crate::store::{Entry, keys};
+use crate::secret::Secret;
+use crate::store::keys::{CacheKey, roles};
+use crate::store::{Entry, seal};
+use serde::{Deserialize, Serialize};
 use std::cell::OnceCell;
 
 /// Who may renew a token that is due for refresh.
-enum Renewer<'s> {
+enum Renewer<'k, P: Platform> {
     /// No shared store: this instance is the only one that can renew.
     Alone,
-    /// This instance holds the lease in `store`.
-    Holder(&'s str, super::lease::Lease),
+    /// This instance holds the lease.
+    Holder(Leases<'k, P>, Lease),
     /// Somebody else renews (or nobody may): serve the cached token.
     Other,
 }
 
-/// A stored pause value: the end of the pause (Unix ms) as text. A garbled or forged
-/// value can only delay a renewal until the token is due, never stop service.
-pub fn pause_active(value: &[u8], now_ms: u64) -> bool {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|t| t.parse::<u64>().ok())
-        .is_some_and(|until| until > now_ms)
+/// A refresh pause as stored: sealed, so a value written without the credential (or
+/// for another key) is no pause at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub until_ms: u64,
+}
+
+impl Pause {
+    pub fn seal(&self, secret: &Secret, key: &CacheKey, nonce: [u8; seal::NONCE_LEN]) -> Vec<u8> {
+        seal::seal_value(self, secret, &key.context(roles::PAUSE), nonce)
+    }
+
+    /// Whether a stored pause value is a pause of `key` that lasts beyond `now_ms`.
+    pub fn active(value: &[u8], secret: &Secret, key: &CacheKey, now_ms: u64) -> bool {
+        seal::open_value::<Pause>(value, secret, &key.context(roles::PAUSE))
+            .is_ok_and(|p| p.until_ms > now_ms)
+    }
 }
 
 impl<P: Platform> Provider<'_, P> {
@@ -56,21 +69,21 @@ impl<P: Platform> Provider<'_, P> {
                 return self.serve_during_refresh(Outcome::RefreshBusy, l, &entry, source);
             }
             Renewer::Alone => None,
-            Renewer::Holder(store, own) => {
+            Renewer::Holder(leases, own) => {
                 let now = self.platform.now_unix_ms();
                 if let Some(e) = self.read_store(l, now, false)
                     && e.expires_at_ms > entry.expires_at_ms
                 {
                     // Another instance renewed it a moment ago.
-                    self.release(store, l, own);
+                    self.degrade(l, leases.release(&own));
                     return self.store_hit(l, e);
                 }
-                Some((store, own))
+                Some((leases, own))
             }
         };
         let result = self.fetch(l);
-        if let Some((store, own)) = lease {
-            self.release(store, l, own);
+        if let Some((leases, own)) = lease {
+            self.degrade(l, leases.release(&own));
         }
         result.unwrap_or_else(|e| {
             self.pause_refresh(l);
@@ -83,20 +96,19 @@ impl<P: Platform> Provider<'_, P> {
         })
     }
 
-    fn renewer(&self, l: &Lookup) -> Renewer<'_> {
+    fn renewer<'k>(&'k self, l: &'k Lookup) -> Renewer<'k, P> {
         if self.settings.cache.kv_store.is_none() {
             return Renewer::Alone;
         }
         // A shared store but no lease: renewing from every instance would be the herd
         // we avoid; serve the token until it is due.
-        let Some(store) = self.lease_store() else {
+        let Some(leases) = self.leases(l) else {
             return Renewer::Other;
         };
-        let base = l.key.store_key();
-        match super::lease::try_acquire(self.platform, store, &base, self.settings.cache.lease_ms) {
-            Ok(Attempt::Held(own)) => Renewer::Holder(store, own),
+        match leases.try_acquire(leases.current_slot(), 0) {
+            Ok(Attempt::Held(own)) => Renewer::Holder(leases, own),
             Ok(Attempt::Queued { own, .. }) => {
-                self.release(store, l, own);
+                self.degrade(l, leases.release_queued(&own));
                 Renewer::Other
             }
             Ok(Attempt::Busy { .. }) => Renewer::Other,
@@ -119,14 +131,14 @@ impl<P: Platform> Provider<'_, P> {
             .borrow_mut()
             .refresh_paused
             .insert(l.key.clone(), until);
-        if let Some(store) = self.settings.cache.kv_store.as_deref()
-            && let Err(e) = self.platform.kv_set(
-                store,
-                &keys::refresh_pause(&l.key),
-                until.to_string().as_bytes(),
-            )
-        {
-            self.store_error(&l.params, e);
+        if let Some(store) = self.settings.cache.kv_store.as_deref() {
+            let sealed = Pause { until_ms: until }.seal(
+                &self.settings.client.secret,
+                &l.key,
+                seal::nonce(self.platform),
+            );
+            let written = self.platform.kv_set(store, &l.key.refresh_pause(), &sealed);
+            self.degrade(l, written);
         }
     }
 
@@ -139,8 +151,8 @@ impl<P: Platform> Provider<'_, P> {
         let Some(store) = self.settings.cache.kv_store.as_deref() else {
             return false;
         };
-        match self.platform.kv_get(store, &keys::refresh_pause(&l.key)) {
-            Ok(Some(v)) => pause_active(&v, now),
+        match self.platform.kv_get(store, &l.key.refresh_pause()) {
+            Ok(Some(v)) => Pause::active(&v, &self.settings.client.secret, &l.key, now),
             Ok(None) => false,
             Err(e) => {
                 self.store_error(&l.params, e);
@@ -173,18 +185,18 @@ mod tests {
     use crate::testing::{Rig, T0};
 
     #[test]
-    fn a_pause_value_is_active_only_while_it_parses_and_lies_ahead() {
-        assert!(pause_active(b"1001", 1000));
-        assert!(!pause_active(b"1000", 1000));
-        for junk in [
-            &b""[..],
-            b"soon",
-            b"-5",
-            b"\xff",
-            b"1e9",
-            b"99999999999999999999999",
-        ] {
-            assert!(!pause_active(junk, 0), "{junk:?}");
+    fn a_pause_is_active_only_if_it_opens_for_this_key_and_lies_ahead() {
+        let rig = Rig::new(&[]);
+        let (secret, key) = (&rig.settings.client.secret, rig.key());
+        let sealed = |until_ms| Pause { until_ms }.seal(secret, &key, [5; 24]);
+        assert!(Pause::active(&sealed(1001), secret, &key, 1000));
+        assert!(!Pause::active(&sealed(1000), secret, &key, 1000));
+        let other = crate::testing::key_for(&rig.settings, &["other"]);
+        assert!(!Pause::active(&sealed(u64::MAX), secret, &other, 0));
+        let rotated = Secret::new("rotated");
+        assert!(!Pause::active(&sealed(u64::MAX), &rotated, &key, 0));
+        for junk in [&b""[..], b"soon", b"18446744073709551615", b"\xff"] {
+            assert!(!Pause::active(junk, secret, &key, 0), "{junk:?}");
         }
     }
 
@@ -217,14 +229,14 @@ mod tests {
     }
 
     #[test]
-    fn a_garbled_refresh_pause_in_the_store_is_ignored_and_a_forged_one_only_delays() {
-        let pause_key = |rig: &Rig| keys::refresh_pause(&rig.key());
+    fn a_forged_or_garbled_refresh_pause_in_the_store_is_ignored() {
+        let pause_key = |rig: &Rig| rig.key().refresh_pause();
         for junk in [
             &b""[..],
             b"soon",
             b"-5",
             b"\xff\xfe",
-            b"99999999999999999999999",
+            b"18446744073709551615",
         ] {
             let rig = Rig::new(&[]);
             rig.store_token("old", T0, 100);
@@ -233,12 +245,13 @@ mod tests {
             rig.platform.respond_token("new", 100);
             assert_eq!(rig.get().unwrap().token.expose(), "new", "{junk:?}");
         }
-        // A pause far in the future stops renewals, never service: the cached token is
-        // served, and once it is due the ordinary miss path fetches.
+        // A genuine pause far in the future stops renewals, never service: the cached
+        // token is served, and once it is due the ordinary miss path fetches.
         let rig = Rig::new(&[]);
         rig.store_token("old", T0, 100);
-        rig.platform
-            .kv_put(&pause_key(&rig), u64::MAX.to_string().as_bytes());
+        let pause =
+            Pause { until_ms: u64::MAX }.seal(&rig.settings.client.secret, &rig.key(), [1; 24]);
+        rig.platform.kv_put(&pause_key(&rig), &pause);
         rig.platform.advance(44_000);
         assert_eq!(rig.get().unwrap().token.expose(), "old");
         assert!(rig.platform.sent.borrow().is_empty());

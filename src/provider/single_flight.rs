@@ -1,8 +1,9 @@
 //! One fetch at a time per cache key across every instance that shares the store: the
 //! instance that takes the lease (`lease`) fetches, the others poll the store for its
-//! token, bounded by `lease_ms`.
+//! token; a dead holder is replaced by one elected waiter. Bounded by `lease_ms` per
+//! holder and twice that in all.
 
-use super::lease::{self, Attempt, Lease};
+use super::lease::{Attempt, Lease, Leases, Look, MAX_GENERATION, Watch, look, poll_delay_ms};
 use super::{IssuedToken, Lookup, Provider};
 use crate::audit::{Event, Outcome};
 use crate::error::Error;
@@ -13,131 +14,159 @@ use crate::store::Entry;
 enum Waited {
     /// Another instance stored a usable token.
     Token(Entry),
-    /// The lease it watched is gone without a usable token (the holder failed).
+    /// The lease was given back without a usable token (the holder failed).
     Released,
-    /// The bound passed.
-    TimedOut,
+    /// The holder's time is up: elect a new one.
+    Dead,
+    /// The store could not be read: stop waiting.
+    Broken,
 }
 
 impl<P: Platform> Provider<'_, P> {
-    /// The store that coordinates fetches, if there is one and the lease is enabled.
-    pub(super) fn lease_store(&self) -> Option<&str> {
+    /// The lease operations of `l`'s key, if there is a store and the lease is on.
+    pub(super) fn leases<'k>(&'k self, l: &'k Lookup) -> Option<Leases<'k, P>> {
         match (&self.settings.cache.kv_store, self.settings.cache.lease_ms) {
-            (Some(store), ms) if ms > 0 => Some(store),
+            (Some(store), ms) if ms > 0 => Some(Leases {
+                platform: self.platform,
+                store,
+                key: &l.key,
+                secret: &self.settings.client.secret,
+                lease_ms: ms,
+            }),
             _ => None,
         }
     }
 
     /// No usable token anywhere: fetch, but only one instance at a time per cache key.
     pub(super) fn fetch_single_flight(&self, l: &Lookup) -> Result<IssuedToken, Error> {
-        let Some(store) = self.lease_store() else {
+        let Some(leases) = self.leases(l) else {
             return self.fetch(l);
         };
-        let lease_ms = self.settings.cache.lease_ms;
-        let base = l.key.store_key();
         let started = self.platform.monotonic_ms();
-        let deadline = self.platform.now_unix_ms().saturating_add(lease_ms);
+        let bound = started.saturating_add(leases.lease_ms.saturating_mul(2));
+        let (mut slot, mut generation) = (leases.current_slot(), 0);
+        // The counter of a dead holder this instance is electing a successor of.
+        let mut dead: Option<(u64, u32)> = None;
         loop {
-            if self.platform.now_unix_ms() >= deadline {
+            if self.platform.monotonic_ms() >= bound || generation > MAX_GENERATION {
                 self.log_lease(Outcome::LeaseTimeout, l, started, None);
                 return self.fetch(l);
             }
-            match lease::try_acquire(self.platform, store, &base, lease_ms) {
+            let attempt = match leases.try_acquire(slot, generation) {
+                Ok(a) => a,
                 Err(e) => {
                     self.store_error(&l.params, e);
                     return self.fetch(l);
                 }
-                Ok(Attempt::Held(own)) => return self.fetch_holding(store, l, own),
-                Ok(Attempt::Queued {
-                    own,
-                    watch,
-                    until_ms,
-                }) => return self.fetch_queued(store, l, own, &watch, until_ms, started),
-                Ok(Attempt::Busy { watch, until_ms }) => {
-                    match self.wait_for(store, l, &watch, until_ms.min(deadline)) {
-                        Waited::Token(e) => return Ok(self.served_after_wait(l, e, started)),
-                        // The holder finished without a token: try to take over.
-                        Waited::Released => continue,
-                        Waited::TimedOut => {
-                            self.log_lease(Outcome::LeaseTimeout, l, started, None);
-                            return self.fetch(l);
-                        }
+            };
+            match attempt {
+                Attempt::Held(own) => {
+                    if let Some((s, g)) = dead.take() {
+                        self.log_lease(Outcome::LeaseStale, l, started, None);
+                        self.degrade(l, leases.delete_counter(s, g));
                     }
+                    return self.fetch_holding(&leases, l, own);
                 }
+                Attempt::Queued { own, watch } => {
+                    return self.fetch_queued(&leases, l, own, watch, bound, started);
+                }
+                Attempt::Busy(watch) => match self.wait_for(&leases, l, watch, bound) {
+                    Waited::Token(e) => return Ok(self.served_after_wait(l, e, started)),
+                    // The holder finished without a token: try again from the start.
+                    Waited::Released => (slot, generation) = (leases.current_slot(), 0),
+                    // Elect a successor on the next generation of the dead lease.
+                    Waited::Dead => {
+                        dead = Some((watch.slot, watch.generation));
+                        (slot, generation) = (watch.slot, watch.generation + 1);
+                    }
+                    Waited::Broken => return self.fetch(l),
+                },
             }
         }
     }
 
-    /// Holding this slot's lease while the previous slot's holder may still be
-    /// fetching: wait for its token, then act as the holder.
+    /// Holding a counter while another holder may still be fetching: wait for its
+    /// token, then record ourselves and act as the holder.
     fn fetch_queued(
         &self,
-        store: &str,
+        leases: &Leases<'_, P>,
         l: &Lookup,
         own: Lease,
-        watch: &str,
-        until_ms: u64,
+        watch: Watch,
+        bound: u64,
         started: u64,
     ) -> Result<IssuedToken, Error> {
-        match self.wait_for(store, l, watch, until_ms) {
+        match self.wait_for(leases, l, watch, bound) {
             Waited::Token(e) => {
-                self.release(store, l, own);
+                self.degrade(l, leases.release_queued(&own));
                 return Ok(self.served_after_wait(l, e, started));
             }
-            Waited::Released => {}
-            Waited::TimedOut => {
-                // Its holder is gone: clear the stale lease and take over.
+            Waited::Released | Waited::Broken => {}
+            Waited::Dead => {
+                // Its holder is gone: clear its counter and take over.
                 self.log_lease(Outcome::LeaseStale, l, started, None);
-                if let Err(e) = self.platform.kv_delete(store, watch) {
-                    self.store_error(&l.params, e);
-                }
+                self.degrade(l, leases.delete_counter(watch.slot, watch.generation));
             }
         }
-        self.fetch_holding(store, l, own)
+        self.degrade(l, leases.record(&own));
+        self.fetch_holding(leases, l, own)
     }
 
     /// Holding the lease: re-read the store (another holder may have just finished),
     /// fetch if still needed, always release.
     pub(super) fn fetch_holding(
         &self,
-        store: &str,
+        leases: &Leases<'_, P>,
         l: &Lookup,
         lease: Lease,
     ) -> Result<IssuedToken, Error> {
         let now = self.platform.now_unix_ms();
         if let Some(e) = self.read_store(l, now, false) {
-            self.release(store, l, lease);
+            self.degrade(l, leases.release(&lease));
             return Ok(self.store_hit(l, e));
         }
         let result = self.fetch(l);
-        self.release(store, l, lease);
+        self.degrade(l, leases.release(&lease));
         result
     }
 
-    /// Poll the store until a usable token appears, the lease at `watch` disappears, or
-    /// `until_ms` passes.
-    fn wait_for(&self, store: &str, l: &Lookup, watch: &str, until_ms: u64) -> Waited {
+    /// Poll the store until a usable token appears, the watched lease is given back,
+    /// or its holder's time (at most `bound`, monotonic) is up.
+    fn wait_for(&self, leases: &Leases<'_, P>, l: &Lookup, mut watch: Watch, bound: u64) -> Waited {
+        let mono = || self.platform.monotonic_ms();
+        let mut deadline = mono().saturating_add(watch.wait_ms).min(bound);
         let mut attempt = 0;
         loop {
-            let now = self.platform.now_unix_ms();
-            if now >= until_ms {
-                return Waited::TimedOut;
+            let left = deadline.saturating_sub(mono());
+            if left > 0 {
+                self.platform
+                    .sleep_ms(poll_delay_ms(self.platform, attempt).min(left));
+                attempt += 1;
             }
-            let delay = lease::poll_delay_ms(self.platform, attempt).min(until_ms - now);
-            attempt += 1;
-            self.platform.sleep_ms(delay);
-            let now = self.platform.now_unix_ms();
-            if let Some(e) = self.read_store(l, now, false) {
+            if let Some(e) = self.read_store(l, self.platform.now_unix_ms(), false) {
                 return Waited::Token(e);
             }
-            match self.platform.kv_get(store, watch) {
-                Ok(Some(_)) => {}
-                Ok(None) => return Waited::Released,
+            let record = match leases.holder_record() {
+                Ok(r) => r,
                 Err(e) => {
-                    // Cannot watch: stop waiting, the caller fetches.
                     self.store_error(&l.params, e);
-                    return Waited::TimedOut;
+                    return Waited::Broken;
                 }
+            };
+            if let Some(h) = record.filter(|h| {
+                !watch.recorded && (h.slot, h.generation) == (watch.slot, watch.generation)
+            }) {
+                // The holder we waited on wrote its record: wait for it properly.
+                watch.recorded = true;
+                let left = h
+                    .until_ms(leases.lease_ms)
+                    .saturating_sub(self.platform.now_unix_ms());
+                deadline = mono().saturating_add(left).min(bound);
+            }
+            match look(&watch, record, deadline.saturating_sub(mono())) {
+                Look::Wait => {}
+                Look::Released => return Waited::Released,
+                Look::Dead => return Waited::Dead,
             }
         }
     }
@@ -147,8 +176,9 @@ impl<P: Platform> Provider<'_, P> {
         self.remember_stored(l, entry)
     }
 
-    pub(super) fn release(&self, store: &str, l: &Lookup, lease: Lease) {
-        if let Err(e) = lease::release(self.platform, store, lease) {
+    /// A lease step that failed on the store: logged, never fatal.
+    pub(super) fn degrade(&self, l: &Lookup, result: Result<(), String>) {
+        if let Err(e) = result {
             self.store_error(&l.params, e);
         }
     }
@@ -166,9 +196,15 @@ impl<P: Platform> Provider<'_, P> {
 mod tests {
     use super::super::{Lookup, Source};
     use super::*;
-    use crate::provider::lease::Lease;
+    use crate::provider::lease::Holder;
     use crate::testing::{Rig, T0};
     use crate::token_request::TokenRequest;
+
+    /// The store keys a planted holder occupies.
+    fn holder_keys(rig: &Rig, h: Holder) -> [String; 2] {
+        let key = rig.key();
+        [key.lease(h.slot, h.generation), key.lease_holder()]
+    }
 
     #[test]
     fn a_cold_miss_takes_the_lease_fetches_once_and_releases_it() {
@@ -189,8 +225,7 @@ mod tests {
     #[test]
     fn a_waiter_uses_the_token_the_lease_holder_stores_and_never_fetches() {
         let rig = Rig::new(&[]);
-        let lease_key = rig.lease_key(T0);
-        rig.platform.kv_put(&lease_key, b"1");
+        let keys = holder_keys(&rig, rig.plant_holder(T0 - 100));
         let sealed = rig.sealed("from-holder", T0, 3600);
         let store_key = rig.key().store_key();
         let mut sleeps = 0;
@@ -199,7 +234,7 @@ mod tests {
             if sleeps == 3 {
                 // The holder finishes: stores the token, then releases the lease.
                 p.kv_put(&store_key, &sealed);
-                p.kv_remove(&lease_key);
+                keys.iter().for_each(|k| p.kv_remove(k));
             }
         });
         let t = rig.get().unwrap();
@@ -219,28 +254,44 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_lease_holder_delays_a_waiter_by_at_most_the_lease() {
-        let rig = Rig::new(&[("lease_ms", "2000")]);
-        rig.platform.kv_put(&rig.lease_key(T0), b"1");
+    fn a_dead_lease_holder_is_waited_on_until_its_time_is_up_then_replaced() {
+        // The holder started 500 ms ago and died: the waiter waits out the rest of its
+        // lease on the monotonic clock, elects itself, deletes the dead counter,
+        // fetches once and leaves no lease key behind.
+        let rig = Rig::new(&[("lease_ms", "2000"), ("token_deadline_ms", "1500")]);
+        rig.plant_holder(T0 - 500);
         rig.platform.respond_token("own", 3600);
         let t = rig.get().unwrap();
         assert_eq!((t.token.expose(), t.source), ("own", Source::Fresh));
         assert_eq!(rig.platform.sent.borrow().len(), 1);
         let slept = rig.platform.slept_ms.get();
-        assert!((1900..=2000).contains(&slept), "waited {slept} ms");
-        assert_eq!(rig.platform.events("token.lease")[0]["outcome"], "timeout");
+        assert!((1400..=1500).contains(&slept), "waited {slept} ms");
+        assert_eq!(rig.platform.events("token.lease")[0]["outcome"], "stale");
+        assert!(rig.lease_keys().is_empty(), "{:?}", rig.lease_keys());
+    }
+
+    #[test]
+    fn a_counter_no_holder_record_backs_delays_a_caller_by_the_grace_only() {
+        // A forged counter, or a holder that died before recording itself.
+        let rig = Rig::new(&[]);
+        rig.platform.kv_put(&rig.lease_key(T0), b"7");
+        rig.platform.respond_token("own", 3600);
+        assert_eq!(rig.get().unwrap().token.expose(), "own");
+        let slept = rig.platform.slept_ms.get();
+        assert!(slept <= super::super::lease::UNRECORDED_GRACE_MS, "{slept}");
+        assert!(rig.lease_keys().is_empty(), "{:?}", rig.lease_keys());
     }
 
     #[test]
     fn a_holder_that_fails_releases_and_a_waiter_takes_over() {
         let rig = Rig::new(&[]);
-        let lease_key = rig.lease_key(T0);
-        rig.platform.kv_put(&lease_key, b"1");
+        let keys = holder_keys(&rig, rig.plant_holder(T0 - 100));
         let mut sleeps = 0;
         rig.platform.on_sleep(move |p| {
             sleeps += 1;
             if sleeps == 2 {
-                p.kv_remove(&lease_key); // the holder gave up without a token
+                // The holder gave up without a token.
+                keys.iter().for_each(|k| p.kv_remove(k));
             }
         });
         rig.platform.respond_token("second-try", 3600);
@@ -253,17 +304,16 @@ mod tests {
 
     #[test]
     fn the_first_of_a_new_slot_waits_for_the_previous_slots_holder() {
-        let rig = Rig::new(&[("lease_ms", "10000")]);
+        let rig = Rig::new(&[("lease_ms", "10000"), ("token_deadline_ms", "9000")]);
         // The previous slot's holder started just before the boundary.
         let boundary = (T0 / 10_000 + 1) * 10_000;
         rig.platform.advance(boundary - T0 + 5);
-        let prev = rig.lease_key(boundary - 1);
-        rig.platform.kv_put(&prev, b"1");
+        let keys = holder_keys(&rig, rig.plant_holder(boundary - 1));
         let sealed = rig.sealed("prev-holder", boundary, 3600);
         let store_key = rig.key().store_key();
         rig.platform.on_sleep(move |p| {
             p.kv_put(&store_key, &sealed);
-            p.kv_remove(&prev);
+            keys.iter().for_each(|k| p.kv_remove(k));
         });
         let t = rig.get().unwrap();
         assert_eq!(t.token.expose(), "prev-holder");
@@ -272,19 +322,18 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_previous_lease_is_cleared_at_the_end_of_the_slot() {
-        let rig = Rig::new(&[("lease_ms", "1000")]);
+    fn a_dead_previous_slot_holder_is_cleared_when_its_time_is_up() {
+        let rig = Rig::new(&[("lease_ms", "1000"), ("token_deadline_ms", "900")]);
         let boundary = (T0 / 1000 + 1) * 1000;
         rig.platform.advance(boundary - T0 + 100);
-        let prev = rig.lease_key(boundary - 1);
-        rig.platform.kv_put(&prev, b"1");
+        rig.plant_holder(boundary - 1);
         rig.platform.respond_token("took-over", 3600);
         let t = rig.get().unwrap();
         assert_eq!(t.token.expose(), "took-over");
         let slept = rig.platform.slept_ms.get();
         assert!(
             (850..=900).contains(&slept),
-            "waited {slept} ms until the slot ended"
+            "waited {slept} ms until its lease ended"
         );
         assert!(rig.lease_keys().is_empty(), "{:?}", rig.lease_keys());
         assert_eq!(rig.platform.events("token.lease")[0]["outcome"], "stale");
@@ -306,18 +355,15 @@ mod tests {
         let rig = Rig::new(&[]);
         let p = rig.provider();
         let l = Lookup::new(&TokenRequest::default(), &rig.settings).unwrap();
+        let leases = p.leases(&l).unwrap();
+        let Attempt::Held(own) = leases.try_acquire(leases.current_slot(), 0).unwrap() else {
+            panic!()
+        };
         rig.store_token("just-stored", T0, 3600);
-        let t = p
-            .fetch_holding(
-                "default",
-                &l,
-                Lease {
-                    key: rig.lease_key(T0),
-                },
-            )
-            .unwrap();
+        let t = p.fetch_holding(&leases, &l, own).unwrap();
         assert_eq!((t.token.expose(), t.source), ("just-stored", Source::Store));
         assert!(rig.platform.sent.borrow().is_empty());
+        assert!(rig.lease_keys().is_empty(), "{:?}", rig.lease_keys());
     }
 
     #[test]

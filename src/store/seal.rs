@@ -1,14 +1,14 @@
 //! Values at rest are encrypted and authenticated with XChaCha20-Poly1305 under a key
-//! derived (HKDF-SHA256) from the client credential, with the full cache key as
-//! associated data: a value written for another key, by another client, or tampered
-//! with does not open and counts as absent.
+//! derived (HKDF-SHA256) from the client credential, with the full cache key and the
+//! value's role as associated data (`CacheKey::context`): a value written for another
+//! key or role, by another client, or tampered with does not open and counts as absent.
 //!
 //! Format: `TPC1` ‖ 24-byte nonce ‖ ciphertext+tag of the value's JSON.
 
 use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::store::entry::Entry;
-use crate::store::keys::CacheKey;
+use crate::store::keys::{CacheKey, roles};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::Serialize;
@@ -47,45 +47,45 @@ pub fn nonce(platform: &impl Platform) -> [u8; NONCE_LEN] {
     nonce
 }
 
-fn cipher(secret: &Secret, key: &CacheKey) -> XChaCha20Poly1305 {
+fn cipher(secret: &Secret, context: &[u8]) -> XChaCha20Poly1305 {
     let hk = hkdf::Hkdf::<Sha256>::new(
         Some(b"oauth2-token-provider cache v1"),
         secret.expose().as_bytes(),
     );
     let mut okm = [0u8; 32];
-    hk.expand(key.canonical(), &mut okm)
+    hk.expand(context, &mut okm)
         .expect("32 bytes is a valid HKDF-SHA256 output length");
     XChaCha20Poly1305::new(&okm.into())
 }
 
 /// Encrypt `entry` for the store. `nonce` must be 24 fresh random bytes.
 pub fn seal(entry: &Entry, secret: &Secret, key: &CacheKey, nonce: [u8; NONCE_LEN]) -> Vec<u8> {
-    seal_value(entry, secret, key, nonce)
+    seal_value(entry, secret, &key.context(roles::TOKEN), nonce)
 }
 
 /// Decrypt a stored entry; anything wrong is a `Rejected`, never a panic.
 pub fn open(bytes: &[u8], secret: &Secret, key: &CacheKey) -> Result<Entry, Rejected> {
-    let entry: Entry = open_value(bytes, secret, key)?;
+    let entry: Entry = open_value(bytes, secret, &key.context(roles::TOKEN))?;
     if entry.expires_at_ms < entry.issued_at_ms {
         return Err(Rejected::Corrupt);
     }
     Ok(entry)
 }
 
-/// Encrypt any value (as JSON) for the store under `key`.
+/// Encrypt any value (as JSON) for the store in `context` (`CacheKey::context`).
 pub fn seal_value<T: Serialize>(
     value: &T,
     secret: &Secret,
-    key: &CacheKey,
+    context: &[u8],
     nonce: [u8; NONCE_LEN],
 ) -> Vec<u8> {
     let plaintext = serde_json::to_vec(value).expect("cache values serialise");
-    let ct = cipher(secret, key)
+    let ct = cipher(secret, context)
         .encrypt(
             XNonce::from_slice(&nonce),
             Payload {
                 msg: &plaintext,
-                aad: key.canonical(),
+                aad: context,
             },
         )
         .expect("XChaCha20-Poly1305 encryption does not fail for in-memory buffers");
@@ -96,22 +96,22 @@ pub fn seal_value<T: Serialize>(
     out
 }
 
-/// Decrypt a value sealed by [`seal_value`] under `key`.
+/// Decrypt a value sealed by [`seal_value`] in `context`.
 pub fn open_value<T: DeserializeOwned>(
     bytes: &[u8],
     secret: &Secret,
-    key: &CacheKey,
+    context: &[u8],
 ) -> Result<T, Rejected> {
     if bytes.len() < MAGIC.len() + NONCE_LEN + TAG_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return Err(Rejected::Format);
     }
     let (nonce, ct) = bytes[MAGIC.len()..].split_at(NONCE_LEN);
-    let plaintext = cipher(secret, key)
+    let plaintext = cipher(secret, context)
         .decrypt(
             XNonce::from_slice(nonce),
             Payload {
                 msg: ct,
-                aad: key.canonical(),
+                aad: context,
             },
         )
         .map_err(|_| Rejected::Undecryptable)?;
@@ -165,5 +165,11 @@ mod tests {
             Err(Rejected::Format)
         );
         assert_eq!(open(b"", &s.client.secret, &k), Err(Rejected::Format));
+        // Sealed for another role of the same key: does not open as a token.
+        let pause = seal_value(&entry(), &s.client.secret, &k.context("pause"), [1; 24]);
+        assert_eq!(
+            open(&pause, &s.client.secret, &k),
+            Err(Rejected::Undecryptable)
+        );
     }
 }

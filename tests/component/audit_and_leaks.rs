@@ -11,7 +11,7 @@ use std::time::Duration;
 use token_provider::audit::Outcome;
 use token_provider::config::Settings;
 use token_provider::secret::{AccessToken, Secret};
-use token_provider::store::{CacheKey, Entry, keys};
+use token_provider::store::{CacheKey, Entry};
 use token_provider::token_request::{TokenParams, TokenRequest as CoreRequest};
 use token_provider_host::kv::KvBackend;
 use token_provider_host::testkit::FailingKv;
@@ -48,10 +48,10 @@ fn settings_of(server: &MockServer, extra: &[(&str, &str)]) -> Settings {
     Settings::from_pairs(&pairs).unwrap()
 }
 
-fn store_key(server: &MockServer, extra: &[(&str, &str)]) -> String {
+fn cache_key(server: &MockServer, extra: &[(&str, &str)]) -> CacheKey {
     let s = settings_of(server, extra);
     let params = TokenParams::resolve(&CoreRequest::default(), &s).unwrap();
-    CacheKey::new(&s, &params).store_key()
+    CacheKey::new(&s, &params)
 }
 
 /// `n` fresh instances call get-token at the same moment; each must get a token.
@@ -107,7 +107,7 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
         .kv
         .set(
             "default",
-            &store_key(&server, &[]),
+            &cache_key(&server, &[]).store_key(),
             b"TPC1 garbage garbage garbage garbage",
         )
         .await
@@ -170,7 +170,7 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let lease_key = keys::lease_slot(&store_key(&server, &extra), now_ms / lease_ms);
+    let lease_key = cache_key(&server, &extra).lease(now_ms / lease_ms, 0);
     short.kv.set("default", &lease_key, b"1").await.unwrap();
     token(&short.host, &get).await.unwrap();
     short.kv.delete("default", &lease_key).await.unwrap();

@@ -73,7 +73,7 @@ async fn cache_hits_make_no_request_in_the_same_or_a_fresh_instance() {
     // The store holds one entry, encrypted: the token is not in it.
     let entries = rig.kv.entries("default");
     assert_eq!(entries.len(), 1);
-    assert!(entries[0].0.starts_with("oauth2-token-provider:v1:"));
+    assert!(entries[0].0.starts_with("oauth2-token-provider:v2:"));
     assert!(
         !entries[0]
             .1

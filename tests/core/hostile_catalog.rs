@@ -9,6 +9,7 @@ use token_provider::config::Settings;
 use token_provider::http_types::HttpResponse;
 use token_provider::provider::cooldown::Cooldown;
 use token_provider::secret::{AccessToken, Secret};
+use token_provider::store::keys::roles;
 use token_provider::store::{CacheKey, Entry, Rejected, seal};
 use token_provider::token_request::{TokenParams, TokenRequest};
 use token_provider::token_response::{Lifetimes, parse};
@@ -420,12 +421,13 @@ fn c08_a_cooldown_record_cannot_pass_for_a_token() {
         status: 401,
         until_ms: 1,
     };
+    let client = CacheKey::client(&s);
     let sealed = seal::seal_value(
         &cooldown,
         &s.client.secret,
-        &CacheKey::cooldown(&s),
+        &client.context(roles::FAILURE),
         [8; 24],
     );
     assert!(seal::open(&sealed, &s.client.secret, &key(&s, "read")).is_err());
-    assert!(seal::open(&sealed, &s.client.secret, &CacheKey::cooldown(&s)).is_err());
+    assert!(seal::open(&sealed, &s.client.secret, &client).is_err());
 }
