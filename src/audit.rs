@@ -41,6 +41,8 @@ pub enum Outcome {
     RefreshError,
     /// `token.invalidate`: dropped.
     InvalidateOk,
+    /// `token.invalidate`: dropped here; the store already holds another token, kept.
+    InvalidateKept,
     /// `token.invalidate`: the store could not delete the entry.
     InvalidateStoreError,
     /// `store.error`: the store failed; the provider goes on without it.
@@ -54,7 +56,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 20] = [
+    pub const ALL: [Outcome; 21] = [
         Outcome::FetchOk,
         Outcome::FetchRetry,
         Outcome::FetchError,
@@ -70,6 +72,7 @@ impl Outcome {
         Outcome::RefreshPaused,
         Outcome::RefreshError,
         Outcome::InvalidateOk,
+        Outcome::InvalidateKept,
         Outcome::InvalidateStoreError,
         Outcome::StoreDegraded,
         Outcome::SendOk,
@@ -85,7 +88,7 @@ impl Outcome {
             CacheHit | CacheMiss | CacheExpired | CacheRejected => "token.cache",
             LeaseWaited | LeaseTimeout | LeaseStale => "token.lease",
             RefreshBusy | RefreshPaused | RefreshError => "token.refresh",
-            InvalidateOk | InvalidateStoreError => "token.invalidate",
+            InvalidateOk | InvalidateKept | InvalidateStoreError => "token.invalidate",
             StoreDegraded => "store.error",
             SendOk | SendError | SendRefused => "client.send",
         }
@@ -108,6 +111,7 @@ impl Outcome {
             LeaseStale => "stale",
             RefreshBusy => "busy",
             RefreshPaused => "paused",
+            InvalidateKept => "kept",
             InvalidateStoreError => "store_error",
             StoreDegraded => "degraded",
             SendRefused => "refused",
@@ -135,6 +139,9 @@ impl Outcome {
                 Some("refresh ahead failed, serving the cached token until it is due: {}")
             }
             StoreDegraded => Some("key-value store failed, continuing without it: {}"),
+            InvalidateKept => {
+                Some("the store holds another token (renewed by another instance); kept it")
+            }
             FetchOk | CacheHit | CacheMiss | CacheExpired | InvalidateOk | SendOk => None,
         }
     }

@@ -7,6 +7,7 @@ use crate::http_types::{HttpOptions, HttpRequest, HttpResponse};
 use crate::origin::{Scheme, parse_url};
 use crate::platform::Platform;
 use crate::provider::Provider;
+use crate::secret::AccessToken;
 use crate::token_request::TokenRequest;
 
 /// Methods never sent with a token: TRACE (and the old TRACK) echo the request, its
@@ -171,7 +172,8 @@ fn send_with_token<P: Platform>(
         timeout_ms: settings.http.timeout_ms,
         read_limit: settings.send.max_response_bytes.saturating_add(1),
     };
-    let attempt = |force_refresh: bool| -> Result<HttpResponse, Error> {
+    // The token sent, and the answer.
+    let attempt = |force_refresh: bool| -> Result<(AccessToken, HttpResponse), Error> {
         let token = provider.get_token(&TokenRequest {
             force_refresh,
             ..token_request.clone()
@@ -188,14 +190,17 @@ fn send_with_token<P: Platform>(
                 settings.send.max_response_bytes
             )));
         }
-        Ok(resp)
+        Ok((token.token, resp))
     };
     match attempt(token_request.force_refresh) {
-        Ok(resp) if resp.status == 401 => {
-            provider.invalidate(token_request);
-            (attempt(true), true)
+        Ok((rejected, resp)) if resp.status == 401 => {
+            // Drop the rejected token (in the store only if it is still there), then
+            // get one the ordinary way: another instance's successor from the store,
+            // or one fetch under the lease for the whole fleet.
+            provider.invalidate_token(token_request, &rejected);
+            (attempt(false).map(|(_, resp)| resp), true)
         }
-        other => (other, false),
+        other => (other.map(|(_, resp)| resp), false),
     }
 }
 
@@ -273,5 +278,69 @@ mod tests {
             shown.contains("X-Api-Key") && shown.contains("9 bytes"),
             "{shown}"
         );
+    }
+
+    /// `n` instances (own memories, one store) that all hold token `t1` when an API
+    /// revokes it; one after the other each sends once and gets a 401 for `t1`.
+    /// Returns the rig and the number of token requests made.
+    fn revoked_fleet(n: usize) -> (crate::testing::Rig, usize) {
+        use crate::memory::MemoryCache;
+        use crate::testing::{Rig, T0, response};
+        use std::cell::RefCell;
+        let rig = Rig::new(&[("allowed_origins", "https://api.example.com")]);
+        rig.store_token("t1", T0, 3600);
+        let provider = |memory| Provider {
+            settings: &rig.settings,
+            platform: &rig.platform,
+            memory,
+        };
+        let memories: Vec<RefCell<MemoryCache>> = (0..n).map(|_| Default::default()).collect();
+        for m in &memories {
+            let t = provider(m).get_token(&TokenRequest::default()).unwrap();
+            assert_eq!(t.token.expose(), "t1");
+        }
+        let mut fetched = 0;
+        for m in &memories {
+            let before = rig.platform.sent.borrow().len();
+            rig.platform.respond(Ok(response(401, &[], "revoked")));
+            if fetched == 0 {
+                rig.platform.respond_token("t2", 3600);
+            }
+            rig.platform.respond(Ok(response(200, &[], "ok")));
+            let req = ApiRequest {
+                method: "GET".into(),
+                url: "https://api.example.com/v1".into(),
+                headers: vec![],
+                body: None,
+                token: None,
+            };
+            let resp = send(&provider(m), &req);
+            fetched += rig.platform.sent.borrow()[before..]
+                .iter()
+                .filter(|r| r.method == "POST")
+                .count();
+            assert_eq!(resp.map(|r| r.status), Ok(200), "after {fetched} fetches");
+        }
+        (rig, fetched)
+    }
+
+    #[test]
+    fn a_fleet_that_gets_401_for_one_token_renews_it_once_and_keeps_the_successor() {
+        let (rig, fetched) = revoked_fleet(20);
+        assert_eq!(fetched, 1, "one token request for twenty 401s");
+        let kept = rig.platform.events("token.invalidate");
+        assert_eq!(kept.len(), 20);
+        assert_eq!(
+            kept[0]["outcome"], "ok",
+            "the first drops t1 from the store"
+        );
+        assert!(
+            kept[1..].iter().all(|e| e["outcome"] == "kept"),
+            "the others leave the successor in place: {kept:?}"
+        );
+        // The store holds the successor.
+        *rig.memory.borrow_mut() = Default::default();
+        let t = rig.provider().get_token(&TokenRequest::default()).unwrap();
+        assert_eq!(t.token.expose(), "t2");
     }
 }

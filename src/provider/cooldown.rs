@@ -1,61 +1,124 @@
-//! Failure cooldown: after `invalid_client` or `unauthorized_client` every call fails
-//! fast with the same error for `failure_cooldown_secs`, in this instance and, through
-//! a record sealed under the secret, in every instance that shares the store (so a
-//! rotated secret is tried at once: the old record no longer opens).
+//! Shared failures: after a failure that would fail the next caller too, every call
+//! fails fast with that error for a while, in this instance and, through a record
+//! sealed under the credential at the client's `failure` key, in every instance that
+//! shares the store.
+//!
+//! - **Credentials** (`invalid_client`, `unauthorized_client`): for
+//!   `failure_cooldown_secs`. A rotated secret is tried at once (the old record does
+//!   not open under the new credential, and lives under its key id).
+//! - **Outage** (the token endpoint answered 5xx or 429, or could not be reached, after
+//!   the retries): for `retry_max_delay_ms` (at least 1 s) or the server's
+//!   `Retry-After` if longer, at most `failure_cooldown_secs`. So an endpoint that is
+//!   down costs the fleet one retry sequence per window, not one per caller, and a
+//!   long `Retry-After` holds every instance back, not just the one that got it.
+//!
+//! A caller with a valid cached token never sees it: the token is served (renewals
+//! wait). `failure_cooldown_secs = 0` turns both off.
 
 use super::Provider;
 use crate::audit::{Event, Outcome};
+use crate::config::Settings;
 use crate::error::{Error, OAuthError};
 use crate::platform::Platform;
+use crate::retry;
 use crate::store::keys::roles;
 use crate::store::{CacheKey, seal};
 use crate::token_request::TokenParams;
 use serde::{Deserialize, Serialize};
 
-/// The token endpoint rejected the credentials: fail fast until `until_ms`.
+/// Fail fast until `until_ms` with (a copy of) the error that started it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cooldown {
+    /// An outage (retryable failure) rather than rejected credentials.
+    pub outage: bool,
+    /// `Error::kind` of the original error.
+    pub kind: String,
+    /// The OAuth error code, if it was one.
     pub error: String,
+    /// The OAuth error description, or the error's message.
     pub description: Option<String>,
     pub status: u16,
     pub until_ms: u64,
 }
 
 impl Cooldown {
-    /// The cooldown an error starts, if it is an OAuth error and cooldowns are on.
-    pub fn after(e: &Error, secs: u64, now_ms: u64) -> Option<Cooldown> {
-        let Error::OAuth(o) = e else {
+    /// The cooldown an error starts (pure): `retry_after_ms` is the last answer's
+    /// `Retry-After`, if any.
+    pub fn after(
+        e: &Error,
+        settings: &Settings,
+        retry_after_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Option<Cooldown> {
+        let cap_ms = settings.retry.failure_cooldown_secs.saturating_mul(1000);
+        if cap_ms == 0 {
+            return None;
+        }
+        let outage = if retry::is_credential_rejection(e) {
+            false
+        } else if retry::is_retryable(e) {
+            true
+        } else {
             return None;
         };
-        (secs > 0).then(|| Cooldown {
-            error: o.error.clone(),
-            description: o.description.clone(),
-            status: o.status,
-            until_ms: now_ms.saturating_add(secs.saturating_mul(1000)),
+        let for_ms = if outage {
+            let window = settings.retry.policy.max_delay_ms.max(1000);
+            retry_after_ms.unwrap_or(0).max(window).min(cap_ms)
+        } else {
+            cap_ms
+        };
+        let (error, description) = match e {
+            Error::OAuth(o) => (o.error.clone(), o.description.clone()),
+            Error::Server { message, .. } | Error::Transport(message) => {
+                (String::new(), Some(message.clone()))
+            }
+            _ => (String::new(), None),
+        };
+        Some(Cooldown {
+            outage,
+            kind: e.kind().to_string(),
+            error,
+            description,
+            status: e.status().unwrap_or(0),
+            until_ms: now_ms.saturating_add(for_ms),
         })
     }
 
-    /// The error to fail fast with at `now_ms`.
+    /// The error to fail fast with at `now_ms`: the original kind, its message saying
+    /// why no request was made.
     pub fn error(&self, now_ms: u64) -> Error {
         let left = self.until_ms.saturating_sub(now_ms).div_ceil(1000);
-        Error::OAuth(OAuthError {
-            error: self.error.clone(),
-            description: Some(format!(
-                "the token endpoint rejected these credentials; failing fast for {left} s more (failure_cooldown_secs){}",
-                self.description
-                    .as_deref()
-                    .map(|d| format!(": {d}"))
-                    .unwrap_or_default()
-            )),
-            uri: None,
-            status: self.status,
-        })
+        let why = if self.outage {
+            format!("the token endpoint failed moments ago; failing fast for {left} s more")
+        } else {
+            format!(
+                "the token endpoint rejected these credentials; failing fast for {left} s more (failure_cooldown_secs)"
+            )
+        };
+        let text = match &self.description {
+            Some(d) => format!("{why}: {d}"),
+            None => why,
+        };
+        match self.kind.as_str() {
+            "oauth" => Error::OAuth(OAuthError {
+                error: self.error.clone(),
+                description: Some(text),
+                uri: None,
+                status: self.status,
+            }),
+            "server" => Error::Server {
+                status: self.status,
+                message: text,
+            },
+            "timeout" => Error::Timeout,
+            _ => Error::Transport(text),
+        }
     }
 }
 
 impl<P: Platform> Provider<'_, P> {
-    /// A credential rejection seen by this instance or, through the store, by any
-    /// other, less than `failure_cooldown_secs` ago: the error to fail fast with.
+    /// A shared failure seen by this instance or, through the store, by any other, that
+    /// has not lapsed: the error to fail fast with (logged).
     pub(super) fn cooling_down(&self, params: &TokenParams) -> Option<Error> {
         if self.settings.retry.failure_cooldown_secs == 0 {
             return None;
@@ -92,12 +155,10 @@ impl<P: Platform> Provider<'_, P> {
         Some(error)
     }
 
-    pub(super) fn start_cooldown(&self, params: &TokenParams, e: &Error) {
-        let secs = self.settings.retry.failure_cooldown_secs;
-        if secs == 0 {
-            return;
-        }
-        let Some(cooldown) = Cooldown::after(e, secs, self.platform.now_unix_ms()) else {
+    /// Share `e` if it starts a cooldown.
+    pub(super) fn start_cooldown(&self, params: &TokenParams, e: &Error, retry_after: Option<u64>) {
+        let now = self.platform.now_unix_ms();
+        let Some(cooldown) = Cooldown::after(e, self.settings, retry_after, now) else {
             return;
         };
         if let Some(store) = self.settings.cache.kv_store.as_deref() {
@@ -120,19 +181,37 @@ impl<P: Platform> Provider<'_, P> {
 mod tests {
     use super::*;
     use crate::memory::MemoryCache;
-    use crate::testing::{Rig, response, settings};
+    use crate::testing::{Rig, T0, response, settings};
 
     #[test]
-    fn only_oauth_errors_start_a_cooldown_and_its_error_counts_down() {
+    fn rejected_credentials_start_a_cooldown_and_its_error_counts_down() {
         let oauth = Error::OAuth(OAuthError {
             error: "invalid_client".into(),
             description: Some("bad secret".into()),
             uri: Some("https://example.com/err".into()),
             status: 401,
         });
-        assert_eq!(Cooldown::after(&oauth, 0, 5_000), None, "0 disables");
-        assert_eq!(Cooldown::after(&Error::Timeout, 60, 5_000), None);
-        let c = Cooldown::after(&oauth, 60, 5_000).unwrap();
+        let off = settings(&[("failure_cooldown_secs", "0")]);
+        assert_eq!(
+            Cooldown::after(&oauth, &off, None, 5_000),
+            None,
+            "0 disables"
+        );
+        assert_eq!(Cooldown::after(&Error::Timeout, &off, None, 5_000), None);
+        let s = settings(&[("failure_cooldown_secs", "60")]);
+        let scope = Error::OAuth(OAuthError {
+            error: "invalid_scope".into(),
+            description: None,
+            uri: None,
+            status: 400,
+        });
+        assert_eq!(
+            Cooldown::after(&scope, &s, None, 5_000),
+            None,
+            "per request"
+        );
+        let c = Cooldown::after(&oauth, &s, None, 5_000).unwrap();
+        assert!(!c.outage);
         assert_eq!(c.until_ms, 65_000);
         let Error::OAuth(e) = c.error(5_001) else {
             panic!()
@@ -147,6 +226,85 @@ mod tests {
                 "the token endpoint rejected these credentials; failing fast for 60 s more (failure_cooldown_secs): bad secret"
             )
         );
+    }
+
+    #[test]
+    fn an_outage_lasts_the_longest_backoff_or_the_retry_after_within_the_cap() {
+        let s = settings(&[
+            ("failure_cooldown_secs", "60"),
+            ("retry_max_delay_ms", "5000"),
+        ]);
+        let down = Error::Server {
+            status: 503,
+            message: "maintenance".into(),
+        };
+        let c = Cooldown::after(&down, &s, None, 1_000).unwrap();
+        assert!(c.outage);
+        assert_eq!(c.until_ms, 6_000);
+        let longer = Cooldown::after(&down, &s, Some(30_000), 1_000).unwrap();
+        assert_eq!(longer.until_ms, 31_000, "Retry-After honoured");
+        let capped = Cooldown::after(&down, &s, Some(u64::MAX), 1_000).unwrap();
+        assert_eq!(capped.until_ms, 61_000, "at most failure_cooldown_secs");
+        let short = settings(&[("retry_max_delay_ms", "0")]);
+        assert_eq!(
+            Cooldown::after(&Error::Timeout, &short, None, 0)
+                .unwrap()
+                .until_ms,
+            1_000,
+            "at least 1 s"
+        );
+        // The shared error keeps the original's kind and says why nothing was sent.
+        assert_eq!(
+            c.error(2_000).to_string(),
+            "server error (HTTP 503): the token endpoint failed moments ago; failing fast for 4 s more: maintenance"
+        );
+        let t = Cooldown::after(&Error::Transport("connection refused".into()), &s, None, 0);
+        assert!(
+            matches!(t.unwrap().error(0), Error::Transport(m) if m.ends_with(": connection refused"))
+        );
+        assert_eq!(
+            Cooldown::after(&Error::Timeout, &s, None, 0)
+                .unwrap()
+                .error(0),
+            Error::Timeout
+        );
+    }
+
+    #[test]
+    fn an_outage_is_shared_and_every_later_caller_fails_fast_until_it_lapses() {
+        let rig = Rig::new(&[("max_retries", "2")]);
+        for _ in 0..3 {
+            rig.platform
+                .respond(Ok(response(503, &[("retry-after", "2")], "down")));
+        }
+        assert!(matches!(rig.get(), Err(Error::Server { status: 503, .. })));
+        assert_eq!(rig.platform.sent.borrow().len(), 3, "one retry sequence");
+        // Ten more callers, each a fresh instance on the same store: nothing is sent.
+        for _ in 0..10 {
+            *rig.memory.borrow_mut() = MemoryCache::default();
+            let e = rig.get().unwrap_err();
+            assert!(e.to_string().contains("failing fast"), "{e}");
+        }
+        assert_eq!(rig.platform.sent.borrow().len(), 3);
+        assert!(rig.lease_keys().is_empty(), "{:?}", rig.lease_keys());
+        // Once it lapses (the backoff ceiling, 5 s by default), the endpoint is asked.
+        rig.platform.advance(5_001);
+        rig.platform.respond_token("back", 100);
+        assert_eq!(rig.get().unwrap().token.expose(), "back");
+    }
+
+    #[test]
+    fn a_valid_cached_token_is_served_through_an_outage() {
+        let rig = Rig::new(&[]);
+        rig.store_token("valid", T0, 100);
+        rig.platform.advance(44_000); // inside the refresh window
+        for _ in 0..3 {
+            rig.platform.respond(Ok(response(503, &[], "down")));
+        }
+        assert_eq!(rig.get().unwrap().token.expose(), "valid");
+        *rig.memory.borrow_mut() = MemoryCache::default();
+        assert_eq!(rig.get().unwrap().token.expose(), "valid");
+        assert_eq!(rig.platform.sent.borrow().len(), 3);
     }
 
     #[test]

@@ -106,9 +106,7 @@ impl<P: Platform> Provider<'_, P> {
                 continue;
             }
             self.platform.log(&ev.to_line());
-            if retry::is_credential_rejection(&e) {
-                self.start_cooldown(&l.params, &e);
-            }
+            self.start_cooldown(&l.params, &e, retry_after);
             return Err(e);
         }
     }

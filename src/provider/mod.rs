@@ -122,22 +122,64 @@ impl<P: Platform> Provider<'_, P> {
         }
     }
 
+    /// The WIT `invalidate`: the token this instance handed out for `request` was
+    /// rejected. Without a token in memory there is nothing to compare with, and the
+    /// stored one is dropped.
     pub fn invalidate(&self, request: &TokenRequest) {
-        // A request that cannot be resolved names no cached token: nothing to drop.
         let Ok(l) = Lookup::new(request, self.settings) else {
+            // A request that cannot be resolved names no cached token.
             return;
         };
+        let rejected = self
+            .memory
+            .borrow()
+            .get(&l.key)
+            .map(|e| e.access_token.clone());
+        self.drop_rejected(&l, rejected.as_ref());
+    }
+
+    /// An API rejected `rejected` (a 401): forget it in this instance, and in the store
+    /// only if the store still holds it. Another instance may have stored its
+    /// successor a moment ago; deleting that would make every instance fetch again.
+    pub fn invalidate_token(&self, request: &TokenRequest, rejected: &AccessToken) {
+        if let Ok(l) = Lookup::new(request, self.settings) {
+            self.drop_rejected(&l, Some(rejected));
+        }
+    }
+
+    fn drop_rejected(&self, l: &Lookup, rejected: Option<&AccessToken>) {
         self.memory.borrow_mut().remove(&l.key);
-        let mut event = Event::new(Outcome::InvalidateOk, self.settings, &l.params.scopes);
-        if let Some(store) = &self.settings.cache.kv_store
-            && let Err(e) = self.platform.kv_delete(store, &l.key.store_key())
-        {
-            event = Event::new(
-                Outcome::InvalidateStoreError,
-                self.settings,
-                &l.params.scopes,
-            )
-            .with_detail(&e);
+        let mut outcome = Outcome::InvalidateOk;
+        let mut detail = None;
+        if let Some(store) = &self.settings.cache.kv_store {
+            let key = l.key.store_key();
+            let stored = self.platform.kv_get(store, &key).map(|v| {
+                v.and_then(|b| {
+                    crate::store::seal::open(&b, &self.settings.client.secret, &l.key).ok()
+                })
+            });
+            let delete = match (&stored, rejected) {
+                (Ok(Some(e)), Some(r)) if e.access_token.fingerprint() != r.fingerprint() => {
+                    outcome = Outcome::InvalidateKept;
+                    false
+                }
+                (Ok(None), _) => false,
+                _ => true,
+            };
+            let result = match stored {
+                Err(e) => Err(e),
+                Ok(_) if delete => self.platform.kv_delete(store, &key),
+                Ok(_) => Ok(()),
+            };
+            if let Err(e) = result {
+                outcome = Outcome::InvalidateStoreError;
+                detail = Some(e);
+            }
+        }
+        let mut event = Event::new(outcome, self.settings, &l.params.scopes);
+        event.fingerprint = rejected.map(AccessToken::fingerprint);
+        if let Some(d) = detail {
+            event = event.with_detail(&d);
         }
         self.platform.log(&event.to_line());
     }

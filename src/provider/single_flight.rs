@@ -42,6 +42,10 @@ impl<P: Platform> Provider<'_, P> {
         let Some(leases) = self.leases(l) else {
             return self.fetch(l);
         };
+        // A failure shared moments ago: no lease, no request.
+        if let Some(e) = self.cooling_down(&l.params) {
+            return Err(e);
+        }
         let started = self.platform.monotonic_ms();
         let bound = started.saturating_add(leases.lease_ms.saturating_mul(2));
         let (mut slot, mut generation) = (leases.current_slot(), 0);
@@ -72,8 +76,14 @@ impl<P: Platform> Provider<'_, P> {
                 }
                 Attempt::Busy(watch) => match self.wait_for(&leases, l, watch, bound) {
                     Waited::Token(e) => return Ok(self.served_after_wait(l, e, started)),
-                    // The holder finished without a token: try again from the start.
-                    Waited::Released => (slot, generation) = (leases.current_slot(), 0),
+                    // The holder finished without a token: its failure is ours, or
+                    // try again from the start.
+                    Waited::Released => {
+                        if let Some(e) = self.cooling_down(&l.params) {
+                            return Err(e);
+                        }
+                        (slot, generation) = (leases.current_slot(), 0);
+                    }
                     // Elect a successor on the next generation of the dead lease.
                     Waited::Dead => {
                         dead = Some((watch.slot, watch.generation));

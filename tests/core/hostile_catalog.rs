@@ -416,6 +416,8 @@ fn c07_a_sealed_entry_whose_expiry_precedes_its_issue_is_rejected() {
 fn c08_a_cooldown_record_cannot_pass_for_a_token() {
     let s = settings("", false);
     let cooldown = Cooldown {
+        outage: false,
+        kind: "oauth".into(),
         error: "invalid_client".into(),
         description: None,
         status: 401,
