@@ -16,6 +16,7 @@ use crate::kv::KvBackend;
 use crate::runtime::State;
 use wasmtime::component::{HasSelf, Linker, Resource};
 
+/// Keys per `list-keys` page (a hint to the backend: Redis's `SCAN … COUNT`).
 const PAGE: usize = 1000;
 
 /// A `wasi:keyvalue` bucket (either draft): the label it was opened with.
@@ -160,28 +161,38 @@ macro_rules! kv_store {
     };
 }
 
-// draft2: the cursor is the last key returned.
+// Both drafts carry the backend's cursor (`KeyPage::cursor`) to the next page: draft2
+// as its decimal text, draft as the number itself.
 async fn list_keys_draft2(
     kv: &dyn KvBackend,
     label: &str,
     cursor: Option<String>,
 ) -> Result<spin_kv::store::KeyResponse, String> {
-    let (keys, cursor) = kv.list_keys(label, cursor.as_deref(), PAGE).await?;
-    Ok(spin_kv::store::KeyResponse { keys, cursor })
+    let cursor = match cursor {
+        None => None,
+        Some(c) => Some(
+            c.parse::<u64>()
+                .map_err(|_| "list-keys: not a cursor this store returned".to_string())?,
+        ),
+    };
+    let page = kv.list_keys(label, cursor, PAGE).await?;
+    Ok(spin_kv::store::KeyResponse {
+        keys: page.keys,
+        cursor: page.cursor.map(|c| c.to_string()),
+    })
 }
 kv_store!(spin_kv, String, list_keys_draft2);
 
-// draft: the cursor is a number; we use the count of keys already returned.
 async fn list_keys_draft(
     kv: &dyn KvBackend,
     label: &str,
     cursor: Option<u64>,
 ) -> Result<wt_kv::store::KeyResponse, String> {
-    let skip = cursor.unwrap_or(0) as usize;
-    let (mut keys, more) = kv.list_keys(label, None, skip + PAGE).await?;
-    let keys: Vec<String> = keys.drain(skip.min(keys.len())..).collect();
-    let next = more.map(|_| (skip + keys.len()) as u64);
-    Ok(wt_kv::store::KeyResponse { keys, cursor: next })
+    let page = kv.list_keys(label, cursor, PAGE).await?;
+    Ok(wt_kv::store::KeyResponse {
+        keys: page.keys,
+        cursor: page.cursor,
+    })
 }
 kv_store!(wt_kv, u64, list_keys_draft);
 
@@ -273,5 +284,120 @@ impl wt_kv::atomics::Host for State {
             Err(e) => Err(e.to_string()),
         };
         Ok(result.map_err(wt_kv::store::Error::Other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemoryKv;
+    use std::collections::BTreeSet;
+
+    const DRAFTS: [&str; 2] = ["draft2", "draft"];
+
+    /// Every key of `label` through one draft's `list-keys`, page by page: the keys in
+    /// the order returned, and the number of pages.
+    async fn list_all(kv: &dyn KvBackend, label: &str, draft: &str) -> (Vec<String>, usize) {
+        let (mut keys, mut pages) = (Vec::new(), 0);
+        let (mut cursor2, mut cursor) = (None, None);
+        loop {
+            pages += 1;
+            assert!(pages < 1000, "{draft} list-keys does not end");
+            let more = if draft == "draft2" {
+                let page = list_keys_draft2(kv, label, cursor2).await.unwrap();
+                keys.extend(page.keys);
+                cursor2 = page.cursor;
+                cursor2.is_some()
+            } else {
+                let page = list_keys_draft(kv, label, cursor).await.unwrap();
+                keys.extend(page.keys);
+                cursor = page.cursor;
+                cursor.is_some()
+            };
+            if !more {
+                return (keys, pages);
+            }
+        }
+    }
+
+    /// `keys` hold each of `expected` exactly once and nothing else.
+    fn assert_once_each(keys: &[String], expected: &BTreeSet<String>, what: &str) {
+        let seen: BTreeSet<String> = keys.iter().cloned().collect();
+        assert_eq!(seen.len(), keys.len(), "{what}: a key came twice");
+        assert!(
+            seen == *expected,
+            "{what}: {} keys, not the {} expected",
+            seen.len(),
+            expected.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_list_keys_returns_every_key_once_over_several_pages() {
+        let kv = MemoryKv::new();
+        let expected: BTreeSet<String> = (0..2 * PAGE + 17).map(|i| format!("k{i:05}")).collect();
+        for k in &expected {
+            kv.set("s", k, b"v").await.unwrap();
+        }
+        kv.set("other", "k-other", b"v").await.unwrap();
+        for draft in DRAFTS {
+            let (keys, pages) = list_all(&kv, "s", draft).await;
+            assert_once_each(&keys, &expected, draft);
+            assert_eq!(pages, 3, "{draft}");
+        }
+    }
+
+    #[cfg(feature = "testkit")]
+    #[tokio::test]
+    async fn redis_list_keys_returns_every_key_once_with_a_bounded_number_of_scans() {
+        let redis = crate::testkit::redis_server::LocalRedis::start().unwrap();
+        let kv = crate::kv::RedisKv::connect(&redis.url()).await.unwrap();
+        let expected: BTreeSet<String> = (0..5000).map(|i| format!("k{i:05}")).collect();
+        for k in &expected {
+            kv.set("s", k, b"v").await.unwrap();
+        }
+        for i in 0..300 {
+            kv.set("other", &format!("o{i}"), b"v").await.unwrap();
+        }
+        let total = expected.len() + 300;
+        for draft in DRAFTS {
+            redis.reset_stats().unwrap();
+            let (keys, pages) = list_all(&kv, "s", draft).await;
+            let scans = redis.command_calls("scan").unwrap();
+            eprintln!(
+                "{draft}: {} keys in {pages} pages, {scans} SCAN calls",
+                keys.len()
+            );
+            assert_once_each(&keys, &expected, draft);
+            // One SCAN per page, each reading about PAGE keys of the whole database: the
+            // database is read about once, not once per page.
+            let bound = (total / PAGE) as u64 * 2 + 2;
+            assert!(
+                scans <= bound,
+                "{draft}: {scans} SCAN calls for {total} keys (bound {bound})"
+            );
+        }
+    }
+
+    #[cfg(feature = "testkit")]
+    #[tokio::test]
+    async fn redis_list_keys_of_a_label_sees_only_that_labels_keys() {
+        let redis = crate::testkit::redis_server::LocalRedis::start().unwrap();
+        let kv = crate::kv::RedisKv::connect(&redis.url()).await.unwrap();
+        kv.set("a", "k1", b"v").await.unwrap();
+        kv.set("a", "k2", b"v").await.unwrap();
+        kv.set("b", "k3", b"v").await.unwrap();
+        kv.set("b*", "k4", b"v").await.unwrap();
+        let set = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<BTreeSet<_>>();
+        for (label, want) in [
+            ("a", set(&["k1", "k2"])),
+            ("b", set(&["k3"])),
+            ("b*", set(&["k4"])),
+        ] {
+            for draft in DRAFTS {
+                let (keys, _) = list_all(&kv, label, draft).await;
+                assert_once_each(&keys, &want, &format!("{label} {draft}"));
+            }
+        }
     }
 }
