@@ -54,6 +54,8 @@ pub fn read_pem_certs(path: &std::path::Path) -> anyhow::Result<Vec<CertificateD
 /// The `wasi:http` hooks of our host: everything default but how requests are sent.
 pub(crate) struct Hooks {
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// May this instance send requests at all? (`http-request-denied` if not.)
+    pub(crate) allowed: bool,
 }
 
 type BoxFuture<T> = Box<dyn Future<Output = T> + Send>;
@@ -68,6 +70,9 @@ impl WasiHttpHooks for Hooks {
         wasmtime_wasi_http::Result<(http::Response<WasiBody>, BoxFuture<Result<(), HttpError>>)>,
     > {
         drop(fut);
+        if !self.allowed {
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
         let tls = self.tls.clone();
         Box::new(async move { send(request, options.unwrap_or_default(), tls).await })
     }
@@ -306,6 +311,7 @@ mod tests {
         };
         let mut hooks = Hooks {
             tls: tls_config(&[]).unwrap(),
+            allowed: true,
         };
         let started = Instant::now();
         let sent = hooks.send_request(request, Some(options), Box::new(async { Ok(()) }));

@@ -14,14 +14,16 @@ use crate::bindings::wasmtime_flavor::wasi::config0_2_0_rc_1 as wt_config;
 use crate::bindings::wasmtime_flavor::wasi::keyvalue0_2_0_draft as wt_kv;
 use crate::kv::KvBackend;
 use crate::runtime::State;
+use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker, Resource};
 
 /// Keys per `list-keys` page (a hint to the backend: Redis's `SCAN … COUNT`).
 const PAGE: usize = 1000;
 
-/// A `wasi:keyvalue` bucket (either draft): the label it was opened with.
+/// A `wasi:keyvalue` bucket (either draft): the label it was opened with, and the store.
 pub struct Bucket {
     label: String,
+    kv: Arc<dyn KvBackend>,
 }
 
 /// A `wasi:keyvalue@0.2.0-draft2` compare-and-swap handle.
@@ -29,6 +31,7 @@ pub struct Cas {
     label: String,
     key: String,
     current: Option<Vec<u8>>,
+    kv: Arc<dyn KvBackend>,
 }
 
 pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
@@ -42,8 +45,10 @@ pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
 }
 
 impl State {
-    fn label(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
-        Ok(self.table.get(bucket)?.label.clone())
+    /// The label and store of an open bucket.
+    fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<(String, Arc<dyn KvBackend>)> {
+        let bucket = self.table.get(bucket)?;
+        Ok((bucket.label.clone(), bucket.kv.clone()))
     }
 }
 
@@ -81,10 +86,17 @@ macro_rules! kv_store {
                 &mut self,
                 identifier: String,
             ) -> wasmtime::Result<Result<Resource<Bucket>, $m::store::Error>> {
-                if let Err(e) = self.kv.open(&identifier).await {
+                // An instance not given the store (`Inherit`) cannot open any.
+                let Some(kv) = self.kv.clone() else {
+                    return Ok(Err($m::store::Error::AccessDenied));
+                };
+                if let Err(e) = kv.open(&identifier).await {
                     return Ok(Err($m::store::Error::Other(e)));
                 }
-                Ok(Ok(self.table.push(Bucket { label: identifier })?))
+                Ok(Ok(self.table.push(Bucket {
+                    label: identifier,
+                    kv,
+                })?))
             }
         }
 
@@ -94,12 +106,8 @@ macro_rules! kv_store {
                 bucket: Resource<Bucket>,
                 key: String,
             ) -> wasmtime::Result<Result<Option<Vec<u8>>, $m::store::Error>> {
-                let label = self.label(&bucket)?;
-                Ok(self
-                    .kv
-                    .get(&label, &key)
-                    .await
-                    .map_err($m::store::Error::Other))
+                let (label, kv) = self.bucket(&bucket)?;
+                Ok(kv.get(&label, &key).await.map_err($m::store::Error::Other))
             }
 
             async fn set(
@@ -108,9 +116,8 @@ macro_rules! kv_store {
                 key: String,
                 value: Vec<u8>,
             ) -> wasmtime::Result<Result<(), $m::store::Error>> {
-                let label = self.label(&bucket)?;
-                Ok(self
-                    .kv
+                let (label, kv) = self.bucket(&bucket)?;
+                Ok(kv
                     .set(&label, &key, &value)
                     .await
                     .map_err($m::store::Error::Other))
@@ -121,9 +128,8 @@ macro_rules! kv_store {
                 bucket: Resource<Bucket>,
                 key: String,
             ) -> wasmtime::Result<Result<(), $m::store::Error>> {
-                let label = self.label(&bucket)?;
-                Ok(self
-                    .kv
+                let (label, kv) = self.bucket(&bucket)?;
+                Ok(kv
                     .delete(&label, &key)
                     .await
                     .map_err($m::store::Error::Other))
@@ -134,9 +140,8 @@ macro_rules! kv_store {
                 bucket: Resource<Bucket>,
                 key: String,
             ) -> wasmtime::Result<Result<bool, $m::store::Error>> {
-                let label = self.label(&bucket)?;
-                Ok(self
-                    .kv
+                let (label, kv) = self.bucket(&bucket)?;
+                Ok(kv
                     .exists(&label, &key)
                     .await
                     .map_err($m::store::Error::Other))
@@ -147,8 +152,8 @@ macro_rules! kv_store {
                 bucket: Resource<Bucket>,
                 cursor: Option<$cursor>,
             ) -> wasmtime::Result<Result<$m::store::KeyResponse, $m::store::Error>> {
-                let label = self.label(&bucket)?;
-                Ok($list_keys(&*self.kv, &label, cursor)
+                let (label, kv) = self.bucket(&bucket)?;
+                Ok($list_keys(&*kv, &label, cursor)
                     .await
                     .map_err($m::store::Error::Other))
             }
@@ -203,9 +208,8 @@ impl spin_kv::atomics::Host for State {
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, spin_kv::store::Error>> {
-        let label = self.label(&bucket)?;
-        Ok(self
-            .kv
+        let (label, kv) = self.bucket(&bucket)?;
+        Ok(kv
             .increment(&label, &key, delta)
             .await
             .map_err(spin_kv::store::Error::Other))
@@ -219,7 +223,7 @@ impl spin_kv::atomics::Host for State {
         use spin_kv::atomics::CasError;
         // Not atomic across processes: the component coordinates with `increment` only.
         let cas = self.table.delete(cas)?;
-        Ok(match self.kv.get(&cas.label, &cas.key).await {
+        Ok(match cas.kv.get(&cas.label, &cas.key).await {
             Err(e) => Err(CasError::StoreError(spin_kv::store::Error::Other(e))),
             Ok(now) if now != cas.current => {
                 let fresh = self.table.push(Cas {
@@ -228,7 +232,7 @@ impl spin_kv::atomics::Host for State {
                 })?;
                 Err(CasError::CasFailed(fresh))
             }
-            Ok(_) => self
+            Ok(_) => cas
                 .kv
                 .set(&cas.label, &cas.key, &value)
                 .await
@@ -243,12 +247,13 @@ impl spin_kv::atomics::HostCas for State {
         bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, spin_kv::store::Error>> {
-        let label = self.label(&bucket)?;
-        match self.kv.get(&label, &key).await {
+        let (label, kv) = self.bucket(&bucket)?;
+        match kv.get(&label, &key).await {
             Ok(current) => Ok(Ok(self.table.push(Cas {
                 label,
                 key,
                 current,
+                kv,
             })?)),
             Err(e) => Ok(Err(spin_kv::store::Error::Other(e))),
         }
@@ -274,11 +279,11 @@ impl wt_kv::atomics::Host for State {
         key: String,
         delta: u64,
     ) -> wasmtime::Result<Result<u64, wt_kv::store::Error>> {
-        let label = self.label(&bucket)?;
+        let (label, kv) = self.bucket(&bucket)?;
         let delta = i64::try_from(delta)
             .map_err(|_| wasmtime::format_err!("increment delta {delta} too large"));
         let result = match delta {
-            Ok(d) => self.kv.increment(&label, &key, d).await.and_then(|n| {
+            Ok(d) => kv.increment(&label, &key, d).await.and_then(|n| {
                 u64::try_from(n).map_err(|_| format!("value at `{key}` is negative"))
             }),
             Err(e) => Err(e.to_string()),
