@@ -15,7 +15,7 @@ use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv};
 use token_provider_host::testkit::redis_server::LocalRedis;
 use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{
-    ApiRequest, Flavor, HostBuilder, LogSink, TokenHost, TokenRequest, TokenSource,
+    ApiRequest, Flavor, HostBuilder, Inherit, LogSink, TokenHost, TokenRequest, TokenSource,
 };
 use wasmtime::component::Component;
 
@@ -260,7 +260,11 @@ async fn main() {
     let plain = measure(
         "plain wasi:http GET, fresh instance (examples/plain-http)",
         || async {
-            let (mut store, instance) = memory.instantiate_other(&plain_component).await.unwrap();
+            // The baseline sends its own request: it needs outbound HTTP, nothing else.
+            let (mut store, instance) = memory
+                .instantiate_other_with(&plain_component, Inherit::NOTHING.outbound_http())
+                .await
+                .unwrap();
             let iface = instance
                 .get_export_index(&mut store, None, "example:plain-http/fetch@0.1.0")
                 .unwrap();

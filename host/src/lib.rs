@@ -36,7 +36,7 @@ pub mod testkit;
 pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 pub use components::Flavor;
-pub use runtime::{HostBuilder, LogSink, ProviderInstance, State, TokenHost};
+pub use runtime::{HostBuilder, Inherit, LogSink, ProviderInstance, State, TokenHost};
 pub use types::{
     AccessToken, ApiRequest, ApiResponse, OauthError, ProviderError, ServerError, TokenRequest,
     TokenSource, describe, source_name,

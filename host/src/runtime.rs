@@ -27,13 +27,65 @@ pub enum LogSink {
     Discard,
 }
 
+/// What a component started with [`TokenHost::instantiate_other_with`] gets of this
+/// host's provider setup, like the capability sets of Spin's `inherit_configuration`.
+/// The default, [`Inherit::NOTHING`], is what [`TokenHost::instantiate_other`] gives: an
+/// empty `wasi:config`, no key-value store (`open` is `access-denied`) and no outbound
+/// HTTP (`http-request-denied`). The provider's own instances
+/// ([`TokenHost::instance`]) always get all three.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Inherit {
+    config: bool,
+    key_value: bool,
+    outbound_http: bool,
+}
+
+impl Inherit {
+    /// Nothing of the provider's setup (the default).
+    pub const NOTHING: Inherit = Inherit {
+        config: false,
+        key_value: false,
+        outbound_http: false,
+    };
+    /// Everything: what a component composed with the provider (`wac plug`) needs, since
+    /// the provider inside it uses the composition's imports.
+    pub const ALL: Inherit = Inherit {
+        config: true,
+        key_value: true,
+        outbound_http: true,
+    };
+
+    /// `wasi:config`: every key set on the builder, `client_secret` included (Spin:
+    /// `variables`).
+    pub const fn config(mut self) -> Inherit {
+        self.config = true;
+        self
+    }
+
+    /// `wasi:keyvalue`: the host's key-value store, with the provider's cached tokens
+    /// (Spin: `key_value_stores`).
+    pub const fn key_value(mut self) -> Inherit {
+        self.key_value = true;
+        self
+    }
+
+    /// `wasi:http/outgoing-handler`: requests to any host; this host has no per-host
+    /// list like Spin's `allowed_outbound_hosts`.
+    pub const fn outbound_http(mut self) -> Inherit {
+        self.outbound_http = true;
+        self
+    }
+}
+
 /// Per-instance state.
 pub struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
     hooks: Hooks,
-    pub(crate) kv: Arc<dyn KvBackend>,
+    /// The key-value store, if this instance may open it.
+    pub(crate) kv: Option<Arc<dyn KvBackend>>,
+    /// What `wasi:config` shows (empty when not inherited).
     pub(crate) config: Arc<HashMap<String, String>>,
 }
 
@@ -212,24 +264,39 @@ impl TokenHost {
 
     /// A fresh instance, as Spin gives each request.
     pub async fn instance(&self) -> anyhow::Result<ProviderInstance> {
-        let mut store = self.new_store();
+        let mut store = self.new_store(Inherit::ALL);
         let bindings = self.pre.instantiate_async(&mut store).await?;
         Ok(ProviderInstance { store, bindings })
     }
 
-    /// Instantiate any other component with the same imports available, e.g. one that
-    /// was composed with the provider (`wac plug`). Call its exports through the
-    /// returned instance.
+    /// Instantiate any other component against this host's imports, with none of the
+    /// provider's configuration, store or outbound HTTP ([`Inherit::NOTHING`]); see
+    /// [`instantiate_other_with`](TokenHost::instantiate_other_with) to give some.
+    /// Call its exports through the returned instance.
     pub async fn instantiate_other(
         &self,
         component: &Component,
     ) -> anyhow::Result<(Store<State>, wasmtime::component::Instance)> {
-        let mut store = self.new_store();
+        self.instantiate_other_with(component, Inherit::NOTHING)
+            .await
+    }
+
+    /// Instantiate any other component with what `inherit` grants of the provider's
+    /// setup. A component composed with the provider (`wac plug`) needs
+    /// [`Inherit::ALL`]: the provider inside it reads its configuration and store
+    /// through the composition's imports, which are the consumer's too, so whatever it
+    /// is given, `client_secret` included, the consumer part can read as well.
+    pub async fn instantiate_other_with(
+        &self,
+        component: &Component,
+        inherit: Inherit,
+    ) -> anyhow::Result<(Store<State>, wasmtime::component::Instance)> {
+        let mut store = self.new_store(inherit);
         let instance = self.linker.instantiate_async(&mut store, component).await?;
         Ok((store, instance))
     }
 
-    fn new_store(&self) -> Store<State> {
+    fn new_store(&self, inherit: Inherit) -> Store<State> {
         let mut wasi = WasiCtx::builder();
         match &self.log {
             LogSink::Inherit => {
@@ -249,9 +316,14 @@ impl TokenHost {
             table: ResourceTable::new(),
             hooks: Hooks {
                 tls: self.tls.clone(),
+                allowed: inherit.outbound_http,
             },
-            kv: self.kv.clone(),
-            config: self.config.clone(),
+            kv: inherit.key_value.then(|| self.kv.clone()),
+            config: if inherit.config {
+                self.config.clone()
+            } else {
+                Arc::default()
+            },
         };
         Store::new(&self.engine, state)
     }

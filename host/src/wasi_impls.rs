@@ -14,13 +14,16 @@ use crate::bindings::wasmtime_flavor::wasi::config0_2_0_rc_1 as wt_config;
 use crate::bindings::wasmtime_flavor::wasi::keyvalue0_2_0_draft as wt_kv;
 use crate::kv::KvBackend;
 use crate::runtime::State;
+use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker, Resource};
 
+/// Keys per `list-keys` page (a hint to the backend: Redis's `SCAN … COUNT`).
 const PAGE: usize = 1000;
 
-/// A `wasi:keyvalue` bucket (either draft): the label it was opened with.
+/// A `wasi:keyvalue` bucket (either draft): the label it was opened with, and the store.
 pub struct Bucket {
     label: String,
+    kv: Arc<dyn KvBackend>,
 }
 
 /// A `wasi:keyvalue@0.2.0-draft2` compare-and-swap handle.
@@ -28,6 +31,7 @@ pub struct Cas {
     label: String,
     key: String,
     current: Option<Vec<u8>>,
+    kv: Arc<dyn KvBackend>,
 }
 
 pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
@@ -41,8 +45,10 @@ pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
 }
 
 impl State {
-    fn label(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
-        Ok(self.table.get(bucket)?.label.clone())
+    /// The label and store of an open bucket.
+    fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<(String, Arc<dyn KvBackend>)> {
+        let bucket = self.table.get(bucket)?;
+        Ok((bucket.label.clone(), bucket.kv.clone()))
     }
 }
 
@@ -80,10 +86,17 @@ macro_rules! kv_store {
                 &mut self,
                 identifier: String,
             ) -> wasmtime::Result<Result<Resource<Bucket>, $m::store::Error>> {
-                if let Err(e) = self.kv.open(&identifier).await {
+                // An instance not given the store (`Inherit`) cannot open any.
+                let Some(kv) = self.kv.clone() else {
+                    return Ok(Err($m::store::Error::AccessDenied));
+                };
+                if let Err(e) = kv.open(&identifier).await {
                     return Ok(Err($m::store::Error::Other(e)));
                 }
-                Ok(Ok(self.table.push(Bucket { label: identifier })?))
+                Ok(Ok(self.table.push(Bucket {
+                    label: identifier,
+                    kv,
+                })?))
             }
         }
 
@@ -93,12 +106,8 @@ macro_rules! kv_store {
                 bucket: Resource<Bucket>,
                 key: String,
             ) -> wasmtime::Result<Result<Option<Vec<u8>>, $m::store::Error>> {
-                let label = self.label(&bucket)?;
-                Ok(self
-                    .kv
-                    .get(&label, &key)
-                    .await
-                    .map_err($m::store::Error::Other))
+                let (label, kv) = self.bucket(&bucket)?;
+                Ok(kv.get(&label, &key).await.map_err($m::store::Error::Other))
             }
 
             async fn set(
@@ -107,9 +116,8 @@ macro_rules! kv_store {
                 key: String,
                 value: Vec<u8>,
             ) -> wasmtime::Result<Result<(), $m::store::Error>> {
-                let label = self.label(&bucket)?;
-                Ok(self
-                    .kv
+                let (label, kv) = self.bucket(&bucket)?;
+                Ok(kv
                     .set(&label, &key, &value)
                     .await
                     .map_err($m::store::Error::Other))
@@ -120,9 +128,8 @@ macro_rules! kv_store {
                 bucket: Resource<Bucket>,
                 key: String,
             ) -> wasmtime::Result<Result<(), $m::store::Error>> {
-                let label = self.label(&bucket)?;
-                Ok(self
-                    .kv
+                let (label, kv) = self.bucket(&bucket)?;
+                Ok(kv
                     .delete(&label, &key)
                     .await
                     .map_err($m::store::Error::Other))
@@ -133,9 +140,8 @@ macro_rules! kv_store {
                 bucket: Resource<Bucket>,
                 key: String,
             ) -> wasmtime::Result<Result<bool, $m::store::Error>> {
-                let label = self.label(&bucket)?;
-                Ok(self
-                    .kv
+                let (label, kv) = self.bucket(&bucket)?;
+                Ok(kv
                     .exists(&label, &key)
                     .await
                     .map_err($m::store::Error::Other))
@@ -146,8 +152,8 @@ macro_rules! kv_store {
                 bucket: Resource<Bucket>,
                 cursor: Option<$cursor>,
             ) -> wasmtime::Result<Result<$m::store::KeyResponse, $m::store::Error>> {
-                let label = self.label(&bucket)?;
-                Ok($list_keys(&*self.kv, &label, cursor)
+                let (label, kv) = self.bucket(&bucket)?;
+                Ok($list_keys(&*kv, &label, cursor)
                     .await
                     .map_err($m::store::Error::Other))
             }
@@ -160,28 +166,38 @@ macro_rules! kv_store {
     };
 }
 
-// draft2: the cursor is the last key returned.
+// Both drafts carry the backend's cursor (`KeyPage::cursor`) to the next page: draft2
+// as its decimal text, draft as the number itself.
 async fn list_keys_draft2(
     kv: &dyn KvBackend,
     label: &str,
     cursor: Option<String>,
 ) -> Result<spin_kv::store::KeyResponse, String> {
-    let (keys, cursor) = kv.list_keys(label, cursor.as_deref(), PAGE).await?;
-    Ok(spin_kv::store::KeyResponse { keys, cursor })
+    let cursor = match cursor {
+        None => None,
+        Some(c) => Some(
+            c.parse::<u64>()
+                .map_err(|_| "list-keys: not a cursor this store returned".to_string())?,
+        ),
+    };
+    let page = kv.list_keys(label, cursor, PAGE).await?;
+    Ok(spin_kv::store::KeyResponse {
+        keys: page.keys,
+        cursor: page.cursor.map(|c| c.to_string()),
+    })
 }
 kv_store!(spin_kv, String, list_keys_draft2);
 
-// draft: the cursor is a number; we use the count of keys already returned.
 async fn list_keys_draft(
     kv: &dyn KvBackend,
     label: &str,
     cursor: Option<u64>,
 ) -> Result<wt_kv::store::KeyResponse, String> {
-    let skip = cursor.unwrap_or(0) as usize;
-    let (mut keys, more) = kv.list_keys(label, None, skip + PAGE).await?;
-    let keys: Vec<String> = keys.drain(skip.min(keys.len())..).collect();
-    let next = more.map(|_| (skip + keys.len()) as u64);
-    Ok(wt_kv::store::KeyResponse { keys, cursor: next })
+    let page = kv.list_keys(label, cursor, PAGE).await?;
+    Ok(wt_kv::store::KeyResponse {
+        keys: page.keys,
+        cursor: page.cursor,
+    })
 }
 kv_store!(wt_kv, u64, list_keys_draft);
 
@@ -192,9 +208,8 @@ impl spin_kv::atomics::Host for State {
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, spin_kv::store::Error>> {
-        let label = self.label(&bucket)?;
-        Ok(self
-            .kv
+        let (label, kv) = self.bucket(&bucket)?;
+        Ok(kv
             .increment(&label, &key, delta)
             .await
             .map_err(spin_kv::store::Error::Other))
@@ -208,7 +223,7 @@ impl spin_kv::atomics::Host for State {
         use spin_kv::atomics::CasError;
         // Not atomic across processes: the component coordinates with `increment` only.
         let cas = self.table.delete(cas)?;
-        Ok(match self.kv.get(&cas.label, &cas.key).await {
+        Ok(match cas.kv.get(&cas.label, &cas.key).await {
             Err(e) => Err(CasError::StoreError(spin_kv::store::Error::Other(e))),
             Ok(now) if now != cas.current => {
                 let fresh = self.table.push(Cas {
@@ -217,7 +232,7 @@ impl spin_kv::atomics::Host for State {
                 })?;
                 Err(CasError::CasFailed(fresh))
             }
-            Ok(_) => self
+            Ok(_) => cas
                 .kv
                 .set(&cas.label, &cas.key, &value)
                 .await
@@ -232,12 +247,13 @@ impl spin_kv::atomics::HostCas for State {
         bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, spin_kv::store::Error>> {
-        let label = self.label(&bucket)?;
-        match self.kv.get(&label, &key).await {
+        let (label, kv) = self.bucket(&bucket)?;
+        match kv.get(&label, &key).await {
             Ok(current) => Ok(Ok(self.table.push(Cas {
                 label,
                 key,
                 current,
+                kv,
             })?)),
             Err(e) => Ok(Err(spin_kv::store::Error::Other(e))),
         }
@@ -263,15 +279,130 @@ impl wt_kv::atomics::Host for State {
         key: String,
         delta: u64,
     ) -> wasmtime::Result<Result<u64, wt_kv::store::Error>> {
-        let label = self.label(&bucket)?;
+        let (label, kv) = self.bucket(&bucket)?;
         let delta = i64::try_from(delta)
             .map_err(|_| wasmtime::format_err!("increment delta {delta} too large"));
         let result = match delta {
-            Ok(d) => self.kv.increment(&label, &key, d).await.and_then(|n| {
+            Ok(d) => kv.increment(&label, &key, d).await.and_then(|n| {
                 u64::try_from(n).map_err(|_| format!("value at `{key}` is negative"))
             }),
             Err(e) => Err(e.to_string()),
         };
         Ok(result.map_err(wt_kv::store::Error::Other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemoryKv;
+    use std::collections::BTreeSet;
+
+    const DRAFTS: [&str; 2] = ["draft2", "draft"];
+
+    /// Every key of `label` through one draft's `list-keys`, page by page: the keys in
+    /// the order returned, and the number of pages.
+    async fn list_all(kv: &dyn KvBackend, label: &str, draft: &str) -> (Vec<String>, usize) {
+        let (mut keys, mut pages) = (Vec::new(), 0);
+        let (mut cursor2, mut cursor) = (None, None);
+        loop {
+            pages += 1;
+            assert!(pages < 1000, "{draft} list-keys does not end");
+            let more = if draft == "draft2" {
+                let page = list_keys_draft2(kv, label, cursor2).await.unwrap();
+                keys.extend(page.keys);
+                cursor2 = page.cursor;
+                cursor2.is_some()
+            } else {
+                let page = list_keys_draft(kv, label, cursor).await.unwrap();
+                keys.extend(page.keys);
+                cursor = page.cursor;
+                cursor.is_some()
+            };
+            if !more {
+                return (keys, pages);
+            }
+        }
+    }
+
+    /// `keys` hold each of `expected` exactly once and nothing else.
+    fn assert_once_each(keys: &[String], expected: &BTreeSet<String>, what: &str) {
+        let seen: BTreeSet<String> = keys.iter().cloned().collect();
+        assert_eq!(seen.len(), keys.len(), "{what}: a key came twice");
+        assert!(
+            seen == *expected,
+            "{what}: {} keys, not the {} expected",
+            seen.len(),
+            expected.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_list_keys_returns_every_key_once_over_several_pages() {
+        let kv = MemoryKv::new();
+        let expected: BTreeSet<String> = (0..2 * PAGE + 17).map(|i| format!("k{i:05}")).collect();
+        for k in &expected {
+            kv.set("s", k, b"v").await.unwrap();
+        }
+        kv.set("other", "k-other", b"v").await.unwrap();
+        for draft in DRAFTS {
+            let (keys, pages) = list_all(&kv, "s", draft).await;
+            assert_once_each(&keys, &expected, draft);
+            assert_eq!(pages, 3, "{draft}");
+        }
+    }
+
+    #[cfg(feature = "testkit")]
+    #[tokio::test]
+    async fn redis_list_keys_returns_every_key_once_with_a_bounded_number_of_scans() {
+        let redis = crate::testkit::redis_server::LocalRedis::start().unwrap();
+        let kv = crate::kv::RedisKv::connect(&redis.url()).await.unwrap();
+        let expected: BTreeSet<String> = (0..5000).map(|i| format!("k{i:05}")).collect();
+        for k in &expected {
+            kv.set("s", k, b"v").await.unwrap();
+        }
+        for i in 0..300 {
+            kv.set("other", &format!("o{i}"), b"v").await.unwrap();
+        }
+        let total = expected.len() + 300;
+        for draft in DRAFTS {
+            redis.reset_stats().unwrap();
+            let (keys, pages) = list_all(&kv, "s", draft).await;
+            let scans = redis.command_calls("scan").unwrap();
+            eprintln!(
+                "{draft}: {} keys in {pages} pages, {scans} SCAN calls",
+                keys.len()
+            );
+            assert_once_each(&keys, &expected, draft);
+            // One SCAN per page, each reading about PAGE keys of the whole database: the
+            // database is read about once, not once per page.
+            let bound = (total / PAGE) as u64 * 2 + 2;
+            assert!(
+                scans <= bound,
+                "{draft}: {scans} SCAN calls for {total} keys (bound {bound})"
+            );
+        }
+    }
+
+    #[cfg(feature = "testkit")]
+    #[tokio::test]
+    async fn redis_list_keys_of_a_label_sees_only_that_labels_keys() {
+        let redis = crate::testkit::redis_server::LocalRedis::start().unwrap();
+        let kv = crate::kv::RedisKv::connect(&redis.url()).await.unwrap();
+        kv.set("a", "k1", b"v").await.unwrap();
+        kv.set("a", "k2", b"v").await.unwrap();
+        kv.set("b", "k3", b"v").await.unwrap();
+        kv.set("b*", "k4", b"v").await.unwrap();
+        let set = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<BTreeSet<_>>();
+        for (label, want) in [
+            ("a", set(&["k1", "k2"])),
+            ("b", set(&["k3"])),
+            ("b*", set(&["k4"])),
+        ] {
+            for draft in DRAFTS {
+                let (keys, _) = list_all(&kv, label, draft).await;
+                assert_once_each(&keys, &want, &format!("{label} {draft}"));
+            }
+        }
     }
 }

@@ -269,3 +269,75 @@ async fn cli_output_never_shows_the_secret_or_a_token_without_show_token() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keys_carry_the_store_label_unless_redis_raw_keys() {
+    use token_provider_host::testkit::redis_server::LocalRedis;
+    const SECRET: &str = "cli-redis-secret";
+    let server = token_provider_host::testkit::testserver::MockServer::start("cli-redis", SECRET)
+        .await
+        .unwrap();
+    let redis = LocalRedis::start().unwrap();
+    let token_url = server.url("/token");
+    let store = redis.url();
+    let run = |extra: &'static [&'static str]| {
+        let mut args: Vec<String> = [
+            "token",
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "cli-redis",
+            "--client-secret-env",
+            "TP_TEST_SECRET",
+            "--allow-http",
+            "--store",
+            &store,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        tokio::task::spawn_blocking(move || {
+            cli(&args.iter().map(String::as_str).collect::<Vec<_>>(), SECRET)
+        })
+    };
+    // The component's store label is `default` (config kv_store).
+    for (extra, prefix) in [
+        (&[][..], "default:oauth2-token-provider:v1:"),
+        (&["--redis-raw-keys"][..], "oauth2-token-provider:v1:"),
+    ] {
+        redis::cmd("FLUSHDB")
+            .query::<()>(&mut redis.connection().unwrap())
+            .unwrap();
+        let out = run(extra).await.unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", text(&out.stderr));
+        let keys = redis.keys().unwrap();
+        assert!(
+            !keys.is_empty() && keys.iter().all(|k| k.starts_with(prefix)),
+            "{extra:?}: {keys:?}"
+        );
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        cli(
+            &[
+                "token",
+                "--token-url",
+                "http://127.0.0.1:9/token",
+                "--client-id",
+                "x",
+                "--client-secret-env",
+                "TP_TEST_SECRET",
+                "--redis-raw-keys",
+            ],
+            SECRET,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--redis-raw-keys needs a redis:// --store"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -99,7 +99,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .config("client_secret", secret)
         .config("allow_insecure_http", "true")
         .configs(parse_pairs(&args.config)?)
-        .kv(store_backend(&args.store).await?)
+        .kv(store_backend(&args.store, false).await?)
         .log(LogSink::Discard)
         .flavor(args.flavor)
         .build()?;

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv, redact_url};
+use token_provider_host::kv::{KvBackend, MemoryKv, RedisKeys, RedisKv, redact_url};
 use token_provider_host::outbound::read_pem_certs;
 use token_provider_host::{Flavor, HostBuilder, LogSink, ProviderError, TokenHost, describe};
 
@@ -109,8 +109,13 @@ struct ProviderArgs {
     audit: bool,
     /// Key-value store behind the cache: `memory` (this process only, default) or
     /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (shared by every process that uses it).
+    /// In Redis, key `k` of store label `L` is `L:k`.
     #[arg(long, value_name = "URL", default_value = "memory")]
     store: String,
+    /// Redis keys without the store label prefix, as Spin's Redis key-value store
+    /// writes them: to share the token cache with a Spin app (needs a redis:// --store).
+    #[arg(long)]
+    redis_raw_keys: bool,
 }
 
 impl ProviderArgs {
@@ -136,7 +141,7 @@ impl ProviderArgs {
             b = b.config("audience", a);
         }
         b = b.configs(parse_pairs(&self.extra)?);
-        b = b.kv(store_backend(&self.store).await?);
+        b = b.kv(store_backend(&self.store, self.redis_raw_keys).await?);
         if let Some(path) = &self.ca_cert {
             b = b.trust(read_pem_certs(path)?);
         }
@@ -165,12 +170,21 @@ impl ProviderArgs {
     }
 }
 
-/// `memory` or a Redis URL as a key-value backend.
-async fn store_backend(store: &str) -> anyhow::Result<Arc<dyn KvBackend>> {
+/// `memory` or a Redis URL as a key-value backend; `raw_keys` (Redis only): keys
+/// without the label prefix.
+async fn store_backend(store: &str, raw_keys: bool) -> anyhow::Result<Arc<dyn KvBackend>> {
     Ok(match store {
+        "memory" if raw_keys => {
+            anyhow::bail!("--redis-raw-keys needs a redis:// --store (this one is `memory`)")
+        }
         "memory" => Arc::new(MemoryKv::new()),
         url if url.starts_with("redis://") || url.starts_with("rediss://") => {
-            Arc::new(RedisKv::connect(url).await?)
+            let keys = if raw_keys {
+                RedisKeys::Raw
+            } else {
+                RedisKeys::LabelPrefix
+            };
+            Arc::new(RedisKv::connect_with(url, keys).await?)
         }
         other => anyhow::bail!(
             "--store {}: expected `memory` or a redis:// URL",

@@ -1,4 +1,4 @@
-use crate::kv::{KvBackend, KvResult};
+use crate::kv::{KeyPage, KvBackend, KvResult};
 use async_trait::async_trait;
 
 /// A backend whose every operation fails: for testing that a broken store degrades
@@ -17,12 +17,7 @@ impl KvBackend for FailingKv {
     async fn delete(&self, _: &str, _: &str) -> KvResult<()> {
         Err("store unavailable".into())
     }
-    async fn list_keys(
-        &self,
-        _: &str,
-        _: Option<&str>,
-        _: usize,
-    ) -> KvResult<(Vec<String>, Option<String>)> {
+    async fn list_keys(&self, _: &str, _: Option<u64>, _: usize) -> KvResult<KeyPage> {
         Err("store unavailable".into())
     }
     async fn increment(&self, _: &str, _: &str, _: i64) -> KvResult<i64> {

@@ -68,6 +68,9 @@ pub enum Fault {
     StallBody(Reply),
     /// Send the head and half the body, then close (truncated body).
     Truncate(Reply),
+    /// Send a 200 head announcing a 1 GB body, then one byte of it every this long,
+    /// forever: no between-bytes timeout ever fires (overall deadline).
+    Drip(Duration),
 }
 
 pub struct FaultServer {
@@ -185,6 +188,15 @@ async fn serve(
         Fault::Truncate(r) => {
             stream.write_all(&r.head(r.body.len())).await?;
             stream.write_all(&r.body[..r.body.len() / 2]).await?;
+        }
+        Fault::Drip(every) => {
+            let r = Reply::new(200, "application/json", "");
+            stream.write_all(&r.head(1 << 30)).await?;
+            loop {
+                stream.write_all(b" ").await?;
+                stream.flush().await?;
+                tokio::time::sleep(every).await;
+            }
         }
     }
     stream.shutdown().await

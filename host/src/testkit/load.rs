@@ -240,10 +240,19 @@ async fn empty_store(
         }
     };
     let kv = RedisKv::connect(&store).await?;
-    let (keys, _) = kv
-        .list_keys("default", None, 100_000)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = kv
+            .list_keys("default", cursor, 1000)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        keys.extend(page.keys);
+        cursor = page.cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
     for k in keys.iter().filter(|k| k.starts_with(KEY_PREFIX)) {
         kv.delete("default", k).await.map_err(anyhow::Error::msg)?;
     }

@@ -53,6 +53,44 @@ impl LocalRedis {
         self.port
     }
 
+    /// A plain synchronous connection, for tests that look at Redis itself.
+    pub fn connection(&self) -> anyhow::Result<redis::Connection> {
+        Ok(redis::Client::open(self.url())?.get_connection()?)
+    }
+
+    /// Every key in the database, sorted (`KEYS *`: for tests on small databases).
+    pub fn keys(&self) -> anyhow::Result<Vec<String>> {
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut self.connection()?)?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Zero the server's command statistics (`CONFIG RESETSTAT`).
+    pub fn reset_stats(&self) -> anyhow::Result<()> {
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query::<()>(&mut self.connection()?)?;
+        Ok(())
+    }
+
+    /// How many times `command` (e.g. `scan`) ran since the last [`reset_stats`]
+    /// (`INFO commandstats`).
+    ///
+    /// [`reset_stats`]: LocalRedis::reset_stats
+    pub fn command_calls(&self, command: &str) -> anyhow::Result<u64> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection()?)?;
+        let field = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix(&field))
+            .and_then(|rest| rest.split(',').next())
+            .map(|n| n.parse())
+            .transpose()?
+            .unwrap_or(0))
+    }
+
     fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
