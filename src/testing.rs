@@ -70,6 +70,11 @@ impl FakePlatform {
         self.responses.borrow_mut().push_back(response);
     }
 
+    /// Drop every scripted response not used yet.
+    pub fn clear_responses(&self) {
+        self.responses.borrow_mut().clear();
+    }
+
     /// A 200 token response.
     pub fn respond_token(&self, token: &str, expires_in: u64) {
         self.respond(Ok(HttpResponse {

@@ -24,6 +24,26 @@ pub struct TokenRequest {
     pub force_refresh: bool,
 }
 
+/// Bounds on what one request may ask for: every distinct set is a cache key (and a
+/// store entry), so a caller looping over values must not make unbounded keys.
+pub const MAX_SCOPES: usize = 64;
+pub const MAX_SCOPE_LEN: usize = 256;
+pub const MAX_RESOURCES: usize = 16;
+pub const MAX_RESOURCE_LEN: usize = 2048;
+pub const MAX_AUDIENCE_LEN: usize = 1024;
+
+fn too_many(what: &str, count: usize, max: usize) -> crate::Error {
+    crate::Error::Refused(format!("{count} {what} asked for; at most {max}"))
+}
+
+fn too_long(what: &str, value: &str, max: usize) -> crate::Error {
+    crate::Error::Refused(format!(
+        "{what} `{}` is {} bytes long; at most {max}",
+        crate::error::sanitize(value, 64),
+        value.len()
+    ))
+}
+
 impl TokenParams {
     /// Fill what the caller left empty from the settings, then normalise. A scope
     /// entry may itself hold several space-separated scopes.
@@ -36,7 +56,13 @@ impl TokenParams {
                 .iter()
                 .flat_map(|s| s.split_ascii_whitespace()),
         );
+        if scopes.len() > MAX_SCOPES {
+            return Err(too_many("scopes", scopes.len(), MAX_SCOPES));
+        }
         for s in &scopes {
+            if s.len() > MAX_SCOPE_LEN {
+                return Err(too_long("scope", s, MAX_SCOPE_LEN));
+            }
             // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
             if !s
                 .bytes()
@@ -56,7 +82,13 @@ impl TokenParams {
                 .iter()
                 .map(String::as_str),
         );
+        if resources.len() > MAX_RESOURCES {
+            return Err(too_many("resources", resources.len(), MAX_RESOURCES));
+        }
         for r in &resources {
+            if r.len() > MAX_RESOURCE_LEN {
+                return Err(too_long("resource", r, MAX_RESOURCE_LEN));
+            }
             crate::config::parse_resource(r).map_err(crate::Error::Refused)?;
         }
         let audience = request
@@ -64,6 +96,16 @@ impl TokenParams {
             .clone()
             .or_else(|| settings.client.audience.clone())
             .filter(|a| !a.is_empty());
+        if let Some(a) = &audience {
+            if a.len() > MAX_AUDIENCE_LEN {
+                return Err(too_long("audience", a, MAX_AUDIENCE_LEN));
+            }
+            if a.chars().any(char::is_control) {
+                return Err(crate::Error::Refused(
+                    "audience has control characters".into(),
+                ));
+            }
+        }
         Ok(TokenParams {
             scopes,
             audience,
@@ -294,5 +336,45 @@ mod tests {
             TokenParams::resolve(&bad_res, &s),
             Err(crate::Error::Refused(_))
         ));
+    }
+
+    #[test]
+    fn the_number_and_length_of_scopes_resources_and_audience_are_bounded() {
+        let s = settings(&[]);
+        let refused = |r: TokenRequest| match TokenParams::resolve(&r, &s) {
+            Err(crate::Error::Refused(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let scopes = |n: usize, len: usize| TokenRequest {
+            scopes: Some((0..n).map(|i| format!("{i:0>len$}")).collect()),
+            ..Default::default()
+        };
+        assert!(TokenParams::resolve(&scopes(MAX_SCOPES, MAX_SCOPE_LEN), &s).is_ok());
+        assert_eq!(
+            refused(scopes(MAX_SCOPES + 1, 4)),
+            "65 scopes asked for; at most 64"
+        );
+        assert!(refused(scopes(1, MAX_SCOPE_LEN + 1)).contains("257 bytes long; at most 256"));
+        let resources = |n: usize, len: usize| TokenRequest {
+            resources: Some(
+                (0..n)
+                    .map(|i| format!("https://r.example/{i:0>len$}"))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        assert!(TokenParams::resolve(&resources(MAX_RESOURCES, 8), &s).is_ok());
+        assert!(refused(resources(MAX_RESOURCES + 1, 8)).starts_with("17 resources"));
+        assert!(refused(resources(1, MAX_RESOURCE_LEN)).contains("at most 2048"));
+        let audience = |a: String| TokenRequest {
+            audience: Some(a),
+            ..Default::default()
+        };
+        assert!(TokenParams::resolve(&audience("a".repeat(MAX_AUDIENCE_LEN)), &s).is_ok());
+        assert!(refused(audience("a".repeat(MAX_AUDIENCE_LEN + 1))).contains("at most 1024"));
+        assert_eq!(
+            refused(audience("api\r\nx".into())),
+            "audience has control characters"
+        );
     }
 }

@@ -227,7 +227,7 @@ pub enum RedisKeys {
 /// By default each store label is a key prefix ([`RedisKeys::LabelPrefix`]: label `L`,
 /// key `k` → `L:k`); [`RedisKeys::Raw`] stores keys as they are, like Spin's Redis
 /// key-value store. Either way the component prefixes and versions every key it writes
-/// (`oauth2-token-provider:v1:…`). Values are Redis strings; `increment` is `INCRBY`
+/// (`oauth2-token-provider:v2:…`). Values are Redis strings; `increment` is `INCRBY`
 /// (atomic); `list-keys` is one `SCAN` per page, its cursor carried to the next page.
 #[derive(Clone)]
 pub struct RedisKv {
@@ -508,13 +508,13 @@ mod tests {
         let kv = RedisKv::connect_with(&redis.url(), RedisKeys::Raw)
             .await
             .unwrap();
-        kv.set("default", "oauth2-token-provider:v1:k", b"1")
+        kv.set("default", "oauth2-token-provider:v2:k", b"1")
             .await
             .unwrap();
         assert_eq!(kv.increment("default", "n", 2).await.unwrap(), 2);
-        assert_eq!(redis.keys().unwrap(), ["n", "oauth2-token-provider:v1:k"]);
+        assert_eq!(redis.keys().unwrap(), ["n", "oauth2-token-provider:v2:k"]);
         assert_eq!(
-            kv.get("any-label", "oauth2-token-provider:v1:k")
+            kv.get("any-label", "oauth2-token-provider:v2:k")
                 .await
                 .unwrap()
                 .as_deref(),
@@ -528,7 +528,7 @@ mod tests {
         assert_eq!(
             (keys, page.cursor),
             (
-                vec!["n".to_string(), "oauth2-token-provider:v1:k".to_string()],
+                vec!["n".to_string(), "oauth2-token-provider:v2:k".to_string()],
                 None
             )
         );

@@ -166,13 +166,21 @@ impl Settings {
             refresh_ahead_percent,
             lease_ms,
         };
-        Ok(Settings {
+        let settings = Settings {
             client,
             cache,
             retry,
             http,
             send,
-        })
+        };
+        // The configured defaults must make a request the provider accepts.
+        crate::token_request::TokenParams::resolve(&Default::default(), &settings).map_err(
+            |e| match e {
+                Error::Refused(why) => Error::config("scope, audience or resource", why),
+                other => other,
+            },
+        )?;
+        Ok(settings)
     }
 
     /// Settings from `key = value` pairs (a later pair wins), as a host's variables
@@ -420,6 +428,20 @@ mod tests {
                 other => panic!("{key}={value}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn configured_scopes_and_audience_are_held_to_the_request_bounds() {
+        let many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+        let e = load(&with(&[("scope", &many.join(" "))]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config: scope, audience or resource: 65 scopes asked for; at most 64"
+        );
+        assert!(load(&with(&[("audience", &"a".repeat(1025))])).is_err());
+        assert!(load(&with(&[("scope", "a\"b")])).is_err());
     }
 
     #[test]

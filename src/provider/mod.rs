@@ -184,3 +184,84 @@ impl<P: Platform> Provider<'_, P> {
         self.platform.log(&event.to_line());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::lease::Holder;
+    use crate::store::keys::roles;
+    use crate::store::seal;
+    use crate::testing::{Rig, key_for, response};
+
+    #[test]
+    fn a_thousand_calls_across_lifetimes_crashes_and_failures_leave_a_bounded_store() {
+        let rig = Rig::new(&[("lease_ms", "2000"), ("token_deadline_ms", "1500")]);
+        let scope_sets = ["a", "b", "c", "d", "e"];
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let (mut ok, mut failed, mut crashes) = (0, 0, 0);
+        for i in 0..1000 {
+            let scope = scope_sets[i % scope_sets.len()];
+            let key = key_for(&rig.settings, &[scope]);
+            rig.platform.clear_responses();
+            match next(10) {
+                // The token endpoint is down for this call.
+                0 => (0..3).for_each(|_| rig.platform.respond(Ok(response(503, &[], "down")))),
+                // A lease holder of this key died a moment ago.
+                1 => {
+                    crashes += 1;
+                    let now = rig.platform.now_unix_ms();
+                    let h = Holder {
+                        slot: now / 2000,
+                        generation: 0,
+                        started_ms: now,
+                    };
+                    rig.platform.kv_put(&key.lease(h.slot, 0), b"1");
+                    let sealed = seal::seal_value(
+                        &h,
+                        &rig.settings.client.secret,
+                        &key.context(roles::HOLDER),
+                        [6; 24],
+                    );
+                    rig.platform.kv_put(&key.lease_holder(), &sealed);
+                    rig.platform.respond_token(&format!("t{i}"), 60);
+                }
+                _ => rig.platform.respond_token(&format!("t{i}"), 60),
+            }
+            // Most calls come from a fresh instance (nothing in memory).
+            if next(4) != 0 {
+                *rig.memory.borrow_mut() = MemoryCache::default();
+            }
+            let request = TokenRequest {
+                scopes: Some(vec![scope.into()]),
+                ..Default::default()
+            };
+            match rig.provider().get_token(&request) {
+                Ok(_) => ok += 1,
+                Err(_) => failed += 1,
+            }
+            rig.platform.advance(next(30_000));
+        }
+        let keys = rig.platform.kv_keys();
+        println!(
+            "1000 calls ({ok} ok, {failed} failed, {crashes} crashed holders): {} keys left: {keys:#?}",
+            keys.len()
+        );
+        assert!(
+            ok > 800 && failed > 0 && crashes > 50,
+            "{ok} {failed} {crashes}"
+        );
+        // At most: one entry and one refresh pause per scope set, one shared failure.
+        assert!(keys.len() <= 2 * scope_sets.len() + 1, "{keys:#?}");
+        assert!(
+            keys.iter()
+                .all(|k| !k.contains(":lease:") && !k.contains(":holder:")),
+            "{keys:#?}"
+        );
+    }
+}

@@ -152,7 +152,15 @@ impl<P: Platform> Provider<'_, P> {
             return false;
         };
         match self.platform.kv_get(store, &l.key.refresh_pause()) {
-            Ok(Some(v)) => Pause::active(&v, &self.settings.client.secret, &l.key, now),
+            Ok(Some(v)) => {
+                let active = Pause::active(&v, &self.settings.client.secret, &l.key, now);
+                if !active {
+                    // Lapsed (or not ours): gone, so pauses leave no key behind.
+                    let deleted = self.platform.kv_delete(store, &l.key.refresh_pause());
+                    self.degrade(l, deleted);
+                }
+                active
+            }
             Ok(None) => false,
             Err(e) => {
                 self.store_error(&l.params, e);

@@ -131,7 +131,7 @@ impl<P: Platform> Provider<'_, P> {
         lease: Lease,
     ) -> Result<IssuedToken, Error> {
         let now = self.platform.now_unix_ms();
-        if let Some(e) = self.read_store(l, now, false) {
+        if let Some(e) = self.read_store_as_holder(l, now) {
             self.degrade(l, leases.release(&lease));
             return Ok(self.store_hit(l, e));
         }

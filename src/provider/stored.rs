@@ -11,26 +11,55 @@ impl<P: Platform> Provider<'_, P> {
     /// A usable entry from the shared store, if there is a store. Misses, expired and
     /// rejected entries are logged when `log` is set; store failures always are.
     pub(super) fn read_store(&self, l: &Lookup, now: u64, log: bool) -> Option<Entry> {
-        let store = self.settings.cache.kv_store.as_deref()?;
+        self.read_store_entry(l, now, log).ok()
+    }
+
+    /// The lease holder's read: a usable entry, or (`Err(true)`) an entry nobody may
+    /// serve any more, which the holder deletes: it is the only writer of this key
+    /// now, so the delete never removes a successor, and a key nobody asks for again
+    /// does not stay for good.
+    pub(super) fn read_store_as_holder(&self, l: &Lookup, now: u64) -> Option<Entry> {
+        match self.read_store_entry(l, now, false) {
+            Ok(e) => Some(e),
+            Err(true) => {
+                if let Some(store) = self.settings.cache.kv_store.as_deref() {
+                    let deleted = self.platform.kv_delete(store, &l.key.store_key());
+                    self.degrade(l, deleted);
+                }
+                None
+            }
+            Err(false) => None,
+        }
+    }
+
+    /// A usable entry, or `Err(stale)`: whether an entry that is past its usable time
+    /// (or does not open) is there.
+    fn read_store_entry(&self, l: &Lookup, now: u64, log: bool) -> Result<Entry, bool> {
+        let store = self.settings.cache.kv_store.as_deref().ok_or(false)?;
         let skew = self.settings.cache.expiry_skew_secs;
         match self.platform.kv_get(store, &l.key.store_key()) {
             Ok(None) if log => self.log_cache(Outcome::CacheMiss, Source::Store, l, None),
             Ok(None) => {}
             Ok(Some(bytes)) => match seal::open(&bytes, &self.settings.client.secret, &l.key) {
-                Ok(e) if e.is_usable(now, skew) => return Some(e),
-                Ok(e) if log => self.log_cache(Outcome::CacheExpired, Source::Store, l, Some(&e)),
-                Ok(_) => {}
+                Ok(e) if e.is_usable(now, skew) => return Ok(e),
+                Ok(e) => {
+                    if log {
+                        self.log_cache(Outcome::CacheExpired, Source::Store, l, Some(&e));
+                    }
+                    return Err(true);
+                }
                 Err(why) if log => {
                     let ev = Event::new(Outcome::CacheRejected, self.settings, &l.params.scopes);
                     let mut ev = ev.with_detail(why.as_str());
                     ev.cache = Some(Source::Store.as_str());
                     self.platform.log(&ev.to_line());
+                    return Err(true);
                 }
-                Err(_) => {}
+                Err(_) => return Err(true),
             },
             Err(e) => self.store_error(&l.params, e),
         }
-        None
+        Err(false)
     }
 
     /// Seal `entry` into the store (if there is one).

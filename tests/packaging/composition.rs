@@ -224,7 +224,7 @@ async fn a_component_given_config_or_the_store_reads_exactly_that() {
     assert_eq!(store.secret_in_get_all, Ok(false));
     let keys = store.keys.unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
-    assert!(keys[0].starts_with("oauth2-token-provider:v1:"), "{keys:?}");
+    assert!(keys[0].starts_with("oauth2-token-provider:v2:"), "{keys:?}");
 
     let all = probe(&rig, &component, Some(Inherit::ALL)).await;
     assert_eq!(all.secret, Ok(Some(true)));
