@@ -1,14 +1,41 @@
 //! One request through `wasi:http/outgoing-handler`, its response read whole (bounded
 //! by `read_limit`), and host error codes mapped to core errors.
+//!
+//! `timeout_ms` is also an absolute deadline for the whole exchange, kept here on the
+//! monotonic clock: the host's per-phase timeouts (connect, first byte, between bytes)
+//! reset on every chunk, so a server dripping one byte at a time would otherwise hold
+//! a read open for hours.
 
 use super::wasi;
 use crate::error::Error as CoreError;
 use crate::http_types::{HttpOptions, HttpRequest, HttpResponse};
 use crate::origin::Scheme as CoreScheme;
+use wasi::clocks::monotonic_clock;
 use wasi::http::types as http;
+use wasi::io::poll::{Pollable, poll};
 use wasi::io::streams::StreamError;
 
+/// The exchange's end, on the monotonic clock (ns).
+struct Deadline(u64);
+
+impl Deadline {
+    fn after_ms(ms: u64) -> Self {
+        Deadline(monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000)))
+    }
+
+    /// Block until `ready` is ready or the deadline passes; `false` on the deadline.
+    fn wait(&self, ready: &Pollable) -> bool {
+        if ready.ready() {
+            return true;
+        }
+        let timer = monotonic_clock::subscribe_instant(self.0);
+        let fired = poll(&[ready, &timer]);
+        fired.contains(&0)
+    }
+}
+
 pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpResponse, CoreError> {
+    let deadline = Deadline::after_ms(options.timeout_ms);
     let outgoing = outgoing_request(request)?;
     let request_options = request_options(options.timeout_ms);
     let body = outgoing
@@ -20,7 +47,9 @@ pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpRe
     // closed stream first, and the response future has the real reason.
     let write_failed = !write_body(body, &request.body);
 
-    future.subscribe().block();
+    if !deadline.wait(&future.subscribe()) {
+        return Err(CoreError::Timeout);
+    }
     let response = match future.get() {
         Some(Ok(Ok(response))) => response,
         Some(Ok(Err(code))) => return Err(transport_error(code)),
@@ -36,7 +65,7 @@ pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpRe
     let incoming = response
         .consume()
         .map_err(|()| CoreError::Transport("response body unavailable".into()))?;
-    let body = read_body(&incoming, options.read_limit)?;
+    let body = read_body(&incoming, options.read_limit, &deadline)?;
     drop(http::IncomingBody::finish(incoming));
     Ok(HttpResponse {
         status,
@@ -115,15 +144,23 @@ fn write_body(body: http::OutgoingBody, bytes: &[u8]) -> bool {
     ok
 }
 
-/// The response body, up to `read_limit` bytes.
-fn read_body(incoming: &http::IncomingBody, read_limit: usize) -> Result<Vec<u8>, CoreError> {
+/// The response body, up to `read_limit` bytes, by `deadline`.
+fn read_body(
+    incoming: &http::IncomingBody,
+    read_limit: usize,
+    deadline: &Deadline,
+) -> Result<Vec<u8>, CoreError> {
     let stream = incoming
         .stream()
         .map_err(|()| CoreError::Transport("response body unavailable".into()))?;
+    let readable = stream.subscribe();
     let mut body = Vec::new();
     while body.len() < read_limit {
+        if !deadline.wait(&readable) {
+            return Err(CoreError::Timeout);
+        }
         let want = (read_limit - body.len()).min(64 * 1024) as u64;
-        match stream.blocking_read(want) {
+        match stream.read(want) {
             Ok(chunk) => body.extend_from_slice(&chunk),
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => return Err(body_read_error(&e)),

@@ -141,6 +141,20 @@ async fn a_body_that_stalls_is_a_timeout() {
 }
 
 #[tokio::test]
+async fn a_drip_fed_body_ends_at_each_attempts_deadline_not_the_hosts() {
+    // One byte every 50 ms: no between-bytes timeout ever fires. The component ends
+    // each attempt at http_timeout_ms (400 ms) on its own clock; the host's overall
+    // bound (connect + first byte + between bytes = 1.2 s) must not be what stops it.
+    let drip = || Fault::Drip(Duration::from_millis(50));
+    let (r, seen, elapsed, outcomes) = against(vec![drip(), drip(), drip()]).await;
+    assert!(matches!(r, Err(ProviderError::Timeout)), "{r:?}");
+    assert_eq!(seen, 3);
+    retried_then_failed(&outcomes);
+    // Three attempts of 400 ms plus backoff (at most 20 + 40 ms).
+    assert!(elapsed < Duration::from_millis(1_800), "{elapsed:?}");
+}
+
+#[tokio::test]
 async fn a_dropped_connection_is_a_transport_error() {
     let (r, seen, _, outcomes) = against(vec![Fault::Drop]).await;
     assert!(matches!(r.unwrap_err(), ProviderError::Transport(_)));
