@@ -8,7 +8,7 @@ use crate::origin::{Scheme, parse_url};
 use crate::platform::Platform;
 use crate::provider::Provider;
 use crate::secret::AccessToken;
-use crate::token_request::TokenRequest;
+use crate::token_request::{TokenParams, TokenRequest};
 
 /// Methods never sent with a token: TRACE (and the old TRACK) echo the request, its
 /// Authorization header included, back in the response body; CONNECT opens a tunnel.
@@ -121,6 +121,44 @@ pub fn prepare(settings: &crate::config::Settings, req: &ApiRequest) -> Result<H
     })
 }
 
+/// Whether the token for `request` may go to `origin` (pure): a token with an
+/// audience or resources is meant for those APIs only, and another allowed origin
+/// could replay it there. Its audience must be bound to `origin` in
+/// `origin_audiences`; each resource must be at `origin` or bound to it. A token with
+/// neither is not bound to any API and goes to every allowed origin.
+pub fn bound_to(
+    settings: &crate::config::Settings,
+    request: &TokenRequest,
+    origin: &crate::origin::Origin,
+) -> Result<(), Error> {
+    let params = TokenParams::resolve(request, settings)?;
+    let bound = |value: &str| {
+        settings
+            .send
+            .origin_audiences
+            .iter()
+            .any(|(o, v)| o == origin && v == value)
+    };
+    if let Some(a) = &params.audience
+        && !bound(a)
+    {
+        return Err(Error::Refused(format!(
+            "the token's audience `{}` is not bound to {origin} (origin_audiences)",
+            sanitize(a, 100)
+        )));
+    }
+    for r in &params.resources {
+        let here = parse_url(r).is_ok_and(|u| u.origin == *origin);
+        if !here && !bound(r) {
+            return Err(Error::Refused(format!(
+                "the token's resource `{}` is neither at {origin} nor bound to it (origin_audiences)",
+                sanitize(r, 100)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Said in `detail` when a 401 made the client renew the token and send again.
 const RETRIED_AFTER_401: &str = "401 answered; token refreshed and request retried once";
 
@@ -144,6 +182,11 @@ pub fn send<P: Platform>(
             return Err(e);
         }
     };
+    if let Err(e) = bound_to(settings, &token_request, &prepared.url.origin) {
+        let ev = Event::new(Outcome::SendRefused, settings, &scopes).with_error(&e);
+        provider.platform.log(&ev.to_line());
+        return Err(e);
+    }
     let (result, retried) = send_with_token(provider, &prepared, &token_request);
     let mut ev = match &result {
         Ok(resp) => {
@@ -342,5 +385,74 @@ mod tests {
         *rig.memory.borrow_mut() = Default::default();
         let t = rig.provider().get_token(&TokenRequest::default()).unwrap();
         assert_eq!(t.token.expose(), "t2");
+    }
+
+    #[test]
+    fn a_token_with_an_audience_or_resource_goes_only_where_it_is_bound() {
+        let s = settings(&[
+            (
+                "allowed_origins",
+                "https://internal.example,https://partner.example",
+            ),
+            ("origin_audiences", "https://internal.example=internal-api"),
+        ]);
+        let internal = parse_url("https://internal.example/x").unwrap().origin;
+        let partner = parse_url("https://partner.example/x").unwrap().origin;
+        let with = |audience: Option<&str>, resources: Option<Vec<&str>>| TokenRequest {
+            audience: audience.map(str::to_string),
+            resources: resources.map(|r| r.into_iter().map(str::to_string).collect()),
+            ..Default::default()
+        };
+        // Audience: only the bound origin.
+        let aud = with(Some("internal-api"), None);
+        assert_eq!(bound_to(&s, &aud, &internal), Ok(()));
+        let Err(Error::Refused(why)) = bound_to(&s, &aud, &partner) else {
+            panic!()
+        };
+        assert_eq!(
+            why,
+            "the token's audience `internal-api` is not bound to https://partner.example:443 (origin_audiences)"
+        );
+        // Resource: its own origin, never another.
+        let res = with(None, Some(vec!["https://internal.example/orders"]));
+        assert_eq!(bound_to(&s, &res, &internal), Ok(()));
+        assert!(bound_to(&s, &res, &partner).is_err());
+        // Neither: not bound to any API.
+        assert_eq!(bound_to(&s, &with(None, None), &partner), Ok(()));
+        // The configured default audience counts like a requested one.
+        let default = settings(&[
+            (
+                "allowed_origins",
+                "https://internal.example,https://partner.example",
+            ),
+            ("audience", "internal-api"),
+        ]);
+        assert!(bound_to(&default, &with(None, None), &internal).is_err());
+    }
+
+    #[test]
+    fn send_refuses_an_unbound_destination_before_asking_for_a_token() {
+        use crate::testing::Rig;
+        let rig = Rig::new(&[
+            (
+                "allowed_origins",
+                "https://internal.example,https://partner.example",
+            ),
+            ("origin_audiences", "https://internal.example=internal-api"),
+            ("audience", "internal-api"),
+        ]);
+        let req = ApiRequest {
+            method: "GET".into(),
+            url: "https://partner.example/replay".into(),
+            headers: vec![],
+            body: None,
+            token: None,
+        };
+        assert!(matches!(
+            send(&rig.provider(), &req),
+            Err(Error::Refused(_))
+        ));
+        assert!(rig.platform.sent.borrow().is_empty(), "nothing sent");
+        assert_eq!(rig.platform.events("client.send")[0]["outcome"], "refused");
     }
 }

@@ -103,6 +103,12 @@ pub const KEYS: &[Key] = &[
         "Origins the authorized client may call, comma-separated",
     ),
     key(
+        "origin_audiences",
+        Some(""),
+        Kind::List,
+        "Which audience or resource each allowed origin may receive tokens for: origin=value pairs, comma-separated; a token with an audience or resource goes only to an origin bound to it (a resource is bound to its own origin too)",
+    ),
+    key(
         "allow_insecure_http",
         Some("false"),
         Kind::Bool,

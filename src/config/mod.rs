@@ -107,6 +107,8 @@ pub struct HttpSettings {
 pub struct SendSettings {
     /// `allowed_origins`.
     pub allowed_origins: Vec<Origin>,
+    /// `origin_audiences`: (origin, audience or resource) bindings.
+    pub origin_audiences: Vec<(Origin, String)>,
     /// `max_response_bytes`.
     pub max_response_bytes: usize,
 }
@@ -125,7 +127,8 @@ impl Settings {
             .map(|s| {
                 parse_origin(s).map_err(|e| Error::config("allowed_origins", format!("`{s}`: {e}")))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let origin_audiences = read_bindings(&r, &allowed_origins)?;
         let expiry_skew_secs = r.number("expiry_skew_secs")?;
         let lifetimes = Lifetimes {
             default_expires_in: r.number("default_expires_in_secs")?,
@@ -137,6 +140,7 @@ impl Settings {
         };
         let send = SendSettings {
             allowed_origins,
+            origin_audiences,
             max_response_bytes: r.number("max_response_bytes")? as usize,
         };
         let retry = RetrySettings {
@@ -226,6 +230,36 @@ fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
         audience,
         resource,
     })
+}
+
+/// `origin_audiences`: `origin=value` pairs, each origin one of `allowed`.
+fn read_bindings<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    allowed: &[Origin],
+) -> Result<Vec<(Origin, String)>, Error> {
+    let bad = |item: &str, why: &str| {
+        Error::config(
+            "origin_audiences",
+            format!("`{}`: {why}", crate::error::sanitize(item, 100)),
+        )
+    };
+    r.list("origin_audiences")?
+        .iter()
+        .map(|item| {
+            let (origin, value) = item
+                .split_once('=')
+                .ok_or_else(|| bad(item, "expected origin=audience"))?;
+            let origin = parse_origin(origin.trim()).map_err(|e| bad(item, &e))?;
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(bad(item, "the audience is empty"));
+            }
+            if !allowed.contains(&origin) {
+                return Err(bad(item, "the origin is not in allowed_origins"));
+            }
+            Ok((origin, value.to_string()))
+        })
+        .collect()
 }
 
 /// Reads one key at a time, as [`keys::KEYS`] describes it.
@@ -445,6 +479,49 @@ mod tests {
     }
 
     #[test]
+    fn origin_audiences_are_origin_value_pairs_of_allowed_origins() {
+        let s = load(&with(&[
+            ("allowed_origins", "https://a.example,https://b.example:8443"),
+            (
+                "origin_audiences",
+                "https://a.example=orders, https://a.example/=https://a.example/v2,https://b.example:8443=x=y",
+            ),
+        ]))
+        .unwrap();
+        let shown: Vec<String> = s
+            .send
+            .origin_audiences
+            .iter()
+            .map(|(o, v)| format!("{o} {v}"))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "https://a.example:443 orders",
+                "https://a.example:443 https://a.example/v2",
+                "https://b.example:8443 x=y"
+            ]
+        );
+        for (value, why) in [
+            ("https://a.example", "expected origin=audience"),
+            ("https://a.example=", "the audience is empty"),
+            ("https://c.example=x", "not in allowed_origins"),
+            ("ftp://a.example=x", "`ftp://a.example=x`"),
+        ] {
+            let e = load(&with(&[
+                ("allowed_origins", "https://a.example"),
+                ("origin_audiences", value),
+            ]))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with("config: origin_audiences: ") && e.contains(why),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn a_lease_no_longer_than_the_token_deadline_is_refused_naming_both() {
         let e = load(&with(&[("lease_ms", "12000")]))
             .unwrap_err()
@@ -578,6 +655,7 @@ mod tests {
                 "audience",
                 "resource",
                 "allowed_origins",
+                "origin_audiences",
                 "expiry_skew_secs",
                 "default_expires_in_secs",
                 "max_expires_in_secs",

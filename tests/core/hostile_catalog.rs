@@ -433,3 +433,138 @@ fn c08_a_cooldown_record_cannot_pass_for_a_token() {
     assert!(seal::open(&sealed, &s.client.secret, &key(&s, "read")).is_err());
     assert!(seal::open(&sealed, &s.client.secret, &client).is_err());
 }
+
+#[test]
+fn c09_a_holder_record_pause_or_token_sealed_for_one_role_opens_as_no_other() {
+    use token_provider::provider::lease::Holder;
+    let s = settings("", false);
+    let k = key(&s, "read");
+    let holder = Holder {
+        slot: 1,
+        generation: 0,
+        started_ms: 5,
+    };
+    let as_holder = seal::seal_value(
+        &holder,
+        &s.client.secret,
+        &k.context(roles::HOLDER),
+        [1; 24],
+    );
+    assert!(seal::open(&as_holder, &s.client.secret, &k).is_err());
+    for role in [roles::PAUSE, roles::FAILURE, roles::TOKEN] {
+        assert!(
+            seal::open_value::<Holder>(&as_holder, &s.client.secret, &k.context(role)).is_err(),
+            "{role}"
+        );
+    }
+    // The same record for another cache key does not open either.
+    let other = key(&s, "write");
+    assert!(
+        seal::open_value::<Holder>(&as_holder, &s.client.secret, &other.context(roles::HOLDER))
+            .is_err()
+    );
+}
+
+#[test]
+fn c10_key_names_reveal_neither_client_scopes_nor_url_and_differ_per_credential() {
+    let s = settings("", false);
+    let k = key(&s, "orders:read");
+    for name in [
+        k.store_key(),
+        k.lease(7, 0),
+        k.lease_holder(),
+        k.refresh_pause(),
+    ] {
+        for secret_or_guess in ["svc", "orders", "auth.example.com", "s3cret"] {
+            assert!(!name.contains(secret_or_guess), "{name}");
+        }
+    }
+    let rotated = Settings::from_pairs(&[
+        ("token_url", "https://auth.example.com/token"),
+        ("client_id", "svc"),
+        ("client_secret", "rotated"),
+    ])
+    .unwrap();
+    assert_ne!(k.store_key(), key(&rotated, "orders:read").store_key());
+}
+
+// --- requests whose tokens would go where they are not meant for ----------------------
+
+fn bound(audience: Option<&str>, resource: Option<&str>, url: &str) -> bool {
+    let s = Settings::from_pairs(&[
+        ("token_url", "https://auth.example.com/token"),
+        ("client_id", "svc"),
+        ("client_secret", "s3cret"),
+        (
+            "allowed_origins",
+            "https://internal.example,https://partner.example",
+        ),
+        ("origin_audiences", "https://internal.example=internal"),
+    ])
+    .unwrap();
+    let req = TokenRequest {
+        audience: audience.map(str::to_string),
+        resources: resource.map(|r| vec![r.to_string()]),
+        ..Default::default()
+    };
+    let origin = token_provider::origin::parse_url(url).unwrap().origin;
+    token_provider::authorized::bound_to(&s, &req, &origin).is_ok()
+}
+
+#[test]
+fn d01_an_internal_audience_never_goes_to_a_partner() {
+    assert!(bound(Some("internal"), None, "https://internal.example/a"));
+    assert!(!bound(Some("internal"), None, "https://partner.example/a"));
+    assert!(!bound(Some("INTERNAL"), None, "https://internal.example/a"));
+}
+
+#[test]
+fn d02_a_resource_goes_to_its_own_origin_only() {
+    assert!(bound(
+        None,
+        Some("https://partner.example/api"),
+        "https://partner.example/x"
+    ));
+    assert!(!bound(
+        None,
+        Some("https://partner.example/api"),
+        "https://internal.example/x"
+    ));
+    assert!(!bound(
+        None,
+        Some("https://partner.example:8443/"),
+        "https://partner.example/x"
+    ));
+    assert!(!bound(
+        None,
+        Some("urn:example:api"),
+        "https://partner.example/x"
+    ));
+}
+
+#[test]
+fn d03_oversized_or_too_many_request_values_are_refused() {
+    let s = settings("", false);
+    let refused = |req: TokenRequest| {
+        matches!(
+            TokenParams::resolve(&req, &s),
+            Err(token_provider::Error::Refused(_))
+        )
+    };
+    assert!(refused(TokenRequest {
+        scopes: Some((0..65).map(|i| format!("s{i}")).collect()),
+        ..Default::default()
+    }));
+    assert!(refused(TokenRequest {
+        audience: Some("a".repeat(1025)),
+        ..Default::default()
+    }));
+    assert!(refused(TokenRequest {
+        audience: Some("aud\u{0}x".into()),
+        ..Default::default()
+    }));
+    assert!(refused(TokenRequest {
+        resources: Some((0..17).map(|i| format!("https://r{i}.example/")).collect()),
+        ..Default::default()
+    }));
+}
