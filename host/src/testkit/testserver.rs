@@ -49,6 +49,8 @@ pub struct Canned {
 struct State {
     client_id: String,
     client_secret: String,
+    /// More secrets accepted for `client_id` (a rotation in progress).
+    more_secrets: Vec<String>,
     expires_in: Option<serde_json::Value>,
     requests: Vec<Recorded>,
     issued: HashMap<String, Instant>,
@@ -82,6 +84,7 @@ impl MockServer {
         let state = Arc::new(Mutex::new(State {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
+            more_secrets: Vec::new(),
             expires_in: Some(3600.into()),
             requests: Vec::new(),
             issued: HashMap::new(),
@@ -181,6 +184,11 @@ impl MockServer {
         self.state.lock().unwrap().all_issued.clone()
     }
 
+    /// Accept `secret` too (both old and new secret are valid during a rotation).
+    pub fn accept_secret(&self, secret: &str) {
+        self.state.lock().unwrap().more_secrets.push(secret.into());
+    }
+
     /// Forget every token issued so far: the API answers 401 to them.
     pub fn revoke_all(&self) {
         let mut s = self.state.lock().unwrap();
@@ -261,7 +269,10 @@ fn token_endpoint(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
             .cloned()
             .zip(form.get("client_secret").cloned()),
     };
-    if credentials != Some((s.client_id.clone(), s.client_secret.clone())) {
+    let accepted = credentials.is_some_and(|(id, secret)| {
+        id == s.client_id && (secret == s.client_secret || s.more_secrets.contains(&secret))
+    });
+    if !accepted {
         return json(
             401,
             serde_json::json!({"error": "invalid_client", "error_description": "client authentication failed"}),
