@@ -303,8 +303,8 @@ async fn redis_keys_carry_the_store_label_unless_redis_raw_keys() {
     };
     // The component's store label is `default` (config kv_store).
     for (extra, prefix) in [
-        (&[][..], "default:oauth2-token-provider:v1:"),
-        (&["--redis-raw-keys"][..], "oauth2-token-provider:v1:"),
+        (&[][..], "default:oauth2-token-provider:v2:"),
+        (&["--redis-raw-keys"][..], "oauth2-token-provider:v2:"),
     ] {
         redis::cmd("FLUSHDB")
             .query::<()>(&mut redis.connection().unwrap())

@@ -140,7 +140,7 @@ pub const KEYS: &[Key] = &[
         "10000",
         1,
         600_000,
-        "Connect, first-byte and between-bytes timeout",
+        "Connect, first-byte and between-bytes timeout, and the deadline of the whole exchange",
     ),
     number(
         "max_response_bytes",
@@ -188,14 +188,14 @@ pub const KEYS: &[Key] = &[
         "60",
         0,
         86_400,
-        "After invalid_client or unauthorized_client, fail fast this long (shared through the store); 0 disables",
+        "After invalid_client or unauthorized_client, fail fast this long; after the token endpoint failed (5xx, 429, unreachable, timeout) past its retries, fail fast for retry_max_delay_ms or its Retry-After, at most this long; shared through the store; 0 disables both",
     ),
     number(
         "lease_ms",
         "15000",
         0,
         600_000,
-        "Single-flight lease: the instance fetching a token holds it at most this long, others wait at most this long; 0 disables",
+        "Single-flight lease: the instance fetching a token holds it at most this long and its waiters wait for it at most this long, then elect a successor; longer than token_deadline_ms; 0 disables",
     ),
     number(
         "refresh_ahead_percent",
