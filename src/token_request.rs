@@ -56,24 +56,7 @@ impl TokenParams {
                 .iter()
                 .flat_map(|s| s.split_ascii_whitespace()),
         );
-        if scopes.len() > MAX_SCOPES {
-            return Err(too_many("scopes", scopes.len(), MAX_SCOPES));
-        }
-        for s in &scopes {
-            if s.len() > MAX_SCOPE_LEN {
-                return Err(too_long("scope", s, MAX_SCOPE_LEN));
-            }
-            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-            if !s
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-            {
-                return Err(crate::Error::Refused(format!(
-                    "scope `{}` has characters RFC 6749 does not allow",
-                    crate::error::sanitize(s, 64)
-                )));
-            }
-        }
+        check_scopes(&scopes)?;
         let resources = normalise(
             request
                 .resources
@@ -82,29 +65,14 @@ impl TokenParams {
                 .iter()
                 .map(String::as_str),
         );
-        if resources.len() > MAX_RESOURCES {
-            return Err(too_many("resources", resources.len(), MAX_RESOURCES));
-        }
-        for r in &resources {
-            if r.len() > MAX_RESOURCE_LEN {
-                return Err(too_long("resource", r, MAX_RESOURCE_LEN));
-            }
-            crate::config::parse_resource(r).map_err(crate::Error::Refused)?;
-        }
+        check_resources(&resources)?;
         let audience = request
             .audience
             .clone()
             .or_else(|| settings.client.audience.clone())
             .filter(|a| !a.is_empty());
         if let Some(a) = &audience {
-            if a.len() > MAX_AUDIENCE_LEN {
-                return Err(too_long("audience", a, MAX_AUDIENCE_LEN));
-            }
-            if a.chars().any(char::is_control) {
-                return Err(crate::Error::Refused(
-                    "audience has control characters".into(),
-                ));
-            }
+            check_audience(a)?;
         }
         Ok(TokenParams {
             scopes,
@@ -112,6 +80,53 @@ impl TokenParams {
             resources,
         })
     }
+}
+
+fn check_scopes(scopes: &[String]) -> Result<(), crate::Error> {
+    if scopes.len() > MAX_SCOPES {
+        return Err(too_many("scopes", scopes.len(), MAX_SCOPES));
+    }
+    for s in scopes {
+        if s.len() > MAX_SCOPE_LEN {
+            return Err(too_long("scope", s, MAX_SCOPE_LEN));
+        }
+        // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        if !s
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+        {
+            return Err(crate::Error::Refused(format!(
+                "scope `{}` has characters RFC 6749 does not allow",
+                crate::error::sanitize(s, 64)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_resources(resources: &[String]) -> Result<(), crate::Error> {
+    if resources.len() > MAX_RESOURCES {
+        return Err(too_many("resources", resources.len(), MAX_RESOURCES));
+    }
+    for r in resources {
+        if r.len() > MAX_RESOURCE_LEN {
+            return Err(too_long("resource", r, MAX_RESOURCE_LEN));
+        }
+        crate::config::parse_resource(r).map_err(crate::Error::Refused)?;
+    }
+    Ok(())
+}
+
+fn check_audience(a: &str) -> Result<(), crate::Error> {
+    if a.len() > MAX_AUDIENCE_LEN {
+        return Err(too_long("audience", a, MAX_AUDIENCE_LEN));
+    }
+    if a.chars().any(char::is_control) {
+        return Err(crate::Error::Refused(
+            "audience has control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn normalise<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {

@@ -121,14 +121,7 @@ impl Settings {
         let r = Reader { get };
         let allow_insecure_http = r.boolean("allow_insecure_http")?;
         let client = read_client(&r, allow_insecure_http)?;
-        let allowed_origins = r
-            .list("allowed_origins")?
-            .iter()
-            .map(|s| {
-                parse_origin(s).map_err(|e| Error::config("allowed_origins", format!("`{s}`: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let origin_audiences = read_bindings(&r, &allowed_origins)?;
+        let (allowed_origins, origin_audiences) = read_origins(&r)?;
         let expiry_skew_secs = r.number("expiry_skew_secs")?;
         let lifetimes = Lifetimes {
             default_expires_in: r.number("default_expires_in_secs")?,
@@ -153,15 +146,7 @@ impl Settings {
             failure_cooldown_secs: r.number("failure_cooldown_secs")?,
         };
         let lease_ms = r.number("lease_ms")?;
-        if lease_ms > 0 && lease_ms <= retry.token_deadline_ms {
-            return Err(Error::config(
-                "lease_ms",
-                format!(
-                    "{lease_ms} is not longer than token_deadline_ms ({}): waiters would give up on a holder that is still fetching; make lease_ms longer, or 0 to disable the lease",
-                    retry.token_deadline_ms
-                ),
-            ));
-        }
+        lease_outlasts_deadline(lease_ms, retry.token_deadline_ms)?;
         let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
         let cache = CacheSettings {
             kv_store: r.or_none_if_empty("kv_store")?,
@@ -186,7 +171,40 @@ impl Settings {
         )?;
         Ok(settings)
     }
+}
 
+/// A holder fetches for up to `token_deadline_ms`; its waiters give up on it after
+/// `lease_ms`, so the lease must be the longer.
+fn lease_outlasts_deadline(lease_ms: u64, token_deadline_ms: u64) -> Result<(), Error> {
+    if lease_ms > 0 && lease_ms <= token_deadline_ms {
+        return Err(Error::config(
+            "lease_ms",
+            format!(
+                "{lease_ms} is not longer than token_deadline_ms ({token_deadline_ms}): waiters would give up on a holder that is still fetching; make lease_ms longer, or 0 to disable the lease"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `allowed_origins`, then `origin_audiences` (bindings of those origins).
+type Origins = (Vec<Origin>, Vec<(Origin, String)>);
+
+fn read_origins<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+) -> Result<Origins, Error> {
+    let allowed = r
+        .list("allowed_origins")?
+        .iter()
+        .map(|s| {
+            parse_origin(s).map_err(|e| Error::config("allowed_origins", format!("`{s}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bindings = read_bindings(r, &allowed)?;
+    Ok((allowed, bindings))
+}
+
+impl Settings {
     /// Settings from `key = value` pairs (a later pair wins), as a host's variables
     /// would give them: for embedders, tests and fuzz targets.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, Error> {
