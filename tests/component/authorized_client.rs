@@ -117,6 +117,46 @@ async fn origins_not_on_the_allow_list_are_refused_before_anything_is_sent() {
 }
 
 #[tokio::test]
+async fn a_token_for_one_apis_audience_is_never_sent_to_another_allowed_origin() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let port = server.addr().port();
+    let (internal, partner) = (
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    );
+    let allowed = format!("{internal},{partner}");
+    let binding = format!("{internal}=internal-api");
+    let rig = rig(
+        &server,
+        &[
+            ("allowed_origins", &allowed),
+            ("origin_audiences", &binding),
+            ("audience", "internal-api"),
+        ],
+    );
+    let mut inst = rig.host.instance().await.unwrap();
+    let err = inst
+        .send(&api_get(format!("{partner}/api/replay")))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Refused(m) if m.contains("audience `internal-api` is not bound to http://localhost")),
+        "{err:?}"
+    );
+    assert!(
+        server.requests().is_empty(),
+        "nothing sent, no token fetched"
+    );
+    let ok = inst
+        .send(&api_get(format!("{internal}/api/orders")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ok.status, 200);
+}
+
+#[tokio::test]
 async fn plain_http_api_urls_need_the_opt_in() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     // An https token endpoint that is never reached: the API URL is refused first.
