@@ -12,10 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use token_provider_host::components::{embedded, new_engine};
 use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv};
+use token_provider_host::testkit::LatencyKv;
 use token_provider_host::testkit::redis_server::LocalRedis;
 use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{
-    ApiRequest, Flavor, HostBuilder, Inherit, LogSink, TokenHost, TokenRequest, TokenSource,
+    ApiRequest, Flavor, HostBuilder, Inherit, LogSink, Phases, ProviderInstance, TokenHost,
+    TokenRequest, TokenSource,
 };
 use wasmtime::component::Component;
 
@@ -86,6 +88,75 @@ fn ratio(what: &str, a: &Stats, b: &Stats) {
         a.median_us(),
         b.median_us()
     );
+}
+
+/// Time a native call (the core's code compiled for this machine), like [`measure`].
+fn measure_sync(name: &str, mut op: impl FnMut()) -> Stats {
+    let warm = Instant::now();
+    while warm.elapsed() < WARMUP {
+        op();
+    }
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < RUN / 4 && samples.len() < MAX_SAMPLES {
+        let t = Instant::now();
+        op();
+        samples.push(t.elapsed());
+    }
+    let stats = Stats {
+        name: name.to_string(),
+        samples,
+    };
+    stats.print();
+    stats
+}
+
+/// `n` fresh-instance calls of `call` on `host` (built with `phases`): where a call's
+/// time goes, as means per call. Instantiation is timed here, each import phase by the
+/// host ([`Phases`]); the rest is the component's own work (and wasmtime's glue).
+async fn breakdown<F, Fut>(title: &str, host: &TokenHost, phases: &Phases, n: u32, mut call: F)
+where
+    F: FnMut(ProviderInstance) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for _ in 0..200 {
+        call(host.instance().await.unwrap()).await;
+    }
+    phases.take();
+    let (mut instantiate, mut total) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..n {
+        let t = Instant::now();
+        let instance = host.instance().await.unwrap();
+        instantiate += t.elapsed();
+        call(instance).await;
+        total += t.elapsed();
+    }
+    let spent = phases.take();
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
+    let total_us = per(total);
+    let row = |name: &str, calls: f64, us: f64| {
+        println!(
+            "  {name:<40} {calls:>8.1} {us:>10.1} {:>7.1}%",
+            100.0 * us / total_us
+        );
+    };
+    println!("{title} ({n} calls, means per call)");
+    println!(
+        "  {:<40} {:>8} {:>10} {:>8}",
+        "phase", "calls", "us", "share"
+    );
+    row("instantiate", 1.0, per(instantiate));
+    let mut imports = Duration::ZERO;
+    for (phase, s) in &spent {
+        row(phase, s.calls as f64 / f64::from(n), per(s.time));
+        imports += s.time;
+    }
+    row(
+        "the component's own work (the rest)",
+        f64::NAN,
+        per(total.saturating_sub(instantiate + imports)),
+    );
+    row("total", f64::NAN, total_us);
 }
 
 fn builder(server: &MockServer, kv: Arc<dyn KvBackend>) -> HostBuilder {
@@ -159,6 +230,59 @@ fn plain_http_component() -> Vec<u8> {
         .unwrap()
 }
 
+/// The steps of a store hit in the core, timed natively.
+fn native_rows(server: &MockServer) {
+    use std::hint::black_box;
+    use token_provider::audit::{Event, Outcome};
+    use token_provider::config::Settings;
+    use token_provider::secret::{AccessToken, Secret};
+    use token_provider::store::keys::KeyNames;
+    use token_provider::store::{CacheKey, Entry, seal};
+    use token_provider::token_request::{TokenParams, TokenRequest as CoreRequest};
+    let token_url = server.url("/token");
+    let origin = server.origin();
+    let pairs = [
+        ("token_url", token_url.as_str()),
+        ("client_id", ID),
+        ("client_secret", SECRET),
+        ("allow_insecure_http", "true"),
+        ("allowed_origins", origin.as_str()),
+    ];
+    let settings = Settings::from_pairs(&pairs).unwrap();
+    measure_sync("read and check the settings (every key)", || {
+        black_box(Settings::from_pairs(black_box(&pairs)).unwrap());
+    });
+    let secret = Secret::new(SECRET);
+    measure_sync("derive the store's naming keys (HKDF)", || {
+        black_box(KeyNames::new(black_box(&secret)));
+    });
+    let params = TokenParams::resolve(&CoreRequest::default(), &settings).unwrap();
+    measure_sync("resolve the request, cache key and its name (HMAC)", || {
+        let p = TokenParams::resolve(black_box(&CoreRequest::default()), &settings).unwrap();
+        black_box(CacheKey::new(&settings, &p).store_key());
+    });
+    let key = CacheKey::new(&settings, &params);
+    let entry = Entry {
+        access_token: AccessToken::new("a-token-of-typical-length-0123456789abcdef"),
+        scopes: vec![],
+        issued_at_ms: 1,
+        expires_at_ms: u64::MAX / 2,
+    };
+    let sealed = seal::seal(&entry, &settings.client.secret, &key, [7; 24]);
+    measure_sync(
+        "open the sealed entry (HKDF + XChaCha20-Poly1305 + JSON)",
+        || {
+            black_box(seal::open(black_box(&sealed), &settings.client.secret, &key).unwrap());
+        },
+    );
+    measure_sync("one audit line (JSON)", || {
+        let mut ev = Event::new(Outcome::CacheHit, &settings, &params.scopes);
+        ev.cache = Some("store");
+        ev.fingerprint = Some(entry.access_token.fingerprint());
+        black_box(ev.to_line());
+    });
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench` passes `--bench`; nothing else is accepted.
@@ -171,7 +295,8 @@ async fn main() {
 
     // --- get-token, cache hit ---------------------------------------------------------
     println!("\nget-token, cache hit");
-    let memory = builder(&server, Arc::new(MemoryKv::new())).build().unwrap();
+    let memory_kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
+    let memory = builder(&server, memory_kv.clone()).build().unwrap();
     assert_eq!(get_token(&memory).await, TokenSource::Fresh);
     let fresh_memory = measure("fresh instance per call, memory store", || async {
         assert_eq!(get_token(&memory).await, TokenSource::Store);
@@ -310,6 +435,101 @@ async fn main() {
     println!(
         "  (token endpoint on loopback answering at once; a real one adds its latency to every uncached call)"
     );
+
+    // --- where the time goes -------------------------------------------------------------
+    println!("\nwhere the time goes (import calls timed by the host)");
+    let log_path =
+        std::env::temp_dir().join(format!("token-provider-bench-{}.log", std::process::id()));
+    let phases = Phases::new();
+    let phased = builder(&server, memory_kv.clone())
+        .log(LogSink::File(log_path.clone()))
+        .phases(phases.clone())
+        .build()
+        .unwrap();
+    breakdown(
+        "get-token, fresh instance, store hit (memory store, audit to a file)",
+        &phased,
+        &phases,
+        2_000,
+        |mut i| async move {
+            let t = i.get_token(&TokenRequest::default_request()).await;
+            assert_eq!(t.unwrap().unwrap().source, TokenSource::Store);
+        },
+    )
+    .await;
+    breakdown(
+        "send, fresh instance, cached token (memory store, audit to a file)",
+        &phased,
+        &phases,
+        2_000,
+        |mut i| {
+            let request = request.clone();
+            async move {
+                assert_eq!(i.send(&request).await.unwrap().unwrap().status, 200);
+            }
+        },
+    )
+    .await;
+
+    // --- an emulated Spin request ---------------------------------------------------------
+    println!(
+        "\nemulated Spin request: a fresh instance per request, every store call a 40 us round trip\n(SQLite-like; or real Redis on loopback), the audit log appended to a file"
+    );
+    let sqlite_like: Arc<dyn KvBackend> =
+        Arc::new(LatencyKv::new(memory_kv.clone(), Duration::from_micros(40)));
+    let spin_phases = Phases::new();
+    let spin_like = builder(&server, sqlite_like)
+        .log(LogSink::File(log_path.clone()))
+        .phases(spin_phases.clone())
+        .build()
+        .unwrap();
+    let spin_send = measure("send, emulated Spin request (SQLite-like store)", || {
+        send_ok(&spin_like, &request)
+    })
+    .await;
+    ratio(
+        "send (emulated Spin, SQLite-like) vs plain request",
+        &spin_send,
+        &plain,
+    );
+    if let Ok(redis) = &redis {
+        let kv = RedisKv::connect(&redis.url()).await.unwrap();
+        let host = builder(&server, Arc::new(kv))
+            .log(LogSink::File(log_path.clone()))
+            .build()
+            .unwrap();
+        // The Redis rows above stored the token already, or this fetches it.
+        get_token(&host).await;
+        let redis_send = measure("send, emulated Spin request (Redis store)", || {
+            send_ok(&host, &request)
+        })
+        .await;
+        ratio(
+            "send (emulated Spin, Redis) vs plain request",
+            &redis_send,
+            &plain,
+        );
+    }
+    breakdown(
+        "send, emulated Spin request (SQLite-like store)",
+        &spin_like,
+        &spin_phases,
+        1_000,
+        |mut i| {
+            let request = request.clone();
+            async move {
+                assert_eq!(i.send(&request).await.unwrap().unwrap().status, 200);
+            }
+        },
+    )
+    .await;
+    let _ = std::fs::remove_file(&log_path);
+
+    // --- the component's own work, natively ---------------------------------------------
+    println!(
+        "\nthe component's own work on a store hit, natively (the core's code built for this machine;\nin the component it runs as wasm, slower by a factor, in the same proportions)"
+    );
+    native_rows(&server);
 
     // --- cold start ----------------------------------------------------------------------
     println!("\ncold start");

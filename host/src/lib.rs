@@ -25,6 +25,7 @@ pub mod bindings;
 pub mod components;
 pub mod kv;
 pub mod outbound;
+pub mod phases;
 mod runtime;
 mod types;
 mod wasi_impls;
@@ -36,6 +37,7 @@ pub mod testkit;
 pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 pub use components::Flavor;
+pub use phases::Phases;
 pub use runtime::{HostBuilder, Inherit, LogSink, ProviderInstance, State, TokenHost};
 pub use types::{
     AccessToken, ApiRequest, ApiResponse, OauthError, ProviderError, ServerError, TokenRequest,

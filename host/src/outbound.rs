@@ -56,6 +56,8 @@ pub(crate) struct Hooks {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     /// May this instance send requests at all? (`http-request-denied` if not.)
     pub(crate) allowed: bool,
+    /// Time each exchange up to the response head as `http`, when on.
+    pub(crate) phases: Option<crate::phases::Phases>,
 }
 
 type BoxFuture<T> = Box<dyn Future<Output = T> + Send>;
@@ -74,7 +76,15 @@ impl WasiHttpHooks for Hooks {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         let tls = self.tls.clone();
-        Box::new(async move { send(request, options.unwrap_or_default(), tls).await })
+        let phases = self.phases.clone();
+        Box::new(async move {
+            crate::phases::timed(
+                &phases,
+                "http",
+                send(request, options.unwrap_or_default(), tls),
+            )
+            .await
+        })
     }
 }
 
@@ -312,6 +322,7 @@ mod tests {
         let mut hooks = Hooks {
             tls: tls_config(&[]).unwrap(),
             allowed: true,
+            phases: None,
         };
         let started = Instant::now();
         let sent = hooks.send_request(request, Some(options), Box::new(async { Ok(()) }));

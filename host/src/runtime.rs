@@ -6,6 +6,7 @@ use crate::bindings;
 use crate::components::{Flavor, embedded, new_engine};
 use crate::kv::{KvBackend, MemoryKv};
 use crate::outbound::{Hooks, tls_config};
+use crate::phases::{LogFile, Phases};
 use crate::types::{AccessToken, ApiRequest, ApiResponse, ProviderError, TokenRequest};
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
@@ -25,6 +26,8 @@ pub enum LogSink {
     Capture(MemoryOutputPipe),
     /// Nowhere.
     Discard,
+    /// Appended to this file, as Spin writes a component's output to its log files.
+    File(std::path::PathBuf),
 }
 
 /// What a component started with [`TokenHost::instantiate_other_with`] gets of this
@@ -87,6 +90,8 @@ pub struct State {
     pub(crate) kv: Option<Arc<dyn KvBackend>>,
     /// What `wasi:config` shows (empty when not inherited).
     pub(crate) config: Arc<HashMap<String, String>>,
+    /// Time per import phase, when the host was built with [`HostBuilder::phases`].
+    pub(crate) phases: Option<Phases>,
 }
 
 impl WasiView for State {
@@ -117,6 +122,7 @@ pub struct HostBuilder {
     extra_roots: Vec<CertificateDer<'static>>,
     log: LogSink,
     clock_offset_ms: i64,
+    phases: Option<Phases>,
 }
 
 impl Default for HostBuilder {
@@ -129,6 +135,7 @@ impl Default for HostBuilder {
             extra_roots: Vec::new(),
             log: LogSink::Inherit,
             clock_offset_ms: 0,
+            phases: None,
         }
     }
 }
@@ -178,6 +185,13 @@ impl HostBuilder {
         self
     }
 
+    /// Time every import call of every instance by phase into `phases` (benchmarks:
+    /// see [`crate::phases`]).
+    pub fn phases(mut self, phases: Phases) -> Self {
+        self.phases = Some(phases);
+        self
+    }
+
     /// Shift the wall clock the component sees (`wasi:clocks/wall-clock`) by this many
     /// milliseconds: for testing hosts whose clocks disagree.
     pub fn clock_offset_ms(mut self, offset: i64) -> Self {
@@ -206,6 +220,19 @@ impl HostBuilder {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         crate::wasi_impls::add_to_linker(&mut linker)?;
         let pre = bindings::TokenProviderPre::new(linker.instantiate_pre(&component)?)?;
+        let log_file = match &self.log {
+            LogSink::File(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        anyhow::Error::from(e).context(format!("opening {}", path.display()))
+                    })?;
+                Some(LogFile::new(file, self.phases.clone()))
+            }
+            _ => None,
+        };
         Ok(TokenHost {
             engine,
             linker,
@@ -214,7 +241,9 @@ impl HostBuilder {
             config: Arc::new(self.config),
             tls: tls_config(&self.extra_roots)?,
             log: self.log,
+            log_file,
             clock_offset_ms: self.clock_offset_ms,
+            phases: self.phases,
         })
     }
 }
@@ -229,7 +258,9 @@ pub struct TokenHost {
     config: Arc<HashMap<String, String>>,
     tls: Arc<rustls::ClientConfig>,
     log: LogSink,
+    log_file: Option<LogFile>,
     clock_offset_ms: i64,
+    phases: Option<Phases>,
 }
 
 /// The system wall clock, shifted.
@@ -306,6 +337,11 @@ impl TokenHost {
                 wasi.stderr(pipe.clone());
             }
             LogSink::Discard => {}
+            LogSink::File(_) => {
+                if let Some(file) = &self.log_file {
+                    wasi.stderr(file.clone());
+                }
+            }
         }
         if self.clock_offset_ms != 0 {
             wasi.wall_clock(OffsetClock(self.clock_offset_ms));
@@ -317,6 +353,7 @@ impl TokenHost {
             hooks: Hooks {
                 tls: self.tls.clone(),
                 allowed: inherit.outbound_http,
+                phases: self.phases.clone(),
             },
             kv: inherit.key_value.then(|| self.kv.clone()),
             config: if inherit.config {
@@ -324,6 +361,7 @@ impl TokenHost {
             } else {
                 Arc::default()
             },
+            phases: self.phases.clone(),
         };
         Store::new(&self.engine, state)
     }

@@ -13,6 +13,7 @@ use crate::bindings::wasi::keyvalue0_2_0_draft2 as spin_kv;
 use crate::bindings::wasmtime_flavor::wasi::config0_2_0_rc_1 as wt_config;
 use crate::bindings::wasmtime_flavor::wasi::keyvalue0_2_0_draft as wt_kv;
 use crate::kv::KvBackend;
+use crate::phases::timed;
 use crate::runtime::State;
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker, Resource};
@@ -59,7 +60,12 @@ macro_rules! config_store {
                 &mut self,
                 key: String,
             ) -> wasmtime::Result<Result<Option<String>, $m::store::Error>> {
-                Ok(Ok(self.config.get(&key).cloned()))
+                let started = std::time::Instant::now();
+                let value = self.config.get(&key).cloned();
+                if let Some(p) = &self.phases {
+                    p.record("config", started.elapsed());
+                }
+                Ok(Ok(value))
             }
 
             async fn get_all(
@@ -90,7 +96,8 @@ macro_rules! kv_store {
                 let Some(kv) = self.kv.clone() else {
                     return Ok(Err($m::store::Error::AccessDenied));
                 };
-                if let Err(e) = kv.open(&identifier).await {
+                let opened = timed(&self.phases, "store.open", kv.open(&identifier)).await;
+                if let Err(e) = opened {
                     return Ok(Err($m::store::Error::Other(e)));
                 }
                 Ok(Ok(self.table.push(Bucket {
@@ -107,7 +114,8 @@ macro_rules! kv_store {
                 key: String,
             ) -> wasmtime::Result<Result<Option<Vec<u8>>, $m::store::Error>> {
                 let (label, kv) = self.bucket(&bucket)?;
-                Ok(kv.get(&label, &key).await.map_err($m::store::Error::Other))
+                let got = timed(&self.phases, "store.get", kv.get(&label, &key)).await;
+                Ok(got.map_err($m::store::Error::Other))
             }
 
             async fn set(
@@ -117,10 +125,8 @@ macro_rules! kv_store {
                 value: Vec<u8>,
             ) -> wasmtime::Result<Result<(), $m::store::Error>> {
                 let (label, kv) = self.bucket(&bucket)?;
-                Ok(kv
-                    .set(&label, &key, &value)
-                    .await
-                    .map_err($m::store::Error::Other))
+                let set = timed(&self.phases, "store.write", kv.set(&label, &key, &value)).await;
+                Ok(set.map_err($m::store::Error::Other))
             }
 
             async fn delete(
@@ -129,10 +135,8 @@ macro_rules! kv_store {
                 key: String,
             ) -> wasmtime::Result<Result<(), $m::store::Error>> {
                 let (label, kv) = self.bucket(&bucket)?;
-                Ok(kv
-                    .delete(&label, &key)
-                    .await
-                    .map_err($m::store::Error::Other))
+                let deleted = timed(&self.phases, "store.write", kv.delete(&label, &key)).await;
+                Ok(deleted.map_err($m::store::Error::Other))
             }
 
             async fn exists(
@@ -209,10 +213,13 @@ impl spin_kv::atomics::Host for State {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, spin_kv::store::Error>> {
         let (label, kv) = self.bucket(&bucket)?;
-        Ok(kv
-            .increment(&label, &key, delta)
-            .await
-            .map_err(spin_kv::store::Error::Other))
+        let counted = timed(
+            &self.phases,
+            "store.write",
+            kv.increment(&label, &key, delta),
+        )
+        .await;
+        Ok(counted.map_err(spin_kv::store::Error::Other))
     }
 
     async fn swap(
@@ -283,9 +290,11 @@ impl wt_kv::atomics::Host for State {
         let delta = i64::try_from(delta)
             .map_err(|_| wasmtime::format_err!("increment delta {delta} too large"));
         let result = match delta {
-            Ok(d) => kv.increment(&label, &key, d).await.and_then(|n| {
-                u64::try_from(n).map_err(|_| format!("value at `{key}` is negative"))
-            }),
+            Ok(d) => timed(&self.phases, "store.write", kv.increment(&label, &key, d))
+                .await
+                .and_then(|n| {
+                    u64::try_from(n).map_err(|_| format!("value at `{key}` is negative"))
+                }),
             Err(e) => Err(e.to_string()),
         };
         Ok(result.map_err(wt_kv::store::Error::Other))

@@ -8,4 +8,6 @@ pub mod redis_server;
 pub mod testserver;
 
 mod failing_kv;
+mod latency_kv;
 pub use failing_kv::FailingKv;
+pub use latency_kv::LatencyKv;
