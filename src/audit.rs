@@ -147,6 +147,57 @@ impl Outcome {
     }
 }
 
+/// Which outcomes are written (`audit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Every line.
+    All,
+    /// All but the routine lines of a request that changed nothing: a cache hit, an API
+    /// answer with nothing to note (the default: a host that logs stderr to disk gets
+    /// no line per request).
+    Changes,
+    /// Failures and warnings only.
+    Errors,
+    /// Nothing.
+    Off,
+}
+
+impl Level {
+    pub fn from_name(name: &str) -> Level {
+        match name {
+            "all" => Level::All,
+            "errors" => Level::Errors,
+            "off" => Level::Off,
+            _ => Level::Changes,
+        }
+    }
+
+    /// Whether `outcome` is written at this level; `noted`: the line carries a detail
+    /// (an API call that needed a 401 retry is not routine).
+    pub fn wants(self, outcome: Outcome, noted: bool) -> bool {
+        use Outcome::*;
+        match self {
+            Level::All => true,
+            Level::Changes => noted || !matches!(outcome, CacheHit | SendOk),
+            Level::Errors => matches!(
+                outcome,
+                FetchRetry
+                    | FetchError
+                    | FetchCooldown
+                    | CacheRejected
+                    | LeaseTimeout
+                    | LeaseStale
+                    | RefreshError
+                    | InvalidateStoreError
+                    | StoreDegraded
+                    | SendError
+                    | SendRefused
+            ),
+            Level::Off => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Event<'a> {
     /// What happened (gives `event`, `outcome` and the detail template).

@@ -178,13 +178,13 @@ pub fn send<P: Platform>(
         Ok(p) => p,
         Err(e) => {
             let ev = Event::new(Outcome::SendRefused, settings, &scopes).with_error(&e);
-            provider.platform.log(&ev.to_line());
+            provider.audit(&ev);
             return Err(e);
         }
     };
     if let Err(e) = bound_to(settings, &token_request, &prepared.url.origin) {
         let ev = Event::new(Outcome::SendRefused, settings, &scopes).with_error(&e);
-        provider.platform.log(&ev.to_line());
+        provider.audit(&ev);
         return Err(e);
     }
     let (result, retried) = send_with_token(provider, &prepared, &token_request);
@@ -200,7 +200,7 @@ pub fn send<P: Platform>(
     if retried {
         ev = ev.with_detail(RETRIED_AFTER_401);
     }
-    provider.platform.log(&ev.to_line());
+    provider.audit(&ev);
     result
 }
 

@@ -55,11 +55,7 @@ fn with_provider<R>(
 ) -> Result<R, CoreError> {
     SETTINGS.with(|cell| {
         if cell.get().is_none() {
-            let settings = Settings::load(|key| {
-                config::store::get(key).map_err(|e| match e {
-                    config::store::Error::Upstream(m) | config::store::Error::Io(m) => m,
-                })
-            })?;
+            let settings = load_settings()?;
             let _ = cell.set(settings);
         }
         let settings = cell.get().expect("set above");
@@ -69,6 +65,21 @@ fn with_provider<R>(
                 platform: &WasiPlatform,
                 memory,
             })
+        })
+    })
+}
+
+/// The settings from `wasi:config`: every key in one `get-all` call (each host call
+/// costs more than reading its answer, and a fresh instance per request pays it every
+/// time); a host whose `get-all` fails is asked key by key, so its error names the key.
+fn load_settings() -> Result<Settings, CoreError> {
+    if let Ok(pairs) = config::store::get_all() {
+        let all: std::collections::HashMap<String, String> = pairs.into_iter().collect();
+        return Settings::load(|key| Ok(all.get(key).cloned()));
+    }
+    Settings::load(|key| {
+        config::store::get(key).map_err(|e| match e {
+            config::store::Error::Upstream(m) | config::store::Error::Io(m) => m,
         })
     })
 }

@@ -56,6 +56,7 @@ const fn number(
 }
 
 pub const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post"];
+pub const AUDIT_LEVELS: &[&str] = &["changes", "all", "errors", "off"];
 
 /// Every configuration key.
 pub const KEYS: &[Key] = &[
@@ -196,6 +197,12 @@ pub const KEYS: &[Key] = &[
         0,
         600_000,
         "Single-flight lease: the instance fetching a token holds it at most this long and its waiters wait for it at most this long, then elect a successor; longer than token_deadline_ms; 0 disables",
+    ),
+    key(
+        "audit",
+        Some("changes"),
+        Kind::Choice(AUDIT_LEVELS),
+        "Audit lines on stderr: changes (all but the routine cache hits and API answers), all, errors (failures and warnings only) or off",
     ),
     number(
         "refresh_ahead_percent",

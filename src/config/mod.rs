@@ -42,6 +42,8 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub http: HttpSettings,
     pub send: SendSettings,
+    /// `audit`.
+    pub audit: crate::audit::Level,
 }
 
 /// Who asks the token endpoint, and for what by default.
@@ -147,6 +149,7 @@ impl Settings {
         };
         let lease_ms = r.number("lease_ms")?;
         lease_outlasts_deadline(lease_ms, retry.token_deadline_ms)?;
+        let audit = crate::audit::Level::from_name(r.choice("audit")?);
         let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
         let cache = CacheSettings {
             kv_store: r.or_none_if_empty("kv_store")?,
@@ -161,6 +164,7 @@ impl Settings {
             retry,
             http,
             send,
+            audit,
         };
         // The configured defaults must make a request the provider accepts.
         crate::token_request::TokenParams::resolve(&Default::default(), &settings).map_err(
@@ -685,6 +689,7 @@ mod tests {
                 "token_deadline_ms",
                 "failure_cooldown_secs",
                 "lease_ms",
+                "audit",
                 "refresh_ahead_percent",
                 "kv_store",
                 "kv_store",

@@ -151,7 +151,7 @@ impl<P: Platform> Provider<'_, P> {
         let error = found?.error(now);
         let ev =
             Event::new(Outcome::FetchCooldown, self.settings, &params.scopes).with_error(&error);
-        self.platform.log(&ev.to_line());
+        self.audit(&ev);
         Some(error)
     }
 

@@ -51,7 +51,7 @@ impl<P: Platform> Provider<'_, P> {
         ev.attempt = Some(answer.attempt);
         ev.fingerprint = Some(entry.access_token.fingerprint());
         ev.expires_at = Some(entry.expires_at_secs());
-        self.platform.log(&ev.to_line());
+        self.audit(&ev);
 
         let fresh = IssuedToken::from_entry(&entry, Source::Fresh);
         if entry.is_usable(now, self.settings.cache.expiry_skew_secs) {
@@ -100,12 +100,12 @@ impl<P: Platform> Provider<'_, P> {
             ev.attempt = Some(attempt + 1);
             if let Next::RetryIn(ms) = next {
                 ev.retry_in_ms = Some(ms);
-                self.platform.log(&ev.to_line());
+                self.audit(&ev);
                 self.platform.sleep_ms(ms);
                 attempt += 1;
                 continue;
             }
-            self.platform.log(&ev.to_line());
+            self.audit(&ev);
             self.start_cooldown(&l.params, &e, retry_after);
             return Err(e);
         }

@@ -83,6 +83,17 @@ impl Lookup {
 }
 
 impl<P: Platform> Provider<'_, P> {
+    /// Write `event` if the `audit` level wants it.
+    pub(crate) fn audit(&self, event: &Event) {
+        if self
+            .settings
+            .audit
+            .wants(event.what, event.detail.is_some())
+        {
+            self.platform.log(&event.to_line());
+        }
+    }
+
     pub fn get_token(&self, request: &TokenRequest) -> Result<IssuedToken, Error> {
         let l = Lookup::new(request, self.settings)?;
         if request.force_refresh {
@@ -181,7 +192,7 @@ impl<P: Platform> Provider<'_, P> {
         if let Some(d) = detail {
             event = event.with_detail(&d);
         }
-        self.platform.log(&event.to_line());
+        self.audit(&event);
     }
 }
 
@@ -192,6 +203,57 @@ mod tests {
     use crate::store::keys::roles;
     use crate::store::seal;
     use crate::testing::{Rig, key_for, response};
+
+    #[test]
+    fn the_audit_level_decides_which_lines_are_written() {
+        let lines = |level: &str, fail: bool| {
+            let rig = Rig::new(&[("audit", level), ("max_retries", "0")]);
+            if fail {
+                rig.platform.respond(Ok(response(503, &[], "down")));
+                assert!(rig.get().is_err());
+            } else {
+                rig.platform.respond_token("t", 3600);
+                rig.get().unwrap(); // miss, fetch
+                *rig.memory.borrow_mut() = MemoryCache::default();
+                rig.get().unwrap(); // store hit
+                rig.get().unwrap(); // memory hit
+            }
+            rig.platform
+                .logs
+                .borrow()
+                .iter()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    format!(
+                        "{} {}",
+                        v["event"].as_str().unwrap(),
+                        v["outcome"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            lines("all", false),
+            [
+                "token.cache miss",
+                "token.fetch ok",
+                "token.cache hit",
+                "token.cache hit"
+            ]
+        );
+        // The default: no line for a hit.
+        assert_eq!(
+            lines("changes", false),
+            ["token.cache miss", "token.fetch ok"]
+        );
+        assert!(lines("errors", false).is_empty());
+        assert_eq!(lines("errors", true), ["token.fetch error"]);
+        assert!(lines("off", true).is_empty());
+        assert_eq!(
+            crate::testing::settings(&[]).audit,
+            crate::audit::Level::Changes
+        );
+    }
 
     #[test]
     fn a_thousand_calls_across_lifetimes_crashes_and_failures_leave_a_bounded_store() {

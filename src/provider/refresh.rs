@@ -91,7 +91,7 @@ impl<P: Platform> Provider<'_, P> {
                 Event::new(Outcome::RefreshError, self.settings, &l.params.scopes).with_error(&e);
             ev.fingerprint = Some(entry.access_token.fingerprint());
             ev.expires_at = Some(entry.expires_at_secs());
-            self.platform.log(&ev.to_line());
+            self.audit(&ev);
             IssuedToken::from_entry(&entry, source)
         })
     }
@@ -180,7 +180,7 @@ impl<P: Platform> Provider<'_, P> {
         ev.cache = Some(source.as_str());
         ev.fingerprint = Some(entry.access_token.fingerprint());
         ev.expires_at = Some(entry.expires_at_secs());
-        self.platform.log(&ev.to_line());
+        self.audit(&ev);
         IssuedToken::from_entry(entry, source)
     }
 }

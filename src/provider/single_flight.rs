@@ -198,7 +198,7 @@ impl<P: Platform> Provider<'_, P> {
         ev.duration_ms = Some(self.platform.monotonic_ms().saturating_sub(started));
         ev.fingerprint = entry.map(|e| e.access_token.fingerprint());
         ev.expires_at = entry.map(Entry::expires_at_secs);
-        self.platform.log(&ev.to_line());
+        self.audit(&ev);
     }
 }
 

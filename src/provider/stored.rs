@@ -52,7 +52,7 @@ impl<P: Platform> Provider<'_, P> {
                     let ev = Event::new(Outcome::CacheRejected, self.settings, &l.params.scopes);
                     let mut ev = ev.with_detail(why.as_str());
                     ev.cache = Some(Source::Store.as_str());
-                    self.platform.log(&ev.to_line());
+                    self.audit(&ev);
                     return Err(true);
                 }
                 Err(_) => return Err(true),
@@ -98,15 +98,19 @@ impl<P: Platform> Provider<'_, P> {
         l: &Lookup,
         entry: Option<&Entry>,
     ) {
+        if !self.settings.audit.wants(outcome, false) {
+            // Not even the fingerprint: a hit must cost as little as possible.
+            return;
+        }
         let mut ev = Event::new(outcome, self.settings, &l.params.scopes);
         ev.cache = Some(cache.as_str());
         ev.fingerprint = entry.map(|e| e.access_token.fingerprint());
         ev.expires_at = entry.map(Entry::expires_at_secs);
-        self.platform.log(&ev.to_line());
+        self.audit(&ev);
     }
 
     pub(super) fn store_error(&self, params: &TokenParams, message: String) {
         let ev = Event::new(Outcome::StoreDegraded, self.settings, &params.scopes);
-        self.platform.log(&ev.with_detail(&message).to_line());
+        self.audit(&ev.with_detail(&message));
     }
 }

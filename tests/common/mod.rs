@@ -66,6 +66,8 @@ pub fn base_config(server: &MockServer) -> Vec<(String, String)> {
         ("client_secret", CLIENT_SECRET.to_string()),
         ("allow_insecure_http", "true".to_string()),
         ("allowed_origins", server.origin()),
+        // Every line, routine hits included: the suites check what each says.
+        ("audit", "all".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

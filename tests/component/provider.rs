@@ -311,3 +311,22 @@ async fn audit_log_never_contains_the_secret_or_a_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn by_default_a_cache_hit_writes_no_audit_line() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let rig = rig(&server, &[("audit", "changes")]);
+    let req = TokenRequest::default_request();
+    token(&rig.host, &req).await.unwrap();
+    let after_fetch = rig.audit_lines().len();
+    assert_eq!(after_fetch, 2, "miss and fetch: {:?}", rig.audit_lines());
+    for _ in 0..3 {
+        token(&rig.host, &req).await.unwrap(); // fresh instances, store hits
+    }
+    assert_eq!(
+        rig.audit_lines().len(),
+        after_fetch,
+        "{:?}",
+        rig.audit_lines()
+    );
+}

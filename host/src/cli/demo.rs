@@ -69,6 +69,8 @@ impl Demo {
             .config("client_secret", CLIENT_SECRET)
             .config("scope", "orders:read")
             .config("allowed_origins", server.origin())
+            // The demo shows every decision, routine hits included.
+            .config("audit", "all")
             .config("allow_insecure_http", "true")
             .log(LogSink::Capture(audit.clone()))
             .build()?;

@@ -104,7 +104,7 @@ struct ProviderArgs {
     /// Use this component (either flavor) instead of the embedded one.
     #[arg(long, value_name = "WASM")]
     component: Option<PathBuf>,
-    /// Print the component's audit log (JSON lines) on stderr.
+    /// Print the component's audit log (JSON lines) on stderr, every line (`audit=all`).
     #[arg(long)]
     audit: bool,
     /// Key-value store behind the cache: `memory` (this process only, default) or
@@ -139,6 +139,10 @@ impl ProviderArgs {
         }
         if let Some(a) = &self.audience {
             b = b.config("audience", a);
+        }
+        if self.audit {
+            // Asked to see the log: every line (`--config audit=…` still overrides).
+            b = b.config("audit", "all");
         }
         b = b.configs(parse_pairs(&self.extra)?);
         b = b.kv(store_backend(&self.store, self.redis_raw_keys).await?);
