@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use token_provider_host::components::{embedded, new_engine};
+use token_provider_host::components::{embedded, new_engine, new_pooled_engine};
 use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv};
 use token_provider_host::testkit::LatencyKv;
 use token_provider_host::testkit::redis_server::LocalRedis;
@@ -202,6 +202,36 @@ fn api_request(server: &MockServer) -> ApiRequest {
     }
 }
 
+/// The baseline: `examples/plain-http` sends the same GET with a static token, on a
+/// fresh instance that gets outbound HTTP and nothing else.
+async fn plain_get(host: &TokenHost, component: &Component, authority: &str, bearer: &str) {
+    let (mut store, instance) = host
+        .instantiate_other_with(component, Inherit::NOTHING.outbound_http())
+        .await
+        .unwrap();
+    let iface = instance
+        .get_export_index(&mut store, None, "example:plain-http/fetch@0.1.0")
+        .unwrap();
+    let get = instance
+        .get_export_index(&mut store, Some(&iface), "get")
+        .unwrap();
+    let get = instance
+        .get_typed_func::<(String, String, String), (Result<u16, String>,)>(&mut store, &get)
+        .unwrap();
+    let (status,) = get
+        .call_async(
+            &mut store,
+            (
+                authority.to_string(),
+                "/api/orders".into(),
+                bearer.to_string(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, Ok(200));
+}
+
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -384,32 +414,7 @@ async fn main() {
     let bearer = format!("Bearer {token}");
     let plain = measure(
         "plain wasi:http GET, fresh instance (examples/plain-http)",
-        || async {
-            // The baseline sends its own request: it needs outbound HTTP, nothing else.
-            let (mut store, instance) = memory
-                .instantiate_other_with(&plain_component, Inherit::NOTHING.outbound_http())
-                .await
-                .unwrap();
-            let iface = instance
-                .get_export_index(&mut store, None, "example:plain-http/fetch@0.1.0")
-                .unwrap();
-            let get = instance
-                .get_export_index(&mut store, Some(&iface), "get")
-                .unwrap();
-            let get = instance
-                .get_typed_func::<(String, String, String), (Result<u16, String>,)>(
-                    &mut store, &get,
-                )
-                .unwrap();
-            let (status,) = get
-                .call_async(
-                    &mut store,
-                    (authority.clone(), "/api/orders".into(), bearer.clone()),
-                )
-                .await
-                .unwrap();
-            assert_eq!(status, Ok(200));
-        },
+        || plain_get(&memory, &plain_component, &authority, &bearer),
     )
     .await;
     ratio("authorized-client.send vs plain request", &wrapped, &plain);
@@ -473,30 +478,58 @@ async fn main() {
 
     // --- an emulated Spin request ---------------------------------------------------------
     println!(
-        "\nemulated Spin request: a fresh instance per request, every store call a 40 us round trip\n(SQLite-like; or real Redis on loopback), the audit log appended to a file"
+        "\nemulated Spin request: an engine with pooled instance slots (as Spin's), a fresh instance per\nrequest, a store whose open takes 2 us and every other call 40 us (SQLite-like; or real Redis on\nloopback), the audit log appended to a file; the baseline on the same engine"
     );
-    let sqlite_like: Arc<dyn KvBackend> =
-        Arc::new(LatencyKv::new(memory_kv.clone(), Duration::from_micros(40)));
+    let pooled = new_pooled_engine().unwrap();
+    let provider_pooled = Component::new(&pooled, Flavor::Spin.embedded_bytes()).unwrap();
+    let plain_pooled = Component::new(&pooled, &plain_bytes).unwrap();
+    // Opening a store in Spin checks the label against the component's allowed stores
+    // (no database call); a get is a query on a blocking thread.
+    let sqlite_like: Arc<dyn KvBackend> = Arc::new(LatencyKv::new(
+        memory_kv.clone(),
+        Duration::from_micros(2),
+        Duration::from_micros(40),
+    ));
     let spin_phases = Phases::new();
     let spin_like = builder(&server, sqlite_like)
         .log(LogSink::File(log_path.clone()))
         .phases(spin_phases.clone())
-        .build()
+        .build_with(pooled.clone(), provider_pooled.clone())
         .unwrap();
+    let spin_plain = measure("plain wasi:http GET, pooled engine", || {
+        plain_get(&spin_like, &plain_pooled, &authority, &bearer)
+    })
+    .await;
     let spin_send = measure("send, emulated Spin request (SQLite-like store)", || {
         send_ok(&spin_like, &request)
     })
     .await;
     ratio(
-        "send (emulated Spin, SQLite-like) vs plain request",
+        "send (emulated Spin, SQLite-like) vs plain request (pooled)",
         &spin_send,
-        &plain,
+        &spin_plain,
+    );
+    let spin_hit = measure(
+        "get-token, emulated Spin request (SQLite-like store)",
+        || async {
+            assert_eq!(get_token(&spin_like).await, TokenSource::Store);
+        },
+    )
+    .await;
+    let spin_inst = measure("instantiate only, pooled engine", || async {
+        spin_like.instance().await.unwrap();
+    })
+    .await;
+    ratio(
+        "get-token hit vs instantiate only (pooled, SQLite-like)",
+        &spin_hit,
+        &spin_inst,
     );
     if let Ok(redis) = &redis {
         let kv = RedisKv::connect(&redis.url()).await.unwrap();
         let host = builder(&server, Arc::new(kv))
             .log(LogSink::File(log_path.clone()))
-            .build()
+            .build_with(pooled.clone(), provider_pooled.clone())
             .unwrap();
         // The Redis rows above stored the token already, or this fetches it.
         get_token(&host).await;
@@ -505,9 +538,9 @@ async fn main() {
         })
         .await;
         ratio(
-            "send (emulated Spin, Redis) vs plain request",
+            "send (emulated Spin, Redis) vs plain request (pooled)",
             &redis_send,
-            &plain,
+            &spin_plain,
         );
     }
     breakdown(

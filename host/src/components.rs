@@ -47,6 +47,24 @@ pub fn new_engine() -> anyhow::Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
+/// An engine that instantiates from a pool of preallocated instance slots (memories,
+/// tables, stacks reused between instances), as Spin's engine does: a fresh instance
+/// per request then costs what it costs in Spin. For the benchmarks' emulation of a
+/// Spin request; components must be compiled for the engine they run on.
+pub fn new_pooled_engine() -> anyhow::Result<Engine> {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(100)
+        .total_core_instances(200)
+        .total_memories(200)
+        .total_tables(200)
+        .total_stacks(100)
+        .max_memory_size(64 << 20);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    Ok(Engine::new(&config)?)
+}
+
 /// An embedded component, compiled once per process and flavor (one shared engine).
 pub fn embedded(flavor: Flavor) -> (Engine, Component) {
     static ENGINE: OnceLock<Engine> = OnceLock::new();

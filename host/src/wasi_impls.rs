@@ -71,11 +71,16 @@ macro_rules! config_store {
             async fn get_all(
                 &mut self,
             ) -> wasmtime::Result<Result<Vec<(String, String)>, $m::store::Error>> {
-                Ok(Ok(self
+                let started = std::time::Instant::now();
+                let all = self
                     .config
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()))
+                    .collect();
+                if let Some(p) = &self.phases {
+                    p.record("config", started.elapsed());
+                }
+                Ok(Ok(all))
             }
         }
     };

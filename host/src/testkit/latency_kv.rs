@@ -3,33 +3,42 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A store that takes `per_call` for every operation (`open` included) before doing it
-/// on `inner`: a stand-in for a store that is a round trip away, like Spin's SQLite
-/// store (a call into a database connection) for the benchmarks' emulation of a Spin
-/// request. The wait spins rather than sleeps: timers are too coarse for tens of
-/// microseconds, and a synchronous database call holds its thread too.
+/// A store that takes `open` to open a store and `per_call` for every other operation
+/// before doing it on `inner`: a stand-in for a store that is a round trip away, like
+/// Spin's SQLite store (a query on a blocking thread) for the benchmarks' emulation of
+/// a Spin request. The wait spins rather than sleeps: timers are too coarse for tens
+/// of microseconds, and a synchronous database call holds its thread too.
 pub struct LatencyKv {
     inner: Arc<dyn KvBackend>,
+    open: Duration,
     per_call: Duration,
 }
 
 impl LatencyKv {
-    pub fn new(inner: Arc<dyn KvBackend>, per_call: Duration) -> Self {
-        LatencyKv { inner, per_call }
+    pub fn new(inner: Arc<dyn KvBackend>, open: Duration, per_call: Duration) -> Self {
+        LatencyKv {
+            inner,
+            open,
+            per_call,
+        }
     }
 
     fn wait(&self) {
-        let started = Instant::now();
-        while started.elapsed() < self.per_call {
-            std::hint::spin_loop();
-        }
+        spin_for(self.per_call);
+    }
+}
+
+fn spin_for(d: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < d {
+        std::hint::spin_loop();
     }
 }
 
 #[async_trait]
 impl KvBackend for LatencyKv {
     async fn open(&self, label: &str) -> KvResult<()> {
-        self.wait();
+        spin_for(self.open);
         self.inner.open(label).await
     }
     async fn get(&self, label: &str, key: &str) -> KvResult<Option<Vec<u8>>> {
