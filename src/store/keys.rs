@@ -104,17 +104,18 @@ pub struct CacheKey {
 impl CacheKey {
     pub fn new(settings: &Settings, params: &TokenParams) -> Self {
         let c = &settings.client;
-        let parts = serde_json::json!([
+        // A JSON array, written straight from a tuple (no `Value` tree on a hit's path).
+        let parts = (
             "v2",
-            c.token_url_text,
-            c.id,
+            &c.token_url_text,
+            &c.id,
             c.auth_method.as_str(),
-            params.scopes,
-            params.audience,
-            params.resources,
-        ]);
+            &params.scopes,
+            &params.audience,
+            &params.resources,
+        );
         CacheKey {
-            canonical: parts.to_string(),
+            canonical: serde_json::to_string(&parts).expect("strings serialise"),
             names: c.key_names,
         }
     }
@@ -124,15 +125,15 @@ impl CacheKey {
     /// same for every scope.
     pub fn client(settings: &Settings) -> Self {
         let c = &settings.client;
-        let parts = serde_json::json!([
+        let parts = (
             "v2",
             "client",
-            c.token_url_text,
-            c.id,
+            &c.token_url_text,
+            &c.id,
             c.auth_method.as_str(),
-        ]);
+        );
         CacheKey {
-            canonical: parts.to_string(),
+            canonical: serde_json::to_string(&parts).expect("strings serialise"),
             names: c.key_names,
         }
     }
@@ -234,6 +235,16 @@ mod tests {
         for (i, a) in all.iter().enumerate() {
             assert!(!all[..i].contains(a), "{a} repeats");
         }
+    }
+
+    #[test]
+    fn the_canonical_text_is_a_json_array_of_the_parts() {
+        let s = settings(&[("audience", "api")]);
+        let k = key_for(&s, &["b", "a"]);
+        assert_eq!(
+            String::from_utf8(k.context("")).unwrap(),
+            r#"["v2","https://auth.example.com/token","svc","client_secret_basic",["a","b"],"api",[]]#"#
+        );
     }
 
     #[test]
