@@ -74,8 +74,10 @@ fn with_provider<R>(
 /// time); a host whose `get-all` fails is asked key by key, so its error names the key.
 fn load_settings() -> Result<Settings, CoreError> {
     if let Ok(pairs) = config::store::get_all() {
-        let all: std::collections::HashMap<String, String> = pairs.into_iter().collect();
-        return Settings::load(|key| Ok(all.get(key).cloned()));
+        // A few dozen pairs at most: a scan is smaller than a map and as fast.
+        return Settings::load(|key| {
+            Ok(pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+        });
     }
     Settings::load(|key| {
         config::store::get(key).map_err(|e| match e {
