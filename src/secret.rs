@@ -4,17 +4,38 @@ use std::fmt;
 
 /// A client secret (or any other credential). `Debug` prints `Secret(***)`; there is no
 /// `Display`, so it cannot end up in a format string without an explicit `expose()`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+#[derive(Clone)]
+pub struct Secret {
+    value: String,
+    /// The key that seals store values, derived on first use (`store::seal`): once per
+    /// instance, not once per value.
+    sealing: std::sync::OnceLock<[u8; 32]>,
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self {
+            value: value.into(),
+            sealing: std::sync::OnceLock::new(),
+        }
     }
 
     /// The secret itself, for the few places that must send it.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
+    }
+
+    /// `derive(self)`, computed once and kept with the secret.
+    pub(crate) fn sealing_key(&self, derive: impl FnOnce(&Secret) -> [u8; 32]) -> &[u8; 32] {
+        self.sealing.get_or_init(|| derive(self))
     }
 }
 

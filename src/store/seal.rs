@@ -1,7 +1,9 @@
 //! Values at rest are encrypted and authenticated with XChaCha20-Poly1305 under a key
-//! derived (HKDF-SHA256) from the client credential, with the full cache key and the
-//! value's role as associated data (`CacheKey::context`): a value written for another
-//! key or role, by another client, or tampered with does not open and counts as absent.
+//! derived (HKDF-SHA256) from the client credential, once per instance, with the full
+//! cache key and the value's role as associated data (`CacheKey::context`): a value
+//! written for another key or role, by another client, or tampered with does not open
+//! and counts as absent. (A fresh random 24-byte nonce per value makes one key for
+//! every value safe.)
 //!
 //! Format: `TPC1` ‖ 24-byte nonce ‖ ciphertext+tag of the value's JSON.
 
@@ -47,15 +49,18 @@ pub fn nonce(platform: &impl Platform) -> [u8; NONCE_LEN] {
     nonce
 }
 
-fn cipher(secret: &Secret, context: &[u8]) -> XChaCha20Poly1305 {
-    let hk = hkdf::Hkdf::<Sha256>::new(
-        Some(b"oauth2-token-provider cache v1"),
-        secret.expose().as_bytes(),
-    );
-    let mut okm = [0u8; 32];
-    hk.expand(context, &mut okm)
-        .expect("32 bytes is a valid HKDF-SHA256 output length");
-    XChaCha20Poly1305::new(&okm.into())
+fn cipher(secret: &Secret) -> XChaCha20Poly1305 {
+    let key = secret.sealing_key(|s| {
+        let hk = hkdf::Hkdf::<Sha256>::new(
+            Some(b"oauth2-token-provider store v2"),
+            s.expose().as_bytes(),
+        );
+        let mut okm = [0u8; 32];
+        hk.expand(b"seal", &mut okm)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        okm
+    });
+    XChaCha20Poly1305::new(key.into())
 }
 
 /// Encrypt `entry` for the store. `nonce` must be 24 fresh random bytes.
@@ -80,7 +85,7 @@ pub fn seal_value<T: Serialize>(
     nonce: [u8; NONCE_LEN],
 ) -> Vec<u8> {
     let plaintext = serde_json::to_vec(value).expect("cache values serialise");
-    let ct = cipher(secret, context)
+    let ct = cipher(secret)
         .encrypt(
             XNonce::from_slice(&nonce),
             Payload {
@@ -106,7 +111,7 @@ pub fn open_value<T: DeserializeOwned>(
         return Err(Rejected::Format);
     }
     let (nonce, ct) = bytes[MAGIC.len()..].split_at(NONCE_LEN);
-    let plaintext = cipher(secret, context)
+    let plaintext = cipher(secret)
         .decrypt(
             XNonce::from_slice(nonce),
             Payload {
