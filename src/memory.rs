@@ -3,18 +3,53 @@
 
 use crate::provider::cooldown::Cooldown;
 use crate::store::{CacheKey, Entry};
-use std::collections::HashMap;
 
 /// At most this many tokens per instance.
 const MAX_ENTRIES: usize = 256;
 
+/// A few keys at most per instance (usually one): a list is smaller in the component
+/// than a hash map and as fast, and needs no random hash seed.
+#[derive(Debug)]
+pub struct SmallMap<V>(Vec<(CacheKey, V)>);
+
+impl<V> Default for SmallMap<V> {
+    fn default() -> Self {
+        SmallMap(Vec::new())
+    }
+}
+
+impl<V> SmallMap<V> {
+    pub fn get(&self, key: &CacheKey) -> Option<&V> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn insert(&mut self, key: CacheKey, value: V) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub fn remove(&mut self, key: &CacheKey) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryCache {
-    entries: HashMap<CacheKey, Entry>,
+    entries: SmallMap<Entry>,
     /// The last credential rejection seen by this instance.
     pub cooldown: Option<Cooldown>,
     /// Renewals that failed: no new attempt before this time (Unix ms).
-    pub refresh_paused: HashMap<CacheKey, u64>,
+    pub refresh_paused: SmallMap<u64>,
 }
 
 impl MemoryCache {
@@ -26,9 +61,9 @@ impl MemoryCache {
         // Bound memory: drop what has expired before adding.
         if self.entries.len() >= MAX_ENTRIES {
             let now = entry.issued_at_ms;
-            self.entries.retain(|_, e| e.expires_at_ms > now);
+            self.entries.0.retain(|(_, e)| e.expires_at_ms > now);
             if self.entries.len() >= MAX_ENTRIES {
-                self.entries.clear();
+                self.entries.0.clear();
             }
         }
         self.entries.insert(key, entry);

@@ -6,10 +6,10 @@ use crate::error::Error as CoreError;
 use crate::http_types::{HttpOptions, HttpRequest, HttpResponse};
 use crate::platform::Platform;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 thread_local! {
-    static BUCKETS: RefCell<HashMap<String, keyvalue::store::Bucket>> = RefCell::new(HashMap::new());
+    /// The buckets this instance opened, by label (one, usually).
+    static BUCKETS: RefCell<Vec<(String, keyvalue::store::Bucket)>> = const { RefCell::new(Vec::new()) };
 }
 
 pub(super) struct WasiPlatform;
@@ -22,11 +22,15 @@ impl WasiPlatform {
     ) -> Result<R, String> {
         BUCKETS.with(|buckets| {
             let mut buckets = buckets.borrow_mut();
-            if !buckets.contains_key(store) {
-                let bucket = keyvalue::store::open(store).map_err(kv_error)?;
-                buckets.insert(store.to_string(), bucket);
-            }
-            f(&buckets[store]).map_err(kv_error)
+            let i = match buckets.iter().position(|(label, _)| label == store) {
+                Some(i) => i,
+                None => {
+                    let bucket = keyvalue::store::open(store).map_err(kv_error)?;
+                    buckets.push((store.to_string(), bucket));
+                    buckets.len() - 1
+                }
+            };
+            f(&buckets[i].1).map_err(kv_error)
         })
     }
 }

@@ -305,7 +305,7 @@ mod tests {
         assert!(rig.lease_keys().is_empty());
         // Another instance right after: the renewal is paused fleet-wide, nothing is sent.
         rig.memory.borrow_mut().remove(&rig.key());
-        rig.memory.borrow_mut().refresh_paused.clear();
+        rig.memory.borrow_mut().refresh_paused = Default::default();
         assert_eq!(rig.get().unwrap().token.expose(), "still-valid");
         assert_eq!(rig.platform.sent.borrow().len(), 1);
         assert_eq!(
