@@ -9,7 +9,7 @@ pub struct Secret {
     value: String,
     /// The key that seals store values, derived on first use (`store::seal`): once per
     /// instance, not once per value.
-    sealing: std::cell::OnceCell<[u8; 32]>,
+    sealing: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl PartialEq for Secret {
@@ -24,7 +24,7 @@ impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
         Self {
             value: value.into(),
-            sealing: std::cell::OnceCell::new(),
+            sealing: std::sync::OnceLock::new(),
         }
     }
 

@@ -24,10 +24,10 @@ use crate::retry;
 use crate::store::keys::roles;
 use crate::store::{CacheKey, seal};
 use crate::token_request::TokenParams;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Fail fast until `until_ms` with (a copy of) the error that started it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cooldown {
     /// An outage (retryable failure) rather than rejected credentials.
     pub outage: bool,
@@ -39,6 +39,19 @@ pub struct Cooldown {
     pub description: Option<String>,
     pub status: u16,
     pub until_ms: u64,
+}
+
+impl seal::Record for Cooldown {
+    fn from_fields(f: &seal::Fields) -> Option<Self> {
+        Some(Cooldown {
+            outage: f.bool("outage")?,
+            kind: f.string("kind")?,
+            error: f.string("error")?,
+            description: f.optional_string("description")?,
+            status: f.u16("status")?,
+            until_ms: f.u64("until_ms")?,
+        })
+    }
 }
 
 impl Cooldown {

@@ -27,7 +27,7 @@ use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::store::keys::{CacheKey, roles};
 use crate::store::seal;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// How long a waiter trusts a busy counter that no holder record backs.
 pub const UNRECORDED_GRACE_MS: u64 = 500;
@@ -35,12 +35,22 @@ pub const UNRECORDED_GRACE_MS: u64 = 500;
 pub const MAX_GENERATION: u32 = 3;
 
 /// The holder's record, sealed at `CacheKey::lease_holder`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Holder {
     pub slot: u64,
     pub generation: u32,
     /// Wall clock, Unix ms, when it took the lease.
     pub started_ms: u64,
+}
+
+impl seal::Record for Holder {
+    fn from_fields(f: &seal::Fields) -> Option<Self> {
+        Some(Holder {
+            slot: f.u64("slot")?,
+            generation: f.u32("generation")?,
+            started_ms: f.u64("started_ms")?,
+        })
+    }
 }
 
 impl Holder {

@@ -9,7 +9,7 @@ use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::store::keys::{CacheKey, roles};
 use crate::store::{Entry, seal};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::cell::OnceCell;
 
 /// Who may renew a token that is due for refresh.
@@ -24,9 +24,17 @@ enum Renewer<'k, P: Platform> {
 
 /// A refresh pause as stored: sealed, so a value written without the credential (or
 /// for another key) is no pause at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Pause {
     pub until_ms: u64,
+}
+
+impl seal::Record for Pause {
+    fn from_fields(f: &seal::Fields) -> Option<Self> {
+        Some(Pause {
+            until_ms: f.u64("until_ms")?,
+        })
+    }
 }
 
 impl Pause {

@@ -2,10 +2,11 @@
 //! the skew, and renewed ahead inside the last part of that.
 
 use crate::secret::AccessToken;
-use serde::{Deserialize, Serialize};
+use crate::store::seal::{Fields, Record};
+use serde::Serialize;
 
 /// A cached token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
     #[serde(with = "token_serde")]
     pub access_token: AccessToken,
@@ -18,12 +19,20 @@ pub struct Entry {
 
 mod token_serde {
     use crate::secret::AccessToken;
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::Serializer;
     pub fn serialize<S: Serializer>(t: &AccessToken, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(t.expose())
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AccessToken, D::Error> {
-        Ok(AccessToken::new(String::deserialize(d)?))
+}
+
+impl Record for Entry {
+    fn from_fields(f: &Fields) -> Option<Self> {
+        Some(Entry {
+            access_token: AccessToken::new(f.string("access_token")?),
+            scopes: f.strings("scopes")?,
+            issued_at_ms: f.u64("issued_at_ms")?,
+            expires_at_ms: f.u64("expires_at_ms")?,
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use crate::store::keys::{CacheKey, roles};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use sha2::Sha256;
 
 const MAGIC: &[u8; 4] = b"TPC1";
@@ -39,6 +39,56 @@ impl Rejected {
             Rejected::Undecryptable => "undecryptable",
             Rejected::Corrupt => "corrupt",
         }
+    }
+}
+
+/// A value kept sealed in the store: written with serde, read back field by field from
+/// the JSON object (derived deserialisers cost the component more than this).
+pub trait Record: Serialize + Sized {
+    /// The value, if `fields` has every field it needs with the right type.
+    fn from_fields(fields: &Fields) -> Option<Self>;
+}
+
+/// The fields of a stored JSON object, with typed getters.
+pub struct Fields<'a>(&'a Map<String, Value>);
+
+impl Fields<'_> {
+    pub fn u64(&self, name: &str) -> Option<u64> {
+        self.0.get(name)?.as_u64()
+    }
+
+    pub fn u32(&self, name: &str) -> Option<u32> {
+        u32::try_from(self.u64(name)?).ok()
+    }
+
+    pub fn u16(&self, name: &str) -> Option<u16> {
+        u16::try_from(self.u64(name)?).ok()
+    }
+
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        self.0.get(name)?.as_bool()
+    }
+
+    pub fn string(&self, name: &str) -> Option<String> {
+        Some(self.0.get(name)?.as_str()?.to_string())
+    }
+
+    /// A string or `null`.
+    pub fn optional_string(&self, name: &str) -> Option<Option<String>> {
+        match self.0.get(name)? {
+            Value::Null => Some(None),
+            Value::String(s) => Some(Some(s.clone())),
+            _ => None,
+        }
+    }
+
+    pub fn strings(&self, name: &str) -> Option<Vec<String>> {
+        self.0
+            .get(name)?
+            .as_array()?
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect()
     }
 }
 
@@ -102,11 +152,7 @@ pub fn seal_value<T: Serialize>(
 }
 
 /// Decrypt a value sealed by [`seal_value`] in `context`.
-pub fn open_value<T: DeserializeOwned>(
-    bytes: &[u8],
-    secret: &Secret,
-    context: &[u8],
-) -> Result<T, Rejected> {
+pub fn open_value<T: Record>(bytes: &[u8], secret: &Secret, context: &[u8]) -> Result<T, Rejected> {
     if bytes.len() < MAGIC.len() + NONCE_LEN + TAG_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return Err(Rejected::Format);
     }
@@ -120,7 +166,9 @@ pub fn open_value<T: DeserializeOwned>(
             },
         )
         .map_err(|_| Rejected::Undecryptable)?;
-    serde_json::from_slice(&plaintext).map_err(|_| Rejected::Corrupt)
+    let value: Value = serde_json::from_slice(&plaintext).map_err(|_| Rejected::Corrupt)?;
+    let fields = Fields(value.as_object().ok_or(Rejected::Corrupt)?);
+    T::from_fields(&fields).ok_or(Rejected::Corrupt)
 }
 
 #[cfg(test)]
@@ -176,5 +224,36 @@ mod tests {
             open(&pause, &s.client.secret, &k),
             Err(Rejected::Undecryptable)
         );
+    }
+
+    #[test]
+    fn a_record_with_a_missing_or_mistyped_field_is_corrupt() {
+        let s = settings(&[]);
+        let k = key_for(&s, &["read"]);
+        let ctx = k.context(roles::TOKEN);
+        for json in [
+            serde_json::json!({"access_token": "t", "scopes": [], "issued_at_ms": 1}),
+            serde_json::json!({"access_token": "t", "scopes": [1], "issued_at_ms": 1, "expires_at_ms": 2}),
+            serde_json::json!({"access_token": "t", "scopes": [], "issued_at_ms": 1.5, "expires_at_ms": 2}),
+            serde_json::json!({"access_token": 7, "scopes": [], "issued_at_ms": 1, "expires_at_ms": 2}),
+            serde_json::json!(["not", "an", "object"]),
+        ] {
+            let sealed = seal_value(&json, &s.client.secret, &ctx, [2; 24]);
+            assert_eq!(
+                open(&sealed, &s.client.secret, &k),
+                Err(Rejected::Corrupt),
+                "{json}"
+            );
+        }
+        // Unknown fields are ignored, as before.
+        let extra = serde_json::json!({"access_token": "t", "scopes": ["a"], "issued_at_ms": 1, "expires_at_ms": 2, "new": true});
+        let sealed = seal_value(&extra, &s.client.secret, &ctx, [2; 24]);
+        assert_eq!(open(&sealed, &s.client.secret, &k).unwrap().scopes, ["a"]);
+    }
+
+    #[test]
+    fn settings_can_be_shared_between_threads() {
+        fn sync<T: Sync + Send>() {}
+        sync::<crate::config::Settings>();
     }
 }
