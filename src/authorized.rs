@@ -61,17 +61,33 @@ impl std::fmt::Debug for ApiRequest {
     }
 }
 
+/// RFC 9110 §5.6.2 `token`: what a method or a header name is made of.
+pub fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// RFC 9110 §5.5 field value: no control characters but the tab (so no CR, LF, NUL).
+pub fn is_field_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 /// Validate `req` without sending anything: method, URL, scheme, origin, headers.
 pub fn prepare(settings: &crate::config::Settings, req: &ApiRequest) -> Result<HttpRequest, Error> {
-    let method = http::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
-        Error::Refused(format!(
+    let method = req.method.as_str();
+    if !is_token(method) {
+        return Err(Error::Refused(format!(
             "`{}` is not a valid HTTP method",
-            sanitize(&req.method, 32)
-        ))
-    })?;
+            sanitize(method, 32)
+        )));
+    }
     if REFUSED_METHODS
         .iter()
-        .any(|m| m.eq_ignore_ascii_case(method.as_str()))
+        .any(|m| m.eq_ignore_ascii_case(method))
     {
         return Err(Error::Refused(format!(
             "`{method}` is never sent with a token (it echoes the request or opens a tunnel)"
@@ -92,13 +108,14 @@ pub fn prepare(settings: &crate::config::Settings, req: &ApiRequest) -> Result<H
     }
     let mut headers = Vec::with_capacity(req.headers.len() + 1);
     for (name, value) in &req.headers {
-        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            Error::Refused(format!(
+        if !is_token(name) {
+            return Err(Error::Refused(format!(
                 "`{}` is not a valid header name",
                 sanitize(name, 64)
-            ))
-        })?;
-        if name == http::header::AUTHORIZATION || name == http::header::PROXY_AUTHORIZATION {
+            )));
+        }
+        let name = name.to_ascii_lowercase();
+        if name == "authorization" || name == "proxy-authorization" {
             return Err(Error::Refused(format!(
                 "the `{name}` header is set by the authorized client, not the caller"
             )));
@@ -108,13 +125,15 @@ pub fn prepare(settings: &crate::config::Settings, req: &ApiRequest) -> Result<H
                 "the `{name}` header is set by the HTTP layer, not the caller"
             )));
         }
-        http::HeaderValue::from_bytes(value).map_err(|_| {
-            Error::Refused(format!("header `{name}` has a value with CR, LF or NUL"))
-        })?;
-        headers.push((name.as_str().to_string(), value.clone()));
+        if !is_field_value(value) {
+            return Err(Error::Refused(format!(
+                "header `{name}` has a value with CR, LF or NUL"
+            )));
+        }
+        headers.push((name, value.clone()));
     }
     Ok(HttpRequest {
-        method: method.as_str().to_string(),
+        method: method.to_string(),
         url,
         headers,
         body: req.body.clone().unwrap_or_default(),
@@ -454,5 +473,31 @@ mod tests {
         ));
         assert!(rig.platform.sent.borrow().is_empty(), "nothing sent");
         assert_eq!(rig.platform.events("client.send")[0]["outcome"], "refused");
+    }
+
+    #[test]
+    fn token_and_field_value_checks_agree_with_the_http_crate_on_every_byte() {
+        for b in 0u8..=255 {
+            let one = [b];
+            if let Ok(text) = std::str::from_utf8(&one) {
+                assert_eq!(
+                    is_token(text),
+                    http::HeaderName::from_bytes(&one).is_ok(),
+                    "header name byte {b:#04x}"
+                );
+                assert_eq!(
+                    is_token(text),
+                    http::Method::from_bytes(&one).is_ok(),
+                    "method byte {b:#04x}"
+                );
+            }
+            assert_eq!(
+                is_field_value(&[b'a', b, b'z']),
+                http::HeaderValue::from_bytes(&[b'a', b, b'z']).is_ok(),
+                "field value byte {b:#04x}"
+            );
+        }
+        assert!(!is_token(""));
+        assert!(is_field_value(b""));
     }
 }
