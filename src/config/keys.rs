@@ -9,6 +9,9 @@ pub struct Key {
     /// The value used when the key is unset or empty; `None`: the key is required.
     pub default: Option<&'static str>,
     pub kind: Kind,
+    /// The one-line meaning (for the docs checks; not kept in the component, where
+    /// nothing reads it).
+    #[cfg(not(target_arch = "wasm32"))]
     pub doc: &'static str,
 }
 
@@ -37,10 +40,13 @@ const fn key(
     kind: Kind,
     doc: &'static str,
 ) -> Key {
+    #[cfg(target_arch = "wasm32")]
+    let _ = doc;
     Key {
         name,
         default,
         kind,
+        #[cfg(not(target_arch = "wasm32"))]
         doc,
     }
 }
