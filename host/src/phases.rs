@@ -116,3 +116,57 @@ impl wasmtime_wasi::p2::OutputStream for LogFile {
         Ok(64 * 1024)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::testserver::MockServer;
+    use crate::{ApiRequest, LogSink, TokenHost};
+
+    #[tokio::test]
+    async fn a_send_is_timed_by_phase_and_its_audit_lines_go_to_the_file() {
+        let server = MockServer::start("id", "secret").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        let phases = Phases::new();
+        let host = TokenHost::builder()
+            .config("token_url", server.url("/token"))
+            .config("client_id", "id")
+            .config("client_secret", "secret")
+            .config("allow_insecure_http", "true")
+            .config("allowed_origins", server.origin())
+            .config("audit", "all")
+            .log(LogSink::File(log.clone()))
+            .phases(phases.clone())
+            .build()
+            .unwrap();
+        let mut instance = host.instance().await.unwrap();
+        let api = ApiRequest {
+            method: "GET".into(),
+            url: server.url("/api/orders"),
+            headers: vec![],
+            body: None,
+            token: None,
+        };
+        let status = instance.send(&api).await.unwrap().unwrap().status;
+        assert_eq!(status, 200);
+        let spent = phases.take();
+        // One get-all, the store opened and read (a miss), the token stored and the
+        // lease taken and given back, two exchanges (token endpoint, API), audit lines.
+        assert_eq!(spent["config"].calls, 1, "{spent:?}");
+        assert_eq!(spent["store.open"].calls, 1, "{spent:?}");
+        assert!(spent["store.get"].calls >= 1, "{spent:?}");
+        assert!(spent["store.write"].calls >= 3, "{spent:?}");
+        assert_eq!(spent["http"].calls, 2, "{spent:?}");
+        assert!(spent["audit.write"].calls >= 3, "{spent:?}");
+        assert!(spent.values().all(|s| s.time > Duration::ZERO));
+        assert!(phases.take().is_empty(), "take starts again");
+        let lines = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            lines
+                .lines()
+                .any(|l| l.contains("\"event\":\"client.send\"")),
+            "{lines}"
+        );
+    }
+}
