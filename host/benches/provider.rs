@@ -596,6 +596,24 @@ async fn main() {
         },
     )
     .await;
+    // A host that keeps precompiled components on disk maps the file instead of copying
+    // bytes (`wasmtime run --allow-precompiled` does).
+    let cwasm =
+        std::env::temp_dir().join(format!("token-provider-bench-{}.cwasm", std::process::id()));
+    std::fs::write(&cwasm, &precompiled).unwrap();
+    let cold_file = measure(
+        "the same, the precompiled file mapped (deserialize_file)",
+        || async {
+            // SAFETY: the file holds what `precompile_component` on this engine produced.
+            let component = unsafe { Component::deserialize_file(&engine, &cwasm) }.unwrap();
+            let host = builder(&server, kv.clone())
+                .build_with(engine.clone(), component)
+                .unwrap();
+            assert_eq!(get_token(&host).await, TokenSource::Store);
+        },
+    )
+    .await;
+    let _ = std::fs::remove_file(&cwasm);
     let (e, c) = embedded(Flavor::Spin);
     let linked = builder(&server, kv.clone()).build_with(e, c).unwrap();
     let inst = measure("instantiate only (pre-linked)", || async {
@@ -603,8 +621,13 @@ async fn main() {
     })
     .await;
     ratio(
-        "cold start from precompiled vs instantiate only",
+        "cold start from precompiled bytes vs instantiate only",
         &cold,
+        &inst,
+    );
+    ratio(
+        "cold start from a mapped precompiled file vs instantiate only",
+        &cold_file,
         &inst,
     );
 
