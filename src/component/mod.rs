@@ -73,16 +73,14 @@ fn with_provider<R>(
 /// costs more than reading its answer, and a fresh instance per request pays it every
 /// time); a host whose `get-all` fails is asked key by key, so its error names the key.
 fn load_settings() -> Result<Settings, CoreError> {
-    if let Ok(pairs) = config::store::get_all() {
+    let all = config::store::get_all().ok();
+    // One reader for both ways (one copy of the settings code in the component).
+    Settings::load(|key| match &all {
         // A few dozen pairs at most: a scan is smaller than a map and as fast.
-        return Settings::load(|key| {
-            Ok(pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
-        });
-    }
-    Settings::load(|key| {
-        config::store::get(key).map_err(|e| match e {
+        Some(pairs) => Ok(pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())),
+        None => config::store::get(key).map_err(|e| match e {
             config::store::Error::Upstream(m) | config::store::Error::Io(m) => m,
-        })
+        }),
     })
 }
 
