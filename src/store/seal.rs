@@ -135,11 +135,21 @@ pub fn seal_value<T: Serialize>(
     nonce: [u8; NONCE_LEN],
 ) -> Vec<u8> {
     let plaintext = serde_json::to_vec(value).expect("cache values serialise");
+    seal_bytes(&plaintext, secret, context, nonce)
+}
+
+/// The sealed form of `plaintext` (one copy of this code, whatever the value's type).
+fn seal_bytes(
+    plaintext: &[u8],
+    secret: &Secret,
+    context: &[u8],
+    nonce: [u8; NONCE_LEN],
+) -> Vec<u8> {
     let ct = cipher(secret)
         .encrypt(
             XNonce::from_slice(&nonce),
             Payload {
-                msg: &plaintext,
+                msg: plaintext,
                 aad: context,
             },
         )
@@ -153,6 +163,13 @@ pub fn seal_value<T: Serialize>(
 
 /// Decrypt a value sealed by [`seal_value`] in `context`.
 pub fn open_value<T: Record>(bytes: &[u8], secret: &Secret, context: &[u8]) -> Result<T, Rejected> {
+    let value = open_json(bytes, secret, context)?;
+    let fields = Fields(value.as_object().ok_or(Rejected::Corrupt)?);
+    T::from_fields(&fields).ok_or(Rejected::Corrupt)
+}
+
+/// The JSON inside a sealed value (one copy of this code, whatever the value's type).
+fn open_json(bytes: &[u8], secret: &Secret, context: &[u8]) -> Result<Value, Rejected> {
     if bytes.len() < MAGIC.len() + NONCE_LEN + TAG_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return Err(Rejected::Format);
     }
@@ -166,9 +183,7 @@ pub fn open_value<T: Record>(bytes: &[u8], secret: &Secret, context: &[u8]) -> R
             },
         )
         .map_err(|_| Rejected::Undecryptable)?;
-    let value: Value = serde_json::from_slice(&plaintext).map_err(|_| Rejected::Corrupt)?;
-    let fields = Fields(value.as_object().ok_or(Rejected::Corrupt)?);
-    T::from_fields(&fields).ok_or(Rejected::Corrupt)
+    serde_json::from_slice(&plaintext).map_err(|_| Rejected::Corrupt)
 }
 
 #[cfg(test)]
