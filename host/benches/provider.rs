@@ -193,13 +193,7 @@ async fn send_ok(host: &TokenHost, request: &ApiRequest) {
 }
 
 fn api_request(server: &MockServer) -> ApiRequest {
-    ApiRequest {
-        method: "GET".into(),
-        url: server.url("/api/orders"),
-        headers: vec![],
-        body: None,
-        token: None,
-    }
+    ApiRequest::get(server.url("/api/orders"))
 }
 
 /// The baseline: `examples/plain-http` sends the same GET with a static token, on a
@@ -584,33 +578,37 @@ async fn main() {
     // Seed the shared store so the first call is a store hit.
     let seeded = builder(&server, kv.clone()).build().unwrap();
     get_token(&seeded).await;
-    let cold = measure(
-        "deserialize precompiled + link + instantiate + first get-token",
-        || async {
-            // SAFETY: the bytes come from `precompile_component` on this engine, just above.
-            let component = unsafe { Component::deserialize(&engine, &precompiled) }.unwrap();
-            let host = builder(&server, kv.clone())
-                .build_with(engine.clone(), component)
-                .unwrap();
-            assert_eq!(get_token(&host).await, TokenSource::Store);
-        },
-    )
-    .await;
     // A host that keeps precompiled components on disk maps the file instead of copying
     // bytes (`wasmtime run --allow-precompiled` does).
     let cwasm =
         std::env::temp_dir().join(format!("token-provider-bench-{}.cwasm", std::process::id()));
     std::fs::write(&cwasm, &precompiled).unwrap();
-    let cold_file = measure(
-        "the same, the precompiled file mapped (deserialize_file)",
-        || async {
-            // SAFETY: the file holds what `precompile_component` on this engine produced.
-            let component = unsafe { Component::deserialize_file(&engine, &cwasm) }.unwrap();
-            let host = builder(&server, kv.clone())
+    // One cold start: load the component, link it, instantiate it, one get-token.
+    let cold_start = |from_file: bool| {
+        let (engine, server, kv, cwasm, precompiled) =
+            (&engine, &server, &kv, &cwasm, &precompiled);
+        async move {
+            // SAFETY: both hold what `precompile_component` on this engine produced.
+            let component = if from_file {
+                unsafe { Component::deserialize_file(engine, cwasm) }
+            } else {
+                unsafe { Component::deserialize(engine, precompiled) }
+            }
+            .unwrap();
+            let host = builder(server, kv.clone())
                 .build_with(engine.clone(), component)
                 .unwrap();
             assert_eq!(get_token(&host).await, TokenSource::Store);
-        },
+        }
+    };
+    let cold = measure(
+        "deserialize precompiled + link + instantiate + first get-token",
+        || cold_start(false),
+    )
+    .await;
+    let cold_file = measure(
+        "the same, the precompiled file mapped (deserialize_file)",
+        || cold_start(true),
     )
     .await;
     let _ = std::fs::remove_file(&cwasm);

@@ -141,13 +141,7 @@ mod tests {
             .build()
             .unwrap();
         let mut instance = host.instance().await.unwrap();
-        let api = ApiRequest {
-            method: "GET".into(),
-            url: server.url("/api/orders"),
-            headers: vec![],
-            body: None,
-            token: None,
-        };
+        let api = ApiRequest::get(server.url("/api/orders"));
         let status = instance.send(&api).await.unwrap().unwrap().status;
         assert_eq!(status, 200);
         let spent = phases.take();

@@ -29,6 +29,19 @@ impl TokenRequest {
     }
 }
 
+impl ApiRequest {
+    /// A plain GET of `url`: no headers, no body, the provider's own token.
+    pub fn get(url: impl Into<String>) -> Self {
+        ApiRequest {
+            method: "GET".into(),
+            url: url.into(),
+            headers: vec![],
+            body: None,
+            token: None,
+        }
+    }
+}
+
 /// The WIT `error` back as the core's error (the component maps it the other way).
 impl From<ProviderError> for token_provider::Error {
     fn from(e: ProviderError) -> Self {

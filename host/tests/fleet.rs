@@ -133,13 +133,7 @@ async fn twenty_instances_that_get_401_for_one_token_renew_it_once_and_keep_the_
     assert_eq!(server.token_request_count(), 1);
     server.revoke_all();
     server.set_token_delay(Duration::from_millis(300));
-    let api = ApiRequest {
-        method: "GET".into(),
-        url: server.url("/api/orders"),
-        headers: vec![],
-        body: None,
-        token: None,
-    };
+    let api = ApiRequest::get(server.url("/api/orders"));
     let tasks: Vec<_> = fleet
         .into_iter()
         .map(|mut i| {

@@ -25,13 +25,7 @@ pub async fn send(host: &TokenHost, req: &ApiRequest) -> Result<ApiResponse, Pro
 /// A plain GET of `url` for the authorized client: no headers, no body, the provider's
 /// own token.
 pub fn api_get(url: impl Into<String>) -> ApiRequest {
-    ApiRequest {
-        method: "GET".into(),
-        url: url.into(),
-        headers: vec![],
-        body: None,
-        token: None,
-    }
+    ApiRequest::get(url)
 }
 
 pub const CLIENT_ID: &str = "svc-client";

@@ -79,13 +79,7 @@ impl Demo {
             EMBEDDED_COMPONENT.len() / 1024,
             started.elapsed().as_millis()
         );
-        let api = ApiRequest {
-            method: "GET".into(),
-            url: server.url("/api/orders"),
-            headers: vec![],
-            body: None,
-            token: None,
-        };
+        let api = ApiRequest::get(server.url("/api/orders"));
         Ok(Demo {
             server,
             host,
