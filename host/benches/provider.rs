@@ -179,17 +179,14 @@ async fn get_token(host: &TokenHost) -> TokenSource {
         .source
 }
 
+/// `authorized-client.send` on `instance`; the API must answer 200.
+async fn send_on(mut instance: ProviderInstance, request: &ApiRequest) {
+    assert_eq!(instance.send(request).await.unwrap().unwrap().status, 200);
+}
+
 /// `authorized-client.send` on a fresh instance; the API must answer 200.
 async fn send_ok(host: &TokenHost, request: &ApiRequest) {
-    let resp = host
-        .instance()
-        .await
-        .unwrap()
-        .send(request)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(resp.status, 200);
+    send_on(host.instance().await.unwrap(), request).await;
 }
 
 fn api_request(server: &MockServer) -> ApiRequest {
@@ -461,12 +458,7 @@ async fn main() {
         &phased,
         &phases,
         2_000,
-        |mut i| {
-            let request = request.clone();
-            async move {
-                assert_eq!(i.send(&request).await.unwrap().unwrap().status, 200);
-            }
-        },
+        |i| send_on(i, &request),
     )
     .await;
 
@@ -542,12 +534,7 @@ async fn main() {
         &spin_like,
         &spin_phases,
         1_000,
-        |mut i| {
-            let request = request.clone();
-            async move {
-                assert_eq!(i.send(&request).await.unwrap().unwrap().status, 200);
-            }
-        },
+        |i| send_on(i, &request),
     )
     .await;
     let _ = std::fs::remove_file(&log_path);
