@@ -106,6 +106,17 @@ pub fn prepare(settings: &crate::config::Settings, req: &ApiRequest) -> Result<H
             url.origin
         )));
     }
+    let headers = checked_headers(req)?;
+    Ok(HttpRequest {
+        method: method.to_string(),
+        url,
+        headers,
+        body: req.body.clone().unwrap_or_default(),
+    })
+}
+
+/// The caller's headers, names lower-cased, if every one may be sent with a token.
+fn checked_headers(req: &ApiRequest) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let mut headers = Vec::with_capacity(req.headers.len() + 1);
     for (name, value) in &req.headers {
         if !is_token(name) {
@@ -132,12 +143,7 @@ pub fn prepare(settings: &crate::config::Settings, req: &ApiRequest) -> Result<H
         }
         headers.push((name, value.clone()));
     }
-    Ok(HttpRequest {
-        method: method.to_string(),
-        url,
-        headers,
-        body: req.body.clone().unwrap_or_default(),
-    })
+    Ok(headers)
 }
 
 /// Whether the token for `request` may go to `origin` (pure): a token with an
