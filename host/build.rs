@@ -4,6 +4,10 @@
 //! The nested cargo uses its own target directory (no lock contention with the outer
 //! build) and a cleared environment (the outer build's RUSTFLAGS, wrappers and target
 //! settings must not leak into a wasm build).
+//!
+//! The core module is linked without the component wrapper; `tools/componentize`
+//! (built once per machine into `target/tools`: binaryen's `wasm-opt` is C++ and takes
+//! minutes) shrinks it with `wasm-opt -Oz` and wraps it as a component.
 
 use std::env;
 use std::path::PathBuf;
@@ -17,7 +21,13 @@ mod process;
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for path in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
+    for path in [
+        "src",
+        "wit",
+        "Cargo.toml",
+        "Cargo.lock",
+        "tools/componentize",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 
@@ -25,6 +35,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));
     ensure_target_installed();
+    let componentize = build_componentize(&root, &target_root.join("tools"));
 
     // Both flavors, each in its own target dir (same crate, different features), then
     // copied to stable paths under target/components/ for spin.toml, wac and users. The
@@ -46,7 +57,9 @@ fn main() {
             "component-build-{}{checkout}",
             features.unwrap_or("spin")
         ));
-        let built = build_component(&root, &target_dir, features);
+        let core = build_core_module(&root, &target_dir, features);
+        let built = target_dir.join(file);
+        run_componentize(&componentize, &core, &built);
         std::fs::copy(&built, out.join(file)).expect("copy the component to target/components");
         let embedded = out_dir.join(file);
         std::fs::copy(&built, &embedded).expect("copy the component to OUT_DIR");
@@ -66,7 +79,9 @@ fn checkout_tag(root: &std::path::Path) -> String {
     format!("-{:08x}", h.finish() as u32)
 }
 
-fn build_component(
+/// The component's core module, linked without the component wrapper (the WIT worlds
+/// stay in custom sections for `componentize`).
+fn build_core_module(
     root: &std::path::Path,
     target_dir: &std::path::Path,
     features: Option<&str>,
@@ -74,6 +89,10 @@ fn build_component(
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
     process::user_environment(&mut cmd);
+    cmd.env(
+        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+        "-Clink-arg=--skip-wit-component",
+    );
     cmd.current_dir(root).args([
         "build",
         "--package",
@@ -102,6 +121,48 @@ fn build_component(
         .join("token_provider.wasm");
     assert!(wasm.exists(), "{} was not produced", wasm.display());
     wasm
+}
+
+/// `tools/componentize`, built in release into `target_dir` (once: later builds find
+/// it up to date).
+fn build_componentize(root: &std::path::Path, target_dir: &std::path::Path) -> PathBuf {
+    let bin = target_dir.join("release").join("componentize");
+    if !bin.exists() {
+        println!(
+            "cargo:warning=building tools/componentize once (binaryen's wasm-opt is C++: several minutes)"
+        );
+    }
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    process::user_environment(&mut cmd);
+    cmd.current_dir(root).args([
+        "build",
+        "--quiet",
+        "--locked",
+        "--release",
+        "--manifest-path",
+        "tools/componentize/Cargo.toml",
+        "--target-dir",
+    ]);
+    cmd.arg(target_dir);
+    let status = cmd
+        .status()
+        .expect("could not run cargo to build tools/componentize");
+    assert!(status.success(), "building tools/componentize failed");
+    bin
+}
+
+fn run_componentize(tool: &std::path::Path, core: &std::path::Path, component: &std::path::Path) {
+    let status = Command::new(tool)
+        .arg(core)
+        .arg(component)
+        .status()
+        .expect("could not run tools/componentize");
+    assert!(
+        status.success(),
+        "tools/componentize failed on {}",
+        core.display()
+    );
 }
 
 /// `rustup target add wasm32-wasip2` when the target's standard library is missing,

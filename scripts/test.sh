@@ -28,10 +28,13 @@ redis-server --version
 
 step "format"
 cargo fmt --all -- --check
-for example in examples/*/Cargo.toml fuzz/Cargo.toml; do cargo fmt --manifest-path "$example" -- --check; done
+for example in examples/*/Cargo.toml fuzz/Cargo.toml tools/*/Cargo.toml; do cargo fmt --manifest-path "$example" -- --check; done
 
 step "lint: host and native builds"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "lint: tools/componentize (its own target dir, as build.rs builds it)"
+cargo clippy --locked --release --manifest-path tools/componentize/Cargo.toml --target-dir target/tools -- -D warnings
 
 step "lint: component (both flavors) and examples for wasm32-wasip2"
 cargo clippy -p token-provider --lib --target wasm32-wasip2 -- -D warnings

@@ -251,6 +251,59 @@ fn plain_http_component() -> Vec<u8> {
         .unwrap()
 }
 
+/// `TOKEN_PROVIDER_BENCH_OTHER=path/to/other.wasm`: the embedded component and another
+/// build of it (a size or speed trade-off under study), one after the other in one run.
+async fn compare_with(
+    server: &MockServer,
+    kv: &Arc<dyn KvBackend>,
+    request: &ApiRequest,
+    path: PathBuf,
+) {
+    println!(
+        "\nthe embedded component vs {} (pooled engine)",
+        path.display()
+    );
+    let other = std::fs::read(&path).expect("TOKEN_PROVIDER_BENCH_OTHER names a readable file");
+    let engine = new_pooled_engine().unwrap();
+    let mut rows = Vec::new();
+    for (name, bytes) in [
+        ("embedded", Flavor::Spin.embedded_bytes()),
+        ("other", &other[..]),
+    ] {
+        println!("{:<58} {:>10} bytes", format!("{name}: size"), bytes.len());
+        let t = Instant::now();
+        let component = Component::new(&engine, bytes).unwrap();
+        println!(
+            "{:<58} {:>10.1} ms",
+            format!("{name}: Component::new"),
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        let host = builder(server, kv.clone())
+            .build_with(engine.clone(), component)
+            .unwrap();
+        get_token(&host).await;
+        rows.push((name, host));
+    }
+    let mut stats = Vec::new();
+    for (name, host) in &rows {
+        let hit = measure(
+            &format!("{name}: get-token, fresh instance, store hit"),
+            || async {
+                assert_eq!(get_token(host).await, TokenSource::Store);
+            },
+        )
+        .await;
+        let send = measure(
+            &format!("{name}: send, fresh instance, cached token"),
+            || send_ok(host, request),
+        )
+        .await;
+        stats.push((hit, send));
+    }
+    ratio("get-token hit: other vs embedded", &stats[1].0, &stats[0].0);
+    ratio("send: other vs embedded", &stats[1].1, &stats[0].1);
+}
+
 /// The steps of a store hit in the core, timed natively.
 fn native_rows(server: &MockServer) {
     use std::hint::black_box;
@@ -313,6 +366,14 @@ async fn main() {
         "{:<58} {:>10} {:>10} {:>10} {:>8}",
         "case", "median us", "p99 us", "mean us", "samples"
     );
+
+    // Comparing another build of the component instead (a size or speed trade-off under
+    // study): only that, side by side with the embedded one.
+    if let Some(path) = std::env::var_os("TOKEN_PROVIDER_BENCH_OTHER") {
+        let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
+        compare_with(&server, &kv, &api_request(&server), PathBuf::from(path)).await;
+        return;
+    }
 
     // --- get-token, cache hit ---------------------------------------------------------
     println!("\nget-token, cache hit");
@@ -617,7 +678,9 @@ async fn main() {
     );
 
     // --- size --------------------------------------------------------------------------
-    println!("\ncomponent size (profile `component`: opt-level s, LTO, strip, panic=abort)");
+    println!(
+        "\ncomponent size (profile `component`: opt-level z with SHA-256 and the cipher at 3, LTO, strip,\npanic=abort; then wasm-opt -Oz)"
+    );
     for (name, flavor) in [
         ("token_provider.wasm (Spin flavor)", Flavor::Spin),
         (
