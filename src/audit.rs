@@ -282,7 +282,7 @@ impl<'a> Event<'a> {
     }
 
     pub fn to_line(&self) -> String {
-        serde_json::to_string(self).expect("audit events serialise")
+        serde_json::to_string(self).unwrap_or_else(|_| unreachable!("audit events serialise"))
     }
 }
 

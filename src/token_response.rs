@@ -121,7 +121,8 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, &'static str> {
     if text.trim().is_empty() {
         return Err("body is empty");
     }
-    match serde_json::from_str::<Value>(text) {
+    // From bytes, as the store's records are read: one JSON reader in the component.
+    match serde_json::from_slice::<Value>(text.as_bytes()) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err("body is JSON but not an object"),
         Err(_) => Err("body is not JSON"),

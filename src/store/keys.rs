@@ -115,7 +115,8 @@ impl CacheKey {
             &params.resources,
         );
         CacheKey {
-            canonical: serde_json::to_string(&parts).expect("strings serialise"),
+            canonical: serde_json::to_string(&parts)
+                .unwrap_or_else(|_| unreachable!("strings serialise")),
             names: c.key_names,
         }
     }
@@ -133,7 +134,8 @@ impl CacheKey {
             c.auth_method.as_str(),
         );
         CacheKey {
-            canonical: serde_json::to_string(&parts).expect("strings serialise"),
+            canonical: serde_json::to_string(&parts)
+                .unwrap_or_else(|_| unreachable!("strings serialise")),
             names: c.key_names,
         }
     }

@@ -134,7 +134,8 @@ pub fn seal_value<T: Serialize>(
     context: &[u8],
     nonce: [u8; NONCE_LEN],
 ) -> Vec<u8> {
-    let plaintext = serde_json::to_vec(value).expect("cache values serialise");
+    let plaintext =
+        serde_json::to_vec(value).unwrap_or_else(|_| unreachable!("cache values serialise"));
     seal_bytes(&plaintext, secret, context, nonce)
 }
 
