@@ -81,8 +81,18 @@ fn outgoing_request(request: &HttpRequest) -> Result<http::OutgoingRequest, Core
         "content-length".into(),
         request.body.len().to_string().into_bytes(),
     ));
-    let fields = http::Fields::from_list(&headers)
-        .map_err(|e| CoreError::Refused(format!("the host refused a request header: {e:?}")))?;
+    let fields = http::Fields::from_list(&headers).map_err(|e| {
+        CoreError::Refused(
+            match e {
+                http::HeaderError::InvalidSyntax => {
+                    "the host refused a request header: invalid-syntax"
+                }
+                http::HeaderError::Forbidden => "the host refused a request header: forbidden",
+                http::HeaderError::Immutable => "the host refused a request header: immutable",
+            }
+            .into(),
+        )
+    })?;
     let outgoing = http::OutgoingRequest::new(fields);
     let method = match request.method.as_str() {
         "GET" => http::Method::Get,
@@ -203,6 +213,57 @@ fn transport_error(code: http::ErrorCode) -> CoreError {
         C::HttpRequestDenied => {
             CoreError::Transport("the host denied the outbound request (allowed hosts?)".into())
         }
-        other => CoreError::Transport(crate::error::sanitize(&format!("{other:?}"), 200)),
+        C::InternalError(Some(message)) => CoreError::Transport(format!(
+            "internal-error: {}",
+            crate::error::sanitize(&message, 200)
+        )),
+        other => CoreError::Transport(error_code_name(&other).into()),
+    }
+}
+
+/// The `wasi:http` case name of `code` (its payload left out): what the host reported,
+/// without the formatting machinery a derived `Debug` would bring into the component.
+fn error_code_name(code: &http::ErrorCode) -> &'static str {
+    use http::ErrorCode as C;
+    match code {
+        C::DnsTimeout => "DNS-timeout",
+        C::DnsError(_) => "DNS-error",
+        C::DestinationNotFound => "destination-not-found",
+        C::DestinationUnavailable => "destination-unavailable",
+        C::DestinationIpProhibited => "destination-IP-prohibited",
+        C::DestinationIpUnroutable => "destination-IP-unroutable",
+        C::ConnectionRefused => "connection-refused",
+        C::ConnectionTerminated => "connection-terminated",
+        C::ConnectionTimeout => "connection-timeout",
+        C::ConnectionReadTimeout => "connection-read-timeout",
+        C::ConnectionWriteTimeout => "connection-write-timeout",
+        C::ConnectionLimitReached => "connection-limit-reached",
+        C::TlsProtocolError => "TLS-protocol-error",
+        C::TlsCertificateError => "TLS-certificate-error",
+        C::TlsAlertReceived(_) => "TLS-alert-received",
+        C::HttpRequestDenied => "HTTP-request-denied",
+        C::HttpRequestLengthRequired => "HTTP-request-length-required",
+        C::HttpRequestBodySize(_) => "HTTP-request-body-size",
+        C::HttpRequestMethodInvalid => "HTTP-request-method-invalid",
+        C::HttpRequestUriInvalid => "HTTP-request-URI-invalid",
+        C::HttpRequestUriTooLong => "HTTP-request-URI-too-long",
+        C::HttpRequestHeaderSectionSize(_) => "HTTP-request-header-section-size",
+        C::HttpRequestHeaderSize(_) => "HTTP-request-header-size",
+        C::HttpRequestTrailerSectionSize(_) => "HTTP-request-trailer-section-size",
+        C::HttpRequestTrailerSize(_) => "HTTP-request-trailer-size",
+        C::HttpResponseIncomplete => "HTTP-response-incomplete",
+        C::HttpResponseHeaderSectionSize(_) => "HTTP-response-header-section-size",
+        C::HttpResponseHeaderSize(_) => "HTTP-response-header-size",
+        C::HttpResponseBodySize(_) => "HTTP-response-body-size",
+        C::HttpResponseTrailerSectionSize(_) => "HTTP-response-trailer-section-size",
+        C::HttpResponseTrailerSize(_) => "HTTP-response-trailer-size",
+        C::HttpResponseTransferCoding(_) => "HTTP-response-transfer-coding",
+        C::HttpResponseContentCoding(_) => "HTTP-response-content-coding",
+        C::HttpResponseTimeout => "HTTP-response-timeout",
+        C::HttpUpgradeFailed => "HTTP-upgrade-failed",
+        C::HttpProtocolError => "HTTP-protocol-error",
+        C::LoopDetected => "loop-detected",
+        C::ConfigurationError => "configuration-error",
+        C::InternalError(_) => "internal-error",
     }
 }
