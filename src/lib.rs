@@ -20,6 +20,8 @@ pub mod secret;
 pub mod store;
 pub mod token_request;
 pub mod token_response;
+#[cfg(any(test, feature = "uri-reference"))]
+pub mod uri_reference;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,5 +1,6 @@
 //! The authorized client's URL and origin checks: any URL text. It must never panic,
-//! and a URL it lets through must go to exactly the allowed origin.
+//! must accept no URL that `http::Uri` refuses or reads otherwise, and a URL it lets
+//! through must go to exactly the allowed origin.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -29,6 +30,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = parse_url(text);
+    // Whatever the parser accepts, http::Uri accepts and reads the same way.
+    if let Err(e) = token_provider::uri_reference::agrees(text) {
+        panic!("{e}");
+    }
     let req = ApiRequest {
         method: "GET".into(),
         url: text.into(),
