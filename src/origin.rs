@@ -146,7 +146,10 @@ fn host_len(authority: &str) -> Result<usize, String> {
             .find(']')
             .ok_or_else(|| "URL has an invalid host".to_string())?;
         let inside = &bytes[1..close];
-        if !inside.contains(&b':')
+        let colons = inside.iter().filter(|b| **b == b':').count();
+        // Hex digits, `:` and `.` (an IPv4 tail), 2 to 8 colons as `Uri` allows; the
+        // host resolves it.
+        if !(2..=8).contains(&colons)
             || !inside
                 .iter()
                 .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))

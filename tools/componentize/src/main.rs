@@ -12,13 +12,19 @@ use std::path::Path;
 use wasm_opt::{Feature, OptimizationOptions};
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `--keep-names`: keep the name section (for twiggy on the optimized core module,
+    // which stays beside the component as `*.core-opt.wasm`).
+    let keep_names = args.first().is_some_and(|a| a == "--keep-names");
+    if keep_names {
+        args.remove(0);
+    }
     let [core, component] = &args[..] else {
-        bail!("usage: componentize CORE.wasm COMPONENT.wasm");
+        bail!("usage: componentize [--keep-names] CORE.wasm COMPONENT.wasm");
     };
     let (core, component) = (Path::new(core), Path::new(component));
     let optimized = component.with_extension("core-opt.wasm");
-    shrink(core, &optimized)?;
+    shrink(core, &optimized, keep_names)?;
     let bytes =
         std::fs::read(&optimized).with_context(|| format!("reading {}", optimized.display()))?;
     let encoded = wit_component::ComponentEncoder::default()
@@ -49,8 +55,9 @@ fn main() -> Result<()> {
 }
 
 /// `wasm-opt -Oz`, with the features rustc's `wasm32-wasip2` target emits named.
-fn shrink(input: &Path, output: &Path) -> Result<()> {
+fn shrink(input: &Path, output: &Path, keep_names: bool) -> Result<()> {
     OptimizationOptions::new_optimize_for_size_aggressively()
+        .debug_info(keep_names)
         .enable_feature(Feature::BulkMemory)
         .enable_feature(Feature::SignExt)
         .enable_feature(Feature::MutableGlobals)
