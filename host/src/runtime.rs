@@ -92,6 +92,8 @@ pub struct State {
     pub(crate) config: Arc<HashMap<String, String>>,
     /// Time per import phase, when the host was built with [`HostBuilder::phases`].
     pub(crate) phases: Option<Phases>,
+    /// Whether `wasi:config` `get-all` answers ([`HostBuilder::config_get_all`]).
+    pub(crate) config_get_all: bool,
 }
 
 impl WasiView for State {
@@ -123,6 +125,7 @@ pub struct HostBuilder {
     log: LogSink,
     clock_offset_ms: i64,
     phases: Option<Phases>,
+    config_get_all: bool,
 }
 
 impl Default for HostBuilder {
@@ -136,6 +139,7 @@ impl Default for HostBuilder {
             log: LogSink::Inherit,
             clock_offset_ms: 0,
             phases: None,
+            config_get_all: true,
         }
     }
 }
@@ -192,6 +196,13 @@ impl HostBuilder {
         self
     }
 
+    /// `false`: `wasi:config` `get-all` fails, as on a host that implements only `get`
+    /// (the component then asks key by key). Default `true`.
+    pub fn config_get_all(mut self, answers: bool) -> Self {
+        self.config_get_all = answers;
+        self
+    }
+
     /// Shift the wall clock the component sees (`wasi:clocks/wall-clock`) by this many
     /// milliseconds: for testing hosts whose clocks disagree.
     pub fn clock_offset_ms(mut self, offset: i64) -> Self {
@@ -244,6 +255,7 @@ impl HostBuilder {
             log_file,
             clock_offset_ms: self.clock_offset_ms,
             phases: self.phases,
+            config_get_all: self.config_get_all,
         })
     }
 }
@@ -261,6 +273,7 @@ pub struct TokenHost {
     log_file: Option<LogFile>,
     clock_offset_ms: i64,
     phases: Option<Phases>,
+    config_get_all: bool,
 }
 
 /// The system wall clock, shifted.
@@ -362,6 +375,7 @@ impl TokenHost {
                 Arc::default()
             },
             phases: self.phases.clone(),
+            config_get_all: self.config_get_all,
         };
         Store::new(&self.engine, state)
     }

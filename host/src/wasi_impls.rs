@@ -72,6 +72,11 @@ macro_rules! config_store {
                 &mut self,
             ) -> wasmtime::Result<Result<Vec<(String, String)>, $m::store::Error>> {
                 let started = std::time::Instant::now();
+                if !self.config_get_all {
+                    return Ok(Err($m::store::Error::Upstream(
+                        "get-all is not implemented by this host".into(),
+                    )));
+                }
                 let all = self
                     .config
                     .iter()

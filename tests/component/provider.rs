@@ -196,6 +196,53 @@ async fn missing_config_names_the_key() {
     assert!(server.requests().is_empty());
 }
 
+/// Settings come from one `get-all`; a host without it is asked key by key, with the
+/// same settings and errors that name the key.
+#[tokio::test]
+async fn a_host_without_config_get_all_is_asked_key_by_key() {
+    use token_provider_host::{Flavor, Phases};
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    for flavor in [Flavor::Spin, Flavor::Wasmtime] {
+        let mut config_calls = Vec::new();
+        for get_all in [true, false] {
+            let phases = Phases::new();
+            let host = TokenHost::builder()
+                .flavor(flavor)
+                .configs(base_config(&server))
+                .config("scope", "read")
+                .config_get_all(get_all)
+                .phases(phases.clone())
+                .log(LogSink::Discard)
+                .build()
+                .unwrap();
+            let t = token(&host, &TokenRequest::default_request())
+                .await
+                .unwrap();
+            assert_eq!(t.scopes, ["read"], "{flavor:?} get_all={get_all}");
+            config_calls.push(phases.take()["config"].calls);
+            let missing = TokenHost::builder()
+                .flavor(flavor)
+                .configs(base_config(&server))
+                .config("client_id", "")
+                .config_get_all(get_all)
+                .log(LogSink::Discard)
+                .build()
+                .unwrap();
+            let err = token(&missing, &TokenRequest::default_request())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ProviderError::Config(m) if m == "client_id: is required but not set"),
+                "{flavor:?} get_all={get_all}: {err:?}"
+            );
+        }
+        // One call with get-all; one per configuration key without it.
+        assert_eq!(config_calls[0], 1, "{flavor:?}");
+        assert!(config_calls[1] > 20, "{flavor:?}: {config_calls:?}");
+    }
+    assert_eq!(server.token_requests().len(), 4);
+}
+
 #[tokio::test]
 async fn plain_http_token_url_without_opt_in_is_refused_before_sending() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
