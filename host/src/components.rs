@@ -44,6 +44,9 @@ impl Flavor {
 pub fn new_engine() -> anyhow::Result<Engine> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
+    // WASIp3 components (apps that send through `wasi:http/client@0.3.0`) need the
+    // component model's async ABI; the provider itself is WASIp2.
+    config.wasm_component_model_async(true);
     Ok(Engine::new(&config)?)
 }
 
@@ -54,6 +57,9 @@ pub fn new_engine() -> anyhow::Result<Engine> {
 pub fn new_pooled_engine() -> anyhow::Result<Engine> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
+    // WASIp3 components (apps that send through `wasi:http/client@0.3.0`) need the
+    // component model's async ABI; the provider itself is WASIp2.
+    config.wasm_component_model_async(true);
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     pool.total_component_instances(100)
         .total_core_instances(200)

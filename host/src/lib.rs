@@ -27,6 +27,7 @@ pub mod kv;
 pub mod outbound;
 pub mod phases;
 mod runtime;
+pub mod serve;
 mod types;
 mod wasi_impls;
 

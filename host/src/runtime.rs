@@ -85,7 +85,7 @@ pub struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     pub(crate) table: ResourceTable,
-    hooks: Hooks,
+    pub(crate) hooks: Hooks,
     /// The key-value store, if this instance may open it.
     pub(crate) kv: Option<Arc<dyn KvBackend>>,
     /// What `wasi:config` shows (empty when not inherited).
@@ -229,6 +229,10 @@ impl HostBuilder {
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        // WASIp3 (`wasi:http@0.3.0` and the WASI 0.3 interfaces) for other components
+        // instantiated in this host, such as apps composed with the interceptor.
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
         crate::wasi_impls::add_to_linker(&mut linker)?;
         let pre = bindings::TokenProviderPre::new(linker.instantiate_pre(&component)?)?;
         let log_file = match &self.log {
@@ -340,7 +344,11 @@ impl TokenHost {
         Ok((store, instance))
     }
 
-    fn new_store(&self, inherit: Inherit) -> Store<State> {
+    pub(crate) fn linker(&self) -> &Linker<State> {
+        &self.linker
+    }
+
+    pub(crate) fn new_store(&self, inherit: Inherit) -> Store<State> {
         let mut wasi = WasiCtx::builder();
         match &self.log {
             LogSink::Inherit => {

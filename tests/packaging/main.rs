@@ -9,3 +9,4 @@ mod composition;
 mod contract;
 mod docs;
 mod spin_app;
+mod wasip3;

@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 pub struct Recorded {
     pub method: String,
     pub path: String,
+    /// The query string, without `?`.
+    pub query: Option<String>,
     /// Lower-case names.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -216,6 +218,7 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
@@ -230,6 +233,7 @@ async fn handle(
     let recorded = Recorded {
         method,
         path,
+        query,
         headers,
         body,
     };

@@ -1,0 +1,58 @@
+//! Handling one HTTP request with a WASIp3 service component: one that exports
+//! `wasi:http/handler@0.3.0`, such as an app composed with the token interceptor. The
+//! component runs in a fresh instance of this host, with what [`Inherit`] grants of the
+//! provider's setup, and sends its own requests through the host's
+//! `wasi:http/client@0.3.0` (the same outbound HTTP, TLS and allow-list as the provider).
+
+use crate::{Inherit, TokenHost};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use wasmtime::component::Component;
+use wasmtime_wasi_http::p3::Request;
+use wasmtime_wasi_http::p3::bindings::Service;
+pub use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
+
+/// The answer of a service component: status, headers and the whole body.
+pub type ServiceResponse = http::Response<Bytes>;
+
+impl TokenHost {
+    /// `request` handled by `component` (a WASIp3 HTTP service) in a fresh instance.
+    /// `Ok(Err(code))` is the component's own error answer; `Err` is a trap or a host
+    /// failure.
+    pub async fn handle_http<B>(
+        &self,
+        component: &Component,
+        inherit: Inherit,
+        request: http::Request<B>,
+    ) -> anyhow::Result<Result<ServiceResponse, ErrorCode>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let mut store = self.new_store(inherit);
+        let service = Service::instantiate_async(&mut store, component, self.linker()).await?;
+        let (request, request_io) = Request::from_http(&mut store.data_mut().hooks, request);
+        store
+            .run_concurrent(async |store| {
+                let answer = async {
+                    let response = match service.handle(store, request).await? {
+                        Ok(response) => response,
+                        Err(code) => return anyhow::Ok(Err(code)),
+                    };
+                    let response =
+                        store.with(|store| response.into_http(store, async { Ok(()) }))?;
+                    let (parts, body) = response.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("reading the response body: {e:?}"))?
+                        .to_bytes();
+                    Ok(Ok(http::Response::from_parts(parts, body)))
+                };
+                let (answer, sent) = tokio::join!(answer, request_io);
+                sent.map_err(|e| anyhow::anyhow!("sending the request body: {e:?}"))?;
+                answer
+            })
+            .await?
+    }
+}
