@@ -81,6 +81,49 @@ where
     stats
 }
 
+/// Two operations measured alternately, one sample of each in turn, so that whatever
+/// the machine does meanwhile (frequency, other load) weighs on both alike: for the
+/// ratios the goals are stated in. Prints both rows and `a`/`b`.
+async fn measure_pair<A, FutA, B, FutB>(
+    what: &str,
+    (name_a, mut a): (&str, A),
+    (name_b, mut b): (&str, B),
+) -> (Stats, Stats)
+where
+    A: FnMut() -> FutA,
+    FutA: Future<Output = ()>,
+    B: FnMut() -> FutB,
+    FutB: Future<Output = ()>,
+{
+    let warm = Instant::now();
+    while warm.elapsed() < WARMUP {
+        a().await;
+        b().await;
+    }
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while start.elapsed() < 2 * RUN && sa.len() < MAX_SAMPLES {
+        let t = Instant::now();
+        a().await;
+        sa.push(t.elapsed());
+        let t = Instant::now();
+        b().await;
+        sb.push(t.elapsed());
+    }
+    let sa = Stats {
+        name: name_a.to_string(),
+        samples: sa,
+    };
+    let sb = Stats {
+        name: name_b.to_string(),
+        samples: sb,
+    };
+    sa.print();
+    sb.print();
+    ratio(&format!("{what} (interleaved)"), &sa, &sb);
+    (sa, sb)
+}
+
 fn ratio(what: &str, a: &Stats, b: &Stats) {
     println!(
         "  ratio  {what}: {:.2}x  ({:.1} us / {:.1} us, medians)",
@@ -380,9 +423,15 @@ async fn main() {
     let memory_kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
     let memory = builder(&server, memory_kv.clone()).build().unwrap();
     assert_eq!(get_token(&memory).await, TokenSource::Fresh);
-    let fresh_memory = measure("fresh instance per call, memory store", || async {
-        assert_eq!(get_token(&memory).await, TokenSource::Store);
-    })
+    let (fresh_memory, _) = measure_pair(
+        "fresh-instance hit vs instantiate only (on-demand engine)",
+        ("fresh instance per call, memory store", || async {
+            assert_eq!(get_token(&memory).await, TokenSource::Store);
+        }),
+        ("instantiate only (pre-linked)", || async {
+            memory.instance().await.unwrap();
+        }),
+    )
     .await;
     let redis = LocalRedis::start();
     let fresh_redis = match &redis {
@@ -455,21 +504,22 @@ async fn main() {
         .unwrap()
         .token;
     let request = api_request(&server);
-    let wrapped = measure(
-        "authorized-client.send, fresh instance, cached token",
-        || send_ok(&memory, &request),
-    )
-    .await;
     let plain_bytes = plain_http_component();
     let plain_component = Component::new(memory.engine(), &plain_bytes).unwrap();
     let authority = server.addr().to_string();
     let bearer = format!("Bearer {token}");
-    let plain = measure(
-        "plain wasi:http GET, fresh instance (examples/plain-http)",
-        || plain_get(&memory, &plain_component, &authority, &bearer),
+    let (wrapped, _) = measure_pair(
+        "authorized-client.send vs plain request",
+        (
+            "authorized-client.send, fresh instance, cached token",
+            || send_ok(&memory, &request),
+        ),
+        (
+            "plain wasi:http GET, fresh instance (examples/plain-http)",
+            || plain_get(&memory, &plain_component, &authority, &bearer),
+        ),
     )
     .await;
-    ratio("authorized-client.send vs plain request", &wrapped, &plain);
 
     // --- our cache vs a token per request ------------------------------------------------
     println!("\nthe same requests: with our cache vs fetching a token for each (no cache)");
@@ -543,35 +593,29 @@ async fn main() {
         .phases(spin_phases.clone())
         .build_with(pooled.clone(), provider_pooled.clone())
         .unwrap();
-    let spin_plain = measure("plain wasi:http GET, pooled engine", || {
-        plain_get(&spin_like, &plain_pooled, &authority, &bearer)
-    })
-    .await;
-    let spin_send = measure("send, emulated Spin request (SQLite-like store)", || {
-        send_ok(&spin_like, &request)
-    })
-    .await;
-    ratio(
+    let (_, spin_plain) = measure_pair(
         "send (emulated Spin, SQLite-like) vs plain request (pooled)",
-        &spin_send,
-        &spin_plain,
-    );
-    let spin_hit = measure(
-        "get-token, emulated Spin request (SQLite-like store)",
-        || async {
-            assert_eq!(get_token(&spin_like).await, TokenSource::Store);
-        },
+        ("send, emulated Spin request (SQLite-like store)", || {
+            send_ok(&spin_like, &request)
+        }),
+        ("plain wasi:http GET, pooled engine", || {
+            plain_get(&spin_like, &plain_pooled, &authority, &bearer)
+        }),
     )
     .await;
-    let spin_inst = measure("instantiate only, pooled engine", || async {
-        spin_like.instance().await.unwrap();
-    })
-    .await;
-    ratio(
+    measure_pair(
         "get-token hit vs instantiate only (pooled, SQLite-like)",
-        &spin_hit,
-        &spin_inst,
-    );
+        (
+            "get-token, emulated Spin request (SQLite-like store)",
+            || async {
+                assert_eq!(get_token(&spin_like).await, TokenSource::Store);
+            },
+        ),
+        ("instantiate only, pooled engine", || async {
+            spin_like.instance().await.unwrap();
+        }),
+    )
+    .await;
     if let Ok(redis) = &redis {
         let kv = RedisKv::connect(&redis.url()).await.unwrap();
         let host = builder(&server, Arc::new(kv))
