@@ -33,6 +33,15 @@ struct Stats {
 }
 
 impl Stats {
+    /// The stats of `samples`, printed as a row.
+    fn printed(name: &str, samples: Vec<Duration>) -> Stats {
+        let stats = Stats {
+            name: name.to_string(),
+            samples,
+        };
+        stats.print();
+        stats
+    }
     fn quantile_us(&self, q: f64) -> f64 {
         let mut s = self.samples.clone();
         s.sort_unstable();
@@ -73,12 +82,7 @@ where
         op().await;
         samples.push(t.elapsed());
     }
-    let stats = Stats {
-        name: name.to_string(),
-        samples,
-    };
-    stats.print();
-    stats
+    Stats::printed(name, samples)
 }
 
 /// Two operations measured alternately, one sample of each in turn, so that whatever
@@ -110,16 +114,8 @@ where
         b().await;
         sb.push(t.elapsed());
     }
-    let sa = Stats {
-        name: name_a.to_string(),
-        samples: sa,
-    };
-    let sb = Stats {
-        name: name_b.to_string(),
-        samples: sb,
-    };
-    sa.print();
-    sb.print();
+    let sa = Stats::printed(name_a, sa);
+    let sb = Stats::printed(name_b, sb);
     ratio(&format!("{what} (interleaved)"), &sa, &sb);
     (sa, sb)
 }
@@ -146,12 +142,7 @@ fn measure_sync(name: &str, mut op: impl FnMut()) -> Stats {
         op();
         samples.push(t.elapsed());
     }
-    let stats = Stats {
-        name: name.to_string(),
-        samples,
-    };
-    stats.print();
-    stats
+    Stats::printed(name, samples)
 }
 
 /// `n` fresh-instance calls of `call` on `host` (built with `phases`): where a call's
@@ -472,12 +463,7 @@ async fn main() {
             samples.push(t.elapsed());
             assert_eq!(tok.source, TokenSource::Memory);
         }
-        let s = Stats {
-            name: "reused instance (its memory cache)".into(),
-            samples,
-        };
-        s.print();
-        s
+        Stats::printed("reused instance (its memory cache)", samples)
     };
     if let Some(r) = &fresh_redis {
         ratio(
@@ -660,11 +646,7 @@ async fn main() {
         Component::new(&engine, bytes).unwrap();
         compile.push(t.elapsed());
     }
-    Stats {
-        name: "compile the component (Component::new)".into(),
-        samples: compile,
-    }
-    .print();
+    Stats::printed("compile the component (Component::new)", compile);
     let precompiled = engine.precompile_component(bytes).unwrap();
     let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
     // Seed the shared store so the first call is a store hit.

@@ -202,32 +202,30 @@ async fn missing_config_names_the_key() {
 async fn a_host_without_config_get_all_is_asked_key_by_key() {
     use token_provider_host::{Flavor, Phases};
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let host = |flavor, get_all, (key, value): (&str, &str), phases: &Phases| {
+        TokenHost::builder()
+            .flavor(flavor)
+            .configs(base_config(&server))
+            .config(key, value)
+            .config_get_all(get_all)
+            .phases(phases.clone())
+            .log(LogSink::Discard)
+            .build()
+            .unwrap()
+    };
     for flavor in [Flavor::Spin, Flavor::Wasmtime] {
         let mut config_calls = Vec::new();
         for get_all in [true, false] {
             let phases = Phases::new();
-            let host = TokenHost::builder()
-                .flavor(flavor)
-                .configs(base_config(&server))
-                .config("scope", "read")
-                .config_get_all(get_all)
-                .phases(phases.clone())
-                .log(LogSink::Discard)
-                .build()
-                .unwrap();
-            let t = token(&host, &TokenRequest::default_request())
-                .await
-                .unwrap();
+            let t = token(
+                &host(flavor, get_all, ("scope", "read"), &phases),
+                &TokenRequest::default_request(),
+            )
+            .await
+            .unwrap();
             assert_eq!(t.scopes, ["read"], "{flavor:?} get_all={get_all}");
             config_calls.push(phases.take()["config"].calls);
-            let missing = TokenHost::builder()
-                .flavor(flavor)
-                .configs(base_config(&server))
-                .config("client_id", "")
-                .config_get_all(get_all)
-                .log(LogSink::Discard)
-                .build()
-                .unwrap();
+            let missing = host(flavor, get_all, ("client_id", ""), &phases);
             let err = token(&missing, &TokenRequest::default_request())
                 .await
                 .unwrap_err();
