@@ -285,6 +285,18 @@ mod tests {
     }
 
     #[test]
+    fn oversized_urls_are_refused_at_the_length_uri_refuses() {
+        let base = "https://api.example.com/";
+        let at_limit = format!("{base}{}", "a".repeat(MAX_URL_LEN - base.len()));
+        assert_eq!(at_limit.len(), MAX_URL_LEN);
+        assert!(parse_url(&at_limit).is_ok());
+        let over = format!("{at_limit}a");
+        assert!(parse_url(&over).is_err());
+        assert!(over.parse::<http::Uri>().is_err(), "Uri refuses it too");
+        assert!(parse_url(&"x".repeat(1 << 20)).is_err());
+    }
+
+    #[test]
     fn origins_have_no_path() {
         assert!(parse_origin("https://api.example.com/").is_ok());
         assert!(parse_origin("https://api.example.com/v1").is_err());
