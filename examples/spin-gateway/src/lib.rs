@@ -1,5 +1,6 @@
-//! `GET /orders/...` on this Spin app becomes `GET {api_url}/orders/...` on the protected
-//! API, with a token from the token-provider component attached. The gateway never
+//! A request to `/orders/...` on this Spin app is sent on to `{api_url}/orders/...` on the
+//! protected API (same method, path with query, body, `content-type` and `accept`), with
+//! a token from the token-provider component attached. The gateway never
 //! sees the client secret or the token: it imports `authorized-client` and Spin plugs
 //! in `token_provider.wasm` as a component dependency.
 
@@ -17,11 +18,23 @@ use oauth2::token_provider::types::Error;
 #[http_component]
 fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
     let api_url = spin_sdk::variables::get("api_url")?;
+    let path = req.path_and_query().unwrap_or(req.path());
+    // Only what describes the body and the answer wanted; never the caller's
+    // `authorization` (the provider sets it, and refuses a request that has one).
+    let mut headers = Vec::new();
+    for name in ["content-type", "accept"] {
+        if let Some(value) = req.header(name) {
+            headers.push((name.to_string(), value.as_bytes().to_vec()));
+        }
+    }
+    if req.header("accept").is_none() {
+        headers.push(("accept".into(), b"application/json".to_vec()));
+    }
     let forwarded = ApiRequest {
-        method: "GET".into(),
-        url: format!("{}{}", api_url.trim_end_matches('/'), req.path()),
-        headers: vec![("accept".into(), b"application/json".to_vec())],
-        body: None,
+        method: req.method().to_string(),
+        url: format!("{}{path}", api_url.trim_end_matches('/')),
+        headers,
+        body: (!req.body().is_empty()).then(|| req.body().to_vec()),
         token: None,
     };
     Ok(match authorized_client::send(&forwarded) {
