@@ -26,6 +26,8 @@ fn main() {
         "wit",
         "Cargo.toml",
         "Cargo.lock",
+        "wit-interceptor",
+        "wit-p3",
         "tools/componentize",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
@@ -45,18 +47,28 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let checkout = checkout_tag(&root);
     std::fs::create_dir_all(&out).expect("create target/components");
-    for (env_name, file, features) in [
-        ("TOKEN_PROVIDER_WASM", "token_provider.wasm", None),
+    for (env_name, file, build, features) in [
+        ("TOKEN_PROVIDER_WASM", "token_provider.wasm", "spin", None),
         (
             "TOKEN_PROVIDER_WASMTIME_WASM",
             "token_provider_wasmtime.wasm",
+            "wasmtime-flavor",
             Some("wasmtime-flavor"),
         ),
+        (
+            "TOKEN_INTERCEPTOR_WASM",
+            "token_interceptor.wasm",
+            "interceptor",
+            Some("interceptor"),
+        ),
+        (
+            "TOKEN_INTERCEPTOR_WASMTIME_WASM",
+            "token_interceptor_wasmtime.wasm",
+            "interceptor-wasmtime",
+            Some("interceptor,wasmtime-flavor"),
+        ),
     ] {
-        let target_dir = target_root.join(format!(
-            "component-build-{}{checkout}",
-            features.unwrap_or("spin")
-        ));
+        let target_dir = target_root.join(format!("component-build-{build}{checkout}"));
         let core = build_core_module(&root, &target_dir, features);
         let built = target_dir.join(file);
         run_componentize(&componentize, &core, &built);

@@ -36,9 +36,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "lint: tools/componentize (its own target dir, as build.rs builds it)"
 cargo clippy --locked --release --manifest-path tools/componentize/Cargo.toml --target-dir target/tools -- -D warnings
 
-step "lint: component (both flavors) and examples for wasm32-wasip2"
+step "lint: component (provider and interceptor, both flavors) and examples for wasm32-wasip2"
 cargo clippy -p token-provider --lib --target wasm32-wasip2 -- -D warnings
 cargo clippy -p token-provider --lib --target wasm32-wasip2 --features wasmtime-flavor -- -D warnings
+cargo clippy -p token-provider --lib --target wasm32-wasip2 --features interceptor -- -D warnings
+cargo clippy -p token-provider --lib --target wasm32-wasip2 --features interceptor,wasmtime-flavor -- -D warnings
 for example in examples/*/Cargo.toml; do
   cargo clippy --manifest-path "$example" --target wasm32-wasip2 --target-dir target/examples -- -D warnings
 done

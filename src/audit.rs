@@ -53,10 +53,18 @@ pub enum Outcome {
     SendError,
     /// `client.send`: the request was refused before sending.
     SendRefused,
+    /// `intercept.send`: the interceptor attached a token; the API answered (any status).
+    InterceptOk,
+    /// `intercept.send`: sent on as the app made it (why in `detail`).
+    InterceptPassed,
+    /// `intercept.send`: a token was due but could not be had, or the API was not reached.
+    InterceptError,
+    /// `intercept.send`: a token was due here but may not go; not sent.
+    InterceptRefused,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 21] = [
+    pub const ALL: [Outcome; 25] = [
         Outcome::FetchOk,
         Outcome::FetchRetry,
         Outcome::FetchError,
@@ -78,6 +86,10 @@ impl Outcome {
         Outcome::SendOk,
         Outcome::SendError,
         Outcome::SendRefused,
+        Outcome::InterceptOk,
+        Outcome::InterceptPassed,
+        Outcome::InterceptError,
+        Outcome::InterceptRefused,
     ];
 
     /// The `event` field.
@@ -91,6 +103,7 @@ impl Outcome {
             InvalidateOk | InvalidateKept | InvalidateStoreError => "token.invalidate",
             StoreDegraded => "store.error",
             SendOk | SendError | SendRefused => "client.send",
+            InterceptOk | InterceptPassed | InterceptError | InterceptRefused => "intercept.send",
         }
     }
 
@@ -98,9 +111,10 @@ impl Outcome {
     pub fn name(self) -> &'static str {
         use Outcome::*;
         match self {
-            FetchOk | InvalidateOk | SendOk => "ok",
+            FetchOk | InvalidateOk | SendOk | InterceptOk => "ok",
             FetchRetry => "retry",
-            FetchError | RefreshError | SendError => "error",
+            FetchError | RefreshError | SendError | InterceptError => "error",
+            InterceptPassed => "passed",
             FetchCooldown => "cooldown",
             CacheHit => "hit",
             CacheMiss => "miss",
@@ -114,7 +128,7 @@ impl Outcome {
             InvalidateKept => "kept",
             InvalidateStoreError => "store_error",
             StoreDegraded => "degraded",
-            SendRefused => "refused",
+            SendRefused | InterceptRefused => "refused",
         }
     }
 
@@ -124,7 +138,7 @@ impl Outcome {
         use Outcome::*;
         match self {
             FetchRetry | FetchError | FetchCooldown | InvalidateStoreError | SendError
-            | SendRefused => Some("{}"),
+            | SendRefused | InterceptPassed | InterceptError | InterceptRefused => Some("{}"),
             CacheRejected => Some("stored entry rejected ({})"),
             LeaseWaited => Some("another instance fetched the token; used it"),
             LeaseTimeout => {
@@ -142,7 +156,9 @@ impl Outcome {
             InvalidateKept => {
                 Some("the store holds another token (renewed by another instance); kept it")
             }
-            FetchOk | CacheHit | CacheMiss | CacheExpired | InvalidateOk | SendOk => None,
+            FetchOk | CacheHit | CacheMiss | CacheExpired | InvalidateOk | SendOk | InterceptOk => {
+                None
+            }
         }
     }
 }
@@ -178,7 +194,7 @@ impl Level {
         use Outcome::*;
         match self {
             Level::All => true,
-            Level::Changes => noted || !matches!(outcome, CacheHit | SendOk),
+            Level::Changes => noted || !matches!(outcome, CacheHit | SendOk | InterceptOk),
             Level::Errors => matches!(
                 outcome,
                 FetchRetry
@@ -192,6 +208,8 @@ impl Level {
                     | StoreDegraded
                     | SendError
                     | SendRefused
+                    | InterceptError
+                    | InterceptRefused
             ),
             Level::Off => false,
         }

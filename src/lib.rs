@@ -11,6 +11,7 @@ pub mod authorized;
 pub mod config;
 pub mod error;
 pub mod http_types;
+pub mod intercept;
 pub mod memory;
 pub mod origin;
 pub mod platform;

@@ -12,6 +12,14 @@ pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("TOKEN_PROVIDER_WASM"
 pub static EMBEDDED_WASMTIME_COMPONENT: &[u8] =
     include_bytes!(env!("TOKEN_PROVIDER_WASMTIME_WASM"));
 
+/// The token interceptor, Spin flavor (`token_interceptor.wasm`): exports and imports
+/// `wasi:http/client@0.3.0`; compose it in front of a WASIp3 app (`wac plug`).
+pub static EMBEDDED_INTERCEPTOR: &[u8] = include_bytes!(env!("TOKEN_INTERCEPTOR_WASM"));
+
+/// The token interceptor, wasmtime flavor (`token_interceptor_wasmtime.wasm`).
+pub static EMBEDDED_INTERCEPTOR_WASMTIME: &[u8] =
+    include_bytes!(env!("TOKEN_INTERCEPTOR_WASMTIME_WASM"));
+
 /// Which build of the component to run. Both have the same exports; they differ in
 /// the WASI drafts they import (this host implements both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

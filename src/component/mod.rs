@@ -1,30 +1,37 @@
-//! The adapters: WASI bindings for the core (built only for wasm32). `convert` maps
-//! WIT types to core types and back, `platform` implements [`Platform`] with WASI calls,
-//! `outgoing` sends one request through `wasi:http/outgoing-handler`. Each function
-//! translates types or makes WASI calls; decisions live in the core modules.
+//! The adapters: WASI bindings for the core (built only for wasm32). `platform`
+//! implements [`Platform`] with WASI calls, `outgoing` sends one request through
+//! `wasi:http/outgoing-handler`. The provider's exports are in `provider_exports` (with
+//! `convert`, which maps WIT types to core types and back); the interceptor's in
+//! `interceptor` (feature `interceptor`). Each function translates types or makes WASI
+//! calls; decisions live in the core modules.
 
+#[cfg(not(feature = "interceptor"))]
 mod convert;
+#[cfg(feature = "interceptor")]
+mod interceptor;
 mod outgoing;
 mod platform;
+#[cfg(not(feature = "interceptor"))]
+mod provider_exports;
 
-use crate::authorized::{self, ApiRequest};
 use crate::config::Settings;
 use crate::error::Error as CoreError;
 use crate::memory::MemoryCache;
 use crate::provider::Provider;
-use convert::{core_token_request, wit_error, wit_token};
 use platform::WasiPlatform;
 use std::cell::{OnceCell, RefCell};
 
-// One source, two flavors: only the world (which WASI drafts are imported) differs.
-// The draft keyvalue/config interfaces the adapters call have the same shape in both.
-#[cfg(not(feature = "wasmtime-flavor"))]
+// One source, four builds: the provider or the interceptor (feature `interceptor`),
+// each in two flavors; only the world (which WASI drafts are imported, what is
+// exported) differs. The draft keyvalue/config interfaces the adapters call have the
+// same shape in both flavors.
+#[cfg(all(not(feature = "interceptor"), not(feature = "wasmtime-flavor")))]
 wit_bindgen::generate!({
     path: "wit",
     world: "oauth2:token-provider/token-provider",
     generate_all,
 });
-#[cfg(feature = "wasmtime-flavor")]
+#[cfg(all(not(feature = "interceptor"), feature = "wasmtime-flavor"))]
 wit_bindgen::generate!({
     path: "wit",
     world: "oauth2:token-provider/token-provider-wasmtime",
@@ -32,17 +39,48 @@ wit_bindgen::generate!({
 });
 
 // Both drafts are in wit/deps, so the bindings carry the version in the module name.
-#[cfg(not(feature = "wasmtime-flavor"))]
+#[cfg(all(not(feature = "interceptor"), not(feature = "wasmtime-flavor")))]
 use wasi::{config0_2_0_draft_2024_09_27 as config, keyvalue0_2_0_draft2 as keyvalue};
-#[cfg(feature = "wasmtime-flavor")]
+#[cfg(all(not(feature = "interceptor"), feature = "wasmtime-flavor"))]
 use wasi::{config0_2_0_rc_1 as config, keyvalue0_2_0_draft as keyvalue};
 
-use exports::oauth2::token_provider::authorized_client;
-use exports::oauth2::token_provider::provider;
+#[cfg(not(feature = "interceptor"))]
 use oauth2::token_provider::types as wit;
 
+// The interceptor's WIT has WASI 0.2 and 0.3 side by side (wit-interceptor/), so every
+// WASI module name carries its version; `wasi` below gives the adapters the 0.2 names
+// the provider build has.
+#[cfg(feature = "interceptor")]
+mod bindings {
+    #[cfg(not(feature = "wasmtime-flavor"))]
+    wit_bindgen::generate!({
+        path: "wit-interceptor",
+        world: "oauth2:token-interceptor/token-interceptor",
+        generate_all,
+    });
+    #[cfg(feature = "wasmtime-flavor")]
+    wit_bindgen::generate!({
+        path: "wit-interceptor",
+        world: "oauth2:token-interceptor/token-interceptor-wasmtime",
+        generate_all,
+    });
+}
+#[cfg(feature = "interceptor")]
+mod wasi {
+    pub use super::bindings::wasi::{
+        clocks0_2_6 as clocks, http0_2_6 as http, http0_3_0 as http_p3, io, random0_2_6 as random,
+    };
+}
+#[cfg(all(feature = "interceptor", not(feature = "wasmtime-flavor")))]
+use bindings::wasi::{config0_2_0_draft_2024_09_27 as config, keyvalue0_2_0_draft2 as keyvalue};
+#[cfg(all(feature = "interceptor", feature = "wasmtime-flavor"))]
+use bindings::wasi::{config0_2_0_rc_1 as config, keyvalue0_2_0_draft as keyvalue};
+
 struct Component;
+#[cfg(not(feature = "interceptor"))]
 export!(Component);
+#[cfg(feature = "interceptor")]
+bindings::export!(Component with_types_in bindings);
 
 thread_local! {
     static SETTINGS: OnceCell<Settings> = const { OnceCell::new() };
@@ -82,43 +120,4 @@ fn load_settings() -> Result<Settings, CoreError> {
             config::store::Error::Upstream(m) | config::store::Error::Io(m) => m,
         }),
     })
-}
-
-impl provider::Guest for Component {
-    fn get_token(request: wit::TokenRequest) -> Result<wit::AccessToken, wit::Error> {
-        let request = core_token_request(request);
-        with_provider(|p| p.get_token(&request))
-            .map(wit_token)
-            .map_err(wit_error)
-    }
-
-    fn invalidate(request: wit::TokenRequest) {
-        let request = core_token_request(request);
-        // Without valid settings there is nothing cached to drop.
-        let _ = with_provider(|p| {
-            p.invalidate(&request);
-            Ok(())
-        });
-    }
-}
-
-impl authorized_client::Guest for Component {
-    fn send(
-        request: authorized_client::Request,
-    ) -> Result<authorized_client::Response, wit::Error> {
-        let request = ApiRequest {
-            method: request.method,
-            url: request.url,
-            headers: request.headers,
-            body: request.body,
-            token: request.token.map(core_token_request),
-        };
-        with_provider(|p| authorized::send(p, &request))
-            .map(|r| authorized_client::Response {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            })
-            .map_err(wit_error)
-    }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 pub use token_provider_host::MemoryOutputPipe;
 
 pub mod oidc;
+pub mod p3;
 use token_provider_host::kv::{KvBackend, MemoryKv};
 use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{AccessToken, ApiRequest, ApiResponse, ProviderError, TokenRequest};

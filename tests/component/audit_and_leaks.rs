@@ -190,6 +190,35 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
     server.set_expires_in(Some(3600.into()));
     seen.rig(&short);
 
+    // The token interceptor in front of an app with no OAuth code: a token attached,
+    // a request sent on untouched, and what the app gets back.
+    let intercepted = rig(&server, &[]);
+    let composed = wasmtime::component::Component::new(
+        intercepted.host.engine(),
+        crate::common::p3::with_interceptor(crate::common::p3::p3_app()),
+    )
+    .unwrap();
+    for (to, headers) in [
+        (server.origin(), &[][..]),
+        (
+            server.origin(),
+            &[("authorization", "Bearer the-apps-own")][..],
+        ),
+        ("http://127.0.0.1:9".to_string(), &[][..]),
+    ] {
+        let answer = intercepted
+            .host
+            .handle_http(
+                &composed,
+                token_provider_host::Inherit::ALL,
+                crate::common::p3::forward("GET", "/api/orders", &to, headers, b""),
+            )
+            .await
+            .unwrap();
+        seen.texts.push(format!("{answer:?}"));
+    }
+    seen.rig(&intercepted);
+
     // Configuration errors.
     let broken = rig(
         &server,

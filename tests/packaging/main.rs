@@ -8,5 +8,6 @@ mod common;
 mod composition;
 mod contract;
 mod docs;
+mod interceptor;
 mod spin_app;
 mod wasip3;

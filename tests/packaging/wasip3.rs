@@ -3,42 +3,37 @@
 //! own through the host's `wasi:http/client@0.3.0`, bodies streamed both ways. Without
 //! the token interceptor the API sees no token and refuses.
 
+use crate::common::p3::{forward, p3_app};
 use crate::common::*;
-use bytes::Bytes;
-use http_body_util::Full;
 use token_provider_host::Inherit;
 use token_provider_host::testkit::testserver::MockServer;
 use wasmtime::component::Component;
 
-const P3_APP_BUILD: &str = "cargo build --manifest-path examples/p3-app/Cargo.toml --target wasm32-wasip2 --release --target-dir target/examples";
-
-fn p3_app(rig: &Rig) -> Component {
-    run_from_root(P3_APP_BUILD);
-    let path = repo_root().join("target/examples/wasm32-wasip2/release/p3_app.wasm");
-    Component::new(rig.host.engine(), std::fs::read(path).unwrap()).unwrap()
-}
-
-fn request(method: &str, path: &str, to: &str, body: &'static [u8]) -> http::Request<Full<Bytes>> {
-    http::Request::builder()
-        .method(method)
-        .uri(format!("http://app.example{path}"))
-        .header("x-forward-to", to)
-        .header("content-type", "text/plain")
-        .body(Full::new(Bytes::from_static(body)))
-        .unwrap()
+fn app(rig: &Rig) -> Component {
+    Component::new(rig.host.engine(), p3_app()).unwrap()
 }
 
 #[tokio::test]
 async fn a_wasip3_app_forwards_get_and_post_through_wasi_http_client() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[]);
-    let app = p3_app(&rig);
+    let app = app(&rig);
     let to = server.origin();
     let grant = Inherit::NOTHING.outbound_http();
 
     let get = rig
         .host
-        .handle_http(&app, grant, request("GET", "/api/orders?page=2", &to, b""))
+        .handle_http(
+            &app,
+            grant,
+            forward(
+                "GET",
+                "/api/orders?page=2",
+                &to,
+                &[("content-type", "text/plain")],
+                b"",
+            ),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -56,7 +51,13 @@ async fn a_wasip3_app_forwards_get_and_post_through_wasi_http_client() {
         .handle_http(
             &app,
             grant,
-            request("POST", "/api/orders", &to, b"order=42"),
+            forward(
+                "POST",
+                "/api/orders",
+                &to,
+                &[("content-type", "text/plain")],
+                b"order=42",
+            ),
         )
         .await
         .unwrap()
@@ -87,13 +88,13 @@ async fn a_wasip3_app_forwards_get_and_post_through_wasi_http_client() {
 async fn a_wasip3_app_without_outbound_http_cannot_reach_the_api() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[]);
-    let app = p3_app(&rig);
+    let app = app(&rig);
     let answer = rig
         .host
         .handle_http(
             &app,
             Inherit::NOTHING,
-            request("GET", "/api/orders", &server.origin(), b""),
+            forward("GET", "/api/orders", &server.origin(), &[], b""),
         )
         .await
         .unwrap();
