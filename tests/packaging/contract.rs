@@ -121,3 +121,56 @@ fn component_is_a_reasonable_size() {
     }
     assert_eq!(EMBEDDED_COMPONENT, Flavor::Spin.embedded_bytes());
 }
+
+/// The token interceptor (both flavors): it exports `wasi:http/client@0.3.0` and nothing
+/// else, imports the same client (to send on) and the provider's WASI 0.2 interfaces of
+/// its flavor (to get tokens), and no filesystem or sockets.
+#[test]
+fn the_interceptor_exports_the_http_client_and_imports_only_what_it_uses() {
+    use token_provider_host::components::{
+        EMBEDDED_INTERCEPTOR, EMBEDDED_INTERCEPTOR_WASMTIME, new_engine,
+    };
+    let engine = new_engine().unwrap();
+    for ((flavor, drafts), bytes) in FLAVORS
+        .into_iter()
+        .zip([EMBEDDED_INTERCEPTOR, EMBEDDED_INTERCEPTOR_WASMTIME])
+    {
+        let component = wasmtime::component::Component::new(&engine, bytes).unwrap();
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_string()).collect();
+        assert_eq!(exports, ["wasi:http/client@0.3.0"], "{flavor:?}");
+        let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_string()).collect();
+        for needed in [
+            "wasi:http/client@0.3.0",
+            "wasi:http/types@0.3.0",
+            "wasi:http/outgoing-handler@0.2.6",
+            drafts[0],
+            drafts[1],
+            drafts[2],
+        ] {
+            assert!(
+                imports.iter().any(|i| i == needed),
+                "{flavor:?}: {needed} missing from {imports:?}"
+            );
+        }
+        let foreign: Vec<&String> = imports
+            .iter()
+            .filter(|n| {
+                let pkg = n.split('/').next().unwrap().split('@').next().unwrap();
+                !ALLOWED_IMPORT_PACKAGES.contains(&pkg)
+            })
+            .collect();
+        assert!(foreign.is_empty(), "{flavor:?}: {foreign:?}");
+        for forbidden in ["wasi:filesystem", "wasi:sockets"] {
+            assert!(
+                !imports.iter().any(|i| i.starts_with(forbidden)),
+                "{flavor:?}: {forbidden} imported: {imports:?}"
+            );
+        }
+        assert!(
+            bytes.len() < 600 * 1024,
+            "{flavor:?}: {} bytes",
+            bytes.len()
+        );
+    }
+}

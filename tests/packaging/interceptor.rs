@@ -103,3 +103,37 @@ async fn an_app_without_oauth_code_gets_tokens_on_allowed_origins_only() {
         "{log}"
     );
 }
+
+/// Provider and interceptor instances on one store share the token: the interceptor's
+/// request carries the token the provider fetched, and the token endpoint saw one
+/// request.
+#[tokio::test]
+async fn the_interceptor_and_the_provider_share_a_token_through_the_store() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let rig = rig(&server, &[]);
+    let fetched = token(
+        &rig.host,
+        &token_provider_host::TokenRequest::default_request(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fetched.source, token_provider_host::TokenSource::Fresh);
+    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
+    let answer = rig
+        .host
+        .handle_http(
+            &composed,
+            Inherit::ALL,
+            forward("GET", "/api/orders", &server.origin(), &[], b""),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(server.token_requests().len(), 1);
+    let bearer = format!("Bearer {}", server.issued_tokens()[0]);
+    assert_eq!(
+        server.api_requests()[0].header("authorization"),
+        Some(bearer.as_str())
+    );
+}
