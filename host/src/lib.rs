@@ -23,6 +23,7 @@
 
 pub mod bindings;
 pub mod components;
+pub mod compose;
 pub mod kv;
 pub mod outbound;
 pub mod phases;

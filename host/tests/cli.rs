@@ -341,3 +341,81 @@ async fn redis_keys_carry_the_store_label_unless_redis_raw_keys() {
         text(&out.stderr)
     );
 }
+
+/// `wrap` plugs the interceptor into a WASIp3 app (examples/p3-app): the result exports
+/// the app's handler and imports the host's client and the interceptor's store and
+/// configuration; a component with no `wasi:http/client@0.3.0` import is refused with
+/// exit code 2 and a message saying why.
+#[test]
+fn wrap_plugs_the_interceptor_into_an_app_and_refuses_one_without_the_client_import() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut build = Command::new("cargo");
+    token_provider_host::testkit::process::user_environment(&mut build);
+    let built = build
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--manifest-path",
+            "examples/p3-app/Cargo.toml",
+            "--target",
+            "wasm32-wasip2",
+            "--release",
+            "--target-dir",
+            "target/examples",
+        ])
+        .status()
+        .unwrap();
+    assert!(built.success(), "building examples/p3-app");
+    let app = root.join("target/examples/wasm32-wasip2/release/p3_app.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("wrapped.wasm");
+    let run = cli(
+        &["wrap", app.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        "",
+    );
+    assert!(run.status.success(), "stderr: {}", text(&run.stderr));
+    assert!(
+        text(&run.stderr).contains("token interceptor"),
+        "{}",
+        text(&run.stderr)
+    );
+
+    let engine = token_provider_host::components::new_engine().unwrap();
+    let composed = wasmtime::component::Component::from_file(&engine, &out).unwrap();
+    let ty = composed.component_type();
+    let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_string()).collect();
+    assert_eq!(exports, ["wasi:http/handler@0.3.0"]);
+    let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_string()).collect();
+    for needed in [
+        "wasi:http/client@0.3.0",
+        "wasi:keyvalue/store@0.2.0-draft2",
+        "wasi:config/store@0.2.0-draft-2024-09-27",
+    ] {
+        assert!(imports.iter().any(|i| i == needed), "{needed}: {imports:?}");
+    }
+
+    // The provider has no wasi:http/client import: nothing to wrap.
+    let provider = dir.path().join("provider.wasm");
+    std::fs::write(
+        &provider,
+        token_provider_host::components::EMBEDDED_COMPONENT,
+    )
+    .unwrap();
+    let refused = cli(
+        &[
+            "wrap",
+            provider.to_str().unwrap(),
+            "-o",
+            dir.path().join("x.wasm").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("does not import wasi:http/client@0.3.0"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!dir.path().join("x.wasm").exists());
+}

@@ -5,7 +5,6 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use token_provider_host::components::EMBEDDED_INTERCEPTOR;
-use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
 
 const P3_APP_BUILD: &str = "cargo build --manifest-path examples/p3-app/Cargo.toml --target wasm32-wasip2 --release --target-dir target/examples";
 
@@ -17,21 +16,9 @@ pub fn p3_app() -> Vec<u8> {
 }
 
 /// `app` with the interceptor plugged into its `wasi:http/client` import (what
-/// `wac plug` does).
+/// `token-provider wrap` and `wac plug` do).
 pub fn with_interceptor(app: Vec<u8>) -> Vec<u8> {
-    let mut graph = CompositionGraph::new();
-    let app = Package::from_bytes("example:p3-app", None, app, graph.types_mut()).unwrap();
-    let app = graph.register_package(app).unwrap();
-    let interceptor = Package::from_bytes(
-        "oauth2:token-interceptor",
-        None,
-        EMBEDDED_INTERCEPTOR.to_vec(),
-        graph.types_mut(),
-    )
-    .unwrap();
-    let interceptor = graph.register_package(interceptor).unwrap();
-    wac_graph::plug(&mut graph, vec![interceptor], app).unwrap();
-    graph.encode(EncodeOptions::default()).unwrap()
+    token_provider_host::compose::wrap(&app, EMBEDDED_INTERCEPTOR).unwrap()
 }
 
 /// A request for the app: forwarded to `to` (an origin) with `path`, `headers` and

@@ -12,6 +12,7 @@ mod call;
 mod demo;
 mod load;
 mod token;
+mod wrap;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +36,9 @@ enum Command {
     /// Load run: P processes × M concurrent fresh instances sharing one Redis, against a
     /// counting token server; prints requests, failures, token requests, latency.
     Load(load::LoadArgs),
+    /// Plug the token interceptor into an app component (WASIp3): its requests through
+    /// wasi:http/client@0.3.0 then carry tokens, without changing its code.
+    Wrap(wrap::WrapArgs),
     /// One worker process of `load` (internal).
     #[command(hide = true)]
     LoadWorker(load::WorkerArgs),
@@ -49,6 +53,7 @@ pub async fn main() -> ExitCode {
         Command::Demo => demo::run().await.map(|()| ExitCode::SUCCESS),
         Command::Load(args) => load::run(args).await,
         Command::LoadWorker(args) => load::worker(args).await,
+        Command::Wrap(args) => wrap::run(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
