@@ -29,29 +29,60 @@ impl TokenHost {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let mut answers = self
+            .handle_http_concurrently(component, inherit, vec![request])
+            .await?;
+        Ok(answers.remove(0))
+    }
+
+    /// `requests` handled by one fresh instance of `component`, all at once (the
+    /// component model's async lets one instance serve them concurrently); the answers
+    /// in the order of the requests.
+    pub async fn handle_http_concurrently<B>(
+        &self,
+        component: &Component,
+        inherit: Inherit,
+        requests: Vec<http::Request<B>>,
+    ) -> anyhow::Result<Vec<Result<ServiceResponse, ErrorCode>>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let mut store = self.new_store(inherit);
         let service = Service::instantiate_async(&mut store, component, self.linker()).await?;
-        let (request, request_io) = Request::from_http(&mut store.data_mut().hooks, request);
+        let mut calls = Vec::with_capacity(requests.len());
+        for request in requests {
+            calls.push(Request::from_http(&mut store.data_mut().hooks, request));
+        }
         store
             .run_concurrent(async |store| {
-                let answer = async {
-                    let response = match service.handle(store, request).await? {
-                        Ok(response) => response,
-                        Err(code) => return anyhow::Ok(Err(code)),
-                    };
-                    let response =
-                        store.with(|store| response.into_http(store, async { Ok(()) }))?;
-                    let (parts, body) = response.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map_err(|e| anyhow::anyhow!("reading the response body: {e:?}"))?
-                        .to_bytes();
-                    Ok(Ok(http::Response::from_parts(parts, body)))
-                };
-                let (answer, sent) = tokio::join!(answer, request_io);
-                sent.map_err(|e| anyhow::anyhow!("sending the request body: {e:?}"))?;
-                answer
+                let calls = calls.into_iter().map(|(request, request_io)| {
+                    let service = &service;
+                    async move {
+                        let answer = async {
+                            let response = match service.handle(store, request).await? {
+                                Ok(response) => response,
+                                Err(code) => return anyhow::Ok(Err(code)),
+                            };
+                            let response =
+                                store.with(|store| response.into_http(store, async { Ok(()) }))?;
+                            let (parts, body) = response.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map_err(|e| anyhow::anyhow!("reading the response body: {e:?}"))?
+                                .to_bytes();
+                            Ok(Ok(http::Response::from_parts(parts, body)))
+                        };
+                        let (answer, sent) = tokio::join!(answer, request_io);
+                        sent.map_err(|e| anyhow::anyhow!("sending the request body: {e:?}"))?;
+                        answer
+                    }
+                });
+                futures::future::join_all(calls)
+                    .await
+                    .into_iter()
+                    .collect::<anyhow::Result<Vec<_>>>()
             })
             .await?
     }

@@ -137,3 +137,40 @@ async fn the_interceptor_and_the_provider_share_a_token_through_the_store() {
         Some(bearer.as_str())
     );
 }
+
+/// 100 requests at once on one instance of the composition, cold cache: one token
+/// request, and every request carries that token.
+#[tokio::test]
+async fn a_hundred_concurrent_requests_on_one_instance_make_one_token_request() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let rig = rig(&server, &[]);
+    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
+    let requests = (0..100)
+        .map(|i| {
+            forward(
+                "GET",
+                &format!("/api/orders/{i}"),
+                &server.origin(),
+                &[],
+                b"",
+            )
+        })
+        .collect();
+    let answers = rig
+        .host
+        .handle_http_concurrently(&composed, Inherit::ALL, requests)
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 100);
+    for answer in &answers {
+        assert_eq!(answer.as_ref().unwrap().status(), 200, "{answer:?}");
+    }
+    assert_eq!(server.token_requests().len(), 1);
+    let bearer = format!("Bearer {}", server.issued_tokens()[0]);
+    let seen = server.api_requests();
+    assert_eq!(seen.len(), 100);
+    assert!(
+        seen.iter()
+            .all(|r| r.header("authorization") == Some(bearer.as_str()))
+    );
+}
