@@ -67,29 +67,18 @@ fn exports_provider_and_authorized_client_only() {
 fn imports_only_allowed_wasi_interfaces() {
     for (flavor, drafts) in FLAVORS {
         let imports = imports(flavor);
-        let foreign: Vec<&String> = imports
-            .iter()
-            .filter(|n| {
-                let pkg = n.split('/').next().unwrap().split('@').next().unwrap();
-                !ALLOWED_IMPORT_PACKAGES.contains(&pkg) && pkg != "oauth2:token-provider"
-            })
-            .collect();
-        assert!(
-            foreign.is_empty(),
-            "{flavor:?}: unexpected imports {foreign:?} (all: {imports:?})"
-        );
         // The flavor's drafts, exactly, and none of the other flavor's.
-        for needed in [
-            "wasi:http/outgoing-handler@0.2.6",
-            drafts[0],
-            drafts[1],
-            drafts[2],
-        ] {
-            assert!(
-                imports.iter().any(|i| i == needed),
-                "{flavor:?}: {needed} missing from {imports:?}"
-            );
-        }
+        assert_wasi_imports(
+            &format!("{flavor:?}"),
+            &imports,
+            &[
+                "wasi:http/outgoing-handler@0.2.6",
+                drafts[0],
+                drafts[1],
+                drafts[2],
+            ],
+            Some("oauth2:token-provider"),
+        );
         let kv_and_config = imports
             .iter()
             .filter(|i| i.starts_with("wasi:keyvalue") || i.starts_with("wasi:config"))
@@ -100,14 +89,36 @@ fn imports_only_allowed_wasi_interfaces() {
         for own in imports.iter().filter(|n| n.starts_with("oauth2:")) {
             assert_eq!(own, "oauth2:token-provider/types@0.1.0");
         }
-        // No filesystem and no sockets: the provider reaches nothing but what the host's
-        // wasi:http and wasi:keyvalue give it. (wasi:cli comes from Rust's std.)
-        for forbidden in ["wasi:filesystem", "wasi:sockets"] {
-            assert!(
-                !imports.iter().any(|i| i.starts_with(forbidden)),
-                "{flavor:?}: {forbidden} imported: {imports:?}"
-            );
-        }
+    }
+}
+
+/// `imports` has every one of `needed`, nothing outside the allowed WASI packages (and
+/// `own`, a package of ours), and no filesystem and no sockets: the component reaches
+/// nothing but what the host's wasi:http and wasi:keyvalue give it. (wasi:cli comes
+/// from Rust's std.)
+fn assert_wasi_imports(what: &str, imports: &[String], needed: &[&str], own: Option<&str>) {
+    for needed in needed {
+        assert!(
+            imports.iter().any(|i| i == needed),
+            "{what}: {needed} missing from {imports:?}"
+        );
+    }
+    let foreign: Vec<&String> = imports
+        .iter()
+        .filter(|n| {
+            let pkg = n.split('/').next().unwrap().split('@').next().unwrap();
+            !ALLOWED_IMPORT_PACKAGES.contains(&pkg) && Some(pkg) != own
+        })
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "{what}: unexpected imports {foreign:?} (all: {imports:?})"
+    );
+    for forbidden in ["wasi:filesystem", "wasi:sockets"] {
+        assert!(
+            !imports.iter().any(|i| i.starts_with(forbidden)),
+            "{what}: {forbidden} imported: {imports:?}"
+        );
     }
 }
 
@@ -140,33 +151,19 @@ fn the_interceptor_exports_the_http_client_and_imports_only_what_it_uses() {
         let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_string()).collect();
         assert_eq!(exports, ["wasi:http/client@0.3.0"], "{flavor:?}");
         let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_string()).collect();
-        for needed in [
-            "wasi:http/client@0.3.0",
-            "wasi:http/types@0.3.0",
-            "wasi:http/outgoing-handler@0.2.6",
-            drafts[0],
-            drafts[1],
-            drafts[2],
-        ] {
-            assert!(
-                imports.iter().any(|i| i == needed),
-                "{flavor:?}: {needed} missing from {imports:?}"
-            );
-        }
-        let foreign: Vec<&String> = imports
-            .iter()
-            .filter(|n| {
-                let pkg = n.split('/').next().unwrap().split('@').next().unwrap();
-                !ALLOWED_IMPORT_PACKAGES.contains(&pkg)
-            })
-            .collect();
-        assert!(foreign.is_empty(), "{flavor:?}: {foreign:?}");
-        for forbidden in ["wasi:filesystem", "wasi:sockets"] {
-            assert!(
-                !imports.iter().any(|i| i.starts_with(forbidden)),
-                "{flavor:?}: {forbidden} imported: {imports:?}"
-            );
-        }
+        assert_wasi_imports(
+            &format!("interceptor {flavor:?}"),
+            &imports,
+            &[
+                "wasi:http/client@0.3.0",
+                "wasi:http/types@0.3.0",
+                "wasi:http/outgoing-handler@0.2.6",
+                drafts[0],
+                drafts[1],
+                drafts[2],
+            ],
+            None,
+        );
         assert!(
             bytes.len() < 600 * 1024,
             "{flavor:?}: {} bytes",
