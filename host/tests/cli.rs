@@ -418,4 +418,29 @@ fn wrap_plugs_the_interceptor_into_an_app_and_refuses_one_without_the_client_imp
         text(&refused.stderr)
     );
     assert!(!dir.path().join("x.wasm").exists());
+
+    // Not a component at all, and an empty file: refused, nothing written.
+    for (name, bytes) in [
+        ("junk.wasm", &b"not a component"[..]),
+        ("empty.wasm", &b""[..]),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let refused = cli(
+            &[
+                "wrap",
+                path.to_str().unwrap(),
+                "-o",
+                dir.path().join("y.wasm").to_str().unwrap(),
+            ],
+            "",
+        );
+        assert_eq!(refused.status.code(), Some(2), "{name}");
+        assert!(
+            text(&refused.stderr).contains("reading the app component"),
+            "{name}: {}",
+            text(&refused.stderr)
+        );
+        assert!(!dir.path().join("y.wasm").exists());
+    }
 }
