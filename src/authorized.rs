@@ -185,7 +185,7 @@ pub fn bound_to(
 }
 
 /// Said in `detail` when a 401 made the client renew the token and send again.
-const RETRIED_AFTER_401: &str = "401 answered; token refreshed and request retried once";
+pub const RETRIED_AFTER_401: &str = "401 answered; token refreshed and request retried once";
 
 /// Send `req` with a token attached; on a 401, invalidate the token and send once more
 /// with a fresh one. One `client.send` audit line either way.

@@ -25,6 +25,7 @@ pub mod bindings;
 pub mod components;
 pub mod compose;
 pub mod kv;
+pub mod memory;
 pub mod outbound;
 pub mod phases;
 mod runtime;
@@ -39,6 +40,7 @@ pub mod testkit;
 pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 pub use components::Flavor;
+pub use memory::MemoryPeak;
 pub use phases::Phases;
 pub use runtime::{HostBuilder, Inherit, LogSink, ProviderInstance, State, TokenHost};
 pub use types::{

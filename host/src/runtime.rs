@@ -5,6 +5,7 @@
 use crate::bindings;
 use crate::components::{Flavor, embedded, new_engine};
 use crate::kv::{KvBackend, MemoryKv};
+use crate::memory::{MemoryPeak, Recorder};
 use crate::outbound::{Hooks, tls_config};
 use crate::phases::{LogFile, Phases};
 use crate::types::{AccessToken, ApiRequest, ApiResponse, ProviderError, TokenRequest};
@@ -94,6 +95,8 @@ pub struct State {
     pub(crate) phases: Option<Phases>,
     /// Whether `wasi:config` `get-all` answers ([`HostBuilder::config_get_all`]).
     pub(crate) config_get_all: bool,
+    /// Records memory growth, when the host was built with [`HostBuilder::memory_peak`].
+    memory: Option<Recorder>,
 }
 
 impl WasiView for State {
@@ -126,6 +129,7 @@ pub struct HostBuilder {
     clock_offset_ms: i64,
     phases: Option<Phases>,
     config_get_all: bool,
+    memory_peak: Option<MemoryPeak>,
 }
 
 impl Default for HostBuilder {
@@ -140,6 +144,7 @@ impl Default for HostBuilder {
             clock_offset_ms: 0,
             phases: None,
             config_get_all: true,
+            memory_peak: None,
         }
     }
 }
@@ -193,6 +198,13 @@ impl HostBuilder {
     /// see [`crate::phases`]).
     pub fn phases(mut self, phases: Phases) -> Self {
         self.phases = Some(phases);
+        self
+    }
+
+    /// Record into `peak` how large the linear memories of every instance grow (tests:
+    /// see [`crate::memory`]).
+    pub fn memory_peak(mut self, peak: MemoryPeak) -> Self {
+        self.memory_peak = Some(peak);
         self
     }
 
@@ -260,6 +272,7 @@ impl HostBuilder {
             clock_offset_ms: self.clock_offset_ms,
             phases: self.phases,
             config_get_all: self.config_get_all,
+            memory_peak: self.memory_peak,
         })
     }
 }
@@ -278,6 +291,7 @@ pub struct TokenHost {
     clock_offset_ms: i64,
     phases: Option<Phases>,
     config_get_all: bool,
+    memory_peak: Option<MemoryPeak>,
 }
 
 /// The system wall clock, shifted.
@@ -384,8 +398,13 @@ impl TokenHost {
             },
             phases: self.phases.clone(),
             config_get_all: self.config_get_all,
+            memory: self.memory_peak.clone().map(Recorder::new),
         };
-        Store::new(&self.engine, state)
+        let mut store = Store::new(&self.engine, state);
+        if store.data().memory.is_some() {
+            store.limiter(|state| state.memory.as_mut().expect("checked at creation"));
+        }
+        store
     }
 }
 

@@ -6,15 +6,20 @@
 //! single flight), fetched through `wasi:http/outgoing-handler@0.2.6`.
 
 use super::bindings::exports::wasi::http0_3_0::client::Guest;
-use super::bindings::wit_future;
+use super::bindings::{wit_future, wit_stream};
 use super::wasi::http_p3::client;
-use super::wasi::http_p3::types::{ErrorCode, Request, Response, Scheme};
+use super::wasi::http_p3::types::{
+    ErrorCode, Fields, Method, Request, RequestOptions, Response, Scheme,
+};
 use super::{Component, with_provider};
 use crate::audit::{Event, Outcome};
+use crate::authorized::RETRIED_AFTER_401;
 use crate::error::Error as CoreError;
-use crate::intercept::{self, Decision};
+use crate::intercept::{self, AfterAnswer, Body, Decision};
 use crate::origin::Origin;
+use crate::secret::AccessToken;
 use crate::token_request::TokenRequest;
+use wit_bindgen::{FutureReader, StreamReader, StreamResult};
 
 impl Guest for Component {
     async fn send(request: Request) -> Result<Response, ErrorCode> {
@@ -40,11 +45,17 @@ impl Guest for Component {
             // sent (a request meant for an API would otherwise leave without its token).
             Err(e) => Err(error_code(&e)),
             Ok(Decision::PassThrough(why)) => {
-                audit(Outcome::InterceptPassed, None, |ev| ev.with_detail(why));
+                let none = TokenRequest::default();
+                audit(Outcome::InterceptPassed, None, &none, |ev| {
+                    ev.with_detail(why)
+                });
                 client::send(request).await
             }
             Ok(Decision::Refuse(e)) => {
-                audit(Outcome::InterceptRefused, None, |ev| ev.with_error(&e));
+                let none = TokenRequest::default();
+                audit(Outcome::InterceptRefused, None, &none, |ev| {
+                    ev.with_error(&e)
+                });
                 Err(ErrorCode::HttpRequestDenied)
             }
             Ok(Decision::Attach { origin, token }) => attach(request, &origin, &token).await,
@@ -52,83 +63,172 @@ impl Guest for Component {
     }
 }
 
-/// Get the token, send `request` with it, and on a 401 drop the token so that the next
-/// request gets another (this answer goes back to the app as it came).
+/// Get the token, send `request` with it, and on a 401 drop the token: a request
+/// without a body is then sent once more with a new one; one with a body goes back to
+/// the app as the API answered (`intercept::after_answer`).
 async fn attach(
     request: Request,
     origin: &Origin,
     token: &TokenRequest,
 ) -> Result<Response, ErrorCode> {
-    let issued = match with_provider(|p| p.get_token(token)) {
-        Ok(issued) => issued,
-        Err(e) => {
-            audit(Outcome::InterceptError, Some(origin), |ev| {
-                ev.with_error(&e)
-            });
-            return Err(error_code(&e));
-        }
-    };
-    let bearer = format!("Bearer {}", issued.token.expose());
-    let outgoing = with_token(request, bearer.as_bytes())?;
-    let answer = client::send(outgoing).await;
-    match &answer {
-        Ok(response) => {
-            let status = response.get_status_code();
-            if status == 401 {
-                let _ = with_provider(|p| {
-                    p.invalidate_token(token, &issued.token);
-                    Ok(())
-                });
-            }
-            audit(Outcome::InterceptOk, Some(origin), |mut ev| {
-                ev.status = Some(status);
-                ev.fingerprint = Some(issued.token.fingerprint());
-                ev
-            });
-        }
-        Err(code) => audit(Outcome::InterceptError, Some(origin), |ev| {
-            ev.with_detail(&format!("the API was not reached: {code:?}"))
-        }),
-    }
-    answer
-}
-
-/// `request` rebuilt around its own body and trailers, with `Authorization` set to
-/// `value` on a copy of its headers (the app's own `Authorization` was checked absent).
-fn with_token(request: Request, value: &[u8]) -> Result<Request, ErrorCode> {
-    let headers = request.get_headers().clone();
-    headers
-        .set("authorization", &[value.to_vec()])
-        .map_err(|_| ErrorCode::InternalError(Some("could not set Authorization".into())))?;
-    let method = request.get_method();
-    let scheme = request.get_scheme();
-    let authority = request.get_authority();
-    let path = request.get_path_with_query();
-    let options = request.get_options();
+    let parts = Parts::of(&request);
+    let promised = intercept::promises_body(&parts.headers.get("content-length"));
     // Dropping the writer reports the body as delivered (`Ok`) to the app's side.
     let (_, body_result) = wit_future::new(|| Ok(()));
     let (body, trailers) = Request::consume_body(request, body_result);
-    let (outgoing, _) = Request::new(headers, Some(body), trailers, options);
-    let invalid = |_| ErrorCode::HttpRequestUriInvalid;
-    outgoing.set_method(&method).map_err(invalid)?;
-    outgoing.set_scheme(scheme.as_ref()).map_err(invalid)?;
-    outgoing
-        .set_authority(authority.as_deref())
-        .map_err(invalid)?;
-    outgoing
-        .set_path_with_query(path.as_deref())
-        .map_err(invalid)?;
-    Ok(outgoing)
+    // A promised body is streamed on as it comes; otherwise the first chunk tells
+    // whether there is one (an empty body can be sent twice).
+    let mut body = if promised {
+        Some(body)
+    } else {
+        peek(body).await
+    };
+    let shape = if body.is_some() {
+        Body::Bytes
+    } else {
+        Body::Empty
+    };
+    let mut trailers = Some(trailers);
+    let mut retried = false;
+    loop {
+        let issued = match with_provider(|p| p.get_token(token)) {
+            Ok(issued) => issued,
+            Err(e) => {
+                audit(Outcome::InterceptError, Some(origin), token, |ev| {
+                    ev.with_error(&e)
+                });
+                return Err(error_code(&e));
+            }
+        };
+        let outgoing = parts.build(&issued.token, body.take(), trailers.take())?;
+        let answer = client::send(outgoing).await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(code) => {
+                audit(Outcome::InterceptError, Some(origin), token, |ev| {
+                    ev.with_detail(&format!("the API was not reached: {code:?}"))
+                });
+                return Err(code);
+            }
+        };
+        let status = response.get_status_code();
+        let next = intercept::after_answer(status, shape, retried);
+        if next != AfterAnswer::Deliver {
+            let _ = with_provider(|p| {
+                p.invalidate_token(token, &issued.token);
+                Ok(())
+            });
+        }
+        if next == AfterAnswer::InvalidateAndRetry {
+            retried = true;
+            continue;
+        }
+        audit(Outcome::InterceptOk, Some(origin), token, |mut ev| {
+            ev.status = Some(status);
+            ev.fingerprint = Some(issued.token.fingerprint());
+            if retried {
+                ev = ev.with_detail(RETRIED_AFTER_401);
+            }
+            ev
+        });
+        return Ok(response);
+    }
+}
+
+/// How many bytes are read from the app's body at a time when it has to be looked at.
+const CHUNK: usize = 64 * 1024;
+
+/// The app's body if it has a byte, as a stream that starts with that byte; `None`
+/// when it ended empty. The first chunk read is written to a new stream, and a task
+/// copies the rest as it comes, one chunk at a time (memory stays at a chunk).
+async fn peek(mut body: StreamReader<u8>) -> Option<StreamReader<u8>> {
+    let first = loop {
+        let (result, chunk) = body.read(Vec::with_capacity(CHUNK)).await;
+        match result {
+            StreamResult::Complete(_) if chunk.is_empty() => continue,
+            StreamResult::Complete(_) => break chunk,
+            StreamResult::Dropped | StreamResult::Cancelled => return None,
+        }
+    };
+    let (mut writer, reader) = wit_stream::new::<u8>();
+    wit_bindgen::spawn_local(async move {
+        let mut chunk = first;
+        loop {
+            if !writer.write_all(chunk).await.is_empty() {
+                return; // The receiving side went away.
+            }
+            let (result, next) = body.read(Vec::with_capacity(CHUNK)).await;
+            match result {
+                StreamResult::Complete(_) => chunk = next,
+                StreamResult::Dropped | StreamResult::Cancelled => return,
+            }
+        }
+    });
+    Some(reader)
+}
+
+/// What is kept of the app's request to build it again, with a token, once or twice.
+struct Parts {
+    headers: Fields,
+    method: Method,
+    scheme: Option<Scheme>,
+    authority: Option<String>,
+    path: Option<String>,
+    options: Option<RequestOptions>,
+}
+
+impl Parts {
+    fn of(request: &Request) -> Self {
+        Parts {
+            headers: request.get_headers().clone(),
+            method: request.get_method(),
+            scheme: request.get_scheme(),
+            authority: request.get_authority(),
+            path: request.get_path_with_query(),
+            options: request.get_options(),
+        }
+    }
+
+    /// The request with `Authorization: Bearer {token}` on a copy of its headers (the
+    /// app's own `Authorization` was checked absent), around `body` and `trailers` (none
+    /// given: an empty body and no trailers).
+    fn build(
+        &self,
+        token: &AccessToken,
+        body: Option<StreamReader<u8>>,
+        trailers: Option<FutureReader<Result<Option<Fields>, ErrorCode>>>,
+    ) -> Result<Request, ErrorCode> {
+        let headers = self.headers.clone();
+        let bearer = format!("Bearer {}", token.expose());
+        headers
+            .set("authorization", &[bearer.into_bytes()])
+            .map_err(|_| ErrorCode::InternalError(Some("could not set Authorization".into())))?;
+        let trailers = trailers.unwrap_or_else(|| wit_future::new(|| Ok(None)).1);
+        let options = self.options.as_ref().map(RequestOptions::clone);
+        let (outgoing, _) = Request::new(headers, body, trailers, options);
+        let invalid = |_| ErrorCode::HttpRequestUriInvalid;
+        outgoing.set_method(&self.method).map_err(invalid)?;
+        outgoing.set_scheme(self.scheme.as_ref()).map_err(invalid)?;
+        outgoing
+            .set_authority(self.authority.as_deref())
+            .map_err(invalid)?;
+        outgoing
+            .set_path_with_query(self.path.as_deref())
+            .map_err(invalid)?;
+        Ok(outgoing)
+    }
 }
 
 /// One `intercept.send` line, if the settings load (they did, for any decision).
 fn audit(
     outcome: Outcome,
     origin: Option<&Origin>,
+    token: &TokenRequest,
     fill: impl for<'e> FnOnce(Event<'e>) -> Event<'e>,
 ) {
     let _ = with_provider(|p| {
-        let mut ev = fill(Event::new(outcome, p.settings, &p.settings.client.scope));
+        let scopes = token.scopes.as_ref().unwrap_or(&p.settings.client.scope);
+        let mut ev = fill(Event::new(outcome, p.settings, scopes));
         ev.api_origin = origin.map(|o| o.to_string());
         p.audit(&ev);
         Ok(())

@@ -13,6 +13,19 @@ pub struct Key {
     /// nothing reads it).
     #[cfg(not(target_arch = "wasm32"))]
     pub doc: &'static str,
+    /// Which components read it (for the docs and manifest checks).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub used_by: UsedBy,
+}
+
+/// Which components a key matters to.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsedBy {
+    /// The provider and the interceptor.
+    Both,
+    /// Only the token interceptor (`intercept_*`).
+    Interceptor,
 }
 
 /// How a value is read.
@@ -48,7 +61,25 @@ const fn key(
         kind,
         #[cfg(not(target_arch = "wasm32"))]
         doc,
+        #[cfg(not(target_arch = "wasm32"))]
+        used_by: UsedBy::Both,
     }
+}
+
+/// A key only the token interceptor reads.
+const fn intercept_key(
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+    doc: &'static str,
+) -> Key {
+    #[cfg(not(target_arch = "wasm32"))]
+    return Key {
+        used_by: UsedBy::Interceptor,
+        ..key(name, Some(default), kind, doc)
+    };
+    #[cfg(target_arch = "wasm32")]
+    key(name, Some(default), kind, doc)
 }
 
 const fn number(
@@ -63,6 +94,7 @@ const fn number(
 
 pub const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post"];
 pub const AUDIT_LEVELS: &[&str] = &["changes", "all", "errors", "off"];
+pub const UNMATCHED: &[&str] = &["pass", "refuse"];
 
 /// Every configuration key.
 pub const KEYS: &[Key] = &[
@@ -216,6 +248,18 @@ pub const KEYS: &[Key] = &[
         0,
         50,
         "Refresh window: the last N % of a token's lifetime, when one instance renews it while the rest keep using it; 0 disables",
+    ),
+    intercept_key(
+        "intercept_routes",
+        "",
+        Kind::Text,
+        "Interceptor: which token goes to which origin, a JSON array such as [{\"origin\":\"https://api.example.com\",\"scope\":\"read\"}]; fields origin, scope, audience, resource (a field left out takes the top-level key); origins in allowed_origins without a route get the default token",
+    ),
+    intercept_key(
+        "intercept_unmatched",
+        "pass",
+        Kind::Choice(UNMATCHED),
+        "Interceptor: requests to origins that get no token are sent on untouched (pass) or answered with HTTP-request-denied (refuse)",
     ),
 ];
 

@@ -3,8 +3,10 @@
 //! every error names the key it is about.
 
 pub mod keys;
+pub mod routes;
 
 pub use keys::{KEYS, Key, Kind};
+pub use routes::{InterceptSettings, Route, Unmatched};
 
 use crate::error::Error;
 use crate::origin::{HttpUrl, Origin, Scheme, parse_origin, parse_url};
@@ -42,6 +44,7 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub http: HttpSettings,
     pub send: SendSettings,
+    pub intercept: InterceptSettings,
     /// `audit`.
     pub audit: crate::audit::Level,
 }
@@ -151,6 +154,7 @@ impl Settings {
         lease_outlasts_deadline(lease_ms, retry.token_deadline_ms)?;
         let audit = crate::audit::Level::from_name(r.choice("audit")?);
         let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
+        let intercept = read_intercept(&r)?;
         let cache = CacheSettings {
             kv_store: r.or_none_if_empty("kv_store")?,
             expiry_skew_secs,
@@ -164,17 +168,49 @@ impl Settings {
             retry,
             http,
             send,
+            intercept,
             audit,
         };
-        // The configured defaults must make a request the provider accepts.
-        crate::token_request::TokenParams::resolve(&Default::default(), &settings).map_err(
-            |e| match e {
-                Error::Refused(why) => Error::config("scope, audience or resource", why),
+        // The configured defaults, and each route, must make a request the provider
+        // accepts.
+        let resolve = |request: &crate::token_request::TokenRequest| {
+            crate::token_request::TokenParams::resolve(request, &settings)
+        };
+        resolve(&Default::default()).map_err(|e| match e {
+            Error::Refused(why) => Error::config("scope, audience or resource", why),
+            other => other,
+        })?;
+        for (i, route) in settings.intercept.routes.iter().enumerate() {
+            resolve(&route.token).map_err(|e| match e {
+                Error::Refused(why) => {
+                    Error::config("intercept_routes", format!("route {}: {why}", i + 1))
+                }
                 other => other,
-            },
-        )?;
+            })?;
+        }
         Ok(settings)
     }
+}
+
+/// `intercept_routes` and `intercept_unmatched`. The provider component does not read
+/// them (the interceptor's keys, and the code that parses them, stay out of its
+/// `.wasm`); natively both are always read, so the tests see every key.
+fn read_intercept<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+) -> Result<InterceptSettings, Error> {
+    if cfg!(all(target_arch = "wasm32", not(feature = "interceptor"))) {
+        return Ok(InterceptSettings {
+            routes: Vec::new(),
+            unmatched: Unmatched::Pass,
+        });
+    }
+    Ok(InterceptSettings {
+        routes: routes::parse_routes(&r.text("intercept_routes")?)?,
+        unmatched: match r.choice("intercept_unmatched")? {
+            "refuse" => Unmatched::Refuse,
+            _ => Unmatched::Pass,
+        },
+    })
 }
 
 /// A holder fetches for up to `token_deadline_ms`; its waiters give up on it after
@@ -544,6 +580,30 @@ mod tests {
     }
 
     #[test]
+    fn routes_are_held_to_the_request_bounds_and_unmatched_defaults_to_pass() {
+        let s = load(BASE).unwrap();
+        assert!(s.intercept.routes.is_empty());
+        assert_eq!(s.intercept.unmatched, Unmatched::Pass);
+        let long = format!(
+            r#"[{{"origin":"https://a.example","audience":"{}"}}]"#,
+            "x".repeat(2000)
+        );
+        let err = load(&with(&[("intercept_routes", &long)])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config: intercept_routes: route 1: audience"),
+            "{err}"
+        );
+        let s = load(&with(&[
+            ("intercept_routes", r#"[{"origin":"https://a.example"}]"#),
+            ("intercept_unmatched", "refuse"),
+        ]))
+        .unwrap();
+        assert_eq!(s.intercept.routes.len(), 1);
+        assert_eq!(s.intercept.unmatched, Unmatched::Refuse);
+    }
+
+    #[test]
     fn a_lease_no_longer_than_the_token_deadline_is_refused_naming_both() {
         let e = load(&with(&[("lease_ms", "12000")]))
             .unwrap_err()
@@ -691,6 +751,8 @@ mod tests {
                 "lease_ms",
                 "audit",
                 "refresh_ahead_percent",
+                "intercept_routes",
+                "intercept_unmatched",
                 "kv_store",
                 "kv_store",
             ]

@@ -30,6 +30,17 @@ pub fn forward(
     headers: &[(&str, &str)],
     body: &'static [u8],
 ) -> http::Request<Full<Bytes>> {
+    forward_bytes(method, path, to, headers, Bytes::from_static(body))
+}
+
+/// [`forward`] with a body of any size.
+pub fn forward_bytes(
+    method: &str,
+    path: &str,
+    to: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> http::Request<Full<Bytes>> {
     let mut r = http::Request::builder()
         .method(method)
         .uri(format!("http://app.example{path}"))
@@ -37,5 +48,5 @@ pub fn forward(
     for (k, v) in headers {
         r = r.header(*k, *v);
     }
-    r.body(Full::new(Bytes::from_static(body))).unwrap()
+    r.body(Full::new(body)).unwrap()
 }

@@ -2,10 +2,11 @@
 //! (`examples/p3-app`, written only against `wasi:http@0.3.0`), the way `wac plug`
 //! composes them, run in the host against the in-process token server and API.
 
-use crate::common::p3::{forward, p3_app, with_interceptor};
+use crate::common::p3::{forward, forward_bytes, p3_app, with_interceptor};
 use crate::common::*;
-use token_provider_host::Inherit;
+use token_provider_host::testkit::bulk::{BulkApi, pattern_bytes};
 use token_provider_host::testkit::testserver::MockServer;
+use token_provider_host::{Inherit, LogSink, MemoryPeak, TokenHost};
 use wasmtime::component::Component;
 
 #[tokio::test]
@@ -173,4 +174,243 @@ async fn a_hundred_concurrent_requests_on_one_instance_make_one_token_request() 
         seen.iter()
             .all(|r| r.header("authorization") == Some(bearer.as_str()))
     );
+}
+
+/// The audit lines of the interceptor, in order.
+fn intercept_lines(rig: &Rig) -> Vec<serde_json::Value> {
+    rig.audit_lines()
+        .into_iter()
+        .filter(|v| v["event"] == "intercept.send")
+        .collect()
+}
+
+/// A 401 to a request without a body: the token is dropped, a new one fetched, and the
+/// request sent once more; the app sees only the second answer. With a body: the 401
+/// goes back to the app, and the next request gets a new token without a 401 first.
+#[tokio::test]
+async fn a_401_is_retried_without_a_body_and_passed_back_with_one() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let rig = rig(&server, &[]);
+    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
+    let send = |req| rig.host.handle_http(&composed, Inherit::ALL, req);
+    let get = || forward("GET", "/api/orders", &server.origin(), &[], b"");
+    assert_eq!(send(get()).await.unwrap().unwrap().status(), 200);
+
+    // The token is revoked: the next GET (a fresh instance: the token comes from the
+    // store) is answered 401, then sent again with a new token.
+    server.revoke_all();
+    assert_eq!(send(get()).await.unwrap().unwrap().status(), 200);
+    let tokens = server.issued_tokens();
+    assert_eq!(tokens.len(), 2);
+    let auth: Vec<Option<String>> = server
+        .api_requests()
+        .iter()
+        .map(|r| r.header("authorization").map(str::to_string))
+        .collect();
+    let bearer = |i: usize| Some(format!("Bearer {}", tokens[i]));
+    assert_eq!(auth, [bearer(0), bearer(0), bearer(1)]);
+
+    // With a body, streamed without a length (the interceptor read its first chunk)
+    // and with one (streamed on as it came): the 401 reaches the app, once each.
+    for headers in [
+        &[("content-type", "text/plain")][..],
+        &[("content-type", "text/plain"), ("content-length", "8")][..],
+    ] {
+        server.revoke_all();
+        let post = forward(
+            "POST",
+            "/api/orders",
+            &server.origin(),
+            headers,
+            b"order=42",
+        );
+        let answer = send(post).await.unwrap().unwrap();
+        assert_eq!(answer.status(), 401, "{headers:?}");
+        let last = server.api_requests().pop().unwrap();
+        assert_eq!(last.body, b"order=42", "{headers:?}");
+        // The rejected token was dropped: the next request asks for a new one and is
+        // answered 200 at once.
+        let before = server.api_requests().len();
+        assert_eq!(send(get()).await.unwrap().unwrap().status(), 200);
+        assert_eq!(server.api_requests().len(), before + 1, "no second 401");
+    }
+    assert_eq!(server.issued_tokens().len(), 4);
+
+    let lines = intercept_lines(&rig);
+    let summary: Vec<(String, u64, bool)> = lines
+        .iter()
+        .map(|v| {
+            (
+                v["outcome"].as_str().unwrap().to_string(),
+                v["status"].as_u64().unwrap(),
+                v["detail"] == token_provider::authorized::RETRIED_AFTER_401,
+            )
+        })
+        .collect();
+    let ok = |status, retried| ("ok".to_string(), status, retried);
+    assert_eq!(
+        summary,
+        [
+            ok(200, false),
+            ok(200, true),
+            ok(401, false),
+            ok(200, false),
+            ok(401, false),
+            ok(200, false)
+        ]
+    );
+    let log = String::from_utf8_lossy(&rig.log.contents()).into_owned();
+    for token in server.issued_tokens() {
+        assert!(!log.contains(&token), "{log}");
+    }
+}
+
+/// `intercept_routes`: each origin gets its own token (here another scope), origins in
+/// `allowed_origins` without a route the default one; with
+/// `intercept_unmatched = refuse` a request anywhere else is answered with
+/// HTTP-request-denied and never leaves.
+#[tokio::test]
+async fn routes_choose_the_token_and_refuse_closes_the_rest() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let billing = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let elsewhere = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let routes = format!(
+        r#"[{{"origin": "{}", "scope": "billing:write"}}]"#,
+        billing.origin()
+    );
+    let rig = rig(
+        &server,
+        &[
+            ("scope", "orders:read"),
+            ("intercept_routes", &routes),
+            ("intercept_unmatched", "refuse"),
+        ],
+    );
+    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
+    let send = |req| rig.host.handle_http(&composed, Inherit::ALL, req);
+    let get = |to: &str| forward("GET", "/api/x", to, &[], b"");
+
+    assert_eq!(
+        send(get(&server.origin())).await.unwrap().unwrap().status(),
+        200
+    );
+    // The billing API checks tokens against its own issuer: it answers 401 to the
+    // token (and, once, to the one fetched for the retry), which is enough to see what
+    // it was sent.
+    let answer = send(get(&billing.origin())).await.unwrap().unwrap();
+    assert_eq!(answer.status(), 401);
+    let scopes: Vec<String> = server
+        .token_requests()
+        .iter()
+        .map(|r| r.form().into_iter().find(|(k, _)| k == "scope").unwrap().1)
+        .collect();
+    assert_eq!(scopes, ["orders:read", "billing:write", "billing:write"]);
+    let tokens = server.issued_tokens();
+    let sent_to_billing: Vec<Option<String>> = billing
+        .api_requests()
+        .iter()
+        .map(|r| r.header("authorization").map(str::to_string))
+        .collect();
+    let bearer = |i: usize| Some(format!("Bearer {}", tokens[i]));
+    assert_eq!(sent_to_billing, [bearer(1), bearer(2)]);
+
+    let refused = send(get(&elsewhere.origin())).await.unwrap();
+    assert!(
+        matches!(
+            refused,
+            Err(token_provider_host::serve::ErrorCode::HttpRequestDenied)
+        ),
+        "{refused:?}"
+    );
+    // The app's own Authorization does not open a closed origin either.
+    let own = forward(
+        "GET",
+        "/api/x",
+        &elsewhere.origin(),
+        &[("authorization", "Bearer the-apps-own")],
+        b"",
+    );
+    assert!(send(own).await.unwrap().is_err());
+    assert!(elsewhere.requests().is_empty(), "nothing reached it");
+    let outcomes: Vec<String> = intercept_lines(&rig)
+        .iter()
+        .map(|v| v["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outcomes, ["ok", "ok", "refused", "refused"]);
+}
+
+/// 64 MiB up and 64 MiB down through the app and the interceptor: every byte arrives
+/// in order, and no linear memory of the composition comes near the body's size
+/// (`MemoryPeak`, recorded by the host on every memory growth).
+#[tokio::test]
+async fn sixty_four_mib_stream_both_ways_in_bounded_memory() {
+    const SIZE: usize = 64 << 20;
+    // Every linear memory of one instance of the composition together (app,
+    // interceptor, adapters) stays below this: an eighth of one body.
+    const BOUND: usize = 8 << 20;
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let api = BulkApi::start().await.unwrap();
+    let routes = format!(r#"[{{"origin": "{}"}}]"#, api.origin());
+    let peak = MemoryPeak::new();
+    let mut config = base_config(&server);
+    config.push(("intercept_routes".into(), routes));
+    let host = TokenHost::builder()
+        .configs(config)
+        .log(LogSink::Discard)
+        .memory_peak(peak.clone())
+        .build()
+        .unwrap();
+    let composed = Component::new(host.engine(), with_interceptor(p3_app())).unwrap();
+    let body = bytes::Bytes::from(pattern_bytes(SIZE));
+    let length = SIZE.to_string();
+    for headers in [&[][..], &[("content-length", length.as_str())][..]] {
+        peak.reset();
+        let up = forward_bytes("POST", "/upload", &api.origin(), headers, body.clone());
+        let answer = host
+            .handle_http(&composed, Inherit::ALL, up)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let report: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
+        assert_eq!(report["bytes"], SIZE as u64, "{headers:?}");
+        assert_eq!(report["pattern"], true, "{headers:?}");
+        eprintln!(
+            "upload {headers:?}: largest memory {} B, store total {} B",
+            peak.largest_memory(),
+            peak.largest_store_total()
+        );
+        assert!(peak.largest_store_total() < BOUND, "{headers:?}");
+    }
+    peak.reset();
+    let down = forward(
+        "GET",
+        &format!("/download?bytes={SIZE}"),
+        &api.origin(),
+        &[],
+        b"",
+    );
+    let answer = host
+        .handle_http(&composed, Inherit::ALL, down)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.body().len(), SIZE);
+    assert!(answer.body() == &body, "the download arrived in order");
+    eprintln!(
+        "download: largest memory {} B, store total {} B",
+        peak.largest_memory(),
+        peak.largest_store_total()
+    );
+    assert!(peak.largest_store_total() < BOUND);
+    assert!(peak.largest_memory() > 0, "the recorder saw the instances");
+    let bearer = format!("Bearer {}", server.issued_tokens()[0]);
+    let seen = api.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter()
+            .all(|s| s.authorization.as_deref() == Some(bearer.as_str()))
+    );
+    assert_eq!(server.token_requests().len(), 1);
 }

@@ -1,6 +1,7 @@
 //! What the tests, the benchmarks and the CLI's `demo` and `load` run against: not part
 //! of the host an embedder links (the `testkit` feature).
 
+pub mod bulk;
 pub mod faultserver;
 pub mod load;
 pub mod process;
