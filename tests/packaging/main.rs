@@ -10,4 +10,5 @@ mod contract;
 mod docs;
 mod interceptor;
 mod spin_app;
+mod spin_p3_app;
 mod wasip3;

@@ -145,7 +145,7 @@ fn spin_build(m: &toml::Table) {
     }
 }
 
-fn component_imports(
+pub(crate) fn component_imports(
     engine: &wasmtime::Engine,
     path: &Path,
 ) -> (Vec<String>, Vec<String>, Component) {
@@ -158,7 +158,7 @@ fn component_imports(
 }
 
 /// Imports of Spin's `spin:up/platform` world, from the spin-sdk crate the gateway uses.
-fn spin_platform_imports() -> BTreeSet<String> {
+pub(crate) fn spin_platform_imports() -> BTreeSet<String> {
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--manifest-path"])
         .arg(root().join("examples/spin-gateway/Cargo.toml"))
