@@ -146,6 +146,30 @@ impl OidcPeer {
         format!("{}/token", self.base())
     }
 
+    /// RFC 7009 revocation (as `basic-client`, over plain HTTP), so the API sees a
+    /// token a cache still holds.
+    pub async fn revoke(&self, token: &str) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        assert!(!self.tls, "revoke speaks plain HTTP");
+        let body = format!("token={token}&token_type_hint=access_token");
+        let request = format!(
+            "POST /token/revocation HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YmFzaWMtY2xpZW50OmJhc2ljLXNlY3JldA==\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        assert!(
+            out.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+
     /// (token endpoint requests, API requests) the server has seen.
     pub async fn stats(&self, host_ca: Option<&TestPki>) -> (u64, u64) {
         let body = fetch_stats(self.port, host_ca.map(|p| p.ca_pem.clone())).await;

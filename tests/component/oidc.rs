@@ -213,28 +213,6 @@ async fn short_lived_token_is_refetched() {
     assert_eq!(peer.stats(None).await.0, 2);
 }
 
-/// RFC 7009 revocation, so the API sees a token the provider still has cached.
-async fn revoke(peer: &OidcPeer, token: &str) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = format!("token={token}&token_type_hint=access_token");
-    let request = format!(
-        "POST /token/revocation HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YmFzaWMtY2xpZW50OmJhc2ljLXNlY3JldA==\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", peer.port))
-        .await
-        .unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    assert!(
-        out.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
-}
-
 #[tokio::test]
 async fn revoked_token_401_leads_to_one_refresh_and_one_retry() {
     let peer = OidcPeer::start(None);
@@ -245,7 +223,7 @@ async fn revoked_token_401_leads_to_one_refresh_and_one_retry() {
     let cached = token(&host, &TokenRequest::default_request())
         .await
         .unwrap();
-    revoke(&peer, &cached.token).await;
+    peer.revoke(&cached.token).await;
     let resp = send(&host, &api).await.unwrap();
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();

@@ -2,6 +2,7 @@
 //! (`examples/p3-app`, written only against `wasi:http@0.3.0`), the way `wac plug`
 //! composes them, run in the host against the in-process token server and API.
 
+use crate::common::oidc::{OidcPeer, TestPki};
 use crate::common::p3::{forward, forward_bytes, p3_app, with_interceptor};
 use crate::common::*;
 use token_provider_host::testkit::bulk::{BulkApi, pattern_bytes};
@@ -413,4 +414,68 @@ async fn sixty_four_mib_stream_both_ways_in_bounded_memory() {
             .all(|s| s.authorization.as_deref() == Some(bearer.as_str()))
     );
     assert_eq!(server.token_requests().len(), 1);
+}
+
+/// The composition against oidc-provider, over HTTP and over TLS with a CA made for
+/// the run: the protected API accepts the interceptor's token for GET and for POST
+/// with a body; over HTTP a revoked token's 401 is retried once with a new token.
+#[tokio::test]
+async fn against_oidc_provider_over_http_and_tls() {
+    for tls in [false, true] {
+        let pki = tls.then(TestPki::generate);
+        let peer = OidcPeer::start(pki.as_ref());
+        let log = token_provider_host::MemoryOutputPipe::new(1 << 20);
+        let mut builder = TokenHost::builder()
+            .config("token_url", peer.token_url())
+            .config("client_id", "basic-client")
+            .config("client_secret", "basic-secret")
+            .config("allow_insecure_http", (!tls).to_string())
+            .config("allowed_origins", peer.base())
+            .log(LogSink::Capture(log.clone()));
+        if let Some(pki) = &pki {
+            use rustls_pki_types::pem::PemObject;
+            builder = builder.trust([rustls_pki_types::CertificateDer::from_pem_slice(
+                pki.ca_pem.as_bytes(),
+            )
+            .unwrap()]);
+        }
+        let host = builder.build().unwrap();
+        let composed = Component::new(host.engine(), with_interceptor(p3_app())).unwrap();
+        let send = |req| host.handle_http(&composed, Inherit::ALL, req);
+        let get = || forward("GET", "/api/orders?page=1", &peer.base(), &[], b"");
+        let answer = send(get()).await.unwrap().unwrap();
+        assert_eq!(answer.status(), 200, "tls={tls}: {answer:?}");
+        let body: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
+        assert_eq!(body["client_id"], "basic-client", "tls={tls}");
+        let post = forward(
+            "POST",
+            "/api/orders",
+            &peer.base(),
+            &[("content-type", "application/json")],
+            b"{\"order\":42}",
+        );
+        assert_eq!(
+            send(post).await.unwrap().unwrap().status(),
+            200,
+            "tls={tls}"
+        );
+        assert_eq!(
+            peer.stats(pki.as_ref()).await,
+            (1, 2),
+            "tls={tls}: (token requests, API requests)"
+        );
+        if !tls {
+            // Revoked while this host's store still holds it: a 401, one new token,
+            // one retry, and the app sees only the 200.
+            let cached = token(&host, &token_provider_host::TokenRequest::default_request())
+                .await
+                .unwrap();
+            peer.revoke(&cached.token).await;
+            assert_eq!(send(get()).await.unwrap().unwrap().status(), 200);
+            assert_eq!(peer.stats(None).await, (2, 4));
+            let log = String::from_utf8_lossy(&log.contents()).into_owned();
+            assert!(!log.contains(&cached.token), "{log}");
+            assert!(log.contains(token_provider::authorized::RETRIED_AFTER_401));
+        }
+    }
 }
