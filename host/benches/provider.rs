@@ -6,12 +6,18 @@
 //! after the other in this process, after a warm-up. Each sample is one whole call as a
 //! host makes it (instantiation included where the case says "fresh instance").
 
+use bytes::Bytes;
+use http_body_util::Full;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use token_provider_host::components::{embedded, new_engine, new_pooled_engine};
+use token_provider_host::components::{
+    EMBEDDED_INTERCEPTOR, embedded, new_engine, new_pooled_engine,
+};
+use token_provider_host::compose;
 use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv};
+use token_provider_host::serve::{ErrorCode, ServiceResponse};
 use token_provider_host::testkit::LatencyKv;
 use token_provider_host::testkit::redis_server::LocalRedis;
 use token_provider_host::testkit::testserver::MockServer;
@@ -263,26 +269,113 @@ fn repo_root() -> PathBuf {
 
 /// Build the plain wasi:http baseline component (examples/plain-http).
 fn plain_http_component() -> Vec<u8> {
+    example_component("plain-http", "plain_http.wasm")
+}
+
+/// Build `examples/{dir}` and read its `.wasm`.
+fn example_component(dir: &str, file: &str) -> Vec<u8> {
     let mut cmd = std::process::Command::new("cargo");
-    cmd.args([
-        "build",
-        "--quiet",
-        "--manifest-path",
-        "examples/plain-http/Cargo.toml",
-        "--target",
-        "wasm32-wasip2",
-        "--release",
-        "--target-dir",
-        "target/examples",
-    ])
-    .current_dir(repo_root());
+    cmd.args(["build", "--quiet", "--manifest-path"])
+        .arg(format!("examples/{dir}/Cargo.toml"))
+        .args([
+            "--target",
+            "wasm32-wasip2",
+            "--release",
+            "--target-dir",
+            "target/examples",
+        ])
+        .current_dir(repo_root());
     token_provider_host::testkit::process::user_environment(&mut cmd);
     assert!(
         cmd.status().unwrap().success(),
-        "building examples/plain-http failed"
+        "building examples/{dir} failed"
     );
-    std::fs::read(repo_root().join("target/examples/wasm32-wasip2/release/plain_http.wasm"))
-        .unwrap()
+    std::fs::read(
+        repo_root()
+            .join("target/examples/wasm32-wasip2/release")
+            .join(file),
+    )
+    .unwrap()
+}
+
+/// A request for examples/p3-app: forwarded to the API's `/api/orders`, with
+/// `authorization` if given (the app sends on the headers it gets).
+fn p3_request(api: &str, authorization: Option<&str>) -> http::Request<Full<Bytes>> {
+    let mut r = http::Request::builder()
+        .uri("http://app.example/api/orders")
+        .header("x-forward-to", api);
+    if let Some(value) = authorization {
+        r = r.header("authorization", value);
+    }
+    r.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// The token interceptor composed in front of examples/p3-app, against the same app
+/// alone that sends the token itself: on one warm instance each (token in the
+/// interceptor's memory) and on a fresh instance per request (token in the store).
+async fn interceptor_rows(server: &MockServer, host: &TokenHost, bearer: &str) {
+    println!(
+        "
+the token interceptor: app -> interceptor -> host vs app -> host (examples/p3-app, WASIp3;\nthe app alone is given the token in its request and sends it on)"
+    );
+    let app = example_component("p3-app", "p3_app.wasm");
+    let composed = compose::wrap(&app, EMBEDDED_INTERCEPTOR).unwrap();
+    let app = Component::new(host.engine(), &app).unwrap();
+    let composed = Component::new(host.engine(), &composed).unwrap();
+    let api = server.origin();
+    let ok = |answer: anyhow::Result<Result<ServiceResponse, ErrorCode>>| {
+        let response = answer.unwrap().unwrap();
+        assert_eq!(response.status(), 200, "{response:?}");
+    };
+    let mut warm_with = host
+        .service_instance(&composed, Inherit::ALL)
+        .await
+        .unwrap();
+    let mut warm_alone = host.service_instance(&app, Inherit::ALL).await.unwrap();
+    // `measure_pair`'s loop written out: its closures cannot lend the instances to the
+    // futures they return.
+    let (mut with, mut alone) = (Vec::new(), Vec::new());
+    let warm = Instant::now();
+    while warm.elapsed() < WARMUP {
+        ok(warm_with.handle(p3_request(&api, None)).await);
+        ok(warm_alone.handle(p3_request(&api, Some(bearer))).await);
+    }
+    let start = Instant::now();
+    while start.elapsed() < 2 * RUN && with.len() < MAX_SAMPLES {
+        let t = Instant::now();
+        ok(warm_with.handle(p3_request(&api, None)).await);
+        with.push(t.elapsed());
+        let t = Instant::now();
+        ok(warm_alone.handle(p3_request(&api, Some(bearer))).await);
+        alone.push(t.elapsed());
+    }
+    let with = Stats::printed("app + interceptor, warm instance, token in memory", with);
+    let alone = Stats::printed("app alone, warm instance, token in the request", alone);
+    ratio(
+        "interceptor vs app alone, warm (interleaved)",
+        &with,
+        &alone,
+    );
+    measure_pair(
+        "interceptor vs app alone, fresh instances",
+        (
+            "app + interceptor, fresh instance, token in the store",
+            || async {
+                ok(host
+                    .handle_http(&composed, Inherit::ALL, p3_request(&api, None))
+                    .await);
+            },
+        ),
+        (
+            "app alone, fresh instance, token in the request",
+            || async {
+                ok(host
+                    .handle_http(&app, Inherit::ALL, p3_request(&api, Some(bearer)))
+                    .await);
+            },
+        ),
+    )
+    .await;
 }
 
 /// `TOKEN_PROVIDER_BENCH_OTHER=path/to/other.wasm`: the embedded component and another
@@ -409,6 +502,23 @@ async fn main() {
         return;
     }
 
+    // `TOKEN_PROVIDER_BENCH_ONLY=interceptor`: only the interceptor rows (a quick run
+    // while working on the interceptor).
+    if std::env::var("TOKEN_PROVIDER_BENCH_ONLY").as_deref() == Ok("interceptor") {
+        let host = builder(&server, Arc::new(MemoryKv::new())).build().unwrap();
+        let token = host
+            .instance()
+            .await
+            .unwrap()
+            .get_token(&TokenRequest::default_request())
+            .await
+            .unwrap()
+            .unwrap()
+            .token;
+        interceptor_rows(&server, &host, &format!("Bearer {token}")).await;
+        return;
+    }
+
     // --- get-token, cache hit ---------------------------------------------------------
     println!("\nget-token, cache hit");
     let memory_kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
@@ -528,6 +638,9 @@ async fn main() {
     println!(
         "  (token endpoint on loopback answering at once; a real one adds its latency to every uncached call)"
     );
+
+    // --- the interceptor -----------------------------------------------------------------
+    interceptor_rows(&server, &memory, &bearer).await;
 
     // --- where the time goes -------------------------------------------------------------
     println!("\nwhere the time goes (import calls timed by the host)");
@@ -716,6 +829,11 @@ async fn main() {
     ] {
         println!("{name:<58} {:>10} bytes", flavor.embedded_bytes().len());
     }
+    println!(
+        "{:<58} {:>10} bytes",
+        "token_interceptor.wasm (Spin flavor)",
+        EMBEDDED_INTERCEPTOR.len()
+    );
     println!(
         "{:<58} {:>10} bytes",
         "plain_http.wasm (baseline, no provider)",

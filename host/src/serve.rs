@@ -1,12 +1,14 @@
-//! Handling one HTTP request with a WASIp3 service component: one that exports
+//! Handling HTTP requests with a WASIp3 service component: one that exports
 //! `wasi:http/handler@0.3.0`, such as an app composed with the token interceptor. The
-//! component runs in a fresh instance of this host, with what [`Inherit`] grants of the
-//! provider's setup, and sends its own requests through the host's
+//! component runs in a fresh instance of this host per call ([`TokenHost::handle_http`])
+//! or in one kept between requests ([`ServiceInstance`]), with what [`Inherit`] grants
+//! of the provider's setup, and sends its own requests through the host's
 //! `wasi:http/client@0.3.0` (the same outbound HTTP, TLS and allow-list as the provider).
 
-use crate::{Inherit, TokenHost};
+use crate::{Inherit, State, TokenHost};
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use wasmtime::Store;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::p3::Request;
 use wasmtime_wasi_http::p3::bindings::Service;
@@ -48,36 +50,81 @@ impl TokenHost {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        self.service_instance(component, inherit)
+            .await?
+            .handle_all(requests)
+            .await
+    }
+
+    /// A fresh instance of `component` (a WASIp3 HTTP service) to handle any number of
+    /// requests, one after the other or together: a warm instance, as a host that
+    /// keeps instances gives them.
+    pub async fn service_instance(
+        &self,
+        component: &Component,
+        inherit: Inherit,
+    ) -> anyhow::Result<ServiceInstance> {
         let mut store = self.new_store(inherit);
         let service = Service::instantiate_async(&mut store, component, self.linker()).await?;
+        Ok(ServiceInstance { store, service })
+    }
+}
+
+/// One instance of a WASIp3 HTTP service, kept between requests.
+pub struct ServiceInstance {
+    store: Store<State>,
+    service: Service,
+}
+
+impl ServiceInstance {
+    /// `request` handled by this instance.
+    pub async fn handle<B>(
+        &mut self,
+        request: http::Request<B>,
+    ) -> anyhow::Result<Result<ServiceResponse, ErrorCode>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let mut answers = self.handle_all(vec![request]).await?;
+        Ok(answers.remove(0))
+    }
+
+    /// `requests` handled by this instance, all at once; the answers in their order.
+    pub async fn handle_all<B>(
+        &mut self,
+        requests: Vec<http::Request<B>>,
+    ) -> anyhow::Result<Vec<Result<ServiceResponse, ErrorCode>>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let (store, service) = (&mut self.store, &self.service);
         let mut calls = Vec::with_capacity(requests.len());
         for request in requests {
             calls.push(Request::from_http(&mut store.data_mut().hooks, request));
         }
         store
             .run_concurrent(async |store| {
-                let calls = calls.into_iter().map(|(request, request_io)| {
-                    let service = &service;
-                    async move {
-                        let answer = async {
-                            let response = match service.handle(store, request).await? {
-                                Ok(response) => response,
-                                Err(code) => return anyhow::Ok(Err(code)),
-                            };
-                            let response =
-                                store.with(|store| response.into_http(store, async { Ok(()) }))?;
-                            let (parts, body) = response.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map_err(|e| anyhow::anyhow!("reading the response body: {e:?}"))?
-                                .to_bytes();
-                            Ok(Ok(http::Response::from_parts(parts, body)))
+                let calls = calls.into_iter().map(|(request, request_io)| async move {
+                    let answer = async {
+                        let response = match service.handle(store, request).await? {
+                            Ok(response) => response,
+                            Err(code) => return anyhow::Ok(Err(code)),
                         };
-                        let (answer, sent) = tokio::join!(answer, request_io);
-                        sent.map_err(|e| anyhow::anyhow!("sending the request body: {e:?}"))?;
-                        answer
-                    }
+                        let response =
+                            store.with(|store| response.into_http(store, async { Ok(()) }))?;
+                        let (parts, body) = response.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map_err(|e| anyhow::anyhow!("reading the response body: {e:?}"))?
+                            .to_bytes();
+                        Ok(Ok(http::Response::from_parts(parts, body)))
+                    };
+                    let (answer, sent) = tokio::join!(answer, request_io);
+                    sent.map_err(|e| anyhow::anyhow!("sending the request body: {e:?}"))?;
+                    answer
                 });
                 futures::future::join_all(calls)
                     .await
