@@ -342,12 +342,8 @@ async fn redis_keys_carry_the_store_label_unless_redis_raw_keys() {
     );
 }
 
-/// `wrap` plugs the interceptor into a WASIp3 app (examples/p3-app): the result exports
-/// the app's handler and imports the host's client and the interceptor's store and
-/// configuration; a component with no `wasi:http/client@0.3.0` import is refused with
-/// exit code 2 and a message saying why.
-#[test]
-fn wrap_plugs_the_interceptor_into_an_app_and_refuses_one_without_the_client_import() {
+/// examples/p3-app, built.
+fn p3_app() -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut build = Command::new("cargo");
     token_provider_host::testkit::process::user_environment(&mut build);
@@ -367,7 +363,16 @@ fn wrap_plugs_the_interceptor_into_an_app_and_refuses_one_without_the_client_imp
         .status()
         .unwrap();
     assert!(built.success(), "building examples/p3-app");
-    let app = root.join("target/examples/wasm32-wasip2/release/p3_app.wasm");
+    root.join("target/examples/wasm32-wasip2/release/p3_app.wasm")
+}
+
+/// `wrap` plugs the interceptor into a WASIp3 app (examples/p3-app): the result exports
+/// the app's handler and imports the host's client and the interceptor's store and
+/// configuration; a component with no `wasi:http/client@0.3.0` import is refused with
+/// exit code 2 and a message saying why.
+#[test]
+fn wrap_plugs_the_interceptor_into_an_app_and_refuses_one_without_the_client_import() {
+    let app = p3_app();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("wrapped.wasm");
     let run = cli(
@@ -443,4 +448,64 @@ fn wrap_plugs_the_interceptor_into_an_app_and_refuses_one_without_the_client_imp
         );
         assert!(!dir.path().join("y.wasm").exists());
     }
+}
+
+/// `handle` runs a wrapped app against a URL: the app (no OAuth code) forwards the
+/// request to oidc-provider's API, the interceptor attaches the token, and the API's
+/// answer is printed; the unwrapped app gets a 401 from the same API (exit 1).
+#[test]
+fn handle_runs_a_wrapped_app_against_a_url() {
+    let peer = OidcPeer::start(None);
+    let app = p3_app();
+    let dir = tempfile::tempdir().unwrap();
+    let wrapped = dir.path().join("wrapped.wasm");
+    let run = cli(
+        &[
+            "wrap",
+            app.to_str().unwrap(),
+            "-o",
+            wrapped.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let token_url = peer.token_url();
+    let forward_to = format!("x-forward-to: {}", peer.base());
+    let handle = |component: &std::path::Path| {
+        cli(
+            &[
+                "handle",
+                component.to_str().unwrap(),
+                "http://app.local/api/orders?page=1",
+                "-H",
+                &forward_to,
+                "--allowed-origin",
+                &peer.base(),
+                "--token-url",
+                &token_url,
+                "--client-id",
+                "basic-client",
+                "--client-secret-env",
+                "TP_TEST_SECRET",
+                "--allow-http",
+            ],
+            "basic-secret",
+        )
+    };
+    let out = handle(&wrapped);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("HTTP 200"));
+    let body: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(body["client_id"], "basic-client");
+    assert!(!stdout.contains("basic-secret"));
+
+    let out = handle(&app);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("HTTP 401"),
+        "{}",
+        text(&out.stdout)
+    );
 }

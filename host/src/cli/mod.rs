@@ -10,6 +10,7 @@ use token_provider_host::{Flavor, HostBuilder, LogSink, ProviderError, TokenHost
 
 mod call;
 mod demo;
+mod handle;
 mod load;
 mod token;
 mod wrap;
@@ -39,6 +40,9 @@ enum Command {
     /// Plug the token interceptor into an app component (WASIp3): its requests through
     /// wasi:http/client@0.3.0 then carry tokens, without changing its code.
     Wrap(wrap::WrapArgs),
+    /// Handle one HTTP request with a WASIp3 HTTP component (such as a wrapped app) in
+    /// this host, with the provider's settings; print status and body.
+    Handle(handle::HandleArgs),
     /// One worker process of `load` (internal).
     #[command(hide = true)]
     LoadWorker(load::WorkerArgs),
@@ -54,6 +58,7 @@ pub async fn main() -> ExitCode {
         Command::Load(args) => load::run(args).await,
         Command::LoadWorker(args) => load::worker(args).await,
         Command::Wrap(args) => wrap::run(args),
+        Command::Handle(args) => handle::run(args).await,
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
