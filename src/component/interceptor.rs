@@ -91,26 +91,19 @@ async fn attach(
     let mut trailers = Some(trailers);
     let mut retried = false;
     loop {
-        let issued = match with_provider(|p| p.get_token(token)) {
-            Ok(issued) => issued,
-            Err(e) => {
-                audit(Outcome::InterceptError, Some(origin), token, |ev| {
-                    ev.with_error(&e)
-                });
-                return Err(error_code(&e));
-            }
-        };
+        let issued = with_provider(|p| p.get_token(token)).map_err(|e| {
+            audit(Outcome::InterceptError, Some(origin), token, |ev| {
+                ev.with_error(&e)
+            });
+            error_code(&e)
+        })?;
         let outgoing = parts.build(&issued.token, body.take(), trailers.take())?;
-        let answer = client::send(outgoing).await;
-        let response = match answer {
-            Ok(response) => response,
-            Err(code) => {
-                audit(Outcome::InterceptError, Some(origin), token, |ev| {
-                    ev.with_detail(&format!("the API was not reached: {code:?}"))
-                });
-                return Err(code);
-            }
-        };
+        let response = client::send(outgoing).await.map_err(|code| {
+            audit(Outcome::InterceptError, Some(origin), token, |ev| {
+                ev.with_detail(&format!("the API was not reached: {code:?}"))
+            });
+            code
+        })?;
         let status = response.get_status_code();
         let next = intercept::after_answer(status, shape, retried);
         if next != AfterAnswer::Deliver {
@@ -123,16 +116,21 @@ async fn attach(
             retried = true;
             continue;
         }
-        audit(Outcome::InterceptOk, Some(origin), token, |mut ev| {
-            ev.status = Some(status);
-            ev.fingerprint = Some(issued.token.fingerprint());
-            if retried {
-                ev = ev.with_detail(RETRIED_AFTER_401);
-            }
-            ev
-        });
+        audit_ok(origin, token, status, &issued.token, retried);
         return Ok(response);
     }
+}
+
+/// The `ok` line: the API answered `status` to a request that carried `sent`.
+fn audit_ok(origin: &Origin, token: &TokenRequest, status: u16, sent: &AccessToken, retried: bool) {
+    audit(Outcome::InterceptOk, Some(origin), token, |mut ev| {
+        ev.status = Some(status);
+        ev.fingerprint = Some(sent.fingerprint());
+        if retried {
+            ev = ev.with_detail(RETRIED_AFTER_401);
+        }
+        ev
+    });
 }
 
 /// How many bytes are read from the app's body at a time when it has to be looked at.

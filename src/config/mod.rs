@@ -171,25 +171,29 @@ impl Settings {
             intercept,
             audit,
         };
-        // The configured defaults, and each route, must make a request the provider
-        // accepts.
-        let resolve = |request: &crate::token_request::TokenRequest| {
-            crate::token_request::TokenParams::resolve(request, &settings)
-        };
-        resolve(&Default::default()).map_err(|e| match e {
-            Error::Refused(why) => Error::config("scope, audience or resource", why),
-            other => other,
-        })?;
-        for (i, route) in settings.intercept.routes.iter().enumerate() {
-            resolve(&route.token).map_err(|e| match e {
-                Error::Refused(why) => {
-                    Error::config("intercept_routes", format!("route {}: {why}", i + 1))
-                }
-                other => other,
-            })?;
-        }
+        check_requests(&settings)?;
         Ok(settings)
     }
+}
+
+/// The configured defaults, and each route, must make a request the provider accepts.
+fn check_requests(settings: &Settings) -> Result<(), Error> {
+    let resolve = |request: &crate::token_request::TokenRequest| {
+        crate::token_request::TokenParams::resolve(request, settings)
+    };
+    resolve(&Default::default()).map_err(|e| match e {
+        Error::Refused(why) => Error::config("scope, audience or resource", why),
+        other => other,
+    })?;
+    for (i, route) in settings.intercept.routes.iter().enumerate() {
+        resolve(&route.token).map_err(|e| match e {
+            Error::Refused(why) => {
+                Error::config("intercept_routes", format!("route {}: {why}", i + 1))
+            }
+            other => other,
+        })?;
+    }
+    Ok(())
 }
 
 /// `intercept_routes` and `intercept_unmatched`. The provider component does not read
