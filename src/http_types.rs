@@ -95,7 +95,14 @@ mod tests {
         for method in ["client_secret_post", "client_secret_basic"] {
             let s = settings(&[("client_secret", "SECRET-42"), ("auth_method", method)]);
             let params = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
-            let mut request = token_request::build(&s, &params);
+            let mut request = token_request::build(
+                &s,
+                &params,
+                crate::token_request::Fresh {
+                    now_secs: 0,
+                    jti: [0; 16],
+                },
+            );
             request
                 .headers
                 .push(("authorization".into(), b"Bearer TOKEN-42".to_vec()));

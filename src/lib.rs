@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod authorized;
+pub mod client_auth;
 pub mod config;
 pub mod error;
 pub mod http_types;

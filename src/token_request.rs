@@ -1,5 +1,6 @@
 //! Building the token endpoint request (RFC 6749 §4.4, RFC 8707, client authentication).
 
+use crate::client_auth;
 use crate::config::{AuthMethod, Settings};
 use crate::http_types::HttpRequest;
 use base64::Engine as _;
@@ -161,8 +162,16 @@ pub fn basic_authorization(client_id: &str, client_secret: &str) -> String {
     )
 }
 
-/// The token request for `params` (no I/O).
-pub fn build(settings: &Settings, params: &TokenParams) -> HttpRequest {
+/// What makes each token request's client assertion its own: the clock reading and
+/// the random `jti` (read by the caller from the platform, once per attempt).
+#[derive(Debug, Clone, Copy)]
+pub struct Fresh {
+    pub now_secs: u64,
+    pub jti: [u8; 16],
+}
+
+/// The token request for `params` (no I/O); `fresh` is used by the assertion methods.
+pub fn build(settings: &Settings, params: &TokenParams, fresh: Fresh) -> HttpRequest {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials");
     if !params.scopes.is_empty() {
@@ -190,6 +199,21 @@ pub fn build(settings: &Settings, params: &TokenParams) -> HttpRequest {
             form.append_pair("client_id", &settings.client.id);
             form.append_pair("client_secret", settings.client.secret.expose());
         }
+        AuthMethod::ClientSecretJwt => {
+            let claims = client_auth::Claims {
+                client_id: &settings.client.id,
+                audience: &settings.client.token_url_text,
+                now_secs: fresh.now_secs,
+                lifetime_secs: settings.client.assertion.lifetime_secs,
+                jti: fresh.jti,
+                typ: settings.client.assertion.typ,
+            };
+            let assertion =
+                client_auth::client_secret_jwt(&claims, settings.client.secret.expose().as_bytes());
+            form.append_pair("client_id", &settings.client.id);
+            form.append_pair("client_assertion_type", client_auth::JWT_BEARER);
+            form.append_pair("client_assertion", &assertion);
+        }
     }
     HttpRequest {
         method: "POST".into(),
@@ -203,6 +227,11 @@ pub fn build(settings: &Settings, params: &TokenParams) -> HttpRequest {
 mod tests {
     use super::*;
     use crate::config::Settings;
+
+    const FRESH: Fresh = Fresh {
+        now_secs: 1_800_000_000,
+        jti: [9; 16],
+    };
 
     fn settings(extra: &[(&str, &str)]) -> Settings {
         let base: &[(&str, &str)] = &[
@@ -252,7 +281,7 @@ mod tests {
     fn basic_request_has_exact_body_and_headers() {
         let s = settings(&[("scope", "write read")]);
         let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
-        let req = build(&s, &p);
+        let req = build(&s, &p, FRESH);
         assert_eq!(req.method, "POST");
         assert_eq!(req.url.path_and_query, "/oauth/token");
         assert_eq!(
@@ -274,7 +303,7 @@ mod tests {
     fn post_method_puts_credentials_in_the_body_and_sends_no_authorization() {
         let s = settings(&[("auth_method", "client_secret_post")]);
         let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
-        let req = build(&s, &p);
+        let req = build(&s, &p, FRESH);
         assert_eq!(
             std::str::from_utf8(&req.body).unwrap(),
             "grant_type=client_credentials&client_id=svc&client_secret=s3cret"
@@ -289,7 +318,7 @@ mod tests {
             ("client_secret", "a+b&c=d e%"),
         ]);
         let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
-        let body = String::from_utf8(build(&s, &p).body).unwrap();
+        let body = String::from_utf8(build(&s, &p, FRESH).body).unwrap();
         assert!(body.ends_with("client_secret=a%2Bb%26c%3Dd+e%25"), "{body}");
     }
 
@@ -307,7 +336,7 @@ mod tests {
         };
         let p = TokenParams::resolve(&req, &s).unwrap();
         assert_eq!(p.scopes, ["a", "b"]);
-        let body = String::from_utf8(build(&s, &p).body).unwrap();
+        let body = String::from_utf8(build(&s, &p, FRESH).body).unwrap();
         assert_eq!(
             body,
             "grant_type=client_credentials&scope=a+b&audience=https%3A%2F%2Fapi.example.com\
@@ -328,7 +357,7 @@ mod tests {
         .unwrap();
         assert!(p.scopes.is_empty());
         assert_eq!(p.audience.as_deref(), Some("aud1"));
-        let body = String::from_utf8(build(&s, &p).body).unwrap();
+        let body = String::from_utf8(build(&s, &p, FRESH).body).unwrap();
         assert_eq!(body, "grant_type=client_credentials&audience=aud1");
     }
 
@@ -391,5 +420,51 @@ mod tests {
             refused(audience("api\r\nx".into())),
             "audience has control characters"
         );
+    }
+
+    #[test]
+    fn client_secret_jwt_sends_an_assertion_and_never_the_secret() {
+        let s = settings(&[
+            ("auth_method", "client_secret_jwt"),
+            ("client_secret", "jwt-secret-0123456789abcdef0123456789"),
+            ("client_assertion_lifetime_secs", "90"),
+        ]);
+        let p = TokenParams::resolve(&Default::default(), &s).unwrap();
+        let req = build(&s, &p, FRESH);
+        assert!(!req.headers.iter().any(|(k, _)| k == "authorization"));
+        let body = String::from_utf8(req.body.clone()).unwrap();
+        assert!(!body.contains("jwt-secret"), "{body}");
+        let form: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(form["grant_type"], "client_credentials");
+        assert_eq!(form["client_id"], "svc");
+        assert_eq!(form["client_assertion_type"], client_auth::JWT_BEARER);
+        assert!(!form.contains_key("client_secret"));
+        // Verified by an independent implementation, against the token endpoint URL.
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&["https://auth.example.com/oauth/token"]);
+        v.validate_exp = false;
+        let claims = decode::<serde_json::Value>(
+            &form["client_assertion"],
+            &DecodingKey::from_secret(b"jwt-secret-0123456789abcdef0123456789"),
+            &v,
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(claims["iss"], "svc");
+        assert_eq!(claims["exp"], 1_800_000_090u64);
+        // Another attempt, another jti: a new assertion.
+        let again = build(
+            &s,
+            &p,
+            Fresh {
+                jti: [1; 16],
+                ..FRESH
+            },
+        );
+        assert_ne!(again.body, req.body);
     }
 }

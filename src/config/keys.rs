@@ -92,7 +92,12 @@ const fn number(
     key(name, Some(default), Kind::Number { min, max }, doc)
 }
 
-pub const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post"];
+pub const AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+];
+pub const ASSERTION_TYPS: &[&str] = &["JWT", "client-authentication+jwt"];
 pub const AUDIT_LEVELS: &[&str] = &["changes", "all", "errors", "off"];
 pub const UNMATCHED: &[&str] = &["pass", "refuse"];
 
@@ -115,7 +120,20 @@ pub const KEYS: &[Key] = &[
         "auth_method",
         Some("client_secret_basic"),
         Kind::Choice(AUTH_METHODS),
-        "client_secret_basic or client_secret_post",
+        "client_secret_basic, client_secret_post, or client_secret_jwt (an HS256 assertion signed with the secret; RFC 7523)",
+    ),
+    number(
+        "client_assertion_lifetime_secs",
+        "60",
+        1,
+        600,
+        "Lifetime of a client assertion (exp - iat); a new assertion is signed for every token request",
+    ),
+    key(
+        "client_assertion_typ",
+        Some("JWT"),
+        Kind::Choice(ASSERTION_TYPS),
+        "The typ header of a client assertion: JWT, or client-authentication+jwt (the explicit type of the RFC 7523 update)",
     ),
     key(
         "scope",

@@ -25,6 +25,9 @@ pub enum AuthMethod {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
+    /// An HS256 assertion keyed by the secret (`client_assertion`, RFC 7523 §2.2); the
+    /// secret itself is never sent.
+    ClientSecretJwt,
 }
 
 impl AuthMethod {
@@ -32,6 +35,7 @@ impl AuthMethod {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
         }
     }
 }
@@ -64,12 +68,24 @@ pub struct ClientSettings {
     pub key_names: KeyNames,
     /// `auth_method`.
     pub auth_method: AuthMethod,
+    /// `client_assertion_lifetime_secs` and `client_assertion_typ`, for the assertion
+    /// methods.
+    pub assertion: AssertionSettings,
     /// `scope`, split.
     pub scope: Vec<String>,
     /// `audience`.
     pub audience: Option<String>,
     /// `resource`, split.
     pub resource: Vec<String>,
+}
+
+/// How client assertions are made.
+#[derive(Debug, Clone)]
+pub struct AssertionSettings {
+    /// `client_assertion_lifetime_secs`.
+    pub lifetime_secs: u64,
+    /// `client_assertion_typ`.
+    pub typ: &'static str,
 }
 
 /// How tokens are kept and shared between instances.
@@ -273,7 +289,12 @@ fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
     let secret = Secret::new(r.required("client_secret")?);
     let auth_method = match r.choice("auth_method")? {
         "client_secret_post" => AuthMethod::ClientSecretPost,
+        "client_secret_jwt" => AuthMethod::ClientSecretJwt,
         _ => AuthMethod::ClientSecretBasic,
+    };
+    let assertion = AssertionSettings {
+        lifetime_secs: r.number("client_assertion_lifetime_secs")?,
+        typ: r.choice("client_assertion_typ")?,
     };
     let scope = r.words("scope")?;
     let audience = r.read("audience")?;
@@ -288,6 +309,7 @@ fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
         key_names: KeyNames::new(&secret),
         secret,
         auth_method,
+        assertion,
         scope,
         audience,
         resource,
@@ -737,6 +759,8 @@ mod tests {
                 "client_id",
                 "client_secret",
                 "auth_method",
+                "client_assertion_lifetime_secs",
+                "client_assertion_typ",
                 "scope",
                 "audience",
                 "resource",

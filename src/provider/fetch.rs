@@ -62,7 +62,6 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     fn request_with_retries(&self, l: &Lookup) -> Result<Answer, Error> {
-        let request = token_request::build(self.settings, &l.params);
         let policy = self.settings.retry.policy;
         let deadline = self
             .platform
@@ -72,6 +71,14 @@ impl<P: Platform> Provider<'_, P> {
         loop {
             let started = self.platform.monotonic_ms();
             let sent_at_ms = self.platform.now_unix_ms();
+            // Built for each attempt: a client assertion is never sent twice.
+            let mut jti = [0u8; 16];
+            self.platform.random_bytes(&mut jti);
+            let fresh = token_request::Fresh {
+                now_secs: sent_at_ms / 1000,
+                jti,
+            };
+            let request = token_request::build(self.settings, &l.params, fresh);
             let (outcome, retry_after) =
                 self.attempt(&request, l, deadline.saturating_sub(started));
             let now = self.platform.monotonic_ms();
@@ -200,6 +207,39 @@ mod tests {
             .collect();
         assert_eq!(outcomes, [("retry", 1), ("retry", 2), ("ok", 3)]);
         assert!(fetches[0]["retry_in_ms"].as_u64().unwrap() <= 200);
+    }
+
+    #[test]
+    fn every_attempt_signs_a_new_assertion() {
+        // A retried request must not replay the assertion the server may have seen.
+        let rig = Rig::new(&[("auth_method", "client_secret_jwt")]);
+        rig.platform.respond(Ok(response(503, &[], "busy")));
+        rig.platform.respond_token("second-time", 100);
+        rig.get().unwrap();
+        let assertions: Vec<String> = rig
+            .platform
+            .sent
+            .borrow()
+            .iter()
+            .map(|r| {
+                form_urlencoded::parse(&r.body)
+                    .find(|(k, _)| k == "client_assertion")
+                    .unwrap()
+                    .1
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(assertions.len(), 2);
+        assert_ne!(assertions[0], assertions[1]);
+        let jti = |a: &str| {
+            use base64::Engine as _;
+            let payload = a.split('.').nth(1).unwrap();
+            let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&json).unwrap()["jti"].clone()
+        };
+        assert_ne!(jti(&assertions[0]), jti(&assertions[1]));
     }
 
     #[test]

@@ -98,6 +98,68 @@ async fn post_client_gets_a_token() {
     assert_eq!(oauth_code(&e), ("invalid_client", 401));
 }
 
+const JWT_SECRET: &str = "jwt-secret-0123456789abcdef-0123456789abcdef";
+
+/// `client_secret_jwt` against a client oidc-provider registered for it: a token over
+/// HTTP and over TLS (the assertion's `aud` is the token endpoint URL either way), with
+/// either `typ`; a fresh assertion for a forced renewal (oidc-provider rejects a
+/// replayed `jti`); a wrong secret is `invalid_client`, and the secret is in no log.
+#[tokio::test]
+async fn client_secret_jwt_over_http_and_tls() {
+    for tls in [false, true] {
+        let pki = tls.then(TestPki::generate);
+        let peer = OidcPeer::start(pki.as_ref());
+        for typ in ["JWT", "client-authentication+jwt"] {
+            let (host, log) = make_host(
+                &peer,
+                pki.as_ref(),
+                "jwt-client",
+                JWT_SECRET,
+                &[
+                    ("auth_method", "client_secret_jwt"),
+                    ("client_assertion_typ", typ),
+                    ("scope", "read"),
+                ],
+            );
+            let first = token(&host, &TokenRequest::default_request())
+                .await
+                .unwrap_or_else(|e| panic!("tls={tls} typ={typ}: {e:?}"));
+            assert_eq!(first.scopes, ["read"]);
+            let renewed = token(
+                &host,
+                &TokenRequest {
+                    force_refresh: true,
+                    ..TokenRequest::default_request()
+                },
+            )
+            .await
+            .unwrap();
+            assert_ne!(renewed.token, first.token);
+            assert!(!String::from_utf8_lossy(&log.contents()).contains(JWT_SECRET));
+        }
+        assert_eq!(peer.stats(pki.as_ref()).await.0, 4, "tls={tls}");
+        let (wrong, log) = make_host(
+            &peer,
+            pki.as_ref(),
+            "jwt-client",
+            "not-the-jwt-secret-0123456789abcdef-0123456789",
+            &[("auth_method", "client_secret_jwt")],
+        );
+        let e = token(&wrong, &TokenRequest::default_request())
+            .await
+            .unwrap_err();
+        assert_eq!(oauth_code(&e), ("invalid_client", 401), "tls={tls}");
+        assert!(!String::from_utf8_lossy(&log.contents()).contains("not-the-jwt-secret"));
+        // The client is registered for client_secret_jwt only: the secret sent as
+        // Basic is refused, so the assertion above is what authenticated it.
+        let (basic, _) = make_host(&peer, pki.as_ref(), "jwt-client", JWT_SECRET, &[]);
+        let e = token(&basic, &TokenRequest::default_request())
+            .await
+            .unwrap_err();
+        assert_eq!(oauth_code(&e).0, "invalid_client", "tls={tls}");
+    }
+}
+
 #[tokio::test]
 async fn special_character_credentials_over_tls() {
     let pki = TestPki::generate();

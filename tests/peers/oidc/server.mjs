@@ -24,6 +24,7 @@ export const clients = [
   { client_id: '1PpG/Q 1', client_secret: 'z/tZ9VwFZqApmIQ+ZH1I5pLk/uB4ud:X2/8bL+wfFTt1rFw=', token_endpoint_auth_method: 'client_secret_basic', scope: 'read write' },
   { client_id: 'a:b+c%d e', client_secret: 'p:q+r%s t&u=v', token_endpoint_auth_method: 'client_secret_basic', scope: 'read' },
   { client_id: 'short-client', client_secret: 'short-secret', token_endpoint_auth_method: 'client_secret_basic', scope: 'read' },
+  { client_id: 'jwt-client', client_secret: 'jwt-secret-0123456789abcdef-0123456789abcdef', token_endpoint_auth_method: 'client_secret_jwt', scope: 'read write' },
 ].map((c) => ({ ...c, grant_types: ['client_credentials'], redirect_uris: [], response_types: [] }));
 
 const RESOURCE = 'https://api.example.test/';
