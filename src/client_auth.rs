@@ -3,8 +3,9 @@
 //! reading and the `jti` bytes are passed in, so a test can pin them, and every token
 //! request (every attempt) gets its own.
 //!
-//! Built so far: `client_secret_jwt` (HS256, keyed by the client secret). The claims
-//! and the encoding are shared with the asymmetric methods to come.
+//! Built so far: `client_secret_jwt` (HS256, keyed by the client secret) and
+//! `private_key_jwt` with ES256 (a P-256 key, RustCrypto's `p256`, deterministic
+//! signatures per RFC 6979). The claims and the encoding are shared.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -36,6 +37,8 @@ pub struct Claims<'a> {
 struct Header<'a> {
     alg: &'a str,
     typ: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kid: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -49,8 +52,12 @@ struct Payload<'a> {
 }
 
 /// `base64url(header) "." base64url(payload)`: what is signed.
-fn signing_input(alg: &str, c: &Claims<'_>) -> String {
-    let header = Header { alg, typ: c.typ };
+fn signing_input(alg: &str, kid: Option<&str>, c: &Claims<'_>) -> String {
+    let header = Header {
+        alg,
+        typ: c.typ,
+        kid,
+    };
     let jti = B64.encode(c.jti);
     let payload = Payload {
         iss: c.client_id,
@@ -74,11 +81,50 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// `client_secret_jwt`: the assertion signed with HMAC-SHA256 keyed by the secret.
 pub fn client_secret_jwt(claims: &Claims<'_>, secret: &[u8]) -> String {
-    let input = signing_input("HS256", claims);
+    let input = signing_input("HS256", None, claims);
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(input.as_bytes());
     let signature = mac.finalize().into_bytes();
     format!("{input}.{}", B64.encode(signature))
+}
+
+/// A client's private key for `private_key_jwt`, read once per instance. Its `Debug`
+/// shows only the algorithm.
+#[derive(Clone)]
+pub struct PrivateKey(p256::ecdsa::SigningKey);
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKey(ES256)")
+    }
+}
+
+impl PrivateKey {
+    /// A PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`). The error says what is
+    /// wrong without echoing any of the key.
+    pub fn from_pem(pem: &str) -> Result<Self, String> {
+        use p256::pkcs8::DecodePrivateKey;
+        if !pem.contains("-----BEGIN PRIVATE KEY-----") {
+            return Err(
+                "expected a PKCS#8 PEM private key (-----BEGIN PRIVATE KEY-----); convert others with `openssl pkcs8 -topk8 -nocrypt`".into(),
+            );
+        }
+        p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
+            .map(PrivateKey)
+            .map_err(|_| {
+                "not a P-256 (ES256) private key in PKCS#8 PEM; RSA and other curves are not supported yet".into()
+            })
+    }
+}
+
+/// `private_key_jwt`: the assertion signed with the client's private key (ES256), with
+/// `kid` in the header when given.
+pub fn private_key_jwt(claims: &Claims<'_>, key: &PrivateKey, kid: Option<&str>) -> String {
+    use p256::ecdsa::signature::Signer;
+    let input = signing_input("ES256", kid, claims);
+    let signature: p256::ecdsa::Signature = key.0.sign(input.as_bytes());
+    // JWS ES256 is r || s, 32 bytes each (RFC 7518 §3.4), as `to_bytes` gives it.
+    format!("{input}.{}", B64.encode(signature.to_bytes()))
 }
 
 #[cfg(test)]
@@ -159,5 +205,76 @@ mod tests {
         };
         let (header, _) = verify(&client_secret_jwt(&c, b"k"), b"k");
         assert_eq!(header.typ.as_deref(), Some("client-authentication+jwt"));
+    }
+
+    /// A fresh P-256 key: (PKCS#8 PEM private key, SPKI PEM public key).
+    fn p256_key() -> (String, String) {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        (pair.serialize_pem(), pair.public_key_pem())
+    }
+
+    #[test]
+    fn an_es256_assertion_verifies_with_an_independent_verifier() {
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+        let (private, public) = p256_key();
+        let key = PrivateKey::from_pem(&private).unwrap();
+        let token = private_key_jwt(&claims(3), &key, Some("key-2026"));
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&["https://auth.example.com/token"]);
+        v.set_issuer(&["svc"]);
+        v.validate_exp = false;
+        let data = decode::<Seen>(
+            &token,
+            &DecodingKey::from_ec_pem(public.as_bytes()).unwrap(),
+            &v,
+        )
+        .unwrap_or_else(|e| panic!("{token}: {e}"));
+        assert_eq!(data.header.kid.as_deref(), Some("key-2026"));
+        assert_eq!(data.header.typ.as_deref(), Some("JWT"));
+        assert_eq!(data.claims.sub, "svc");
+        assert_eq!(data.claims.jti, B64.encode([3u8; 16]));
+        // Another key's public half does not verify it.
+        let (_, other) = p256_key();
+        let wrong = decode::<Seen>(
+            &token,
+            &DecodingKey::from_ec_pem(other.as_bytes()).unwrap(),
+            &v,
+        );
+        assert!(wrong.is_err());
+        // Without a kid, the header has none.
+        let plain = private_key_jwt(&claims(3), &key, None);
+        let header = jsonwebtoken::decode_header(&plain).unwrap();
+        assert_eq!(header.kid, None);
+    }
+
+    #[test]
+    fn a_bad_key_is_refused_without_echoing_it() {
+        let (private, _) = p256_key();
+        let ed25519 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let body: String = private
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        for (pem, says) in [
+            ("not a key at all", "expected a PKCS#8 PEM private key"),
+            (
+                "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----",
+                "expected a PKCS#8 PEM private key",
+            ),
+            (
+                &*format!(
+                    "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----",
+                    &body[..40]
+                ),
+                "not a P-256 (ES256) private key",
+            ),
+            (&*ed25519.serialize_pem(), "not a P-256 (ES256) private key"),
+        ] {
+            let e = PrivateKey::from_pem(pem).unwrap_err();
+            assert!(e.contains(says), "{e}");
+            assert!(!e.contains(&body[..20]), "{e}");
+        }
+        let key = PrivateKey::from_pem(&private).unwrap();
+        assert_eq!(format!("{key:?}"), "PrivateKey(ES256)");
     }
 }

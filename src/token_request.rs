@@ -199,7 +199,7 @@ pub fn build(settings: &Settings, params: &TokenParams, fresh: Fresh) -> HttpReq
             form.append_pair("client_id", &settings.client.id);
             form.append_pair("client_secret", settings.client.secret.expose());
         }
-        AuthMethod::ClientSecretJwt => {
+        AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt => {
             let claims = client_auth::Claims {
                 client_id: &settings.client.id,
                 audience: &settings.client.token_url_text,
@@ -208,8 +208,17 @@ pub fn build(settings: &Settings, params: &TokenParams, fresh: Fresh) -> HttpReq
                 jti: fresh.jti,
                 typ: settings.client.assertion.typ,
             };
-            let assertion =
-                client_auth::client_secret_jwt(&claims, settings.client.secret.expose().as_bytes());
+            let assertion = match &settings.client.assertion.private_key {
+                Some(key) => client_auth::private_key_jwt(
+                    &claims,
+                    key,
+                    settings.client.assertion.key_id.as_deref(),
+                ),
+                None => client_auth::client_secret_jwt(
+                    &claims,
+                    settings.client.secret.expose().as_bytes(),
+                ),
+            };
             form.append_pair("client_id", &settings.client.id);
             form.append_pair("client_assertion_type", client_auth::JWT_BEARER);
             form.append_pair("client_assertion", &assertion);

@@ -509,3 +509,69 @@ fn handle_runs_a_wrapped_app_against_a_url() {
         text(&out.stdout)
     );
 }
+
+/// `--private-key-file` (and `--key-id`): private_key_jwt against oidc-provider holding
+/// the key's public half, with no secret anywhere; `token` says which method it used.
+#[test]
+fn token_with_a_private_key_file_uses_private_key_jwt() {
+    use base64::Engine as _;
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let point = pair.public_key_raw();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]),
+        "kid": "cli-key", "alg": "ES256", "use": "sig",
+    }]});
+    let peer = OidcPeer::start_with(None, &[("PKJWT_JWKS", jwks.to_string())]);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("client.pem");
+    std::fs::write(&key, pair.serialize_pem()).unwrap();
+    let url = peer.token_url();
+    let out = cli(
+        &[
+            "token",
+            "--token-url",
+            &url,
+            "--client-id",
+            "pkjwt-client",
+            "--private-key-file",
+            key.to_str().unwrap(),
+            "--key-id",
+            "cli-key",
+            "--scope",
+            "read",
+            "--allow-http",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["auth_method"], "private_key_jwt");
+    assert_eq!(v["scopes"], serde_json::json!(["read"]));
+    assert!(!text(&out.stdout).contains("PRIVATE KEY"));
+    // A file that is not a key: a config error naming the key, none of it echoed.
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let bad = cli(
+        &[
+            "token",
+            "--token-url",
+            &url,
+            "--client-id",
+            "pkjwt-client",
+            "--private-key-file",
+            key.to_str().unwrap(),
+            "--allow-http",
+        ],
+        "",
+    );
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("client_private_key"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -96,6 +96,7 @@ pub const AUTH_METHODS: &[&str] = &[
     "client_secret_basic",
     "client_secret_post",
     "client_secret_jwt",
+    "private_key_jwt",
 ];
 pub const ASSERTION_TYPS: &[&str] = &["JWT", "client-authentication+jwt"];
 pub const AUDIT_LEVELS: &[&str] = &["changes", "all", "errors", "off"];
@@ -112,15 +113,15 @@ pub const KEYS: &[Key] = &[
     key("client_id", None, Kind::Text, "OAuth2 client identifier"),
     key(
         "client_secret",
-        None,
+        Some(""),
         Kind::Secret,
-        "OAuth2 client secret (mark it secret in Spin)",
+        "OAuth2 client secret, required by the client_secret_* methods (mark it secret in Spin)",
     ),
     key(
         "auth_method",
         Some("client_secret_basic"),
         Kind::Choice(AUTH_METHODS),
-        "client_secret_basic, client_secret_post, or client_secret_jwt (an HS256 assertion signed with the secret; RFC 7523)",
+        "client_secret_basic, client_secret_post, client_secret_jwt (an HS256 assertion signed with the secret; RFC 7523), or private_key_jwt (an ES256 assertion signed with client_private_key)",
     ),
     number(
         "client_assertion_lifetime_secs",
@@ -134,6 +135,18 @@ pub const KEYS: &[Key] = &[
         Some("JWT"),
         Kind::Choice(ASSERTION_TYPS),
         "The typ header of a client assertion: JWT, or client-authentication+jwt (the explicit type of the RFC 7523 update)",
+    ),
+    key(
+        "client_private_key",
+        Some(""),
+        Kind::Secret,
+        "private_key_jwt: the client's P-256 private key, PKCS#8 PEM (mark it secret in Spin); it also keys the store's names and sealing",
+    ),
+    key(
+        "client_key_id",
+        Some(""),
+        Kind::Text,
+        "private_key_jwt: the kid header (the key's id in the JWKS registered for the client); empty: no kid",
     ),
     key(
         "scope",

@@ -28,6 +28,8 @@ pub enum AuthMethod {
     /// An HS256 assertion keyed by the secret (`client_assertion`, RFC 7523 §2.2); the
     /// secret itself is never sent.
     ClientSecretJwt,
+    /// An ES256 assertion signed with `client_private_key`: no shared secret.
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
@@ -36,6 +38,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
@@ -62,7 +65,8 @@ pub struct ClientSettings {
     pub token_url_text: String,
     /// `client_id`.
     pub id: String,
-    /// `client_secret`.
+    /// The credential: `client_secret`, or with private_key_jwt the
+    /// `client_private_key` PEM (it keys the store's names and sealing either way).
     pub secret: Secret,
     /// The store's naming keys, derived from the credential (`store::keys`).
     pub key_names: KeyNames,
@@ -86,6 +90,10 @@ pub struct AssertionSettings {
     pub lifetime_secs: u64,
     /// `client_assertion_typ`.
     pub typ: &'static str,
+    /// `client_private_key`, parsed (private_key_jwt only).
+    pub private_key: Option<crate::client_auth::PrivateKey>,
+    /// `client_key_id`.
+    pub key_id: Option<String>,
 }
 
 /// How tokens are kept and shared between instances.
@@ -286,16 +294,7 @@ fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
         ));
     }
     let id = r.required("client_id")?;
-    let secret = Secret::new(r.required("client_secret")?);
-    let auth_method = match r.choice("auth_method")? {
-        "client_secret_post" => AuthMethod::ClientSecretPost,
-        "client_secret_jwt" => AuthMethod::ClientSecretJwt,
-        _ => AuthMethod::ClientSecretBasic,
-    };
-    let assertion = AssertionSettings {
-        lifetime_secs: r.number("client_assertion_lifetime_secs")?,
-        typ: r.choice("client_assertion_typ")?,
-    };
+    let (auth_method, secret, assertion) = read_auth(r)?;
     let scope = r.words("scope")?;
     let audience = r.read("audience")?;
     let resource = r.words("resource")?;
@@ -314,6 +313,50 @@ fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
         audience,
         resource,
     })
+}
+
+/// `client_secret`, `auth_method`, the assertion keys: the method, the credential
+/// (what authenticates the client, and what keys the store's names and sealing:
+/// `store::keys`, `store::seal`) and how assertions are made.
+fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+) -> Result<(AuthMethod, Secret, AssertionSettings), Error> {
+    let secret = r.read("client_secret")?;
+    let auth_method = match r.choice("auth_method")? {
+        "client_secret_post" => AuthMethod::ClientSecretPost,
+        "client_secret_jwt" => AuthMethod::ClientSecretJwt,
+        "private_key_jwt" => AuthMethod::PrivateKeyJwt,
+        _ => AuthMethod::ClientSecretBasic,
+    };
+    let assertion = AssertionSettings {
+        lifetime_secs: r.number("client_assertion_lifetime_secs")?,
+        typ: r.choice("client_assertion_typ")?,
+        private_key: None,
+        key_id: None,
+    };
+    let private_key_pem = r.read("client_private_key")?;
+    let key_id = r.read("client_key_id")?;
+    let (secret, private_key) = if auth_method == AuthMethod::PrivateKeyJwt {
+        let pem = private_key_pem.ok_or_else(|| {
+            Error::config(
+                "client_private_key",
+                "is required by auth_method private_key_jwt but not set",
+            )
+        })?;
+        let key = crate::client_auth::PrivateKey::from_pem(&pem)
+            .map_err(|e| Error::config("client_private_key", e))?;
+        (Secret::new(pem), Some(key))
+    } else {
+        let secret =
+            secret.ok_or_else(|| Error::config("client_secret", "is required but not set"))?;
+        (Secret::new(secret), None)
+    };
+    let assertion = AssertionSettings {
+        private_key,
+        key_id,
+        ..assertion
+    };
+    Ok((auth_method, secret, assertion))
 }
 
 /// `origin_audiences`: `origin=value` pairs, each origin one of `allowed`.
@@ -606,6 +649,49 @@ mod tests {
     }
 
     #[test]
+    fn private_key_jwt_needs_a_p256_key_and_no_secret() {
+        let pairs = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+            let mut v: Vec<_> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "client_secret")
+                .collect();
+            v.push(("auth_method", "private_key_jwt"));
+            v.extend_from_slice(extra);
+            v
+        };
+        let err = load(&pairs(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config: client_private_key: is required by auth_method private_key_jwt but not set"
+        );
+        let junk = "-----BEGIN PRIVATE KEY-----\nTUlJQ0lqQU5CZ2txaGtpRzl3MEJBUUVG\n-----END PRIVATE KEY-----";
+        let err = load(&pairs(&[("client_private_key", junk)])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("config: client_private_key: not a P-256"),
+            "{text}"
+        );
+        assert!(!text.contains("TUlJQ0lq"), "{text}");
+        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem();
+        let pem: &'static str = Box::leak(pem.into_boxed_str());
+        let s = load(&pairs(&[
+            ("client_private_key", pem),
+            ("client_key_id", "k1"),
+        ]))
+        .unwrap();
+        assert_eq!(s.client.auth_method, AuthMethod::PrivateKeyJwt);
+        assert!(s.client.assertion.private_key.is_some());
+        assert_eq!(s.client.assertion.key_id.as_deref(), Some("k1"));
+        assert!(
+            !format!("{s:?}").contains("PRIVATE KEY"),
+            "Debug shows no key"
+        );
+    }
+
+    #[test]
     fn routes_are_held_to_the_request_bounds_and_unmatched_defaults_to_pass() {
         let s = load(BASE).unwrap();
         assert!(s.intercept.routes.is_empty());
@@ -761,6 +847,8 @@ mod tests {
                 "auth_method",
                 "client_assertion_lifetime_secs",
                 "client_assertion_typ",
+                "client_private_key",
+                "client_key_id",
                 "scope",
                 "audience",
                 "resource",

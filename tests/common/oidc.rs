@@ -85,6 +85,12 @@ pub struct OidcPeer {
 
 impl OidcPeer {
     pub fn start(pki: Option<&TestPki>) -> OidcPeer {
+        Self::start_with(pki, &[])
+    }
+
+    /// With extra environment for the server (`PKJWT_JWKS`: the JWK Set of
+    /// `pkjwt-client`, a private_key_jwt client).
+    pub fn start_with(pki: Option<&TestPki>, env: &[(&str, String)]) -> OidcPeer {
         let dir = peer_dir();
         ensure_installed(&dir);
         let mut cmd = Command::new("node");
@@ -94,6 +100,7 @@ impl OidcPeer {
             .stdout(Stdio::piped());
         let stderr_log = tempfile::NamedTempFile::new().unwrap();
         cmd.stderr(stderr_log.reopen().unwrap());
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         if let Some(pki) = pki {
             cmd.env("TLS_CERT", pki.dir.path().join("server.pem"));
             cmd.env("TLS_KEY", pki.dir.path().join("server.key"));

@@ -160,6 +160,74 @@ async fn client_secret_jwt_over_http_and_tls() {
     }
 }
 
+/// A P-256 key for `pkjwt-client`: (PKCS#8 PEM, the JWK Set of its public half).
+fn p256_client_key(kid: &str) -> (String, String) {
+    use base64::Engine as _;
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let point = pair.public_key_raw();
+    assert_eq!(
+        (point.len(), point[0]),
+        (65, 4),
+        "an uncompressed P-256 point"
+    );
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]),
+        "kid": kid, "alg": "ES256", "use": "sig",
+    }]});
+    (pair.serialize_pem(), jwks.to_string())
+}
+
+/// `private_key_jwt` (ES256) against oidc-provider holding the client's public key:
+/// a token over HTTP and TLS with no client secret anywhere, a forced renewal with a
+/// new assertion; another key with the same kid is `invalid_client`.
+#[tokio::test]
+async fn private_key_jwt_es256_over_http_and_tls() {
+    let (pem, jwks) = p256_client_key("k1");
+    let (other_pem, _) = p256_client_key("k1");
+    for tls in [false, true] {
+        let pki = tls.then(TestPki::generate);
+        let peer = OidcPeer::start_with(pki.as_ref(), &[("PKJWT_JWKS", jwks.clone())]);
+        let host_with = |key: &str| {
+            make_host(
+                &peer,
+                pki.as_ref(),
+                "pkjwt-client",
+                "",
+                &[
+                    ("auth_method", "private_key_jwt"),
+                    ("client_private_key", key),
+                    ("client_key_id", "k1"),
+                    ("scope", "read"),
+                ],
+            )
+        };
+        let (host, log) = host_with(&pem);
+        let first = token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap_or_else(|e| panic!("tls={tls}: {e:?}"));
+        assert_eq!(first.scopes, ["read"]);
+        let renewed = token(
+            &host,
+            &TokenRequest {
+                force_refresh: true,
+                ..TokenRequest::default_request()
+            },
+        )
+        .await
+        .unwrap();
+        assert_ne!(renewed.token, first.token);
+        assert_eq!(peer.stats(pki.as_ref()).await.0, 2, "tls={tls}");
+        let logged = String::from_utf8_lossy(&log.contents()).into_owned();
+        assert!(!logged.contains("PRIVATE KEY"), "{logged}");
+        let (wrong, _) = host_with(&other_pem);
+        let e = token(&wrong, &TokenRequest::default_request())
+            .await
+            .unwrap_err();
+        assert_eq!(oauth_code(&e), ("invalid_client", 401), "tls={tls}");
+    }
+}
+
 #[tokio::test]
 async fn special_character_credentials_over_tls() {
     let pki = TestPki::generate();

@@ -74,7 +74,13 @@ fn every_config_key_is_a_spin_variable_mapped_into_the_component() {
             ),
         }
     }
-    assert_eq!(app_vars["client_secret"]["secret"].as_bool(), Some(true));
+    for credential in ["client_secret", "client_private_key"] {
+        assert_eq!(
+            app_vars[credential]["secret"].as_bool(),
+            Some(true),
+            "{credential}"
+        );
+    }
     for (name, var) in app_vars {
         assert!(
             name.chars()
@@ -82,7 +88,10 @@ fn every_config_key_is_a_spin_variable_mapped_into_the_component() {
             "{name}"
         );
         if var.get("secret").and_then(|v| v.as_bool()) == Some(true) {
-            assert_eq!(name, "client_secret", "only the secret is a secret");
+            assert!(
+                ["client_secret", "client_private_key"].contains(&name.as_str()),
+                "only the credentials are secrets: {name}"
+            );
         }
     }
 }

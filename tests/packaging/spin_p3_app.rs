@@ -78,7 +78,13 @@ fn every_key_is_mapped_and_the_interceptor_is_plugged_into_the_client() {
             Some(d) => assert_eq!(var["default"].as_str(), Some(d), "{}", key.name),
         }
     }
-    assert_eq!(app_vars["client_secret"]["secret"].as_bool(), Some(true));
+    for credential in ["client_secret", "client_private_key"] {
+        assert_eq!(
+            app_vars[credential]["secret"].as_bool(),
+            Some(true),
+            "{credential}"
+        );
+    }
     assert_eq!(vars["api_url"].as_str(), Some("{{ api_origin }}"));
     let a = app(&m);
     assert_eq!(strings(&a["key_value_stores"]), ["default"]);

@@ -87,7 +87,15 @@ struct ProviderArgs {
     /// File that holds the client secret (a trailing newline is ignored).
     #[arg(long, value_name = "PATH")]
     client_secret_file: Option<PathBuf>,
-    /// `client_secret_basic` (default) or `client_secret_post` (`auth_method`).
+    /// File that holds the client's P-256 private key, PKCS#8 PEM
+    /// (`client_private_key`): private_key_jwt, and no client secret is needed.
+    #[arg(long, value_name = "PATH")]
+    private_key_file: Option<PathBuf>,
+    /// The private key's id, sent as `kid` (`client_key_id`).
+    #[arg(long, value_name = "KID")]
+    key_id: Option<String>,
+    /// `client_secret_basic` (default; `private_key_jwt` with --private-key-file),
+    /// `client_secret_post`, `client_secret_jwt` or `private_key_jwt` (`auth_method`).
     #[arg(long)]
     auth_method: Option<String>,
     /// A scope to request (repeatable; `scope`).
@@ -133,7 +141,6 @@ impl ProviderArgs {
         let mut b: HostBuilder = TokenHost::builder()
             .config("token_url", &self.token_url)
             .config("client_id", &self.client_id)
-            .config("client_secret", self.secret()?)
             .config("scope", self.scopes.join(" "))
             .config("resource", self.resources.join(" "))
             .config("allowed_origins", allowed_origins.join(","))
@@ -144,6 +151,7 @@ impl ProviderArgs {
                 LogSink::Discard
             })
             .flavor(self.flavor);
+        b = b.configs(self.credential()?);
         if let Some(m) = &self.auth_method {
             b = b.config("auth_method", m);
         }
@@ -167,6 +175,42 @@ impl ProviderArgs {
         b.build()
     }
 
+    /// The configuration that authenticates the client: the private key (and
+    /// `auth_method = private_key_jwt`, which `--auth-method` may override) from its
+    /// file, or the secret.
+    fn credential(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let Some(path) = &self.private_key_file else {
+            return Ok(vec![("client_secret", self.secret()?)]);
+        };
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--private-key-file {}: {e}", path.display()))?;
+        let mut pairs = vec![
+            ("auth_method", "private_key_jwt".to_string()),
+            ("client_private_key", pem),
+        ];
+        if let Some(kid) = &self.key_id {
+            pairs.push(("client_key_id", kid.clone()));
+        }
+        Ok(pairs)
+    }
+
+    /// The `auth_method` this run configures (what `token` prints).
+    fn auth_method_used(&self) -> String {
+        let from_config = self
+            .extra
+            .iter()
+            .rev()
+            .find_map(|kv| kv.strip_prefix("auth_method="));
+        match (
+            from_config.or(self.auth_method.as_deref()),
+            &self.private_key_file,
+        ) {
+            (Some(m), _) => m.to_string(),
+            (None, Some(_)) => "private_key_jwt".into(),
+            (None, None) => "client_secret_basic".into(),
+        }
+    }
+
     /// From the named variable or file: never from the command line itself.
     fn secret(&self) -> anyhow::Result<String> {
         match (&self.client_secret_env, &self.client_secret_file) {
@@ -178,7 +222,7 @@ impl ProviderArgs {
                 .trim_end_matches(['\r', '\n'])
                 .to_string()),
             (None, None) => anyhow::bail!(
-                "no client secret: pass --client-secret-env VAR or --client-secret-file PATH (never the secret itself)"
+                "no client secret: pass --client-secret-env VAR or --client-secret-file PATH (never the secret itself), or --private-key-file PATH for private_key_jwt"
             ),
         }
     }

@@ -32,6 +32,7 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
         "scopes": t.scopes,
         "source": source_name(t.source),
         "fingerprint": fingerprint,
+        "auth_method": args.provider.auth_method_used(),
     });
     if args.show_token {
         out["access_token"] = t.token.into();

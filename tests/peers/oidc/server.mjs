@@ -25,7 +25,14 @@ export const clients = [
   { client_id: 'a:b+c%d e', client_secret: 'p:q+r%s t&u=v', token_endpoint_auth_method: 'client_secret_basic', scope: 'read' },
   { client_id: 'short-client', client_secret: 'short-secret', token_endpoint_auth_method: 'client_secret_basic', scope: 'read' },
   { client_id: 'jwt-client', client_secret: 'jwt-secret-0123456789abcdef-0123456789abcdef', token_endpoint_auth_method: 'client_secret_jwt', scope: 'read write' },
-].map((c) => ({ ...c, grant_types: ['client_credentials'], redirect_uris: [], response_types: [] }));
+];
+// private_key_jwt: a client whose public keys the test passes in (PKJWT_JWKS, a JWK Set).
+if (process.env.PKJWT_JWKS) {
+  clients.push({ client_id: 'pkjwt-client', token_endpoint_auth_method: 'private_key_jwt', jwks: JSON.parse(process.env.PKJWT_JWKS), scope: 'read write' });
+}
+for (const [i, c] of clients.entries()) {
+  clients[i] = { ...c, grant_types: ['client_credentials'], redirect_uris: [], response_types: [] };
+}
 
 const RESOURCE = 'https://api.example.test/';
 
