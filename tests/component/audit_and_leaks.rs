@@ -432,3 +432,59 @@ async fn concurrent_instances_never_interleave_audit_lines() {
         40
     );
 }
+
+/// Client assertions are credentials too: with `client_secret_jwt` and
+/// `private_key_jwt` the assertion sent (its signature above all), the secret and the
+/// private key appear in no error and no audit line, also when the server refuses it
+/// (the in-process server knows neither method: `invalid_client`).
+#[tokio::test]
+async fn client_assertions_and_private_keys_never_leak() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let key_body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    for extra in [
+        vec![("auth_method", "client_secret_jwt")],
+        vec![
+            ("auth_method", "private_key_jwt"),
+            ("client_private_key", pem.as_str()),
+            ("client_key_id", "k1"),
+        ],
+    ] {
+        let rig = rig(&server, &extra);
+        let e = token(&rig.host, &TokenRequest::default_request())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Oauth(o) if o.error == "invalid_client"),
+            "{e:?}"
+        );
+        let sent = server.token_requests().pop().unwrap();
+        let assertion = sent
+            .form()
+            .into_iter()
+            .find(|(k, _)| k == "client_assertion")
+            .expect("an assertion was sent")
+            .1;
+        let signature = assertion.rsplit('.').next().unwrap().to_string();
+        assert!(signature.len() > 40, "{assertion}");
+        let mut seen = vec![describe(&e), format!("{e:?}")];
+        seen.extend(
+            String::from_utf8_lossy(&rig.log.contents())
+                .lines()
+                .map(str::to_string),
+        );
+        assert!(seen.len() >= 3, "{seen:?}");
+        for text in &seen {
+            for needle in [
+                assertion.as_str(),
+                &signature,
+                CLIENT_SECRET,
+                &key_body[..40],
+            ] {
+                assert!(!text.contains(needle), "{extra:?} leaked: {text}");
+            }
+        }
+    }
+}
