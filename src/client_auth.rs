@@ -104,17 +104,25 @@ impl PrivateKey {
     /// wrong without echoing any of the key.
     pub fn from_pem(pem: &str) -> Result<Self, String> {
         use p256::pkcs8::DecodePrivateKey;
-        if !pem.contains("-----BEGIN PRIVATE KEY-----") {
-            return Err(
-                "expected a PKCS#8 PEM private key (-----BEGIN PRIVATE KEY-----); convert others with `openssl pkcs8 -topk8 -nocrypt`".into(),
-            );
-        }
-        p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
+        let der = pkcs8_der(pem).ok_or(
+            "expected a PKCS#8 PEM private key (-----BEGIN PRIVATE KEY-----); convert others with `openssl pkcs8 -topk8 -nocrypt`",
+        )?;
+        p256::ecdsa::SigningKey::from_pkcs8_der(&der)
             .map(PrivateKey)
             .map_err(|_| {
                 "not a P-256 (ES256) private key in PKCS#8 PEM; RSA and other curves are not supported yet".into()
             })
     }
+}
+
+/// The DER inside a `PRIVATE KEY` PEM block (RFC 7468: the label lines around base64
+/// lines), read with the base64 decoder the component already has.
+fn pkcs8_der(pem: &str) -> Option<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+    const END: &str = "-----END PRIVATE KEY-----";
+    let body = pem.split_once(BEGIN)?.1.split_once(END)?.0;
+    let text: String = body.split_ascii_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 /// `private_key_jwt`: the assertion signed with the client's private key (ES256), with
@@ -276,5 +284,12 @@ mod tests {
         }
         let key = PrivateKey::from_pem(&private).unwrap();
         assert_eq!(format!("{key:?}"), "PrivateKey(ES256)");
+        // CRLF line ends, no final newline, text around the block: still the key.
+        let crlf = format!("key:\r\n{}", private.trim_end().replace('\n', "\r\n"));
+        assert!(PrivateKey::from_pem(&crlf).is_ok());
+        // A block with bytes that are not base64.
+        let broken = private.replacen(&body[..4], "!!!!", 1);
+        let e = PrivateKey::from_pem(&broken).unwrap_err();
+        assert!(e.contains("expected a PKCS#8 PEM private key"), "{e}");
     }
 }
