@@ -166,11 +166,12 @@ pub(crate) fn component_imports(
     (imports, exports, component)
 }
 
-/// Imports of Spin's `spin:up/platform` world, from the spin-sdk crate the gateway uses.
-pub(crate) fn spin_platform_imports() -> BTreeSet<String> {
+/// The spin-sdk crate a Rust component at `manifest` depends on: its version and its
+/// `wit/` directory (read through `cargo metadata`).
+pub(crate) fn spin_sdk_wit(manifest: &Path) -> (String, PathBuf) {
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(root().join("examples/spin-gateway/Cargo.toml"))
+        .arg(manifest)
         .output()
         .unwrap();
     assert!(
@@ -184,11 +185,17 @@ pub(crate) fn spin_platform_imports() -> BTreeSet<String> {
         .unwrap()
         .iter()
         .find(|p| p["name"] == "spin-sdk")
-        .expect("spin-sdk in the gateway's dependencies");
+        .unwrap_or_else(|| panic!("spin-sdk in the dependencies of {}", manifest.display()));
     let wit_dir = Path::new(sdk["manifest_path"].as_str().unwrap())
         .parent()
         .unwrap()
         .join("wit");
+    (sdk["version"].as_str().unwrap().to_string(), wit_dir)
+}
+
+/// Imports of Spin's `spin:up/platform` world, from the spin-sdk crate the gateway uses.
+pub(crate) fn spin_platform_imports() -> BTreeSet<String> {
+    let (_, wit_dir) = spin_sdk_wit(&root().join("examples/spin-gateway/Cargo.toml"));
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve
         .push_dir(&wit_dir)

@@ -13,10 +13,10 @@
 //! is checked to be a real interface of that version in spin-sdk 7's WIT.
 
 use crate::common;
-use crate::spin_app::{component_imports, spin_platform_imports};
+use crate::spin_app::{component_imports, spin_platform_imports, spin_sdk_wit};
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use token_provider::config::KEYS;
 
@@ -110,28 +110,8 @@ fn every_key_is_mapped_and_the_interceptor_is_plugged_into_the_client() {
 /// The interfaces of every package in the WIT directory of the spin-sdk 7 crate the
 /// app depends on (its own and its `deps/`).
 fn spin_sdk_7_interfaces() -> BTreeSet<String> {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(app_dir().join("Cargo.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let sdk = meta["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "spin-sdk")
-        .expect("spin-sdk in the app's dependencies");
-    assert_eq!(sdk["version"], "7.0.0");
-    let wit = Path::new(sdk["manifest_path"].as_str().unwrap())
-        .parent()
-        .unwrap()
-        .join("wit");
+    let (version, wit) = spin_sdk_wit(&app_dir().join("Cargo.toml"));
+    assert_eq!(version, "7.0.0");
     let mut resolve = wit_parser::Resolve::default();
     resolve
         .push_dir(&wit)

@@ -1,6 +1,6 @@
 //! `token-provider call`: one authorized request through `authorized-client.send`.
 
-use super::{ProviderArgs, provider_failed};
+use super::{ProviderArgs, parse_headers, provider_failed};
 use std::process::ExitCode;
 use token_provider_host::ApiRequest;
 
@@ -26,15 +26,10 @@ pub struct CallArgs {
 /// Status and body on stdout; exit 1 for a status ≥ 400 or a provider error.
 pub async fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
     let host = args.provider.host(&args.allowed_origins).await?;
-    let headers = args
-        .headers
-        .iter()
-        .map(|h| {
-            h.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().as_bytes().to_vec()))
-                .ok_or_else(|| anyhow::anyhow!("--header {h}: expected `Name: value`"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let headers = parse_headers(&args.headers)?
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
     let request = ApiRequest {
         method: args.method,
         url: args.url,

@@ -2,7 +2,7 @@
 //! as an app wrapped with `token-provider wrap`) in this host, with the provider's
 //! settings, store and outbound HTTP: the way to run a wrapped app against a URL.
 
-use super::ProviderArgs;
+use super::{ProviderArgs, parse_headers};
 use bytes::Bytes;
 use http_body_util::Full;
 use std::path::PathBuf;
@@ -45,11 +45,8 @@ pub async fn run(args: HandleArgs) -> anyhow::Result<ExitCode> {
     let mut request = http::Request::builder()
         .method(args.method.as_str())
         .uri(&args.url);
-    for h in &args.headers {
-        let (k, v) = h
-            .split_once(':')
-            .ok_or_else(|| anyhow::anyhow!("--header {h}: expected `Name: value`"))?;
-        request = request.header(k.trim(), v.trim());
+    for (k, v) in parse_headers(&args.headers)? {
+        request = request.header(k, v);
     }
     let body = Full::new(Bytes::from(args.data.unwrap_or_default()));
     let request = request

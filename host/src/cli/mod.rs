@@ -66,6 +66,18 @@ pub async fn main() -> ExitCode {
     })
 }
 
+/// `--header` values, `Name: value` each, as (name, value) with both trimmed.
+fn parse_headers(headers: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--header {h}: expected `Name: value`"))
+        })
+        .collect()
+}
+
 /// The provider's error on stderr, in one line; exit 1.
 fn provider_failed(e: &ProviderError) -> ExitCode {
     eprintln!("{}", describe(e));
