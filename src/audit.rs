@@ -61,10 +61,14 @@ pub enum Outcome {
     InterceptError,
     /// `intercept.send`: a token was due here but may not go; not sent.
     InterceptRefused,
+    /// `discovery`: the issuer's metadata was fetched and accepted.
+    DiscoveryOk,
+    /// `discovery`: the metadata could not be had or was refused.
+    DiscoveryError,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 25] = [
+    pub const ALL: [Outcome; 27] = [
         Outcome::FetchOk,
         Outcome::FetchRetry,
         Outcome::FetchError,
@@ -90,6 +94,8 @@ impl Outcome {
         Outcome::InterceptPassed,
         Outcome::InterceptError,
         Outcome::InterceptRefused,
+        Outcome::DiscoveryOk,
+        Outcome::DiscoveryError,
     ];
 
     /// The `event` field.
@@ -104,6 +110,7 @@ impl Outcome {
             StoreDegraded => "store.error",
             SendOk | SendError | SendRefused => "client.send",
             InterceptOk | InterceptPassed | InterceptError | InterceptRefused => "intercept.send",
+            DiscoveryOk | DiscoveryError => "discovery",
         }
     }
 
@@ -111,9 +118,9 @@ impl Outcome {
     pub fn name(self) -> &'static str {
         use Outcome::*;
         match self {
-            FetchOk | InvalidateOk | SendOk | InterceptOk => "ok",
+            FetchOk | InvalidateOk | SendOk | InterceptOk | DiscoveryOk => "ok",
             FetchRetry => "retry",
-            FetchError | RefreshError | SendError | InterceptError => "error",
+            FetchError | RefreshError | SendError | InterceptError | DiscoveryError => "error",
             InterceptPassed => "passed",
             FetchCooldown => "cooldown",
             CacheHit => "hit",
@@ -138,7 +145,8 @@ impl Outcome {
         use Outcome::*;
         match self {
             FetchRetry | FetchError | FetchCooldown | InvalidateStoreError | SendError
-            | SendRefused | InterceptPassed | InterceptError | InterceptRefused => Some("{}"),
+            | SendRefused | InterceptPassed | InterceptError | InterceptRefused | DiscoveryOk
+            | DiscoveryError => Some("{}"),
             CacheRejected => Some("stored entry rejected ({})"),
             LeaseWaited => Some("another instance fetched the token; used it"),
             LeaseTimeout => {
@@ -210,6 +218,7 @@ impl Level {
                     | SendRefused
                     | InterceptError
                     | InterceptRefused
+                    | DiscoveryError
             ),
             Level::Off => false,
         }
@@ -250,6 +259,9 @@ pub struct Event<'a> {
     /// `token.fetch`: which attempt this was (1 = the first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// `token.fetch` (a request was made): how the client authenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<&'static str>,
     /// `token.fetch` outcome `retry`: the wait before the next attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_in_ms: Option<u64>,
@@ -263,7 +275,7 @@ impl<'a> Event<'a> {
             event: outcome.event(),
             outcome: outcome.name(),
             client_id: &settings.client.id,
-            token_host: &settings.client.token_url.origin.host,
+            token_host: &settings.client.server_host,
             scopes,
             cache: None,
             status: None,
@@ -277,6 +289,7 @@ impl<'a> Event<'a> {
                 .map(String::from),
             api_origin: None,
             attempt: None,
+            auth_method: None,
             retry_in_ms: None,
         }
     }

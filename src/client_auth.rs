@@ -3,9 +3,11 @@
 //! reading and the `jti` bytes are passed in, so a test can pin them, and every token
 //! request (every attempt) gets its own.
 //!
-//! Built so far: `client_secret_jwt` (HS256, keyed by the client secret) and
+//! Built so far: `client_secret_jwt` (HS256, keyed by the client secret),
 //! `private_key_jwt` with ES256 (a P-256 key, RustCrypto's `p256`, deterministic
-//! signatures per RFC 6979). The claims and the encoding are shared.
+//! signatures per RFC 6979), and a federated assertion sent as it is
+//! ([`FederatedAssertion`], whose `exp` is checked). The claims and the encoding are
+//! shared.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -100,6 +102,11 @@ impl std::fmt::Debug for PrivateKey {
 }
 
 impl PrivateKey {
+    /// The JWS `alg` this key signs with.
+    pub fn alg(&self) -> &'static str {
+        "ES256"
+    }
+
     /// A PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`). The error says what is
     /// wrong without echoing any of the key.
     pub fn from_pem(pem: &str) -> Result<Self, String> {
@@ -133,6 +140,61 @@ pub fn private_key_jwt(claims: &Claims<'_>, key: &PrivateKey, kid: Option<&str>)
     let signature: p256::ecdsa::Signature = key.0.sign(input.as_bytes());
     // JWS ES256 is r || s, 32 bytes each (RFC 7518 §3.4), as `to_bytes` gives it.
     format!("{input}.{}", B64.encode(signature.to_bytes()))
+}
+
+/// A federated client assertion (RFC 7523 §2.2 with a JWT another party issued: a
+/// projected Kubernetes service-account token, a SPIFFE JWT-SVID): sent as it is. Only
+/// its `exp` is read, so an expired one fails with a clear error before it is sent.
+#[derive(Clone)]
+pub struct FederatedAssertion {
+    jwt: crate::secret::Secret,
+    /// `exp`, Unix seconds.
+    pub expires_at_secs: u64,
+}
+
+impl std::fmt::Debug for FederatedAssertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FederatedAssertion(exp {})", self.expires_at_secs)
+    }
+}
+
+/// An assertion this close to its `exp` is not sent: it could expire on the way.
+pub const FEDERATED_MARGIN_SECS: u64 = 5;
+
+impl FederatedAssertion {
+    /// A compact JWS whose payload has a numeric `exp`. The error echoes none of it.
+    pub fn parse(jwt: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let [_, payload, _] = parts[..] else {
+            return Err("expected a JWT (three base64url parts separated by dots)".into());
+        };
+        let bytes = B64
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| "the JWT payload is not base64url")?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| "the JWT payload is not a JSON object with a numeric exp claim")?;
+        let exp = claims
+            .as_object()
+            .ok_or("the JWT payload is not a JSON object with a numeric exp claim")?
+            .get("exp")
+            .and_then(|n| n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)))
+            .ok_or("the JWT has no numeric exp claim")?;
+        Ok(FederatedAssertion {
+            jwt: crate::secret::Secret::new(jwt),
+            expires_at_secs: exp,
+        })
+    }
+
+    /// The assertion to send at `now_secs`, or why it cannot be.
+    pub fn at(&self, now_secs: u64) -> Result<&str, String> {
+        if now_secs.saturating_add(FEDERATED_MARGIN_SECS) >= self.expires_at_secs {
+            return Err(format!(
+                "expired at {} (Unix seconds; now {now_secs}): the platform must provide a fresh one, and an instance reads it when it starts",
+                self.expires_at_secs
+            ));
+        }
+        Ok(self.jwt.expose())
+    }
 }
 
 #[cfg(test)]
@@ -291,5 +353,48 @@ mod tests {
         let broken = private.replacen(&body[..4], "!!!!", 1);
         let e = PrivateKey::from_pem(&broken).unwrap_err();
         assert!(e.contains("expected a PKCS#8 PEM private key"), "{e}");
+    }
+
+    #[test]
+    fn a_federated_assertion_is_sent_until_its_exp_and_never_echoed() {
+        let payload = B64
+            .encode(br#"{"iss":"https://k8s","sub":"system:serviceaccount:a:b","exp":1800000100}"#);
+        let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2lnbmF0dXJl");
+        let a = FederatedAssertion::parse(&jwt).unwrap();
+        assert_eq!(a.expires_at_secs, 1_800_000_100);
+        assert_eq!(a.at(1_800_000_000), Ok(jwt.as_str()));
+        // Inside the margin, and after exp: refused, saying when it expired.
+        for now in [1_800_000_095, 1_800_000_100, 1_900_000_000] {
+            let e = a.at(now).unwrap_err();
+            assert!(e.starts_with("expired at 1800000100"), "{e}");
+            assert!(!e.contains(&payload), "{e}");
+        }
+        assert_eq!(format!("{a:?}"), "FederatedAssertion(exp 1800000100)");
+        // A fractional exp (some issuers write one) counts by its whole seconds.
+        let frac = format!("h.{}.s", B64.encode(br#"{"exp":1800000100.7}"#));
+        assert_eq!(
+            FederatedAssertion::parse(&frac).unwrap().expires_at_secs,
+            1_800_000_100
+        );
+    }
+
+    #[test]
+    fn a_malformed_federated_assertion_is_refused_without_echoing_it() {
+        let no_exp = format!("h.{}.s", B64.encode(br#"{"sub":"secret-subject"}"#));
+        let text_exp = format!("h.{}.s", B64.encode(br#"{"exp":"soon"}"#));
+        let array = format!("h.{}.s", B64.encode(b"[1,2]"));
+        for (jwt, says) in [
+            ("secret-looking-token", "expected a JWT"),
+            ("a.b", "expected a JWT"),
+            ("a.b.c.d", "expected a JWT"),
+            ("h.!!!.s", "not base64url"),
+            (&*array, "not a JSON object"),
+            (&*no_exp, "no numeric exp"),
+            (&*text_exp, "numeric exp"),
+        ] {
+            let e = FederatedAssertion::parse(jwt).unwrap_err();
+            assert!(e.contains(says), "{jwt}: {e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
     }
 }

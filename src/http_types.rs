@@ -97,12 +97,14 @@ mod tests {
             let params = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
             let mut request = token_request::build(
                 &s,
+                &s.client.static_endpoint().unwrap(),
                 &params,
                 crate::token_request::Fresh {
                     now_secs: 0,
                     jti: [0; 16],
                 },
-            );
+            )
+            .unwrap();
             request
                 .headers
                 .push(("authorization".into(), b"Bearer TOKEN-42".to_vec()));

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod authorized;
 pub mod client_auth;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod http_types;
 pub mod intercept;

@@ -50,6 +50,8 @@ pub struct MemoryCache {
     pub cooldown: Option<Cooldown>,
     /// Renewals that failed: no new attempt before this time (Unix ms).
     pub refresh_paused: SmallMap<u64>,
+    /// The issuer's metadata and when it was fetched (`provider::discovered`).
+    pub discovered: Option<crate::discovery::Fetched>,
 }
 
 impl MemoryCache {

@@ -2,6 +2,7 @@
 
 use crate::client_auth;
 use crate::config::{AuthMethod, Settings};
+use crate::discovery::Endpoint;
 use crate::http_types::HttpRequest;
 use base64::Engine as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -170,8 +171,14 @@ pub struct Fresh {
     pub jti: [u8; 16],
 }
 
-/// The token request for `params` (no I/O); `fresh` is used by the assertion methods.
-pub fn build(settings: &Settings, params: &TokenParams, fresh: Fresh) -> HttpRequest {
+/// The token request for `params` to `endpoint` (no I/O); `fresh` is used by the
+/// assertion methods. Fails only when the federated assertion has expired.
+pub fn build(
+    settings: &Settings,
+    endpoint: &Endpoint,
+    params: &TokenParams,
+    fresh: Fresh,
+) -> Result<HttpRequest, crate::Error> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials");
     if !params.scopes.is_empty() {
@@ -190,45 +197,94 @@ pub fn build(settings: &Settings, params: &TokenParams, fresh: Fresh) -> HttpReq
         ),
         ("accept".to_string(), b"application/json".to_vec()),
     ];
-    match settings.client.auth_method {
+    let c = &settings.client;
+    let secret = || {
+        c.credentials
+            .client_secret
+            .as_ref()
+            .map_or("", |s| s.expose())
+    };
+    match endpoint.method {
         AuthMethod::ClientSecretBasic => headers.push((
             "authorization".to_string(),
-            basic_authorization(&settings.client.id, settings.client.secret.expose()).into_bytes(),
+            basic_authorization(&c.id, secret()).into_bytes(),
         )),
         AuthMethod::ClientSecretPost => {
-            form.append_pair("client_id", &settings.client.id);
-            form.append_pair("client_secret", settings.client.secret.expose());
+            form.append_pair("client_id", &c.id);
+            form.append_pair("client_secret", secret());
         }
-        AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt => {
-            let claims = client_auth::Claims {
-                client_id: &settings.client.id,
-                audience: &settings.client.token_url_text,
-                now_secs: fresh.now_secs,
-                lifetime_secs: settings.client.assertion.lifetime_secs,
-                jti: fresh.jti,
-                typ: settings.client.assertion.typ,
-            };
-            let assertion = match &settings.client.assertion.private_key {
-                Some(key) => client_auth::private_key_jwt(
-                    &claims,
-                    key,
-                    settings.client.assertion.key_id.as_deref(),
-                ),
-                None => client_auth::client_secret_jwt(
-                    &claims,
-                    settings.client.secret.expose().as_bytes(),
-                ),
-            };
-            form.append_pair("client_id", &settings.client.id);
+        method => {
+            let assertion = assertion(settings, endpoint, method, fresh)?;
+            form.append_pair("client_id", &c.id);
             form.append_pair("client_assertion_type", client_auth::JWT_BEARER);
             form.append_pair("client_assertion", &assertion);
         }
     }
-    HttpRequest {
+    Ok(HttpRequest {
         method: "POST".into(),
-        url: settings.client.token_url.clone(),
+        url: endpoint.url.clone(),
         headers,
         body: form.finish().into_bytes(),
+    })
+}
+
+/// The `client_assertion` of an assertion method: signed now, or the federated one
+/// while it is valid.
+fn assertion(
+    settings: &Settings,
+    endpoint: &Endpoint,
+    method: AuthMethod,
+    fresh: Fresh,
+) -> Result<String, crate::Error> {
+    let c = &settings.client;
+    let audience = match (&c.discovery, c.assertion.audience_is_issuer) {
+        (Some(d), true) => d.issuer.as_str(),
+        _ => endpoint.url_text.as_str(),
+    };
+    let claims = client_auth::Claims {
+        client_id: &c.id,
+        audience,
+        now_secs: fresh.now_secs,
+        lifetime_secs: c.assertion.lifetime_secs,
+        jti: fresh.jti,
+        typ: c.assertion.typ,
+    };
+    let missing = |key: &str| crate::Error::config(key, "is required but not set");
+    match method {
+        AuthMethod::PrivateKeyJwt => {
+            let key = c
+                .credentials
+                .private_key
+                .as_ref()
+                .ok_or_else(|| missing("client_private_key"))?;
+            Ok(client_auth::private_key_jwt(
+                &claims,
+                key,
+                c.assertion.key_id.as_deref(),
+            ))
+        }
+        AuthMethod::ClientAssertion => {
+            let federated = c
+                .credentials
+                .federated
+                .as_ref()
+                .ok_or_else(|| missing("client_assertion"))?;
+            federated
+                .at(fresh.now_secs)
+                .map(str::to_string)
+                .map_err(|e| crate::Error::config("client_assertion", e))
+        }
+        _ => {
+            let secret = c
+                .credentials
+                .client_secret
+                .as_ref()
+                .ok_or_else(|| missing("client_secret"))?;
+            Ok(client_auth::client_secret_jwt(
+                &claims,
+                secret.expose().as_bytes(),
+            ))
+        }
     }
 }
 
@@ -290,7 +346,7 @@ mod tests {
     fn basic_request_has_exact_body_and_headers() {
         let s = settings(&[("scope", "write read")]);
         let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
-        let req = build(&s, &p, FRESH);
+        let req = build(&s, &s.client.static_endpoint().unwrap(), &p, FRESH).unwrap();
         assert_eq!(req.method, "POST");
         assert_eq!(req.url.path_and_query, "/oauth/token");
         assert_eq!(
@@ -312,7 +368,7 @@ mod tests {
     fn post_method_puts_credentials_in_the_body_and_sends_no_authorization() {
         let s = settings(&[("auth_method", "client_secret_post")]);
         let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
-        let req = build(&s, &p, FRESH);
+        let req = build(&s, &s.client.static_endpoint().unwrap(), &p, FRESH).unwrap();
         assert_eq!(
             std::str::from_utf8(&req.body).unwrap(),
             "grant_type=client_credentials&client_id=svc&client_secret=s3cret"
@@ -327,7 +383,12 @@ mod tests {
             ("client_secret", "a+b&c=d e%"),
         ]);
         let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
-        let body = String::from_utf8(build(&s, &p, FRESH).body).unwrap();
+        let body = String::from_utf8(
+            build(&s, &s.client.static_endpoint().unwrap(), &p, FRESH)
+                .unwrap()
+                .body,
+        )
+        .unwrap();
         assert!(body.ends_with("client_secret=a%2Bb%26c%3Dd+e%25"), "{body}");
     }
 
@@ -345,7 +406,12 @@ mod tests {
         };
         let p = TokenParams::resolve(&req, &s).unwrap();
         assert_eq!(p.scopes, ["a", "b"]);
-        let body = String::from_utf8(build(&s, &p, FRESH).body).unwrap();
+        let body = String::from_utf8(
+            build(&s, &s.client.static_endpoint().unwrap(), &p, FRESH)
+                .unwrap()
+                .body,
+        )
+        .unwrap();
         assert_eq!(
             body,
             "grant_type=client_credentials&scope=a+b&audience=https%3A%2F%2Fapi.example.com\
@@ -366,7 +432,12 @@ mod tests {
         .unwrap();
         assert!(p.scopes.is_empty());
         assert_eq!(p.audience.as_deref(), Some("aud1"));
-        let body = String::from_utf8(build(&s, &p, FRESH).body).unwrap();
+        let body = String::from_utf8(
+            build(&s, &s.client.static_endpoint().unwrap(), &p, FRESH)
+                .unwrap()
+                .body,
+        )
+        .unwrap();
         assert_eq!(body, "grant_type=client_credentials&audience=aud1");
     }
 
@@ -439,7 +510,7 @@ mod tests {
             ("client_assertion_lifetime_secs", "90"),
         ]);
         let p = TokenParams::resolve(&Default::default(), &s).unwrap();
-        let req = build(&s, &p, FRESH);
+        let req = build(&s, &s.client.static_endpoint().unwrap(), &p, FRESH).unwrap();
         assert!(!req.headers.iter().any(|(k, _)| k == "authorization"));
         let body = String::from_utf8(req.body.clone()).unwrap();
         assert!(!body.contains("jwt-secret"), "{body}");
@@ -468,12 +539,14 @@ mod tests {
         // Another attempt, another jti: a new assertion.
         let again = build(
             &s,
+            &s.client.static_endpoint().unwrap(),
             &p,
             Fresh {
                 jti: [1; 16],
                 ..FRESH
             },
-        );
+        )
+        .unwrap();
         assert_ne!(again.body, req.body);
     }
 }

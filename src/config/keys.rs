@@ -97,7 +97,10 @@ pub const AUTH_METHODS: &[&str] = &[
     "client_secret_post",
     "client_secret_jwt",
     "private_key_jwt",
+    "client_assertion",
+    "auto",
 ];
+pub const ASSERTION_AUDIENCES: &[&str] = &["token_endpoint", "issuer"];
 pub const ASSERTION_TYPS: &[&str] = &["JWT", "client-authentication+jwt"];
 pub const AUDIT_LEVELS: &[&str] = &["changes", "all", "errors", "off"];
 pub const UNMATCHED: &[&str] = &["pass", "refuse"];
@@ -106,9 +109,22 @@ pub const UNMATCHED: &[&str] = &["pass", "refuse"];
 pub const KEYS: &[Key] = &[
     key(
         "token_url",
-        None,
+        Some(""),
         Kind::Text,
-        "Token endpoint URL (https; http only with allow_insecure_http)",
+        "Token endpoint URL (https; http only with allow_insecure_http); required unless issuer is set, and then it wins over the discovered one",
+    ),
+    key(
+        "issuer",
+        Some(""),
+        Kind::Text,
+        "Issuer URL: the token endpoint and the supported methods are discovered from its metadata (RFC 8414, then OpenID Connect Discovery), whose issuer must equal this exactly",
+    ),
+    number(
+        "discovery_ttl_secs",
+        "86400",
+        60,
+        7 * 86_400,
+        "How long discovered metadata is kept (in memory and, sealed, in the store) before it is fetched again",
     ),
     key("client_id", None, Kind::Text, "OAuth2 client identifier"),
     key(
@@ -121,7 +137,7 @@ pub const KEYS: &[Key] = &[
         "auth_method",
         Some("client_secret_basic"),
         Kind::Choice(AUTH_METHODS),
-        "client_secret_basic, client_secret_post, client_secret_jwt (an HS256 assertion signed with the secret; RFC 7523), or private_key_jwt (an ES256 assertion signed with client_private_key)",
+        "client_secret_basic, client_secret_post, client_secret_jwt (an HS256 assertion signed with the secret; RFC 7523), private_key_jwt (an assertion signed with client_private_key), client_assertion (a federated assertion sent as it is), or auto (the strongest configured one the issuer's metadata lists; needs issuer)",
     ),
     number(
         "client_assertion_lifetime_secs",
@@ -141,6 +157,24 @@ pub const KEYS: &[Key] = &[
         Some(""),
         Kind::Secret,
         "private_key_jwt: the client's P-256 private key, PKCS#8 PEM (mark it secret in Spin); it also keys the store's names and sealing",
+    ),
+    key(
+        "client_assertion_audience",
+        Some("token_endpoint"),
+        Kind::Choice(ASSERTION_AUDIENCES),
+        "The aud claim of a signed assertion: the token endpoint URL, or the issuer (needs issuer)",
+    ),
+    key(
+        "client_assertion",
+        Some(""),
+        Kind::Secret,
+        "client_assertion: a JWT the platform issues and rotates (a projected service-account token, a SPIFFE JWT-SVID), sent as it is; its exp is checked before each use; read when the instance starts (mark it secret in Spin)",
+    ),
+    key(
+        "cache_secret",
+        Some(""),
+        Kind::Secret,
+        "client_assertion: a secret the fleet shares that seals the shared cache and keys its names (an assertion rotates, so it cannot); required with a client_assertion unless kv_store is empty",
     ),
     key(
         "client_key_id",

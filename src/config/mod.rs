@@ -2,9 +2,11 @@
 //! part of the provider that uses them. Every key is described in [`keys::KEYS`];
 //! every error names the key it is about.
 
+pub mod auth;
 pub mod keys;
 pub mod routes;
 
+pub use auth::{AssertionSettings, AuthMethod, Credentials, MethodChoice};
 pub use keys::{KEYS, Key, Kind};
 pub use routes::{InterceptSettings, Route, Unmatched};
 
@@ -17,31 +19,6 @@ use crate::token_response::Lifetimes;
 
 /// Largest token endpoint response we read.
 pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// How the client authenticates to the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    /// HTTP Basic with the RFC 6749 §2.3.1 form-encoding of id and secret.
-    ClientSecretBasic,
-    /// `client_id` and `client_secret` in the form body.
-    ClientSecretPost,
-    /// An HS256 assertion keyed by the secret (`client_assertion`, RFC 7523 §2.2); the
-    /// secret itself is never sent.
-    ClientSecretJwt,
-    /// An ES256 assertion signed with `client_private_key`: no shared secret.
-    PrivateKeyJwt,
-}
-
-impl AuthMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::ClientSecretPost => "client_secret_post",
-            AuthMethod::ClientSecretJwt => "client_secret_jwt",
-            AuthMethod::PrivateKeyJwt => "private_key_jwt",
-        }
-    }
-}
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -59,21 +36,27 @@ pub struct Settings {
 /// Who asks the token endpoint, and for what by default.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
-    /// `token_url`.
-    pub token_url: HttpUrl,
-    /// `token_url` exactly as configured (part of the cache key).
-    pub token_url_text: String,
+    /// `token_url`, when configured (else discovered from `issuer`).
+    pub token_url: Option<HttpUrl>,
+    /// `issuer`, when configured, and `discovery_ttl_secs`.
+    pub discovery: Option<DiscoverySettings>,
+    /// `token_url` exactly as configured, or else `issuer`: names the server in the
+    /// cache key.
+    pub server_text: String,
+    /// The host of `token_url`, or else of `issuer` (for audit lines).
+    pub server_host: String,
     /// `client_id`.
     pub id: String,
-    /// The credential: `client_secret`, or with private_key_jwt the
-    /// `client_private_key` PEM (it keys the store's names and sealing either way).
+    /// What keys the store's names and sealing: the private key's PEM, the client
+    /// secret, or with a federated assertion `cache_secret` (`config::auth`).
     pub secret: Secret,
-    /// The store's naming keys, derived from the credential (`store::keys`).
+    /// The store's naming keys, derived from `secret` (`store::keys`).
     pub key_names: KeyNames,
     /// `auth_method`.
-    pub auth_method: AuthMethod,
-    /// `client_assertion_lifetime_secs` and `client_assertion_typ`, for the assertion
-    /// methods.
+    pub auth_method: MethodChoice,
+    /// `client_secret`, `client_private_key`, `client_assertion`.
+    pub credentials: Credentials,
+    /// How assertions are made.
     pub assertion: AssertionSettings,
     /// `scope`, split.
     pub scope: Vec<String>,
@@ -83,17 +66,29 @@ pub struct ClientSettings {
     pub resource: Vec<String>,
 }
 
-/// How client assertions are made.
+/// Issuer discovery (RFC 8414, OpenID Connect Discovery).
 #[derive(Debug, Clone)]
-pub struct AssertionSettings {
-    /// `client_assertion_lifetime_secs`.
-    pub lifetime_secs: u64,
-    /// `client_assertion_typ`.
-    pub typ: &'static str,
-    /// `client_private_key`, parsed (private_key_jwt only).
-    pub private_key: Option<crate::client_auth::PrivateKey>,
-    /// `client_key_id`.
-    pub key_id: Option<String>,
+pub struct DiscoverySettings {
+    /// `issuer` exactly as configured: the metadata's `issuer` must equal it.
+    pub issuer: String,
+    /// `issuer`, parsed (its scheme checked as `token_url`'s is).
+    pub issuer_url: HttpUrl,
+    /// `discovery_ttl_secs`.
+    pub ttl_secs: u64,
+}
+
+impl ClientSettings {
+    /// The token endpoint and method when both are configured: no discovery needed.
+    pub fn static_endpoint(&self) -> Option<crate::discovery::Endpoint> {
+        match (&self.token_url, self.auth_method) {
+            (Some(url), MethodChoice::Fixed(method)) => Some(crate::discovery::Endpoint {
+                url: url.clone(),
+                url_text: self.server_text.clone(),
+                method,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// How tokens are kept and shared between instances.
@@ -149,7 +144,8 @@ impl Settings {
         // Read in the order of the table, so the first bad key is the one reported.
         let r = Reader { get };
         let allow_insecure_http = r.boolean("allow_insecure_http")?;
-        let client = read_client(&r, allow_insecure_http)?;
+        let kv_store = r.or_none_if_empty("kv_store")?;
+        let client = read_client(&r, allow_insecure_http, kv_store.is_some())?;
         let (allowed_origins, origin_audiences) = read_origins(&r)?;
         let expiry_skew_secs = r.number("expiry_skew_secs")?;
         let lifetimes = Lifetimes {
@@ -180,7 +176,7 @@ impl Settings {
         let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
         let intercept = read_intercept(&r)?;
         let cache = CacheSettings {
-            kv_store: r.or_none_if_empty("kv_store")?,
+            kv_store,
             expiry_skew_secs,
             lifetimes,
             refresh_ahead_percent,
@@ -284,79 +280,85 @@ impl Settings {
 fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
     r: &Reader<G>,
     allow_insecure_http: bool,
+    kv_store: bool,
 ) -> Result<ClientSettings, Error> {
-    let token_url_text = r.required("token_url")?;
-    let token_url = parse_url(&token_url_text).map_err(|e| Error::config("token_url", e))?;
-    if token_url.origin.scheme == Scheme::Http && !allow_insecure_http {
-        return Err(Error::config(
-            "token_url",
-            "plain http:// is refused; use https:// or set allow_insecure_http=true",
-        ));
-    }
+    let url = |key: &str, text: &str| -> Result<HttpUrl, Error> {
+        let url = parse_url(text).map_err(|e| Error::config(key, e))?;
+        if url.origin.scheme == Scheme::Http && !allow_insecure_http {
+            return Err(Error::config(
+                key,
+                "plain http:// is refused; use https:// or set allow_insecure_http=true",
+            ));
+        }
+        Ok(url)
+    };
+    let token_url_text = r.read("token_url")?;
+    let issuer = r.read("issuer")?;
+    let ttl_secs = r.number("discovery_ttl_secs")?;
+    let discovery = match issuer {
+        Some(issuer) => {
+            let issuer_url = url("issuer", &issuer)?;
+            crate::discovery::check_issuer(&issuer_url).map_err(|e| Error::config("issuer", e))?;
+            Some(DiscoverySettings {
+                issuer_url,
+                issuer,
+                ttl_secs,
+            })
+        }
+        None => None,
+    };
+    let token_url = match &token_url_text {
+        Some(text) => Some(url("token_url", text)?),
+        None if discovery.is_none() => {
+            return Err(Error::config(
+                "token_url",
+                "is required but not set (or set issuer to discover it)",
+            ));
+        }
+        None => None,
+    };
     let id = r.required("client_id")?;
-    let (auth_method, secret, assertion) = read_auth(r)?;
+    let auth = auth::read_auth(r, kv_store)?;
+    if discovery.is_none() {
+        if auth.choice == MethodChoice::Auto {
+            return Err(Error::config(
+                "auth_method",
+                "auto needs issuer: the methods come from the server's metadata",
+            ));
+        }
+        if auth.assertion.audience_is_issuer {
+            return Err(Error::config(
+                "client_assertion_audience",
+                "issuer needs issuer to be set",
+            ));
+        }
+    }
     let scope = r.words("scope")?;
     let audience = r.read("audience")?;
     let resource = r.words("resource")?;
     for res in &resource {
         parse_resource(res).map_err(|e| Error::config("resource", e))?;
     }
+    let (server_text, server_host) = match (&token_url, &discovery) {
+        (Some(u), _) => (token_url_text.unwrap_or_default(), u.origin.host.clone()),
+        (None, Some(d)) => (d.issuer.clone(), d.issuer_url.origin.host.clone()),
+        (None, None) => unreachable!("one of them is required above"),
+    };
     Ok(ClientSettings {
         token_url,
-        token_url_text,
+        discovery,
+        server_text,
+        server_host,
         id,
-        key_names: KeyNames::new(&secret),
-        secret,
-        auth_method,
-        assertion,
+        key_names: KeyNames::new(&auth.store_credential),
+        secret: auth.store_credential,
+        auth_method: auth.choice,
+        credentials: auth.credentials,
+        assertion: auth.assertion,
         scope,
         audience,
         resource,
     })
-}
-
-/// `client_secret`, `auth_method`, the assertion keys: the method, the credential
-/// (what authenticates the client, and what keys the store's names and sealing:
-/// `store::keys`, `store::seal`) and how assertions are made.
-fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
-) -> Result<(AuthMethod, Secret, AssertionSettings), Error> {
-    let secret = r.read("client_secret")?;
-    let auth_method = match r.choice("auth_method")? {
-        "client_secret_post" => AuthMethod::ClientSecretPost,
-        "client_secret_jwt" => AuthMethod::ClientSecretJwt,
-        "private_key_jwt" => AuthMethod::PrivateKeyJwt,
-        _ => AuthMethod::ClientSecretBasic,
-    };
-    let assertion = AssertionSettings {
-        lifetime_secs: r.number("client_assertion_lifetime_secs")?,
-        typ: r.choice("client_assertion_typ")?,
-        private_key: None,
-        key_id: None,
-    };
-    let private_key_pem = r.read("client_private_key")?;
-    let key_id = r.read("client_key_id")?;
-    let (secret, private_key) = if auth_method == AuthMethod::PrivateKeyJwt {
-        let pem = private_key_pem.ok_or_else(|| {
-            Error::config(
-                "client_private_key",
-                "is required by auth_method private_key_jwt but not set",
-            )
-        })?;
-        let key = crate::client_auth::PrivateKey::from_pem(&pem)
-            .map_err(|e| Error::config("client_private_key", e))?;
-        (Secret::new(pem), Some(key))
-    } else {
-        let secret =
-            secret.ok_or_else(|| Error::config("client_secret", "is required but not set"))?;
-        (Secret::new(secret), None)
-    };
-    let assertion = AssertionSettings {
-        private_key,
-        key_id,
-        ..assertion
-    };
-    Ok((auth_method, secret, assertion))
 }
 
 /// `origin_audiences`: `origin=value` pairs, each origin one of `allowed`.
@@ -526,7 +528,10 @@ mod tests {
     #[test]
     fn defaults_apply_when_only_required_keys_are_set() {
         let s = load(BASE).unwrap();
-        assert_eq!(s.client.auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(
+            s.client.auth_method,
+            MethodChoice::Fixed(AuthMethod::ClientSecretBasic)
+        );
         assert_eq!(s.cache.expiry_skew_secs, 60);
         assert_eq!(s.cache.lifetimes.default_expires_in, 300);
         assert_eq!(s.cache.lifetimes.max_expires_in, 86_400);
@@ -545,10 +550,10 @@ mod tests {
     fn missing_required_keys_are_named() {
         for key in ["token_url", "client_id", "client_secret"] {
             let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != key).collect();
-            let err = load(&pairs).unwrap_err();
-            assert_eq!(
-                err,
-                Error::Config(format!("{key}: is required but not set"))
+            let err = load(&pairs).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("config: {key}: is required")),
+                "{err}"
             );
         }
     }
@@ -682,12 +687,130 @@ mod tests {
             ("client_key_id", "k1"),
         ]))
         .unwrap();
-        assert_eq!(s.client.auth_method, AuthMethod::PrivateKeyJwt);
-        assert!(s.client.assertion.private_key.is_some());
+        assert_eq!(
+            s.client.auth_method,
+            MethodChoice::Fixed(AuthMethod::PrivateKeyJwt)
+        );
+        assert!(s.client.credentials.private_key.is_some());
         assert_eq!(s.client.assertion.key_id.as_deref(), Some("k1"));
         assert!(
             !format!("{s:?}").contains("PRIVATE KEY"),
             "Debug shows no key"
+        );
+    }
+
+    #[test]
+    fn a_federated_assertion_needs_a_cache_secret_to_share_the_store() {
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"system:serviceaccount:ns:app","exp":1800000600}"#);
+        let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln");
+        let federated = |extra: &[(&str, &str)]| {
+            let mut v: Vec<(&str, &str)> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "client_secret")
+                .collect();
+            v.push(("auth_method", "client_assertion"));
+            v.push(("client_assertion", &jwt));
+            v.extend_from_slice(extra);
+            load(&v)
+        };
+        let e = federated(&[]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("config: cache_secret: is required with a client_assertion"),
+            "{e}"
+        );
+        let shared = federated(&[("cache_secret", "fleet-secret")]).unwrap();
+        assert_eq!(shared.client.secret.expose(), "fleet-secret");
+        assert_eq!(
+            shared
+                .client
+                .credentials
+                .federated
+                .as_ref()
+                .unwrap()
+                .expires_at_secs,
+            1_800_000_600
+        );
+        // Another assertion (rotated) with the same cache secret: the same store names.
+        let memory_only = federated(&[("kv_store", "")]).unwrap();
+        assert_eq!(memory_only.cache.kv_store, None);
+        let e = federated(&[("client_assertion", "not-a-jwt")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: client_assertion: expected a JWT"),
+            "{e}"
+        );
+        let e = load(&with(&[("cache_secret", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: cache_secret: is used only with a client_assertion"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn issuer_discovery_and_auto_are_configured_together() {
+        let e = load(&with(&[("auth_method", "auto")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config: auth_method: auto needs issuer: the methods come from the server's metadata"
+        );
+        let e = load(&with(&[("client_assertion_audience", "issuer")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config: client_assertion_audience: issuer needs issuer to be set"
+        );
+        let e = load(&with(&[("token_url", "")])).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "config: token_url: is required but not set (or set issuer to discover it)"
+        );
+        let e = load(&with(&[("issuer", "http://idp.example")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: issuer: plain http:// is refused"),
+            "{e}"
+        );
+        let e = load(&with(&[("issuer", "https://idp.example/?x=1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: issuer: an issuer has no query"),
+            "{e}"
+        );
+        let s = load(&with(&[
+            ("token_url", ""),
+            ("issuer", "https://idp.example/t"),
+            ("auth_method", "auto"),
+        ]))
+        .unwrap();
+        assert!(s.client.token_url.is_none() && s.client.static_endpoint().is_none());
+        assert_eq!(
+            (s.client.server_text.as_str(), s.client.server_host.as_str()),
+            ("https://idp.example/t", "idp.example")
+        );
+        assert_eq!(s.client.discovery.as_ref().unwrap().ttl_secs, 86_400);
+        // auto keys the store with the strongest configured credential.
+        assert_eq!(s.client.secret.expose(), "s3cret");
+        let e = load(&[
+            ("client_id", "svc"),
+            ("issuer", "https://idp.example/t"),
+            ("auth_method", "auto"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("config: auth_method: auto needs a credential"),
+            "{e}"
         );
     }
 
@@ -841,14 +964,21 @@ mod tests {
             reads.into_inner(),
             [
                 "allow_insecure_http",
+                "kv_store",
+                "kv_store",
                 "token_url",
+                "issuer",
+                "discovery_ttl_secs",
                 "client_id",
-                "client_secret",
                 "auth_method",
+                "client_private_key",
+                "client_secret",
+                "client_assertion",
+                "cache_secret",
                 "client_assertion_lifetime_secs",
                 "client_assertion_typ",
-                "client_private_key",
                 "client_key_id",
+                "client_assertion_audience",
                 "scope",
                 "audience",
                 "resource",
@@ -869,8 +999,6 @@ mod tests {
                 "refresh_ahead_percent",
                 "intercept_routes",
                 "intercept_unmatched",
-                "kv_store",
-                "kv_store",
             ]
         );
     }

@@ -22,6 +22,8 @@ struct Answer {
     /// Wall clock when this attempt was sent: the token's lifetime counts from here,
     /// not from when a slow response finished.
     sent_at_ms: u64,
+    /// How the client authenticated.
+    method: crate::config::AuthMethod,
 }
 
 impl<P: Platform> Provider<'_, P> {
@@ -49,6 +51,7 @@ impl<P: Platform> Provider<'_, P> {
         ev.status = Some(answer.status);
         ev.duration_ms = Some(answer.duration_ms);
         ev.attempt = Some(answer.attempt);
+        ev.auth_method = Some(answer.method.as_str());
         ev.fingerprint = Some(entry.access_token.fingerprint());
         ev.expires_at = Some(entry.expires_at_secs());
         self.audit(&ev);
@@ -67,6 +70,7 @@ impl<P: Platform> Provider<'_, P> {
             .platform
             .monotonic_ms()
             .saturating_add(self.settings.retry.token_deadline_ms);
+        let endpoint = self.endpoint(l)?;
         let mut attempt = 0u32;
         loop {
             let started = self.platform.monotonic_ms();
@@ -78,7 +82,16 @@ impl<P: Platform> Provider<'_, P> {
                 now_secs: sent_at_ms / 1000,
                 jti,
             };
-            let request = token_request::build(self.settings, &l.params, fresh);
+            let request = match token_request::build(self.settings, &endpoint, &l.params, fresh) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.audit(
+                        &Event::new(Outcome::FetchError, self.settings, &l.params.scopes)
+                            .with_error(&e),
+                    );
+                    return Err(e);
+                }
+            };
             let (outcome, retry_after) =
                 self.attempt(&request, l, deadline.saturating_sub(started));
             let now = self.platform.monotonic_ms();
@@ -91,6 +104,7 @@ impl<P: Platform> Provider<'_, P> {
                         attempt: attempt + 1,
                         duration_ms,
                         sent_at_ms,
+                        method: endpoint.method,
                     });
                 }
                 Err(e) => e,
@@ -105,6 +119,7 @@ impl<P: Platform> Provider<'_, P> {
             let mut ev = Event::new(outcome, self.settings, &l.params.scopes).with_error(&e);
             ev.duration_ms = Some(duration_ms);
             ev.attempt = Some(attempt + 1);
+            ev.auth_method = Some(endpoint.method.as_str());
             if let Next::RetryIn(ms) = next {
                 ev.retry_in_ms = Some(ms);
                 self.audit(&ev);
@@ -306,5 +321,48 @@ mod tests {
         // Not a credential problem: no cooldown, the next call asks again.
         rig.platform.respond_token("t", 100);
         assert!(rig.get().is_ok());
+    }
+
+    #[test]
+    fn a_federated_assertion_is_sent_as_given_until_it_expires() {
+        use base64::Engine as _;
+        // Rig time is T0 (1_800_000_000 s); the assertion expires 100 s later.
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"iss":"https://k8s.example","sub":"svc","exp":1800000100}"#);
+        let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln");
+        let rig = Rig::new(&[
+            ("auth_method", "client_assertion"),
+            ("client_secret", ""),
+            ("client_assertion", &jwt),
+            ("cache_secret", "fleet"),
+        ]);
+        rig.platform.respond_token("T1", 60);
+        rig.get().unwrap();
+        let body = rig.platform.sent.borrow()[0].body.clone();
+        let form: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(&body).into_owned().collect();
+        assert_eq!(form["client_assertion"], jwt);
+        assert_eq!(
+            form["client_assertion_type"],
+            crate::client_auth::JWT_BEARER
+        );
+        assert_eq!(form["client_id"], "svc");
+        // 200 s later the cached token is gone and the assertion has expired: a config
+        // error naming it, and nothing sent.
+        rig.platform.advance(200_000);
+        let e = rig.get().unwrap_err();
+        assert!(
+            matches!(&e, Error::Config(m) if m.starts_with("client_assertion: expired at 1800000100")),
+            "{e:?}"
+        );
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+        let errors: Vec<_> = rig
+            .platform
+            .events("token.fetch")
+            .into_iter()
+            .filter(|e| e["outcome"] == "error")
+            .collect();
+        assert_eq!(errors.len(), 1);
+        assert!(!errors[0].to_string().contains(&payload));
     }
 }

@@ -8,6 +8,7 @@
 //! (`crate::audit::Outcome`).
 
 pub mod cooldown;
+mod discovered;
 mod fetch;
 pub mod lease;
 mod refresh;

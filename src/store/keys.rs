@@ -18,6 +18,7 @@
 //! | `holder` | the lease holder's record (slot, generation, start), sealed | [`CacheKey::lease_holder`] |
 //! | `pause` | the end of a refresh pause, sealed | [`CacheKey::refresh_pause`] |
 //! | `failure` | a shared failure of one client (cooldown or outage), sealed | [`CacheKey::failure`] |
+//! | `metadata` | an issuer's discovered metadata and when it was fetched, sealed | [`CacheKey::metadata`] (on [`CacheKey::discovery`], whose lease is the discovery's single flight) |
 //!
 //! Every value that is not a counter is sealed under the credential with the key's
 //! canonical text and role as associated data (`store::seal`), so a value written by a
@@ -107,7 +108,7 @@ impl CacheKey {
         // A JSON array, written straight from a tuple (no `Value` tree on a hit's path).
         let parts = (
             "v2",
-            &c.token_url_text,
+            &c.server_text,
             &c.id,
             c.auth_method.as_str(),
             &params.scopes,
@@ -129,7 +130,7 @@ impl CacheKey {
         let parts = (
             "v2",
             "client",
-            &c.token_url_text,
+            &c.server_text,
             &c.id,
             c.auth_method.as_str(),
         );
@@ -137,6 +138,17 @@ impl CacheKey {
             canonical: serde_json::to_string(&parts)
                 .unwrap_or_else(|_| unreachable!("strings serialise")),
             names: c.key_names,
+        }
+    }
+
+    /// The key of an issuer's discovered metadata (`discovery`): shared by every
+    /// client of the store that has the credential, one per issuer.
+    pub fn discovery(settings: &Settings, issuer: &str) -> Self {
+        let parts = ("v2", "discovery", issuer);
+        CacheKey {
+            canonical: serde_json::to_string(&parts)
+                .unwrap_or_else(|_| unreachable!("strings serialise")),
+            names: settings.client.key_names,
         }
     }
 
@@ -173,6 +185,11 @@ impl CacheKey {
     pub fn failure(&self) -> String {
         self.names.name(roles::FAILURE, &self.canonical, &[])
     }
+
+    /// Discovered metadata (on [`CacheKey::discovery`]).
+    pub fn metadata(&self) -> String {
+        self.names.name(roles::METADATA, &self.canonical, &[])
+    }
 }
 
 /// The roles, as they appear in names and sealing contexts.
@@ -182,6 +199,7 @@ pub mod roles {
     pub const HOLDER: &str = "holder";
     pub const PAUSE: &str = "pause";
     pub const FAILURE: &str = "failure";
+    pub const METADATA: &str = "metadata";
 }
 
 #[cfg(test)]

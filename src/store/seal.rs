@@ -53,6 +53,16 @@ pub trait Record: Serialize + Sized {
 pub struct Fields<'a>(&'a Map<String, Value>);
 
 impl Fields<'_> {
+    /// A field as JSON, for a value with its own shape.
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    /// The fields of a nested object.
+    pub fn of(value: &Value) -> Option<Fields<'_>> {
+        value.as_object().map(Fields)
+    }
+
     pub fn u64(&self, name: &str) -> Option<u64> {
         self.0.get(name)?.as_u64()
     }

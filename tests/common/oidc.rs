@@ -186,6 +186,13 @@ impl OidcPeer {
             v["api_requests"].as_u64().unwrap(),
         )
     }
+
+    /// Requests for `/.well-known/…` (discovery) the server has seen.
+    pub async fn discovery_requests(&self, host_ca: Option<&TestPki>) -> u64 {
+        let body = fetch_stats(self.port, host_ca.map(|p| p.ca_pem.clone())).await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
+        v["discovery_requests"].as_u64().unwrap()
+    }
 }
 
 impl Drop for OidcPeer {

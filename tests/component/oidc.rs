@@ -228,6 +228,191 @@ async fn private_key_jwt_es256_over_http_and_tls() {
     }
 }
 
+/// `issuer` instead of `token_url`, with `auth_method = auto`: oidc-provider's metadata
+/// gives the token endpoint and the methods (over HTTP its RFC 8414 document; over TLS
+/// the peer serves only the OpenID one, so the fallback is taken); auto picks `private_key_jwt` for a client with a key, `client_secret_jwt`
+/// for one with only a secret. A second instance takes the sealed document from the
+/// store. Over HTTP and TLS.
+#[tokio::test]
+async fn discovery_and_auto_over_http_and_tls() {
+    let (pem, jwks) = p256_client_key("k1");
+    for tls in [false, true] {
+        let pki = tls.then(TestPki::generate);
+        let mut env = vec![("PKJWT_JWKS", jwks.clone())];
+        if tls {
+            env.push(("NO_RFC8414", "1".to_string()));
+        }
+        let peer = OidcPeer::start_with(pki.as_ref(), &env);
+        let issuer = peer.base();
+        let discovered = |id: &str, secret: &str, extra: &[(&str, &str)]| {
+            let mut all = vec![
+                ("token_url", ""),
+                ("issuer", issuer.as_str()),
+                ("auth_method", "auto"),
+                ("audit", "all"),
+            ];
+            all.extend_from_slice(extra);
+            make_host(&peer, pki.as_ref(), id, secret, &all)
+        };
+        let (host, log) = discovered("pkjwt-client", "", &[("client_private_key", &pem)]);
+        let first = token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap_or_else(|e| panic!("tls={tls}: {e:?}"));
+        assert_eq!(first.source, TokenSource::Fresh);
+        let second = token(
+            &host,
+            &TokenRequest {
+                force_refresh: true,
+                ..TokenRequest::default_request()
+            },
+        )
+        .await
+        .unwrap();
+        assert_ne!(second.token, first.token);
+        // One document (over TLS after RFC 8414's 404); the second instance used the
+        // stored one.
+        let (requests, source) = match tls {
+            false => (1, "/.well-known/oauth-authorization-server: token endpoint"),
+            true => (2, "/.well-known/openid-configuration: token endpoint"),
+        };
+        assert_eq!(
+            peer.discovery_requests(pki.as_ref()).await,
+            requests,
+            "tls={tls}"
+        );
+        assert_eq!(peer.stats(pki.as_ref()).await.0, 2);
+        let lines = audit_lines(&log);
+        let found: Vec<_> = lines.iter().filter(|l| l["event"] == "discovery").collect();
+        assert_eq!(found.len(), 1, "{lines:?}");
+        let detail = found[0]["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(source) && detail.contains("private_key_jwt"),
+            "{detail}"
+        );
+
+        // Only a secret: auto picks client_secret_jwt, which is what jwt-client is
+        // registered for (oidc-provider refuses any other method for it).
+        let (host, _) = discovered(
+            "jwt-client",
+            "jwt-secret-0123456789abcdef-0123456789abcdef",
+            &[("scope", "read")],
+        );
+        let t = token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap_or_else(|e| panic!("tls={tls}: {e:?}"));
+        assert_eq!(t.scopes, ["read"]);
+    }
+}
+
+/// The metadata's `issuer` must equal the configured one exactly (RFC 8414 §3.3):
+/// `localhost` names the same server as `127.0.0.1` but is not its issuer.
+#[tokio::test]
+async fn discovery_with_a_mismatched_issuer_is_refused() {
+    let peer = OidcPeer::start(None);
+    let wrong = format!("http://localhost:{}", peer.port);
+    let (host, _) = make_host(
+        &peer,
+        None,
+        "basic-client",
+        "basic-secret",
+        &[("token_url", ""), ("issuer", &wrong)],
+    );
+    let e = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    match &e {
+        ProviderError::InvalidResponse(m) => assert!(
+            m.contains(&format!(
+                "issuer `http://127.0.0.1:{}` is not the configured `{wrong}`",
+                peer.port
+            )),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(peer.stats(None).await.0, 0, "no token request");
+}
+
+/// A signed JWT for `pkjwt-client` made by the test, as a platform would issue it.
+fn federated_jwt(pem: &str, aud: &str, exp: u64, jti: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "pkjwt-client", "sub": "pkjwt-client", "aud": aud,
+        "iat": now, "exp": exp, "jti": jti,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("k1".into());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A federated `client_assertion` (issued outside the component) is sent as it is:
+/// oidc-provider accepts it once, refuses the replayed `jti` (`invalid_client`), and an
+/// expired one never leaves the component.
+#[tokio::test]
+async fn a_federated_assertion_is_used_once_and_an_expired_one_is_refused() {
+    let (pem, jwks) = p256_client_key("k1");
+    let peer = OidcPeer::start_with(None, &[("PKJWT_JWKS", jwks)]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let jwt = federated_jwt(&pem, &peer.token_url(), now + 300, "federated-1");
+    let host_with = |assertion: &str| {
+        make_host(
+            &peer,
+            None,
+            "pkjwt-client",
+            "",
+            &[
+                ("auth_method", "client_assertion"),
+                ("client_assertion", assertion),
+                ("cache_secret", "a secret the fleet shares"),
+            ],
+        )
+    };
+    let (host, log) = host_with(&jwt);
+    token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    // The same assertion again (a renewal within its lifetime): a replayed jti.
+    let e = token(
+        &host,
+        &TokenRequest {
+            force_refresh: true,
+            ..TokenRequest::default_request()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(oauth_code(&e), ("invalid_client", 401));
+    assert_eq!(peer.stats(None).await.0, 2);
+    let logged = String::from_utf8_lossy(&log.contents()).into_owned();
+    assert!(!logged.contains(&jwt), "the assertion is not logged");
+
+    let expired = federated_jwt(&pem, &peer.token_url(), now - 10, "federated-2");
+    let (host, _) = host_with(&expired);
+    let e = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    match &e {
+        ProviderError::Config(m) => assert!(
+            m.starts_with(&format!("client_assertion: expired at {}", now - 10)),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!format!("{e:?}").contains(&expired));
+    assert_eq!(peer.stats(None).await.0, 2, "nothing sent");
+}
+
 #[tokio::test]
 async fn special_character_credentials_over_tls() {
     let pki = TestPki::generate();

@@ -74,7 +74,14 @@ fn every_config_key_is_a_spin_variable_mapped_into_the_component() {
             ),
         }
     }
-    for credential in ["client_secret", "client_private_key"] {
+    // Every credential of the key table (its `Secret` keys) is a Spin secret.
+    let credentials: Vec<&str> = KEYS
+        .iter()
+        .filter(|k| k.kind == token_provider::config::Kind::Secret)
+        .map(|k| k.name)
+        .collect();
+    assert!(credentials.len() >= 4, "{credentials:?}");
+    for credential in credentials.iter().copied() {
         assert_eq!(
             app_vars[credential]["secret"].as_bool(),
             Some(true),
@@ -89,7 +96,7 @@ fn every_config_key_is_a_spin_variable_mapped_into_the_component() {
         );
         if var.get("secret").and_then(|v| v.as_bool()) == Some(true) {
             assert!(
-                ["client_secret", "client_private_key"].contains(&name.as_str()),
+                credentials.contains(&name.as_str()),
                 "only the credentials are secrets: {name}"
             );
         }

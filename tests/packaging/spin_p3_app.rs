@@ -78,7 +78,14 @@ fn every_key_is_mapped_and_the_interceptor_is_plugged_into_the_client() {
             Some(d) => assert_eq!(var["default"].as_str(), Some(d), "{}", key.name),
         }
     }
-    for credential in ["client_secret", "client_private_key"] {
+    // Every credential of the key table (its `Secret` keys) is a Spin secret.
+    let credentials: Vec<&str> = KEYS
+        .iter()
+        .filter(|k| k.kind == token_provider::config::Kind::Secret)
+        .map(|k| k.name)
+        .collect();
+    assert!(credentials.len() >= 4, "{credentials:?}");
+    for credential in credentials.iter().copied() {
         assert_eq!(
             app_vars[credential]["secret"].as_bool(),
             Some(true),

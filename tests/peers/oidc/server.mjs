@@ -5,8 +5,10 @@
 //
 // Prints one line `listening <port>` when ready. Besides oidc-provider's own routes it
 // serves, for the tests only:
-//   GET  /test/stats   {"token_requests": n, "api_requests": n}
+//   GET  /test/stats   {"token_requests": n, "api_requests": n, "discovery_requests": n}
 //   *    /api/…        a protected API: 200 for an active access token, else 401
+// With NO_RFC8414=1, /.well-known/oauth-authorization-server is a 404 (a server with
+// only the OpenID Connect discovery document).
 import http from 'node:http';
 import https from 'node:https';
 import fs from 'node:fs';
@@ -48,6 +50,7 @@ const jwk = { ...crypto.createPrivateKey(pem).export({ format: 'jwk' }), kid: 't
 
 let tokenRequests = 0;
 let apiRequests = 0;
+let discoveryRequests = 0;
 
 function start(port) {
   const issuer = `${scheme}://127.0.0.1:${port}`;
@@ -82,9 +85,16 @@ function start(port) {
   const handler = async (req, res) => {
     const path = req.url.split('?')[0];
     if (path === '/token') tokenRequests += 1;
+    if (path.startsWith('/.well-known/')) discoveryRequests += 1;
     if (path === '/test/stats') {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ token_requests: tokenRequests, api_requests: apiRequests }));
+      res.end(JSON.stringify({ token_requests: tokenRequests, api_requests: apiRequests, discovery_requests: discoveryRequests }));
+      return;
+    }
+    // NO_RFC8414=1: a server with only the OpenID Connect discovery document.
+    if (process.env.NO_RFC8414 && path === '/.well-known/oauth-authorization-server') {
+      res.statusCode = 404;
+      res.end();
       return;
     }
     if (path.startsWith('/api/')) {

@@ -1,0 +1,230 @@
+//! How the client authenticates: `auth_method` and the credentials it needs
+//! (`client_secret`, `client_private_key`, `client_assertion`), how assertions are
+//! made, and which credential keys the store's names and sealing (`cache_secret` for a
+//! federated assertion, which rotates).
+
+use super::Reader;
+use crate::client_auth::{FederatedAssertion, PrivateKey};
+use crate::error::Error;
+use crate::secret::Secret;
+
+/// How the client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP Basic with the RFC 6749 §2.3.1 form-encoding of id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// An HS256 assertion keyed by the secret (`client_assertion`, RFC 7523 §2.2); the
+    /// secret itself is never sent.
+    ClientSecretJwt,
+    /// An assertion signed with `client_private_key`: no shared secret.
+    PrivateKeyJwt,
+    /// A federated assertion (`client_assertion`), sent as it is.
+    ClientAssertion,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::ClientAssertion => "client_assertion",
+        }
+    }
+
+    /// The name servers list in `token_endpoint_auth_methods_supported` (RFC 8414): a
+    /// federated assertion is a `private_key_jwt` to the server.
+    pub fn server_name(self) -> &'static str {
+        match self {
+            AuthMethod::ClientAssertion => "private_key_jwt",
+            m => m.as_str(),
+        }
+    }
+
+    /// Strongest first: what `auth_method = auto` prefers among the configured ones.
+    pub const PREFERENCE: [AuthMethod; 5] = [
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::ClientAssertion,
+        AuthMethod::ClientSecretJwt,
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+    ];
+}
+
+/// `auth_method`: one method, or `auto` (chosen from the server's metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodChoice {
+    Fixed(AuthMethod),
+    Auto,
+}
+
+impl MethodChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodChoice::Fixed(m) => m.as_str(),
+            MethodChoice::Auto => "auto",
+        }
+    }
+}
+
+/// The credentials configured; `auth_method` says which one is used.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// `client_secret`.
+    pub client_secret: Option<Secret>,
+    /// `client_private_key`, parsed once.
+    pub private_key: Option<PrivateKey>,
+    /// `client_assertion`, its `exp` read.
+    pub federated: Option<FederatedAssertion>,
+}
+
+impl Credentials {
+    /// Whether the credential `method` needs is configured.
+    pub fn has(&self, method: AuthMethod) -> bool {
+        match method {
+            AuthMethod::PrivateKeyJwt => self.private_key.is_some(),
+            AuthMethod::ClientAssertion => self.federated.is_some(),
+            _ => self.client_secret.is_some(),
+        }
+    }
+
+    /// The `alg` of the assertion `method` signs (none: it signs nothing, or the
+    /// assertion is not ours).
+    pub fn alg(&self, method: AuthMethod) -> Option<&'static str> {
+        match method {
+            AuthMethod::PrivateKeyJwt => self.private_key.as_ref().map(PrivateKey::alg),
+            AuthMethod::ClientSecretJwt => Some("HS256"),
+            _ => None,
+        }
+    }
+}
+
+/// How client assertions are made.
+#[derive(Debug, Clone)]
+pub struct AssertionSettings {
+    /// `client_assertion_lifetime_secs`.
+    pub lifetime_secs: u64,
+    /// `client_assertion_typ`.
+    pub typ: &'static str,
+    /// `client_key_id`.
+    pub key_id: Option<String>,
+    /// `client_assertion_audience = issuer`: `aud` is the issuer, not the token
+    /// endpoint.
+    pub audience_is_issuer: bool,
+}
+
+/// What `read_auth` gives the client settings.
+pub(super) struct Auth {
+    pub choice: MethodChoice,
+    pub credentials: Credentials,
+    /// What keys the store's names and sealing (`store::keys`, `store::seal`).
+    pub store_credential: Secret,
+    pub assertion: AssertionSettings,
+}
+
+/// `auth_method` and the credentials; every error names its key and echoes no
+/// credential.
+pub(super) fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    kv_store: bool,
+) -> Result<Auth, Error> {
+    let choice = match r.choice("auth_method")? {
+        "auto" => MethodChoice::Auto,
+        "client_secret_post" => MethodChoice::Fixed(AuthMethod::ClientSecretPost),
+        "client_secret_jwt" => MethodChoice::Fixed(AuthMethod::ClientSecretJwt),
+        "private_key_jwt" => MethodChoice::Fixed(AuthMethod::PrivateKeyJwt),
+        "client_assertion" => MethodChoice::Fixed(AuthMethod::ClientAssertion),
+        _ => MethodChoice::Fixed(AuthMethod::ClientSecretBasic),
+    };
+    let pem = r.read("client_private_key")?;
+    let credentials = Credentials {
+        client_secret: r.read("client_secret")?.map(Secret::new),
+        private_key: match &pem {
+            Some(pem) => Some(
+                PrivateKey::from_pem(pem).map_err(|e| Error::config("client_private_key", e))?,
+            ),
+            None => None,
+        },
+        federated: match r.read("client_assertion")? {
+            Some(jwt) => Some(
+                FederatedAssertion::parse(&jwt)
+                    .map_err(|e| Error::config("client_assertion", e))?,
+            ),
+            None => None,
+        },
+    };
+    let used = match choice {
+        MethodChoice::Fixed(m) if !credentials.has(m) => {
+            return Err(Error::config(
+                credential_key(m),
+                format!("is required by auth_method {} but not set", m.as_str()),
+            ));
+        }
+        MethodChoice::Fixed(m) => m,
+        MethodChoice::Auto => *AuthMethod::PREFERENCE
+            .iter()
+            .find(|m| credentials.has(**m))
+            .ok_or_else(|| {
+                Error::config(
+                    "auth_method",
+                    "auto needs a credential: client_private_key, client_assertion or client_secret",
+                )
+            })?,
+    };
+    let store_credential = store_credential(r, used, &credentials, pem, kv_store)?;
+    let assertion = AssertionSettings {
+        lifetime_secs: r.number("client_assertion_lifetime_secs")?,
+        typ: r.choice("client_assertion_typ")?,
+        key_id: r.read("client_key_id")?,
+        audience_is_issuer: r.choice("client_assertion_audience")? == "issuer",
+    };
+    Ok(Auth {
+        choice,
+        credentials,
+        store_credential,
+        assertion,
+    })
+}
+
+/// The key holding the credential `method` needs.
+fn credential_key(method: AuthMethod) -> &'static str {
+    match method {
+        AuthMethod::PrivateKeyJwt => "client_private_key",
+        AuthMethod::ClientAssertion => "client_assertion",
+        _ => "client_secret",
+    }
+}
+
+/// The credential of the strongest method in use keys the store: the private key's
+/// PEM or the client secret. A federated assertion rotates (and differs per
+/// instance), so it cannot: `cache_secret`, shared by the fleet, does, and a shared
+/// store without it is a configuration error.
+fn store_credential<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    used: AuthMethod,
+    credentials: &Credentials,
+    pem: Option<String>,
+    kv_store: bool,
+) -> Result<Secret, Error> {
+    let cache_secret = r.read("cache_secret")?;
+    match (used, cache_secret) {
+        (AuthMethod::ClientAssertion, Some(s)) => Ok(Secret::new(s)),
+        (AuthMethod::ClientAssertion, None) if kv_store => Err(Error::config(
+            "cache_secret",
+            "is required with a client_assertion while kv_store is set: a federated assertion rotates, so a secret shared by the fleet must seal the cache (or set kv_store empty)",
+        )),
+        (AuthMethod::ClientAssertion, None) => Ok(Secret::new("memory-only client_assertion")),
+        (_, Some(_)) => Err(Error::config(
+            "cache_secret",
+            "is used only with a client_assertion; other methods seal the cache with their own credential",
+        )),
+        (AuthMethod::PrivateKeyJwt, None) => Ok(Secret::new(pem.unwrap_or_default())),
+        (_, None) => Ok(credentials
+            .client_secret
+            .clone()
+            .unwrap_or_else(|| Secret::new(""))),
+    }
+}
