@@ -41,12 +41,19 @@ cargo clippy -p token-provider --lib --target wasm32-wasip2 -- -D warnings
 cargo clippy -p token-provider --lib --target wasm32-wasip2 --features wasmtime-flavor -- -D warnings
 cargo clippy -p token-provider --lib --target wasm32-wasip2 --features interceptor -- -D warnings
 cargo clippy -p token-provider --lib --target wasm32-wasip2 --features interceptor,wasmtime-flavor -- -D warnings
+# The signing algorithms' build features: without RSA, and with EdDSA.
+cargo clippy -p token-provider --lib --target wasm32-wasip2 --no-default-features -- -D warnings
+cargo clippy -p token-provider --all-targets --features eddsa -- -D warnings
 for example in examples/*/Cargo.toml; do
   cargo clippy --manifest-path "$example" --target wasm32-wasip2 --target-dir target/examples -- -D warnings
 done
 
 step "tests"
 cargo test --workspace "$@"
+if [ $# -eq 0 ]; then
+  # EdDSA is an opt-in feature (not in the embedded component): its signer and parser.
+  cargo test -p token-provider --lib --features eddsa client_auth
+fi
 
 if [ $# -eq 0 ]; then
   step "fuzz smoke run (cargo fuzz, 15 s per target; longer: scripts/fuzz.sh 600)"

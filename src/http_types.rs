@@ -102,6 +102,7 @@ mod tests {
                 crate::token_request::Fresh {
                     now_secs: 0,
                     jti: [0; 16],
+                    random: &|out: &mut [u8]| out.fill(0),
                 },
             )
             .unwrap();

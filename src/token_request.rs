@@ -164,11 +164,13 @@ pub fn basic_authorization(client_id: &str, client_secret: &str) -> String {
 }
 
 /// What makes each token request's client assertion its own: the clock reading and
-/// the random `jti` (read by the caller from the platform, once per attempt).
-#[derive(Debug, Clone, Copy)]
-pub struct Fresh {
+/// the random `jti` (read by the caller from the platform, once per attempt), and the
+/// random bytes an RSA signature needs (the platform's, in the component).
+#[derive(Clone, Copy)]
+pub struct Fresh<'a> {
     pub now_secs: u64,
     pub jti: [u8; 16],
+    pub random: &'a dyn Fn(&mut [u8]),
 }
 
 /// The token request for `params` to `endpoint` (no I/O); `fresh` is used by the
@@ -177,7 +179,7 @@ pub fn build(
     settings: &Settings,
     endpoint: &Endpoint,
     params: &TokenParams,
-    fresh: Fresh,
+    fresh: Fresh<'_>,
 ) -> Result<HttpRequest, crate::Error> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials");
@@ -234,7 +236,7 @@ fn assertion(
     settings: &Settings,
     endpoint: &Endpoint,
     method: AuthMethod,
-    fresh: Fresh,
+    fresh: Fresh<'_>,
 ) -> Result<String, crate::Error> {
     let c = &settings.client;
     let audience = match (&c.discovery, c.assertion.audience_is_issuer) {
@@ -261,6 +263,7 @@ fn assertion(
                 &claims,
                 key,
                 c.assertion.key_id.as_deref(),
+                fresh.random,
             ))
         }
         AuthMethod::ClientAssertion => {
@@ -293,7 +296,8 @@ mod tests {
     use super::*;
     use crate::config::Settings;
 
-    const FRESH: Fresh = Fresh {
+    const FRESH: Fresh<'static> = Fresh {
+        random: &|out: &mut [u8]| out.fill(7),
         now_secs: 1_800_000_000,
         jti: [9; 16],
     };

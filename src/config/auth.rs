@@ -4,7 +4,7 @@
 //! federated assertion, which rotates).
 
 use super::Reader;
-use crate::client_auth::{FederatedAssertion, PrivateKey};
+use crate::client_auth::{Alg, FederatedAssertion, PrivateKey};
 use crate::error::Error;
 use crate::secret::Secret;
 
@@ -95,7 +95,7 @@ impl Credentials {
     /// assertion is not ours).
     pub fn alg(&self, method: AuthMethod) -> Option<&'static str> {
         match method {
-            AuthMethod::PrivateKeyJwt => self.private_key.as_ref().map(PrivateKey::alg),
+            AuthMethod::PrivateKeyJwt => self.private_key.as_ref().map(|k| k.alg().as_str()),
             AuthMethod::ClientSecretJwt => Some("HS256"),
             _ => None,
         }
@@ -140,11 +140,19 @@ pub(super) fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
         _ => MethodChoice::Fixed(AuthMethod::ClientSecretBasic),
     };
     let pem = r.read("client_private_key")?;
+    let alg = match r.choice("client_assertion_alg")? {
+        "ES256" => Some(Alg::Es256),
+        "RS256" => Some(Alg::Rs256),
+        "PS256" => Some(Alg::Ps256),
+        "EdDSA" => Some(Alg::EdDsa),
+        _ => None,
+    };
     let credentials = Credentials {
         client_secret: r.read("client_secret")?.map(Secret::new),
         private_key: match &pem {
             Some(pem) => Some(
-                PrivateKey::from_pem(pem).map_err(|e| Error::config("client_private_key", e))?,
+                PrivateKey::from_pem(pem, alg)
+                    .map_err(|e| Error::config("client_private_key", e))?,
             ),
             None => None,
         },

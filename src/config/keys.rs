@@ -100,6 +100,7 @@ pub const AUTH_METHODS: &[&str] = &[
     "client_assertion",
     "auto",
 ];
+pub const ASSERTION_ALGS: &[&str] = &["", "ES256", "RS256", "PS256", "EdDSA"];
 pub const ASSERTION_AUDIENCES: &[&str] = &["token_endpoint", "issuer"];
 pub const ASSERTION_TYPS: &[&str] = &["JWT", "client-authentication+jwt"];
 pub const AUDIT_LEVELS: &[&str] = &["changes", "all", "errors", "off"];
@@ -156,7 +157,7 @@ pub const KEYS: &[Key] = &[
         "client_private_key",
         Some(""),
         Kind::Secret,
-        "private_key_jwt: the client's P-256 private key, PKCS#8 PEM (mark it secret in Spin); it also keys the store's names and sealing",
+        "private_key_jwt: the client's private key, PKCS#8 PEM: P-256 (ES256), Ed25519 (EdDSA) or RSA of 2048 bits or more (RS256, PS256) (mark it secret in Spin); it also keys the store's names and sealing",
     ),
     key(
         "client_assertion_audience",
@@ -175,6 +176,12 @@ pub const KEYS: &[Key] = &[
         Some(""),
         Kind::Secret,
         "client_assertion: a secret the fleet shares that seals the shared cache and keys its names (an assertion rotates, so it cannot); required with a client_assertion unless kv_store is empty",
+    ),
+    key(
+        "client_assertion_alg",
+        Some(""),
+        Kind::Choice(ASSERTION_ALGS),
+        "private_key_jwt: the signing algorithm; empty: ES256 for a P-256 key, EdDSA for an Ed25519 key, RS256 for an RSA key; PS256 signs with an RSA key too",
     ),
     key(
         "client_key_id",

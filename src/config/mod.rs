@@ -972,6 +972,7 @@ mod tests {
                 "client_id",
                 "auth_method",
                 "client_private_key",
+                "client_assertion_alg",
                 "client_secret",
                 "client_assertion",
                 "cache_secret",

@@ -78,9 +78,11 @@ impl<P: Platform> Provider<'_, P> {
             // Built for each attempt: a client assertion is never sent twice.
             let mut jti = [0u8; 16];
             self.platform.random_bytes(&mut jti);
+            let random = |out: &mut [u8]| self.platform.random_bytes(out);
             let fresh = token_request::Fresh {
                 now_secs: sent_at_ms / 1000,
                 jti,
+                random: &random,
             };
             let request = match token_request::build(self.settings, &endpoint, &l.params, fresh) {
                 Ok(r) => r,

@@ -30,7 +30,7 @@
 use crate::config::Settings;
 use crate::secret::{Secret, hex};
 use crate::token_request::TokenParams;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// Prefix of every key we write.
@@ -78,7 +78,7 @@ impl KeyNames {
 
     /// `<prefix><key id>:<role>:<HMAC of role, canonical text and extra>`.
     fn name(&self, role: &str, canonical: &str, extra: &[u8]) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac)
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.mac)
             .expect("HMAC takes a key of any length");
         for part in [role.as_bytes(), canonical.as_bytes(), extra] {
             mac.update(&(part.len() as u64).to_be_bytes());

@@ -158,7 +158,7 @@ fn seal_bytes(
 ) -> Vec<u8> {
     let ct = cipher(secret)
         .encrypt(
-            XNonce::from_slice(&nonce),
+            &XNonce::from(nonce),
             Payload {
                 msg: plaintext,
                 aad: context,
@@ -187,7 +187,7 @@ fn open_json(bytes: &[u8], secret: &Secret, context: &[u8]) -> Result<Value, Rej
     let (nonce, ct) = bytes[MAGIC.len()..].split_at(NONCE_LEN);
     let plaintext = cipher(secret)
         .decrypt(
-            XNonce::from_slice(nonce),
+            &XNonce::try_from(nonce).expect("split at NONCE_LEN"),
             Payload {
                 msg: ct,
                 aad: context,
