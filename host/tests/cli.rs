@@ -575,3 +575,114 @@ fn token_with_a_private_key_file_uses_private_key_jwt() {
         text(&bad.stderr)
     );
 }
+
+/// `--issuer` with `--auth-method auto`: the token endpoint and the method come from
+/// oidc-provider's metadata, and `token` prints the method the fetch used (with a key
+/// and a secret given, the key's `private_key_jwt`). `--client-assertion-file`: a
+/// federated assertion, sent as it is.
+#[test]
+fn token_with_an_issuer_auto_and_a_client_assertion_file() {
+    use base64::Engine as _;
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let point = pair.public_key_raw();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]),
+        "kid": "cli-key", "alg": "ES256", "use": "sig",
+    }]});
+    let peer = OidcPeer::start_with(None, &[("PKJWT_JWKS", jwks.to_string())]);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("client.pem");
+    std::fs::write(&key, pair.serialize_pem()).unwrap();
+    let issuer = peer.base();
+    let out = cli(
+        &[
+            "token",
+            "--issuer",
+            &issuer,
+            "--auth-method",
+            "auto",
+            "--client-id",
+            "pkjwt-client",
+            "--private-key-file",
+            key.to_str().unwrap(),
+            "--key-id",
+            "cli-key",
+            "--client-secret-env",
+            "TP_TEST_SECRET",
+            "--allow-http",
+        ],
+        "an-unused-secret",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["auth_method"], "private_key_jwt", "{v}");
+
+    // A federated assertion in a file (as a platform projects one).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "pkjwt-client", "sub": "pkjwt-client", "aud": peer.token_url(),
+        "iat": now, "exp": now + 300, "jti": "cli-federated-1",
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("cli-key".into());
+    let jwt = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let file = dir.path().join("assertion.jwt");
+    std::fs::write(&file, format!("{jwt}\n")).unwrap();
+    let url = peer.token_url();
+    let out = cli(
+        &[
+            "token",
+            "--token-url",
+            &url,
+            "--client-id",
+            "pkjwt-client",
+            "--client-assertion-file",
+            file.to_str().unwrap(),
+            "--allow-http",
+            "--audit",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["auth_method"], "client_assertion", "{v}");
+    assert!(
+        text(&out.stderr).contains("\"event\":\"token.fetch\""),
+        "--audit still shows the log"
+    );
+    assert!(
+        !text(&out.stderr).contains(&jwt),
+        "the assertion is not logged"
+    );
+    // A shared store with a federated assertion needs the fleet's cache secret.
+    let out = cli(
+        &[
+            "token",
+            "--token-url",
+            &url,
+            "--client-id",
+            "pkjwt-client",
+            "--client-assertion-file",
+            file.to_str().unwrap(),
+            "--store",
+            "redis://127.0.0.1:1",
+            "--allow-http",
+        ],
+        "",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("--cache-secret-env"),
+        "{}",
+        text(&out.stderr)
+    );
+}

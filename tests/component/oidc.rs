@@ -228,6 +228,69 @@ async fn private_key_jwt_es256_over_http_and_tls() {
     }
 }
 
+const RSA_2048: &str = include_str!("../fixtures/rsa-2048.pem");
+const RSA_2048_PUBLIC: &str = include_str!("../fixtures/rsa-2048.pub.pem");
+
+/// The JWK Set of the RSA fixture's public key (kid `kid`).
+fn rsa_jwks(kid: &str) -> String {
+    use base64::Engine as _;
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::traits::PublicKeyParts;
+    let body: String = RSA_2048_PUBLIC
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let key = rsa::PublicKey::from_public_key_der(&der).unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let trim = |b: Box<[u8]>| {
+        b.iter()
+            .copied()
+            .skip_while(|x| *x == 0)
+            .collect::<Vec<u8>>()
+    };
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "RSA", "n": b64(&trim(key.n().to_be_bytes())), "e": b64(&trim(key.e().to_be_bytes())),
+        "kid": kid, "use": "sig",
+    }]});
+    jwks.to_string()
+}
+
+/// `private_key_jwt` with an RSA key against oidc-provider holding its public JWK:
+/// RS256 (the default for an RSA key) and PS256, over HTTP and TLS.
+#[tokio::test]
+async fn private_key_jwt_rs256_and_ps256_over_http_and_tls() {
+    let jwks = rsa_jwks("rsa-1");
+    for tls in [false, true] {
+        let pki = tls.then(TestPki::generate);
+        let peer = OidcPeer::start_with(pki.as_ref(), &[("PKJWT_JWKS", jwks.clone())]);
+        for alg in ["", "PS256"] {
+            let (host, log) = make_host(
+                &peer,
+                pki.as_ref(),
+                "pkjwt-client",
+                "",
+                &[
+                    ("auth_method", "private_key_jwt"),
+                    ("client_private_key", RSA_2048),
+                    ("client_key_id", "rsa-1"),
+                    ("client_assertion_alg", alg),
+                    ("audit", "all"),
+                ],
+            );
+            token(&host, &TokenRequest::default_request())
+                .await
+                .unwrap_or_else(|e| panic!("tls={tls} alg={alg:?}: {e:?}"));
+            let lines = audit_lines(&log);
+            let fetch = lines.iter().find(|l| l["event"] == "token.fetch").unwrap();
+            assert_eq!(fetch["auth_method"], "private_key_jwt");
+        }
+        assert_eq!(peer.stats(pki.as_ref()).await.0, 2, "tls={tls}");
+    }
+}
+
 /// `issuer` instead of `token_url`, with `auth_method = auto`: oidc-provider's metadata
 /// gives the token endpoint and the methods (over HTTP its RFC 8414 document; over TLS
 /// the peer serves only the OpenID one, so the fallback is taken); auto picks `private_key_jwt` for a client with a key, `client_secret_jwt`

@@ -87,9 +87,13 @@ fn provider_failed(e: &ProviderError) -> ExitCode {
 /// Flags that map one-to-one to the component's configuration keys.
 #[derive(clap::Args)]
 struct ProviderArgs {
-    /// Token endpoint URL (`token_url`).
+    /// Token endpoint URL (`token_url`); or give --issuer.
+    #[arg(long, required_unless_present = "issuer")]
+    token_url: Option<String>,
+    /// Issuer URL (`issuer`): the token endpoint and methods are discovered from its
+    /// metadata (RFC 8414, then OpenID Connect); --token-url, if also given, wins.
     #[arg(long)]
-    token_url: String,
+    issuer: Option<String>,
     /// Client identifier (`client_id`).
     #[arg(long)]
     client_id: String,
@@ -106,8 +110,19 @@ struct ProviderArgs {
     /// The private key's id, sent as `kid` (`client_key_id`).
     #[arg(long, value_name = "KID")]
     key_id: Option<String>,
-    /// `client_secret_basic` (default; `private_key_jwt` with --private-key-file),
-    /// `client_secret_post`, `client_secret_jwt` or `private_key_jwt` (`auth_method`).
+    /// File that holds a federated client assertion, a JWT the platform issues (a
+    /// projected service-account token) (`client_assertion`): sent as it is, and no
+    /// client secret is needed.
+    #[arg(long, value_name = "PATH")]
+    client_assertion_file: Option<PathBuf>,
+    /// Name of the environment variable that holds `cache_secret`: what seals a shared
+    /// (redis://) store when the credential is a federated assertion.
+    #[arg(long, value_name = "VAR")]
+    cache_secret_env: Option<String>,
+    /// `client_secret_basic` (default with a secret), `client_secret_post`,
+    /// `client_secret_jwt`, `private_key_jwt` (default with --private-key-file),
+    /// `client_assertion` (default with --client-assertion-file), or `auto` (the
+    /// strongest one given that the --issuer's metadata lists) (`auth_method`).
     #[arg(long)]
     auth_method: Option<String>,
     /// A scope to request (repeatable; `scope`).
@@ -150,18 +165,29 @@ struct ProviderArgs {
 
 impl ProviderArgs {
     async fn host(&self, allowed_origins: &[String]) -> anyhow::Result<TokenHost> {
+        let log = if self.audit {
+            LogSink::Inherit
+        } else {
+            LogSink::Discard
+        };
+        self.host_logging(allowed_origins, log).await
+    }
+
+    /// [`ProviderArgs::host`] with the audit log going to `log`.
+    async fn host_logging(
+        &self,
+        allowed_origins: &[String],
+        log: LogSink,
+    ) -> anyhow::Result<TokenHost> {
         let mut b: HostBuilder = TokenHost::builder()
-            .config("token_url", &self.token_url)
+            .config("token_url", self.token_url.as_deref().unwrap_or(""))
+            .config("issuer", self.issuer.as_deref().unwrap_or(""))
             .config("client_id", &self.client_id)
             .config("scope", self.scopes.join(" "))
             .config("resource", self.resources.join(" "))
             .config("allowed_origins", allowed_origins.join(","))
             .config("allow_insecure_http", self.allow_http.to_string())
-            .log(if self.audit {
-                LogSink::Inherit
-            } else {
-                LogSink::Discard
-            })
+            .log(log)
             .flavor(self.flavor);
         b = b.configs(self.credential()?);
         if let Some(m) = &self.auth_method {
@@ -187,40 +213,69 @@ impl ProviderArgs {
         b.build()
     }
 
-    /// The configuration that authenticates the client: the private key (and
-    /// `auth_method = private_key_jwt`, which `--auth-method` may override) from its
-    /// file, or the secret.
+    /// The configuration that authenticates the client: every credential given (the
+    /// secret, the private key, the federated assertion), and the `auth_method` the
+    /// strongest of them implies (`--auth-method` may override it).
     fn credential(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
-        let Some(path) = &self.private_key_file else {
-            return Ok(vec![("client_secret", self.secret()?)]);
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))
         };
-        let pem = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("--private-key-file {}: {e}", path.display()))?;
-        let mut pairs = vec![
-            ("auth_method", "private_key_jwt".to_string()),
-            ("client_private_key", pem),
-        ];
-        if let Some(kid) = &self.key_id {
-            pairs.push(("client_key_id", kid.clone()));
+        let mut pairs = Vec::new();
+        if self.client_secret_env.is_some() || self.client_secret_file.is_some() {
+            pairs.push(("client_secret", self.secret()?));
+        }
+        if let Some(path) = &self.client_assertion_file {
+            let jwt = read("--client-assertion-file", path)?;
+            pairs.push(("client_assertion", jwt.trim().to_string()));
+            pairs.push(("auth_method", "client_assertion".to_string()));
+            match &self.cache_secret_env {
+                Some(var) => pairs.push((
+                    "cache_secret",
+                    std::env::var(var).map_err(|_| {
+                        anyhow::anyhow!(
+                            "environment variable {var} (--cache-secret-env) is not set"
+                        )
+                    })?,
+                )),
+                // This process's own memory store: nothing to seal it against.
+                None if self.store == "memory" => pairs.push(("kv_store", String::new())),
+                None => anyhow::bail!(
+                    "--client-assertion-file with a shared --store needs --cache-secret-env VAR: the secret the fleet seals the cache with"
+                ),
+            }
+        }
+        if let Some(path) = &self.private_key_file {
+            pairs.push(("client_private_key", read("--private-key-file", path)?));
+            pairs.push(("auth_method", "private_key_jwt".to_string()));
+            if let Some(kid) = &self.key_id {
+                pairs.push(("client_key_id", kid.clone()));
+            }
+        }
+        if pairs.is_empty() {
+            self.secret()?;
         }
         Ok(pairs)
     }
 
-    /// The `auth_method` this run configures (what `token` prints).
-    fn auth_method_used(&self) -> String {
+    /// The `auth_method` this run configures.
+    fn auth_method_configured(&self) -> String {
         let from_config = self
             .extra
             .iter()
             .rev()
             .find_map(|kv| kv.strip_prefix("auth_method="));
-        match (
-            from_config.or(self.auth_method.as_deref()),
-            &self.private_key_file,
-        ) {
-            (Some(m), _) => m.to_string(),
-            (None, Some(_)) => "private_key_jwt".into(),
-            (None, None) => "client_secret_basic".into(),
-        }
+        let implied = if self.private_key_file.is_some() {
+            "private_key_jwt"
+        } else if self.client_assertion_file.is_some() {
+            "client_assertion"
+        } else {
+            "client_secret_basic"
+        };
+        from_config
+            .or(self.auth_method.as_deref())
+            .unwrap_or(implied)
+            .to_string()
     }
 
     /// From the named variable or file: never from the command line itself.
@@ -234,7 +289,7 @@ impl ProviderArgs {
                 .trim_end_matches(['\r', '\n'])
                 .to_string()),
             (None, None) => anyhow::bail!(
-                "no client secret: pass --client-secret-env VAR or --client-secret-file PATH (never the secret itself), or --private-key-file PATH for private_key_jwt"
+                "no client credential: pass --client-secret-env VAR or --client-secret-file PATH (never the secret itself), --private-key-file PATH (private_key_jwt) or --client-assertion-file PATH (a federated assertion)"
             ),
         }
     }

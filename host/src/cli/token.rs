@@ -1,9 +1,9 @@
 //! `token-provider token`: get a token, print what it is (not the token itself unless
-//! asked).
+//! asked) and which client authentication got it.
 
 use super::{ProviderArgs, provider_failed};
 use std::process::ExitCode;
-use token_provider_host::{TokenRequest, source_name};
+use token_provider_host::{LogSink, MemoryOutputPipe, TokenRequest, source_name};
 
 #[derive(clap::Args)]
 pub struct TokenArgs {
@@ -15,12 +15,28 @@ pub struct TokenArgs {
 }
 
 pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
-    let host = args.provider.host(&[]).await?;
+    // The audit log is read for the method a fetch used (`auth_method = auto` is
+    // resolved inside the component), then shown if asked for.
+    let log = MemoryOutputPipe::new(4 << 20);
+    let host = args
+        .provider
+        .host_logging(&[], LogSink::Capture(log.clone()))
+        .await?;
     let result = host
         .instance()
         .await?
         .get_token(&TokenRequest::default_request())
         .await?;
+    let lines = String::from_utf8_lossy(&log.contents()).into_owned();
+    if args.provider.audit {
+        eprint!("{lines}");
+    }
+    let used = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["event"] == "token.fetch")
+        .find_map(|l| l["auth_method"].as_str().map(str::to_string))
+        .unwrap_or_else(|| args.provider.auth_method_configured());
     let t = match result {
         Ok(t) => t,
         Err(e) => return Ok(provider_failed(&e)),
@@ -32,7 +48,7 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
         "scopes": t.scopes,
         "source": source_name(t.source),
         "fingerprint": fingerprint,
-        "auth_method": args.provider.auth_method_used(),
+        "auth_method": used,
     });
     if args.show_token {
         out["access_token"] = t.token.into();
