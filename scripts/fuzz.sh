@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the parsers with cargo-fuzz (libFuzzer, nightly): the token response parser, the
-# cache entry decoder, and the authorized client's URL/origin check.
+# cache entry decoder, the authorized client's URL/origin check, and the discovery
+# document parser.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s, every target)
 # Seeds come from fuzz/seeds/ (the hostile-input catalog: fuzz/make_seeds.py); what the
 # fuzzer finds goes to fuzz/corpus/ and crashes to fuzz/artifacts/ (both git-ignored).
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(token_response cache_entry url_origin)
+[ ${#targets[@]} -gt 0 ] || targets=(token_response cache_entry url_origin discovery_document)
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

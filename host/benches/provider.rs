@@ -519,6 +519,12 @@ async fn main() {
         return;
     }
 
+    // `TOKEN_PROVIDER_BENCH_ONLY=signing`: only the client-assertion rows.
+    if std::env::var("TOKEN_PROVIDER_BENCH_ONLY").as_deref() == Ok("signing") {
+        signing_rows(&server).await;
+        return;
+    }
+
     // --- get-token, cache hit ---------------------------------------------------------
     println!("\nget-token, cache hit");
     let memory_kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
@@ -816,6 +822,8 @@ async fn main() {
         &inst,
     );
 
+    signing_rows(&server).await;
+
     // --- size --------------------------------------------------------------------------
     println!(
         "\ncomponent size (profile `component`: opt-level z with SHA-256 and the cipher at 3, LTO, strip,\npanic=abort; then wasm-opt -Oz)"
@@ -840,4 +848,116 @@ async fn main() {
         plain_bytes.len()
     );
     drop(redis);
+}
+
+const RSA_2048: &str = include_str!("../../tests/fixtures/rsa-2048.pem");
+
+/// Client assertions: each method's token request made by the component (a forced
+/// fetch on a warm instance, against the in-process server, which accepts assertions
+/// without verifying them), side by side with `client_secret_basic`: the difference
+/// is what signing costs inside the component. Then the same signatures natively.
+async fn signing_rows(server: &MockServer) {
+    println!("
+client assertions: a forced token fetch per method, warm instance (the difference to client_secret_basic is the signing)");
+    server.set_accept_assertions(true);
+    let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let methods: [(&str, &[(&str, &str)]); 5] = [
+        ("client_secret_basic", &[]),
+        (
+            "client_secret_jwt (HS256)",
+            &[("auth_method", "client_secret_jwt")],
+        ),
+        (
+            "private_key_jwt ES256",
+            &[
+                ("auth_method", "private_key_jwt"),
+                ("client_private_key", &p256),
+            ],
+        ),
+        (
+            "private_key_jwt RS256 (2048-bit key)",
+            &[
+                ("auth_method", "private_key_jwt"),
+                ("client_private_key", RSA_2048),
+            ],
+        ),
+        (
+            "private_key_jwt PS256 (2048-bit key)",
+            &[
+                ("auth_method", "private_key_jwt"),
+                ("client_private_key", RSA_2048),
+                ("client_assertion_alg", "PS256"),
+            ],
+        ),
+    ];
+    let forced = TokenRequest {
+        force_refresh: true,
+        ..TokenRequest::default_request()
+    };
+    let mut rows = Vec::new();
+    for (name, extra) in methods {
+        let mut b = builder(server, Arc::new(MemoryKv::new())).config("kv_store", "");
+        for (k, v) in extra {
+            b = b.config(*k, *v);
+        }
+        let host = b.build().unwrap();
+        let mut instance = host.instance().await.unwrap();
+        // `measure`'s loop written out: the warm instance is borrowed mutably.
+        let warm = Instant::now();
+        while warm.elapsed() < WARMUP {
+            instance.get_token(&forced).await.unwrap().unwrap();
+        }
+        let mut samples = Vec::new();
+        let run = Instant::now();
+        while run.elapsed() < RUN && samples.len() < MAX_SAMPLES {
+            let t = Instant::now();
+            instance.get_token(&forced).await.unwrap().unwrap();
+            samples.push(t.elapsed());
+        }
+        rows.push(Stats::printed(&format!("forced fetch, {name}"), samples));
+    }
+    for row in &rows[1..] {
+        ratio(
+            &format!("{} vs client_secret_basic", &row.name[14..]),
+            row,
+            &rows[0],
+        );
+        println!(
+            "         signing inside the component: about {:.1} us (median difference)",
+            row.median_us() - rows[0].median_us()
+        );
+    }
+    server.set_accept_assertions(false);
+
+    println!(
+        "
+client assertions signed natively (the core's code on this machine)"
+    );
+    use token_provider::client_auth::{
+        Alg, Claims, PrivateKey, client_secret_jwt, private_key_jwt,
+    };
+    let claims = Claims {
+        client_id: ID,
+        audience: "https://auth.example.com/token",
+        now_secs: 1_800_000_000,
+        lifetime_secs: 60,
+        jti: [7; 16],
+        typ: "JWT",
+    };
+    let random = |out: &mut [u8]| out.fill(0x5a);
+    measure_sync("HS256 (client_secret_jwt)", || {
+        std::hint::black_box(client_secret_jwt(&claims, SECRET.as_bytes()));
+    });
+    for (name, pem, alg) in [
+        ("ES256", p256.as_str(), None),
+        ("RS256 (2048-bit key)", RSA_2048, None),
+        ("PS256 (2048-bit key)", RSA_2048, Some(Alg::Ps256)),
+    ] {
+        let key = PrivateKey::from_pem(pem, alg).unwrap();
+        measure_sync(name, || {
+            std::hint::black_box(private_key_jwt(&claims, &key, None, &random));
+        });
+    }
 }

@@ -139,6 +139,28 @@ pub(super) fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
         "client_assertion" => MethodChoice::Fixed(AuthMethod::ClientAssertion),
         _ => MethodChoice::Fixed(AuthMethod::ClientSecretBasic),
     };
+    let (credentials, pem) = read_credentials(r)?;
+    let used = method_in_use(choice, &credentials)?;
+    let store_credential = store_credential(r, used, &credentials, pem, kv_store)?;
+    let assertion = AssertionSettings {
+        lifetime_secs: r.number("client_assertion_lifetime_secs")?,
+        typ: r.choice("client_assertion_typ")?,
+        key_id: r.read("client_key_id")?,
+        audience_is_issuer: r.choice("client_assertion_audience")? == "issuer",
+    };
+    Ok(Auth {
+        choice,
+        credentials,
+        store_credential,
+        assertion,
+    })
+}
+
+/// `client_secret`, `client_private_key` (parsed, for `client_assertion_alg`) and
+/// `client_assertion` (its `exp` read); also the key's PEM, which may key the store.
+fn read_credentials<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+) -> Result<(Credentials, Option<String>), Error> {
     let pem = r.read("client_private_key")?;
     let alg = match r.choice("client_assertion_alg")? {
         "ES256" => Some(Alg::Es256),
@@ -164,37 +186,28 @@ pub(super) fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
             None => None,
         },
     };
-    let used = match choice {
-        MethodChoice::Fixed(m) if !credentials.has(m) => {
-            return Err(Error::config(
-                credential_key(m),
-                format!("is required by auth_method {} but not set", m.as_str()),
-            ));
-        }
-        MethodChoice::Fixed(m) => m,
-        MethodChoice::Auto => *AuthMethod::PREFERENCE
-            .iter()
-            .find(|m| credentials.has(**m))
+    Ok((credentials, pem))
+}
+
+/// The configured method, if its credential is there; with `auto`, the strongest
+/// configured credential's (what keys the store; the server may pick another).
+fn method_in_use(choice: MethodChoice, credentials: &Credentials) -> Result<AuthMethod, Error> {
+    match choice {
+        MethodChoice::Fixed(m) if !credentials.has(m) => Err(Error::config(
+            credential_key(m),
+            format!("is required by auth_method {} but not set", m.as_str()),
+        )),
+        MethodChoice::Fixed(m) => Ok(m),
+        MethodChoice::Auto => AuthMethod::PREFERENCE
+            .into_iter()
+            .find(|m| credentials.has(*m))
             .ok_or_else(|| {
                 Error::config(
                     "auth_method",
                     "auto needs a credential: client_private_key, client_assertion or client_secret",
                 )
-            })?,
-    };
-    let store_credential = store_credential(r, used, &credentials, pem, kv_store)?;
-    let assertion = AssertionSettings {
-        lifetime_secs: r.number("client_assertion_lifetime_secs")?,
-        typ: r.choice("client_assertion_typ")?,
-        key_id: r.read("client_key_id")?,
-        audience_is_issuer: r.choice("client_assertion_audience")? == "issuer",
-    };
-    Ok(Auth {
-        choice,
-        credentials,
-        store_credential,
-        assertion,
-    })
+            }),
+    }
 }
 
 /// The key holding the credential `method` needs.

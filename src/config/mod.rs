@@ -282,41 +282,7 @@ fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
     allow_insecure_http: bool,
     kv_store: bool,
 ) -> Result<ClientSettings, Error> {
-    let url = |key: &str, text: &str| -> Result<HttpUrl, Error> {
-        let url = parse_url(text).map_err(|e| Error::config(key, e))?;
-        if url.origin.scheme == Scheme::Http && !allow_insecure_http {
-            return Err(Error::config(
-                key,
-                "plain http:// is refused; use https:// or set allow_insecure_http=true",
-            ));
-        }
-        Ok(url)
-    };
-    let token_url_text = r.read("token_url")?;
-    let issuer = r.read("issuer")?;
-    let ttl_secs = r.number("discovery_ttl_secs")?;
-    let discovery = match issuer {
-        Some(issuer) => {
-            let issuer_url = url("issuer", &issuer)?;
-            crate::discovery::check_issuer(&issuer_url).map_err(|e| Error::config("issuer", e))?;
-            Some(DiscoverySettings {
-                issuer_url,
-                issuer,
-                ttl_secs,
-            })
-        }
-        None => None,
-    };
-    let token_url = match &token_url_text {
-        Some(text) => Some(url("token_url", text)?),
-        None if discovery.is_none() => {
-            return Err(Error::config(
-                "token_url",
-                "is required but not set (or set issuer to discover it)",
-            ));
-        }
-        None => None,
-    };
+    let (token_url, token_url_text, discovery) = read_server(r, allow_insecure_http)?;
     let id = r.required("client_id")?;
     let auth = auth::read_auth(r, kv_store)?;
     if discovery.is_none() {
@@ -359,6 +325,54 @@ fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
         audience,
         resource,
     })
+}
+
+/// Where tokens come from: `token_url` (parsed, and as written) and the discovery
+/// settings.
+type Server = (Option<HttpUrl>, Option<String>, Option<DiscoverySettings>);
+
+/// `token_url` and `issuer` with `discovery_ttl_secs`: at least one of the two, each
+/// `https://` unless `allow_insecure_http`.
+fn read_server<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    allow_insecure_http: bool,
+) -> Result<Server, Error> {
+    let url = |key: &str, text: &str| -> Result<HttpUrl, Error> {
+        let url = parse_url(text).map_err(|e| Error::config(key, e))?;
+        if url.origin.scheme == Scheme::Http && !allow_insecure_http {
+            return Err(Error::config(
+                key,
+                "plain http:// is refused; use https:// or set allow_insecure_http=true",
+            ));
+        }
+        Ok(url)
+    };
+    let token_url_text = r.read("token_url")?;
+    let issuer = r.read("issuer")?;
+    let ttl_secs = r.number("discovery_ttl_secs")?;
+    let discovery = match issuer {
+        Some(issuer) => {
+            let issuer_url = url("issuer", &issuer)?;
+            crate::discovery::check_issuer(&issuer_url).map_err(|e| Error::config("issuer", e))?;
+            Some(DiscoverySettings {
+                issuer_url,
+                issuer,
+                ttl_secs,
+            })
+        }
+        None => None,
+    };
+    let token_url = match &token_url_text {
+        Some(text) => Some(url("token_url", text)?),
+        None if discovery.is_none() => {
+            return Err(Error::config(
+                "token_url",
+                "is required but not set (or set issuer to discover it)",
+            ));
+        }
+        None => None,
+    };
+    Ok((token_url, token_url_text, discovery))
 }
 
 /// `origin_audiences`: `origin=value` pairs, each origin one of `allowed`.

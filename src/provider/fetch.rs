@@ -76,24 +76,7 @@ impl<P: Platform> Provider<'_, P> {
             let started = self.platform.monotonic_ms();
             let sent_at_ms = self.platform.now_unix_ms();
             // Built for each attempt: a client assertion is never sent twice.
-            let mut jti = [0u8; 16];
-            self.platform.random_bytes(&mut jti);
-            let random = |out: &mut [u8]| self.platform.random_bytes(out);
-            let fresh = token_request::Fresh {
-                now_secs: sent_at_ms / 1000,
-                jti,
-                random: &random,
-            };
-            let request = match token_request::build(self.settings, &endpoint, &l.params, fresh) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.audit(
-                        &Event::new(Outcome::FetchError, self.settings, &l.params.scopes)
-                            .with_error(&e),
-                    );
-                    return Err(e);
-                }
-            };
+            let request = self.request_for(&endpoint, l, sent_at_ms)?;
             let (outcome, retry_after) =
                 self.attempt(&request, l, deadline.saturating_sub(started));
             let now = self.platform.monotonic_ms();
@@ -133,6 +116,31 @@ impl<P: Platform> Provider<'_, P> {
             self.start_cooldown(&l.params, &e, retry_after);
             return Err(e);
         }
+    }
+
+    /// The token request of one attempt sent at `sent_at_ms`: a new `jti` (and RSA
+    /// randomness) from the platform; an expired federated assertion is an error (and
+    /// a `token.fetch` `error` line), with nothing sent.
+    fn request_for(
+        &self,
+        endpoint: &crate::discovery::Endpoint,
+        l: &Lookup,
+        sent_at_ms: u64,
+    ) -> Result<HttpRequest, Error> {
+        let mut jti = [0u8; 16];
+        self.platform.random_bytes(&mut jti);
+        let random = |out: &mut [u8]| self.platform.random_bytes(out);
+        let fresh = token_request::Fresh {
+            now_secs: sent_at_ms / 1000,
+            jti,
+            random: &random,
+        };
+        token_request::build(self.settings, endpoint, &l.params, fresh).inspect_err(|e| {
+            let mut ev =
+                Event::new(Outcome::FetchError, self.settings, &l.params.scopes).with_error(e);
+            ev.auth_method = Some(endpoint.method.as_str());
+            self.audit(&ev);
+        })
     }
 
     /// One request, its timeouts cut to `left_ms` (what is left of the deadline); also

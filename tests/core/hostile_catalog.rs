@@ -568,3 +568,154 @@ fn d03_oversized_or_too_many_request_values_are_refused() {
         ..Default::default()
     }));
 }
+
+// ---- Discovery documents (RFC 8414 / OpenID Connect metadata) ----
+//
+// What a hostile or broken issuer (or whoever answers for it) could serve as its
+// metadata: each is a typed `discovery::Problem`, never a panic, never a token
+// endpoint taken on trust. `fuzz/make_seeds.py` turns the `m..` bodies into seeds of
+// the `discovery_document` fuzz target.
+
+use token_provider::discovery::{self, Problem};
+
+const ISSUER: &str = "https://login.example.com/t1";
+
+fn doc_problem(body: &str) -> Result<discovery::Metadata, Problem> {
+    discovery::parse(body.as_bytes(), ISSUER, false)
+}
+
+#[test]
+fn m_catalog_every_hostile_document_is_a_typed_problem() {
+    let mismatch = |found: &str| Problem::IssuerMismatch {
+        expected: ISSUER.into(),
+        found: found.into(),
+    };
+    let cases: &[(&str, &str, Problem)] = &[
+        (
+            "m01_html_login_page",
+            r#"<!doctype html><title>Sign in</title>"#,
+            Problem::NotAnObject,
+        ),
+        (
+            "m02_json_array",
+            r#"[{"issuer":"https://login.example.com/t1"}]"#,
+            Problem::NotAnObject,
+        ),
+        (
+            "m03_truncated",
+            r#"{"issuer":"https://login.example.com/t1","token_endpoint":"https://lo"#,
+            Problem::NotAnObject,
+        ),
+        (
+            "m04_no_issuer",
+            r#"{"token_endpoint":"https://login.example.com/t1/token"}"#,
+            Problem::NoIssuer,
+        ),
+        (
+            "m05_issuer_number",
+            r#"{"issuer":1,"token_endpoint":"https://login.example.com/t1/token"}"#,
+            Problem::NoIssuer,
+        ),
+        (
+            "m06_other_issuer",
+            r#"{"issuer":"https://evil.example/t1","token_endpoint":"https://evil.example/token"}"#,
+            mismatch("https://evil.example/t1"),
+        ),
+        (
+            "m07_trailing_slash",
+            r#"{"issuer":"https://login.example.com/t1/","token_endpoint":"https://login.example.com/t1/token"}"#,
+            mismatch("https://login.example.com/t1/"),
+        ),
+        (
+            "m08_case_differs",
+            r#"{"issuer":"https://Login.example.com/t1","token_endpoint":"https://login.example.com/t1/token"}"#,
+            mismatch("https://Login.example.com/t1"),
+        ),
+        (
+            "m09_cyrillic_lookalike",
+            r#"{"issuer":"https://lоgin.example.com/t1","token_endpoint":"https://login.example.com/t1/token"}"#,
+            mismatch("https://lоgin.example.com/t1"),
+        ),
+        (
+            "m10_log_injection",
+            "{\"issuer\":\"https://evil.example/\\r\\n{\\\"event\\\":\\\"forged\\\"}\",\"token_endpoint\":\"https://a/t\"}",
+            mismatch("https://evil.example/  {\"event\":\"forged\"}"),
+        ),
+        (
+            "m11_no_token_endpoint",
+            r#"{"issuer":"https://login.example.com/t1"}"#,
+            Problem::NoTokenEndpoint,
+        ),
+        (
+            "m12_token_endpoint_object",
+            r#"{"issuer":"https://login.example.com/t1","token_endpoint":{"url":"https://a/t"}}"#,
+            Problem::NoTokenEndpoint,
+        ),
+        (
+            "m13_http_token_endpoint",
+            r#"{"issuer":"https://login.example.com/t1","token_endpoint":"http://login.example.com/t1/token"}"#,
+            Problem::InsecureTokenEndpoint,
+        ),
+        (
+            "m14_userinfo_endpoint",
+            r#"{"issuer":"https://login.example.com/t1","token_endpoint":"https://user:pw@login.example.com/token"}"#,
+            Problem::BadTokenEndpoint("URL must not contain userinfo (user:password@)".into()),
+        ),
+        (
+            "m15_relative_endpoint",
+            r#"{"issuer":"https://login.example.com/t1","token_endpoint":"/t1/token"}"#,
+            Problem::BadTokenEndpoint("URL must be absolute (https://host/path)".into()),
+        ),
+        (
+            "m16_javascript_endpoint",
+            r#"{"issuer":"https://login.example.com/t1","token_endpoint":"javascript:alert(1)"}"#,
+            Problem::BadTokenEndpoint("URL must be absolute (https://host/path)".into()),
+        ),
+        (
+            "m17_methods_string",
+            r#"{"issuer":"https://login.example.com/t1","token_endpoint":"https://login.example.com/t1/token","token_endpoint_auth_methods_supported":"private_key_jwt"}"#,
+            Problem::BadList("token_endpoint_auth_methods_supported"),
+        ),
+        (
+            "m18_methods_nested",
+            r#"{"issuer":"https://login.example.com/t1","token_endpoint":"https://login.example.com/t1/token","token_endpoint_auth_methods_supported":[["private_key_jwt"]]}"#,
+            Problem::BadList("token_endpoint_auth_methods_supported"),
+        ),
+        (
+            "m19_algs_null_item",
+            r#"{"issuer":"https://login.example.com/t1","token_endpoint":"https://login.example.com/t1/token","token_endpoint_auth_signing_alg_values_supported":["ES256",null]}"#,
+            Problem::BadList("token_endpoint_auth_signing_alg_values_supported"),
+        ),
+    ];
+    for (name, body, problem) in cases {
+        assert_eq!(doc_problem(body).as_ref(), Err(problem), "{name}");
+    }
+    // Deep nesting (serde_json's recursion limit) and a document past the size bound.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert_eq!(doc_problem(&deep), Err(Problem::NotAnObject));
+    let huge = format!(r#"{{"issuer":"{ISSUER}","pad":"{}"}}"#, "x".repeat(70_000));
+    assert_eq!(doc_problem(&huge), Err(Problem::TooLarge));
+    // Duplicate keys: the JSON reader keeps the last, and the last must still match.
+    let dup = r#"{"issuer":"https://login.example.com/t1","issuer":"https://evil.example/t1","token_endpoint":"https://a.example/t"}"#;
+    assert_eq!(doc_problem(dup), Err(mismatch("https://evil.example/t1")));
+}
+
+#[test]
+fn m_catalog_a_lenient_but_valid_document_is_used() {
+    // Unknown members, null lists (treated as absent would be lenient: they are not
+    // arrays, so refused), and RFC 8414's default method when the list is absent.
+    let m = doc_problem(
+        r#"{"issuer":"https://login.example.com/t1","token_endpoint":"https://login.example.com/t1/oauth2/token?api-version=2","jwks_uri":"https://login.example.com/keys","x-vendor":{"a":[1,2,{"b":null}]}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        m.token_endpoint,
+        "https://login.example.com/t1/oauth2/token?api-version=2"
+    );
+    assert_eq!(m.auth_methods, ["client_secret_basic"]);
+    let null_list = r#"{"issuer":"https://login.example.com/t1","token_endpoint":"https://a.example/t","token_endpoint_auth_methods_supported":null}"#;
+    assert_eq!(
+        doc_problem(null_list),
+        Err(Problem::BadList("token_endpoint_auth_methods_supported"))
+    );
+}

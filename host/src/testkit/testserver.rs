@@ -51,6 +51,9 @@ struct State {
     client_secret: String,
     /// More secrets accepted for `client_id` (a rotation in progress).
     more_secrets: Vec<String>,
+    /// Accept a `client_assertion` for the client id without checking it (benchmarks
+    /// of the signing side only).
+    accept_assertions: bool,
     expires_in: Option<serde_json::Value>,
     requests: Vec<Recorded>,
     issued: HashMap<String, Instant>,
@@ -85,6 +88,7 @@ impl MockServer {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             more_secrets: Vec::new(),
+            accept_assertions: false,
             expires_in: Some(3600.into()),
             requests: Vec::new(),
             issued: HashMap::new(),
@@ -150,6 +154,13 @@ impl MockServer {
     }
 
     /// Keep recording API requests (default) or only count them (long load runs).
+    /// Accept any JWT-bearer `client_assertion` sent with the right `client_id`,
+    /// **without verifying it**: for timing the client's signing, never for a test of
+    /// client authentication (oidc-provider verifies them in those).
+    pub fn set_accept_assertions(&self, accept: bool) {
+        self.state.lock().unwrap().accept_assertions = accept;
+    }
+
     pub fn set_record_api(&self, record: bool) {
         self.state.lock().unwrap().record_api = record;
     }
@@ -257,9 +268,17 @@ fn token_endpoint(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
             .cloned()
             .zip(form.get("client_secret").cloned()),
     };
-    let accepted = credentials.is_some_and(|(id, secret)| {
-        id == s.client_id && (secret == s.client_secret || s.more_secrets.contains(&secret))
-    });
+    let assertion = s.accept_assertions
+        && form.get("client_id") == Some(&s.client_id)
+        && form.get("client_assertion_type").map(String::as_str)
+            == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && form
+            .get("client_assertion")
+            .is_some_and(|a| a.split('.').count() == 3);
+    let accepted = assertion
+        || credentials.is_some_and(|(id, secret)| {
+            id == s.client_id && (secret == s.client_secret || s.more_secrets.contains(&secret))
+        });
     if !accepted {
         return json(
             401,
