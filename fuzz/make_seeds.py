@@ -21,7 +21,7 @@ for name, status, body in re.findall(r'(r\d+_\w+): (\d+), [^,]+, r#"(.*?)"# =>',
 for name, url in re.findall(r'(q\d+_\w+): "((?:[^"\\]|\\.)*)", ', catalog):
     write("url_origin", name, url.encode().decode("unicode_escape").encode("utf-8", "surrogatepass"))
     count["url_origin"] = count.get("url_origin", 0) + 1
-for name, body in re.findall(r'\("(m\d+_\w+)", r#"(.*?)"#, ', catalog):
+for name, body in re.findall(r'\(\s*"(m\d+_\w+)",\s*r#"(.*?)"#,', catalog, re.S):
     write("discovery_document", name, body.encode())
     count["discovery_document"] = count.get("discovery_document", 0) + 1
 write("discovery_document", "valid", b'{"issuer":"https://login.example.com/t1","token_endpoint":"https://login.example.com/t1/token","token_endpoint_auth_methods_supported":["private_key_jwt","client_secret_basic"],"token_endpoint_auth_signing_alg_values_supported":["ES256","RS256"]}')

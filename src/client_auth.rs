@@ -215,7 +215,8 @@ impl PrivateKey {
 fn rsa_key(der: &[u8], alg: Option<Alg>) -> Result<PrivateKey, String> {
     let key = <rsa::PrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_der(der)
         .map_err(|_| not_a_key())?;
-    let bits = rsa::traits::PublicKeyParts::n_bits_precision(&key);
+    // The modulus's own length (its storage size, `n_bits_precision`, rounds up).
+    let bits = rsa::traits::PublicKeyParts::n(&key).as_ref().bit_width();
     if bits < MIN_RSA_BITS {
         return Err(format!(
             "an RSA key of {bits} bits; at least {MIN_RSA_BITS} are required (RFC 7518 §3.3)"

@@ -371,8 +371,11 @@ mod tests {
         let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .unwrap()
             .serialize_pem();
-        let both = settings(&[("client_private_key", &pem)]).client.credentials;
-        let secret_only = settings(&[]).client.credentials;
+        let auto = [("issuer", ISSUER), ("auth_method", "auto")];
+        let both = settings(&[&auto[..], &[("client_private_key", &pem)]].concat())
+            .client
+            .credentials;
+        let secret_only = settings(&auto).client.credentials;
         let all = [
             "private_key_jwt",
             "client_secret_jwt",

@@ -18,8 +18,10 @@ pub enum Error {
     /// The request could not be sent or the response could not be read.
     #[error("transport: {0}")]
     Transport(String),
-    /// A 2xx token response that is not a usable token.
-    #[error("invalid token response: {0}")]
+    /// A 2xx answer that cannot be used: a token response that is not a usable token,
+    /// an issuer's metadata that is refused (the message says which), an API body over
+    /// `max_response_bytes`.
+    #[error("invalid response: {0}")]
     InvalidResponse(String),
     /// A configured timeout elapsed.
     #[error("timeout")]

@@ -139,7 +139,7 @@ pub(super) fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
         "client_assertion" => MethodChoice::Fixed(AuthMethod::ClientAssertion),
         _ => MethodChoice::Fixed(AuthMethod::ClientSecretBasic),
     };
-    let (credentials, pem) = read_credentials(r)?;
+    let (credentials, pem) = read_credentials(r, choice)?;
     let used = method_in_use(choice, &credentials)?;
     let store_credential = store_credential(r, used, &credentials, pem, kv_store)?;
     let assertion = AssertionSettings {
@@ -158,10 +158,17 @@ pub(super) fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
 
 /// `client_secret`, `client_private_key` (parsed, for `client_assertion_alg`) and
 /// `client_assertion` (its `exp` read); also the key's PEM, which may key the store.
+/// A key or assertion the configured method does not use is not read (`auto` may use
+/// any).
 fn read_credentials<G: Fn(&str) -> Result<Option<String>, String>>(
     r: &Reader<G>,
+    choice: MethodChoice,
 ) -> Result<(Credentials, Option<String>), Error> {
-    let pem = r.read("client_private_key")?;
+    let may_use =
+        |m: AuthMethod| matches!(choice, MethodChoice::Auto) || choice == MethodChoice::Fixed(m);
+    let pem = r
+        .read("client_private_key")?
+        .filter(|_| may_use(AuthMethod::PrivateKeyJwt));
     let alg = match r.choice("client_assertion_alg")? {
         "ES256" => Some(Alg::Es256),
         "RS256" => Some(Alg::Rs256),
@@ -178,7 +185,10 @@ fn read_credentials<G: Fn(&str) -> Result<Option<String>, String>>(
             ),
             None => None,
         },
-        federated: match r.read("client_assertion")? {
+        federated: match r
+            .read("client_assertion")?
+            .filter(|_| may_use(AuthMethod::ClientAssertion))
+        {
             Some(jwt) => Some(
                 FederatedAssertion::parse(&jwt)
                     .map_err(|e| Error::config("client_assertion", e))?,
@@ -238,12 +248,14 @@ fn store_credential<G: Fn(&str) -> Result<Option<String>, String>>(
             "is required with a client_assertion while kv_store is set: a federated assertion rotates, so a secret shared by the fleet must seal the cache (or set kv_store empty)",
         )),
         (AuthMethod::ClientAssertion, None) => Ok(Secret::new("memory-only client_assertion")),
-        (_, Some(_)) => Err(Error::config(
+        (_, Some(_)) if credentials.federated.is_none() => Err(Error::config(
             "cache_secret",
             "is used only with a client_assertion; other methods seal the cache with their own credential",
         )),
-        (AuthMethod::PrivateKeyJwt, None) => Ok(Secret::new(pem.unwrap_or_default())),
-        (_, None) => Ok(credentials
+        // With `auto`, a key or the secret outranks a configured assertion (and its
+        // `cache_secret`): the strongest credential keys the store.
+        (AuthMethod::PrivateKeyJwt, _) => Ok(Secret::new(pem.unwrap_or_default())),
+        (_, _) => Ok(credentials
             .client_secret
             .clone()
             .unwrap_or_else(|| Secret::new(""))),

@@ -141,7 +141,8 @@ impl Settings {
     /// Read and validate every key through `get`, which answers `Ok(None)` for an
     /// unset key and `Err(message)` when the host's config store fails.
     pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, Error> {
-        // Read in the order of the table, so the first bad key is the one reported.
+        // Read in a fixed order (the test below pins it), so the first bad key is the
+        // one reported.
         let r = Reader { get };
         let allow_insecure_http = r.boolean("allow_insecure_http")?;
         let kv_store = r.or_none_if_empty("kv_store")?;
@@ -562,13 +563,20 @@ mod tests {
 
     #[test]
     fn missing_required_keys_are_named() {
-        for key in ["token_url", "client_id", "client_secret"] {
+        for (key, message) in [
+            (
+                "token_url",
+                "is required but not set (or set issuer to discover it)",
+            ),
+            ("client_id", "is required but not set"),
+            (
+                "client_secret",
+                "is required by auth_method client_secret_basic but not set",
+            ),
+        ] {
             let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != key).collect();
-            let err = load(&pairs).unwrap_err().to_string();
-            assert!(
-                err.starts_with(&format!("config: {key}: is required")),
-                "{err}"
-            );
+            let err = load(&pairs).unwrap_err();
+            assert_eq!(err, Error::Config(format!("{key}: {message}")));
         }
     }
 
@@ -748,6 +756,17 @@ mod tests {
             1_800_000_600
         );
         // Another assertion (rotated) with the same cache secret: the same store names.
+        let rotated_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"system:serviceaccount:ns:app","exp":1800004200}"#);
+        let rotated = format!("eyJhbGciOiJSUzI1NiJ9.{rotated_payload}.c2ln");
+        let next = federated(&[
+            ("cache_secret", "fleet-secret"),
+            ("client_assertion", &rotated),
+        ])
+        .unwrap();
+        assert_eq!(next.client.key_names, shared.client.key_names);
+        let other_fleet = federated(&[("cache_secret", "another-fleet")]).unwrap();
+        assert_ne!(other_fleet.client.key_names, shared.client.key_names);
         let memory_only = federated(&[("kv_store", "")]).unwrap();
         assert_eq!(memory_only.cache.kv_store, None);
         let e = federated(&[("client_assertion", "not-a-jwt")])

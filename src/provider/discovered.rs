@@ -4,7 +4,7 @@
 //! instance at a time per issuer on the store's lease while the others wait for it.
 //! `crate::discovery` judges the document and picks the method (pure).
 
-use super::lease::{Attempt, Leases, poll_delay_ms};
+use super::lease::{Attempt, Leases, Look, look, poll_delay_ms};
 use super::{Lookup, Provider};
 use crate::audit::{Event, Outcome};
 use crate::config::DiscoverySettings;
@@ -125,12 +125,27 @@ impl<P: Platform> Provider<'_, P> {
             .platform
             .monotonic_ms()
             .saturating_add(watch.wait_ms.min(lease_ms));
+        // Poll for the holder's document until it is stored, or the holder gives the
+        // lease back without one (it failed) or its time is up: then fetch it here.
         let mut polls = 0;
-        while self.platform.monotonic_ms() < until {
-            self.platform.sleep_ms(poll_delay_ms(self.platform, polls));
+        loop {
+            let left = until.saturating_sub(self.platform.monotonic_ms());
+            self.platform
+                .sleep_ms(poll_delay_ms(self.platform, polls).min(left));
             polls += 1;
             if let Some(f) = self.stored_metadata(store, key, d, l) {
                 return Ok(f);
+            }
+            let left = until.saturating_sub(self.platform.monotonic_ms());
+            let record = match leases.holder_record() {
+                Ok(r) => r,
+                Err(e) => {
+                    self.store_error(&l.params, e);
+                    break;
+                }
+            };
+            if look(&watch, record, left) != Look::Wait {
+                break;
             }
         }
         self.fetch_and_store(store, key, d, l)
@@ -465,5 +480,74 @@ mod tests {
             ["POST login.example.com/t1/oauth2/token"],
             "no discovery request of its own"
         );
+    }
+
+    #[test]
+    fn a_holder_that_gives_up_is_not_waited_for_to_the_end() {
+        let r = rig(&[]);
+        let key = CacheKey::discovery(&r.settings, ISSUER);
+        let lease_ms = r.settings.cache.lease_ms;
+        let holder = crate::provider::lease::Holder {
+            slot: T0 / lease_ms,
+            generation: 0,
+            started_ms: T0,
+        };
+        r.platform.kv_put(&key.lease(holder.slot, 0), b"1");
+        let secret = r.settings.client.secret.clone();
+        r.platform.kv_put(
+            &key.lease_holder(),
+            &seal::seal_value(
+                &holder,
+                &secret,
+                &key.context(crate::store::keys::roles::HOLDER),
+                [4; 24],
+            ),
+        );
+        // The holder's discovery fails: it gives the lease back with no document.
+        let (counter, record) = (key.lease(holder.slot, 0), key.lease_holder());
+        r.platform.on_sleep(move |p| {
+            if p.slept_ms.get() >= 30 {
+                p.kv_remove(&counter);
+                p.kv_remove(&record);
+            }
+        });
+        r.platform
+            .respond(Ok(document(ISSUER, r#"["client_secret_basic"]"#)));
+        r.platform.respond_token("T1", 3600);
+        assert_eq!(r.get().unwrap().token.expose(), "T1");
+        assert!(
+            r.platform.slept_ms.get() < 1_000,
+            "waited {} ms of a {lease_ms} ms lease",
+            r.platform.slept_ms.get()
+        );
+        assert_eq!(
+            urls(&r)[0],
+            "GET login.example.com/.well-known/oauth-authorization-server/t1"
+        );
+    }
+
+    #[test]
+    fn a_slow_discovery_leaves_the_token_request_its_whole_deadline() {
+        // Each exchange takes 7 s: the two discovery GETs 14 s, more than
+        // token_deadline_ms (12 s), which is the token request's alone.
+        let r = rig(&[]);
+        r.platform.send_ms.set(7_000);
+        r.platform.respond(Ok(response(404, &[], "")));
+        r.platform
+            .respond(Ok(document(ISSUER, r#"["client_secret_basic"]"#)));
+        r.platform.respond_token("T1", 3600);
+        assert_eq!(r.get().unwrap().token.expose(), "T1");
+        assert_eq!(urls(&r).len(), 3);
+    }
+
+    #[test]
+    fn an_issuer_that_is_down_starts_the_outage_cooldown() {
+        let r = rig(&[]);
+        r.platform.respond(Ok(response(503, &[], "down")));
+        assert!(matches!(r.get(), Err(Error::Server { status: 503, .. })));
+        // Moments later: failing fast, no request.
+        let e = r.get().unwrap_err();
+        assert!(e.to_string().contains("failing fast"), "{e}");
+        assert_eq!(urls(&r).len(), 1);
     }
 }

@@ -65,12 +65,16 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     fn request_with_retries(&self, l: &Lookup) -> Result<Answer, Error> {
+        // The endpoint first (discovery has its own timeouts): `token_deadline_ms` is
+        // the token request's.
+        let endpoint = self
+            .endpoint(l)
+            .inspect_err(|e| self.start_cooldown(&l.params, e, None))?;
         let policy = self.settings.retry.policy;
         let deadline = self
             .platform
             .monotonic_ms()
             .saturating_add(self.settings.retry.token_deadline_ms);
-        let endpoint = self.endpoint(l)?;
         let mut attempt = 0u32;
         loop {
             let started = self.platform.monotonic_ms();

@@ -317,7 +317,13 @@ async fn discovery_and_auto_over_http_and_tls() {
             all.extend_from_slice(extra);
             make_host(&peer, pki.as_ref(), id, secret, &all)
         };
-        let (host, log) = discovered("pkjwt-client", "", &[("client_private_key", &pem)]);
+        // A key and a secret: auto must pick the key (pkjwt-client has no secret, so
+        // the secret would be refused).
+        let (host, log) = discovered(
+            "pkjwt-client",
+            "not-this-clients-secret",
+            &[("client_private_key", &pem)],
+        );
         let first = token(&host, &TokenRequest::default_request())
             .await
             .unwrap_or_else(|e| panic!("tls={tls}: {e:?}"));
@@ -352,6 +358,8 @@ async fn discovery_and_auto_over_http_and_tls() {
             detail.contains(source) && detail.contains("private_key_jwt"),
             "{detail}"
         );
+        let fetch = lines.iter().find(|l| l["event"] == "token.fetch").unwrap();
+        assert_eq!(fetch["auth_method"], "private_key_jwt");
 
         // Only a secret: auto picks client_secret_jwt, which is what jwt-client is
         // registered for (oidc-provider refuses any other method for it).
