@@ -4,7 +4,7 @@
 //! instance at a time per issuer on the store's lease while the others wait for it.
 //! `crate::discovery` judges the document and picks the method (pure).
 
-use super::lease::{Attempt, Leases, Look, look, poll_delay_ms};
+use super::lease::{Attempt, Leases, Look, Watch, look, poll_delay_ms};
 use super::{Lookup, Provider};
 use crate::audit::{Event, Outcome};
 use crate::config::DiscoverySettings;
@@ -121,12 +121,26 @@ impl<P: Platform> Provider<'_, P> {
                 return self.fetch_and_store(store, key, d, l);
             }
         };
+        if let Some(f) = self.wait_for_metadata(&leases, watch, (store, key), d, l) {
+            return Ok(f);
+        }
+        self.fetch_and_store(store, key, d, l)
+    }
+
+    /// Poll for the holder's document until it is stored (`Some`), or the holder gives
+    /// the lease back without one (it failed) or its time is up (`None`: fetch it here).
+    fn wait_for_metadata(
+        &self,
+        leases: &Leases<'_, P>,
+        watch: Watch,
+        (store, key): (&str, &CacheKey),
+        d: &DiscoverySettings,
+        l: &Lookup,
+    ) -> Option<Fetched> {
         let until = self
             .platform
             .monotonic_ms()
-            .saturating_add(watch.wait_ms.min(lease_ms));
-        // Poll for the holder's document until it is stored, or the holder gives the
-        // lease back without one (it failed) or its time is up: then fetch it here.
+            .saturating_add(watch.wait_ms.min(leases.lease_ms));
         let mut polls = 0;
         loop {
             let left = until.saturating_sub(self.platform.monotonic_ms());
@@ -134,21 +148,20 @@ impl<P: Platform> Provider<'_, P> {
                 .sleep_ms(poll_delay_ms(self.platform, polls).min(left));
             polls += 1;
             if let Some(f) = self.stored_metadata(store, key, d, l) {
-                return Ok(f);
+                return Some(f);
             }
             let left = until.saturating_sub(self.platform.monotonic_ms());
             let record = match leases.holder_record() {
                 Ok(r) => r,
                 Err(e) => {
                     self.store_error(&l.params, e);
-                    break;
+                    return None;
                 }
             };
             if look(&watch, record, left) != Look::Wait {
-                break;
+                return None;
             }
         }
-        self.fetch_and_store(store, key, d, l)
     }
 
     fn fetch_and_store(
