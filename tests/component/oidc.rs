@@ -426,62 +426,65 @@ fn federated_jwt(pem: &str, aud: &str, exp: u64, jti: &str) -> String {
 
 /// A federated `client_assertion` (issued outside the component) is sent as it is:
 /// oidc-provider accepts it once, refuses the replayed `jti` (`invalid_client`), and an
-/// expired one never leaves the component.
+/// expired one never leaves the component. Over HTTP and TLS.
 #[tokio::test]
 async fn a_federated_assertion_is_used_once_and_an_expired_one_is_refused() {
     let (pem, jwks) = p256_client_key("k1");
-    let peer = OidcPeer::start_with(None, &[("PKJWT_JWKS", jwks)]);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let jwt = federated_jwt(&pem, &peer.token_url(), now + 300, "federated-1");
-    let host_with = |assertion: &str| {
-        make_host(
-            &peer,
-            None,
-            "pkjwt-client",
-            "",
-            &[
-                ("auth_method", "client_assertion"),
-                ("client_assertion", assertion),
-                ("cache_secret", "a secret the fleet shares"),
-            ],
+    for tls in [false, true] {
+        let pki = tls.then(TestPki::generate);
+        let peer = OidcPeer::start_with(pki.as_ref(), &[("PKJWT_JWKS", jwks.clone())]);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let jwt = federated_jwt(&pem, &peer.token_url(), now + 300, "federated-1");
+        let host_with = |assertion: &str| {
+            make_host(
+                &peer,
+                pki.as_ref(),
+                "pkjwt-client",
+                "",
+                &[
+                    ("auth_method", "client_assertion"),
+                    ("client_assertion", assertion),
+                    ("cache_secret", "a secret the fleet shares"),
+                ],
+            )
+        };
+        let (host, log) = host_with(&jwt);
+        token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap_or_else(|e| panic!("tls={tls}: {e:?}"));
+        // The same assertion again (a renewal within its lifetime): a replayed jti.
+        let e = token(
+            &host,
+            &TokenRequest {
+                force_refresh: true,
+                ..TokenRequest::default_request()
+            },
         )
-    };
-    let (host, log) = host_with(&jwt);
-    token(&host, &TokenRequest::default_request())
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    // The same assertion again (a renewal within its lifetime): a replayed jti.
-    let e = token(
-        &host,
-        &TokenRequest {
-            force_refresh: true,
-            ..TokenRequest::default_request()
-        },
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(oauth_code(&e), ("invalid_client", 401));
-    assert_eq!(peer.stats(None).await.0, 2);
-    let logged = String::from_utf8_lossy(&log.contents()).into_owned();
-    assert!(!logged.contains(&jwt), "the assertion is not logged");
-
-    let expired = federated_jwt(&pem, &peer.token_url(), now - 10, "federated-2");
-    let (host, _) = host_with(&expired);
-    let e = token(&host, &TokenRequest::default_request())
         .await
         .unwrap_err();
-    match &e {
-        ProviderError::Config(m) => assert!(
-            m.starts_with(&format!("client_assertion: expired at {}", now - 10)),
-            "{m}"
-        ),
-        other => panic!("{other:?}"),
+        assert_eq!(oauth_code(&e), ("invalid_client", 401), "tls={tls}");
+        assert_eq!(peer.stats(pki.as_ref()).await.0, 2);
+        let logged = String::from_utf8_lossy(&log.contents()).into_owned();
+        assert!(!logged.contains(&jwt), "the assertion is not logged");
+
+        let expired = federated_jwt(&pem, &peer.token_url(), now - 10, "federated-2");
+        let (host, _) = host_with(&expired);
+        let e = token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap_err();
+        match &e {
+            ProviderError::Config(m) => assert!(
+                m.starts_with(&format!("client_assertion: expired at {}", now - 10)),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{e:?}").contains(&expired));
+        assert_eq!(peer.stats(pki.as_ref()).await.0, 2, "nothing sent");
     }
-    assert!(!format!("{e:?}").contains(&expired));
-    assert_eq!(peer.stats(None).await.0, 2, "nothing sent");
 }
 
 #[tokio::test]
