@@ -433,23 +433,48 @@ async fn concurrent_instances_never_interleave_audit_lines() {
     );
 }
 
-/// Client assertions are credentials too: with `client_secret_jwt` and
-/// `private_key_jwt` the assertion sent (its signature above all), the secret and the
-/// private key appear in no error and no audit line, also when the server refuses it
-/// (the in-process server knows neither method: `invalid_client`).
+/// Client assertions are credentials too: with `client_secret_jwt`, `private_key_jwt`
+/// (ES256 and PS256) and a federated `client_assertion`, the assertion sent (its
+/// signature above all), the secret, the private keys and `cache_secret` appear in no
+/// error and no audit line, also when the server refuses it (the in-process server
+/// checks no assertion: `invalid_client`).
 #[tokio::test]
 async fn client_assertions_and_private_keys_never_leak() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .unwrap()
         .serialize_pem();
-    let key_body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let rsa_pem = include_str!("../fixtures/rsa-2048.pem");
+    let body = |pem: &str| -> String { pem.lines().filter(|l| !l.starts_with("-----")).collect() };
+    let (key_body, rsa_body) = (body(&pem), body(rsa_pem));
+    // A federated assertion the platform gave (the server here refuses it).
+    let federated = {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"RS256"}"#),
+            b64(br#"{"sub":"system:serviceaccount:ns:app","exp":4102444800}"#),
+            b64(b"platform-signature-bytes-0123456789abcdef")
+        )
+    };
+    const CACHE_SECRET: &str = "CACHE-SECRET-the-fleet-shares";
     for extra in [
         vec![("auth_method", "client_secret_jwt")],
         vec![
             ("auth_method", "private_key_jwt"),
             ("client_private_key", pem.as_str()),
             ("client_key_id", "k1"),
+        ],
+        vec![
+            ("auth_method", "private_key_jwt"),
+            ("client_private_key", rsa_pem),
+            ("client_assertion_alg", "PS256"),
+        ],
+        vec![
+            ("auth_method", "client_assertion"),
+            ("client_assertion", federated.as_str()),
+            ("cache_secret", CACHE_SECRET),
         ],
     ] {
         let rig = rig(&server, &extra);
@@ -482,6 +507,8 @@ async fn client_assertions_and_private_keys_never_leak() {
                 &signature,
                 CLIENT_SECRET,
                 &key_body[..40],
+                &rsa_body[..40],
+                CACHE_SECRET,
             ] {
                 assert!(!text.contains(needle), "{extra:?} leaked: {text}");
             }
