@@ -61,9 +61,9 @@ pub enum Outcome {
     InterceptError,
     /// `intercept.send`: a token was due here but may not go; not sent.
     InterceptRefused,
-    /// `discovery`: the issuer's metadata was fetched and accepted.
+    /// `issuer.discovery`: the issuer's metadata was fetched and accepted.
     DiscoveryOk,
-    /// `discovery`: the metadata could not be had or was refused.
+    /// `issuer.discovery`: the metadata could not be had or was refused.
     DiscoveryError,
 }
 
@@ -110,7 +110,7 @@ impl Outcome {
             StoreDegraded => "store.error",
             SendOk | SendError | SendRefused => "client.send",
             InterceptOk | InterceptPassed | InterceptError | InterceptRefused => "intercept.send",
-            DiscoveryOk | DiscoveryError => "discovery",
+            DiscoveryOk | DiscoveryError => "issuer.discovery",
         }
     }
 

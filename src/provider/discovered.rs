@@ -316,7 +316,7 @@ mod tests {
         // auto chose client_secret_jwt (stronger than _post), aud the token endpoint.
         let body = String::from_utf8(r.platform.sent.borrow()[2].body.clone()).unwrap();
         assert!(body.contains("client_assertion="), "{body}");
-        let ok = r.platform.events("discovery");
+        let ok = r.platform.events("issuer.discovery");
         assert_eq!(ok.len(), 1);
         assert_eq!(ok[0]["outcome"], "ok");
         assert!(
@@ -379,7 +379,7 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(urls(&r).len(), 1, "no fallback, no token request");
-        assert_eq!(r.platform.events("discovery")[0]["outcome"], "error");
+        assert_eq!(r.platform.events("issuer.discovery")[0]["outcome"], "error");
         // Nothing was stored for the next instance to trust.
         assert!(
             r.platform

@@ -219,6 +219,29 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
     }
     seen.rig(&intercepted);
 
+    // Discovery: the server's metadata (after the RFC 8414 URL's 404), and an issuer
+    // with none.
+    let discovered = rig(
+        &server,
+        &[
+            ("token_url", ""),
+            ("issuer", &server.origin()),
+            ("auth_method", "auto"),
+            ("scope", "discovered"),
+        ],
+    );
+    token(&discovered.host, &get).await.unwrap();
+    seen.rig(&discovered);
+    let nowhere = rig(
+        &server,
+        &[
+            ("token_url", ""),
+            ("issuer", &format!("{}/nowhere", server.origin())),
+        ],
+    );
+    seen.error(&token(&nowhere.host, &get).await.unwrap_err());
+    seen.rig(&nowhere);
+
     // Configuration errors.
     let broken = rig(
         &server,
@@ -388,7 +411,7 @@ async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_audit_log_sch
     for line in &seen.audit {
         covered.insert(check_line(line, &fields, &events));
     }
-    assert_eq!(examples.len(), 8, "one docs/audit-log.md example per line");
+    assert_eq!(examples.len(), 9, "one docs/audit-log.md example per line");
     for line in &examples {
         check_line(line, &fields, &events);
     }

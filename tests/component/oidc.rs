@@ -351,7 +351,10 @@ async fn discovery_and_auto_over_http_and_tls() {
         );
         assert_eq!(peer.stats(pki.as_ref()).await.0, 2);
         let lines = audit_lines(&log);
-        let found: Vec<_> = lines.iter().filter(|l| l["event"] == "discovery").collect();
+        let found: Vec<_> = lines
+            .iter()
+            .filter(|l| l["event"] == "issuer.discovery")
+            .collect();
         assert_eq!(found.len(), 1, "{lines:?}");
         let detail = found[0]["detail"].as_str().unwrap();
         assert!(

@@ -245,6 +245,8 @@ async fn handle(
         token_endpoint(&mut s, &recorded)
     } else if recorded.path.starts_with("/api") {
         api(&mut s, &recorded)
+    } else if recorded.path == "/.well-known/openid-configuration" {
+        metadata(&recorded)
     } else {
         respond(404, "text/plain", "not found")
     })
@@ -310,6 +312,21 @@ fn token_endpoint(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
 }
 
 /// Basic credentials, form-decoded per RFC 6749 §2.3.1.
+/// OpenID Connect discovery metadata naming this server (by the request's `Host`) as
+/// the issuer, its `/token` and the two secret methods. There is no RFC 8414 document:
+/// a client finds this one after that URL's 404.
+fn metadata(r: &Recorded) -> Response<Full<Bytes>> {
+    let issuer = format!("http://{}", r.header("host").unwrap_or("127.0.0.1"));
+    json(
+        200,
+        serde_json::json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{issuer}/token"),
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        }),
+    )
+}
+
 fn decode_basic(header: &str) -> Option<(String, String)> {
     use base64::Engine as _;
     let encoded = header.strip_prefix("Basic ")?;
