@@ -305,13 +305,22 @@ impl Rig {
     /// Another instance's lease as it leaves it in the store: the counter of the slot
     /// `started_ms` falls in (generation 0) and its sealed holder record.
     pub fn plant_holder(&self, started_ms: u64) -> crate::provider::lease::Holder {
+        self.plant_holder_of(&self.key(), started_ms)
+    }
+
+    /// [`Rig::plant_holder`] on the lease of `key` (another cache key's, or an
+    /// issuer's discovery).
+    pub fn plant_holder_of(
+        &self,
+        key: &CacheKey,
+        started_ms: u64,
+    ) -> crate::provider::lease::Holder {
         let lease_ms = self.settings.cache.lease_ms;
         let holder = crate::provider::lease::Holder {
             slot: started_ms / lease_ms,
             generation: 0,
             started_ms,
         };
-        let key = self.key();
         self.platform.kv_put(&key.lease(holder.slot, 0), b"1");
         let sealed = seal::seal_value(
             &holder,

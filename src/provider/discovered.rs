@@ -449,23 +449,7 @@ mod tests {
         // Another instance holds the discovery lease and stores the document a moment
         // later.
         let key = CacheKey::discovery(&r.settings, ISSUER);
-        let lease_ms = r.settings.cache.lease_ms;
-        let holder = crate::provider::lease::Holder {
-            slot: T0 / lease_ms,
-            generation: 0,
-            started_ms: T0,
-        };
-        r.platform.kv_put(&key.lease(holder.slot, 0), b"1");
-        let secret = r.settings.client.secret.clone();
-        r.platform.kv_put(
-            &key.lease_holder(),
-            &seal::seal_value(
-                &holder,
-                &secret,
-                &key.context(crate::store::keys::roles::HOLDER),
-                [4; 24],
-            ),
-        );
+        r.plant_holder_of(&key, T0);
         let doc = crate::discovery::Fetched {
             metadata: crate::discovery::Metadata {
                 token_endpoint: "https://login.example.com/t1/oauth2/token".into(),
@@ -476,7 +460,7 @@ mod tests {
         };
         let sealed = seal::seal_value(
             &doc,
-            &secret,
+            &r.settings.client.secret,
             &key.context(crate::store::keys::roles::METADATA),
             [5; 24],
         );
@@ -499,23 +483,7 @@ mod tests {
     fn a_holder_that_gives_up_is_not_waited_for_to_the_end() {
         let r = rig(&[]);
         let key = CacheKey::discovery(&r.settings, ISSUER);
-        let lease_ms = r.settings.cache.lease_ms;
-        let holder = crate::provider::lease::Holder {
-            slot: T0 / lease_ms,
-            generation: 0,
-            started_ms: T0,
-        };
-        r.platform.kv_put(&key.lease(holder.slot, 0), b"1");
-        let secret = r.settings.client.secret.clone();
-        r.platform.kv_put(
-            &key.lease_holder(),
-            &seal::seal_value(
-                &holder,
-                &secret,
-                &key.context(crate::store::keys::roles::HOLDER),
-                [4; 24],
-            ),
-        );
+        let holder = r.plant_holder_of(&key, T0);
         // The holder's discovery fails: it gives the lease back with no document.
         let (counter, record) = (key.lease(holder.slot, 0), key.lease_holder());
         r.platform.on_sleep(move |p| {
@@ -530,8 +498,9 @@ mod tests {
         assert_eq!(r.get().unwrap().token.expose(), "T1");
         assert!(
             r.platform.slept_ms.get() < 1_000,
-            "waited {} ms of a {lease_ms} ms lease",
-            r.platform.slept_ms.get()
+            "waited {} ms of a {} ms lease",
+            r.platform.slept_ms.get(),
+            r.settings.cache.lease_ms
         );
         assert_eq!(
             urls(&r)[0],
