@@ -4,7 +4,7 @@
 #[path = "../../tests/common/oidc.rs"]
 mod oidc;
 
-use oidc::{OidcPeer, TestPki};
+use oidc::{OidcPeer, TestPki, p256_client_key};
 use std::process::{Command, Output};
 
 const SPECIAL_ID: &str = "1PpG/Q 1";
@@ -514,18 +514,11 @@ fn handle_runs_a_wrapped_app_against_a_url() {
 /// the key's public half, with no secret anywhere; `token` says which method it used.
 #[test]
 fn token_with_a_private_key_file_uses_private_key_jwt() {
-    use base64::Engine as _;
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let point = pair.public_key_raw();
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let jwks = serde_json::json!({"keys": [{
-        "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]),
-        "kid": "cli-key", "alg": "ES256", "use": "sig",
-    }]});
-    let peer = OidcPeer::start_with(None, &[("PKJWT_JWKS", jwks.to_string())]);
+    let (pem, jwks) = p256_client_key("cli-key");
+    let peer = OidcPeer::start_with(None, &[("PKJWT_JWKS", jwks)]);
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("client.pem");
-    std::fs::write(&key, pair.serialize_pem()).unwrap();
+    std::fs::write(&key, &pem).unwrap();
     let url = peer.token_url();
     let out = cli(
         &[
@@ -582,18 +575,11 @@ fn token_with_a_private_key_file_uses_private_key_jwt() {
 /// federated assertion, sent as it is.
 #[test]
 fn token_with_an_issuer_auto_and_a_client_assertion_file() {
-    use base64::Engine as _;
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let point = pair.public_key_raw();
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let jwks = serde_json::json!({"keys": [{
-        "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]),
-        "kid": "cli-key", "alg": "ES256", "use": "sig",
-    }]});
-    let peer = OidcPeer::start_with(None, &[("PKJWT_JWKS", jwks.to_string())]);
+    let (pem, jwks) = p256_client_key("cli-key");
+    let peer = OidcPeer::start_with(None, &[("PKJWT_JWKS", jwks)]);
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("client.pem");
-    std::fs::write(&key, pair.serialize_pem()).unwrap();
+    std::fs::write(&key, &pem).unwrap();
     let issuer = peer.base();
     let out = cli(
         &[
@@ -632,7 +618,7 @@ fn token_with_an_issuer_auto_and_a_client_assertion_file() {
     let jwt = jsonwebtoken::encode(
         &header,
         &claims,
-        &jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
+        &jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
     )
     .unwrap();
     let file = dir.path().join("assertion.jwt");

@@ -238,3 +238,22 @@ async fn fetch_stats(port: u16, ca_pem: Option<String>) -> String {
         _ => panic!("no JSON in stats response: {text:?}"),
     }
 }
+
+/// A P-256 key for `pkjwt-client`: (PKCS#8 PEM, the JWK Set of its public half, whose
+/// key has id `kid`).
+pub fn p256_client_key(kid: &str) -> (String, String) {
+    use base64::Engine as _;
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let point = pair.public_key_raw();
+    assert_eq!(
+        (point.len(), point[0]),
+        (65, 4),
+        "an uncompressed P-256 point"
+    );
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]),
+        "kid": kid, "alg": "ES256", "use": "sig",
+    }]});
+    (pair.serialize_pem(), jwks.to_string())
+}

@@ -1,7 +1,7 @@
 //! The component inside wasmtime against oidc-provider (a real authorization server),
 //! over plain HTTP and over HTTPS with a CA generated for the run.
 
-use crate::common::oidc::{OidcPeer, RESOURCE, TestPki};
+use crate::common::oidc::{OidcPeer, RESOURCE, TestPki, p256_client_key};
 use crate::common::{LogSink, MemoryOutputPipe, api_get, audit_lines, send, token};
 use token_provider_host::{ProviderError, TokenHost, TokenRequest, TokenSource};
 
@@ -158,24 +158,6 @@ async fn client_secret_jwt_over_http_and_tls() {
             .unwrap_err();
         assert_eq!(oauth_code(&e).0, "invalid_client", "tls={tls}");
     }
-}
-
-/// A P-256 key for `pkjwt-client`: (PKCS#8 PEM, the JWK Set of its public half).
-fn p256_client_key(kid: &str) -> (String, String) {
-    use base64::Engine as _;
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let point = pair.public_key_raw();
-    assert_eq!(
-        (point.len(), point[0]),
-        (65, 4),
-        "an uncompressed P-256 point"
-    );
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let jwks = serde_json::json!({"keys": [{
-        "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]),
-        "kid": kid, "alg": "ES256", "use": "sig",
-    }]});
-    (pair.serialize_pem(), jwks.to_string())
 }
 
 /// `private_key_jwt` (ES256) against oidc-provider holding the client's public key:
