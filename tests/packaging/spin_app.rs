@@ -74,20 +74,7 @@ fn every_config_key_is_a_spin_variable_mapped_into_the_component() {
             ),
         }
     }
-    // Every credential of the key table (its `Secret` keys) is a Spin secret.
-    let credentials: Vec<&str> = KEYS
-        .iter()
-        .filter(|k| k.kind == token_provider::config::Kind::Secret)
-        .map(|k| k.name)
-        .collect();
-    assert!(credentials.len() >= 4, "{credentials:?}");
-    for credential in credentials.iter().copied() {
-        assert_eq!(
-            app_vars[credential]["secret"].as_bool(),
-            Some(true),
-            "{credential}"
-        );
-    }
+    let credentials = credentials_are_secrets(app_vars);
     for (name, var) in app_vars {
         assert!(
             name.chars()
@@ -319,4 +306,23 @@ fn spin_build_produces_every_path_and_all_imports_are_in_spins_world() {
             "wasi:config/store@0.2.0-rc.1"
         ]
     );
+}
+
+/// Every credential of the key table (its `Secret` keys) is a Spin secret variable of
+/// the app (`app_vars`, the manifest's `[variables]`); returns their names.
+pub fn credentials_are_secrets(app_vars: &toml::Table) -> Vec<&'static str> {
+    let credentials: Vec<&str> = KEYS
+        .iter()
+        .filter(|k| k.kind == token_provider::config::Kind::Secret)
+        .map(|k| k.name)
+        .collect();
+    assert!(credentials.len() >= 4, "{credentials:?}");
+    for credential in credentials.iter().copied() {
+        assert_eq!(
+            app_vars[credential]["secret"].as_bool(),
+            Some(true),
+            "{credential}"
+        );
+    }
+    credentials
 }

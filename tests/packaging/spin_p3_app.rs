@@ -13,7 +13,9 @@
 //! is checked to be a real interface of that version in spin-sdk 7's WIT.
 
 use crate::common;
-use crate::spin_app::{component_imports, spin_platform_imports, spin_sdk_wit};
+use crate::spin_app::{
+    component_imports, credentials_are_secrets, spin_platform_imports, spin_sdk_wit,
+};
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -78,20 +80,7 @@ fn every_key_is_mapped_and_the_interceptor_is_plugged_into_the_client() {
             Some(d) => assert_eq!(var["default"].as_str(), Some(d), "{}", key.name),
         }
     }
-    // Every credential of the key table (its `Secret` keys) is a Spin secret.
-    let credentials: Vec<&str> = KEYS
-        .iter()
-        .filter(|k| k.kind == token_provider::config::Kind::Secret)
-        .map(|k| k.name)
-        .collect();
-    assert!(credentials.len() >= 4, "{credentials:?}");
-    for credential in credentials.iter().copied() {
-        assert_eq!(
-            app_vars[credential]["secret"].as_bool(),
-            Some(true),
-            "{credential}"
-        );
-    }
+    credentials_are_secrets(app_vars);
     assert_eq!(vars["api_url"].as_str(), Some("{{ api_origin }}"));
     let a = app(&m);
     assert_eq!(strings(&a["key_value_stores"]), ["default"]);
