@@ -690,7 +690,10 @@ fn m_catalog_every_hostile_document_is_a_typed_problem() {
     for (name, body, problem) in cases {
         assert_eq!(doc_problem(body).as_ref(), Err(problem), "{name}");
     }
-    // Deep nesting (serde_json's recursion limit) and a document past the size bound.
+    // An empty body, an empty object, deep nesting (serde_json's recursion limit) and a
+    // document past the size bound.
+    assert_eq!(doc_problem(""), Err(Problem::NotAnObject));
+    assert_eq!(doc_problem("{}"), Err(Problem::NoIssuer));
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     assert_eq!(doc_problem(&deep), Err(Problem::NotAnObject));
     let huge = format!(r#"{{"issuer":"{ISSUER}","pad":"{}"}}"#, "x".repeat(70_000));
