@@ -1,5 +1,12 @@
-//! Builds the token-provider component (the workspace's root package) for
-//! `wasm32-wasip2` so the host can embed it: `cargo run`/`cargo test` need nothing else.
+//! Builds the components (`components/provider`, `components/interceptor`, each in two
+//! flavors) for `wasm32-wasip2` so the host can embed them: `cargo run`/`cargo test`
+//! need nothing else but the `wasm32-wasip2` target (`scripts/test.sh` adds it with
+//! rustup; this script only says so when it is missing).
+//!
+//! `TOKEN_PROVIDER_COMPONENTS_DIR=DIR` skips the nested builds and embeds the four
+//! `.wasm` files found in DIR instead (a CI cache, an editor's check, a release build
+//! made elsewhere): `token_provider.wasm`, `token_provider_wasmtime.wasm`,
+//! `token_interceptor.wasm`, `token_interceptor_wasmtime.wasm`.
 //!
 //! The nested cargo uses its own target directory (no lock contention with the outer
 //! build) and a cleared environment (the outer build's RUSTFLAGS, wrappers and target
@@ -21,8 +28,15 @@ mod process;
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
+    println!("cargo:rerun-if-env-changed={PREBUILT_ENV}");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    if let Some(dir) = env::var_os(PREBUILT_ENV) {
+        embed_prebuilt(&PathBuf::from(dir), &out_dir);
+        return;
+    }
     for path in [
-        "src",
+        "core",
+        "components",
         "wit",
         "Cargo.toml",
         "Cargo.lock",
@@ -36,7 +50,7 @@ fn main() {
     let target_root = env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));
-    ensure_target_installed();
+    check_target_installed();
     let componentize = build_componentize(&root, &target_root.join("tools"));
 
     // Both flavors, each in its own target dir (same crate, different features), then
@@ -44,38 +58,85 @@ fn main() {
     // host embeds its own copy from OUT_DIR (unique per checkout), so two checkouts that
     // share a target directory never embed each other's component.
     let out = target_root.join("components");
-    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let checkout = checkout_tag(&root);
     std::fs::create_dir_all(&out).expect("create target/components");
-    for (env_name, file, build, features) in [
-        ("TOKEN_PROVIDER_WASM", "token_provider.wasm", "spin", None),
-        (
-            "TOKEN_PROVIDER_WASMTIME_WASM",
-            "token_provider_wasmtime.wasm",
-            "wasmtime-flavor",
-            Some("wasmtime-flavor"),
-        ),
-        (
-            "TOKEN_INTERCEPTOR_WASM",
-            "token_interceptor.wasm",
-            "interceptor",
-            Some("interceptor"),
-        ),
-        (
-            "TOKEN_INTERCEPTOR_WASMTIME_WASM",
-            "token_interceptor_wasmtime.wasm",
-            "interceptor-wasmtime",
-            Some("interceptor,wasmtime-flavor"),
-        ),
-    ] {
-        let target_dir = target_root.join(format!("component-build-{build}{checkout}"));
-        let core = build_core_module(&root, &target_dir, features);
+    for build in BUILDS {
+        let target_dir = target_root.join(format!("component-build-{}{checkout}", build.dir));
+        let core = build_core_module(&root, &target_dir, build);
+        let (env_name, file) = (build.env, build.file);
         let built = target_dir.join(file);
         run_componentize(&componentize, &core, &built);
         std::fs::copy(&built, out.join(file)).expect("copy the component to target/components");
         let embedded = out_dir.join(file);
         std::fs::copy(&built, &embedded).expect("copy the component to OUT_DIR");
         println!("cargo:rustc-env={env_name}={}", embedded.display());
+    }
+}
+
+/// The variable naming a directory of prebuilt components.
+const PREBUILT_ENV: &str = "TOKEN_PROVIDER_COMPONENTS_DIR";
+
+/// One embedded component: which package, with which features, embedded under which
+/// variable and file name.
+struct Build {
+    env: &'static str,
+    file: &'static str,
+    package: &'static str,
+    /// The core module's name as rustc writes it.
+    lib: &'static str,
+    dir: &'static str,
+    features: Option<&'static str>,
+}
+
+const BUILDS: [Build; 4] = [
+    Build {
+        env: "TOKEN_PROVIDER_WASM",
+        file: "token_provider.wasm",
+        package: "token-provider",
+        lib: "token_provider.wasm",
+        dir: "spin",
+        features: None,
+    },
+    Build {
+        env: "TOKEN_PROVIDER_WASMTIME_WASM",
+        file: "token_provider_wasmtime.wasm",
+        package: "token-provider",
+        lib: "token_provider.wasm",
+        dir: "wasmtime-flavor",
+        features: Some("wasmtime-flavor"),
+    },
+    Build {
+        env: "TOKEN_INTERCEPTOR_WASM",
+        file: "token_interceptor.wasm",
+        package: "token-interceptor",
+        lib: "token_interceptor.wasm",
+        dir: "interceptor",
+        features: None,
+    },
+    Build {
+        env: "TOKEN_INTERCEPTOR_WASMTIME_WASM",
+        file: "token_interceptor_wasmtime.wasm",
+        package: "token-interceptor",
+        lib: "token_interceptor.wasm",
+        dir: "interceptor-wasmtime",
+        features: Some("wasmtime-flavor"),
+    },
+];
+
+/// Embed the four components of `dir` as they are (`TOKEN_PROVIDER_COMPONENTS_DIR`).
+fn embed_prebuilt(dir: &std::path::Path, out_dir: &std::path::Path) {
+    for build in BUILDS {
+        let from = dir.join(build.file);
+        println!("cargo:rerun-if-changed={}", from.display());
+        assert!(
+            from.is_file(),
+            "{PREBUILT_ENV}={}: {} is missing (it must hold all four components)",
+            dir.display(),
+            build.file
+        );
+        let embedded = out_dir.join(build.file);
+        std::fs::copy(&from, &embedded).expect("copy a prebuilt component to OUT_DIR");
+        println!("cargo:rustc-env={}={}", build.env, embedded.display());
     }
 }
 
@@ -96,7 +157,7 @@ fn checkout_tag(root: &std::path::Path) -> String {
 fn build_core_module(
     root: &std::path::Path,
     target_dir: &std::path::Path,
-    features: Option<&str>,
+    build: &Build,
 ) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
@@ -108,7 +169,7 @@ fn build_core_module(
     cmd.current_dir(root).args([
         "build",
         "--package",
-        "token-provider",
+        build.package,
         "--lib",
         "--target",
         TARGET,
@@ -117,7 +178,7 @@ fn build_core_module(
         "--target-dir",
     ]);
     cmd.arg(target_dir);
-    if let Some(f) = features {
+    if let Some(f) = build.features {
         cmd.args(["--features", f]);
     }
     let status = cmd
@@ -125,12 +186,11 @@ fn build_core_module(
         .expect("could not run cargo to build the component");
     assert!(
         status.success(),
-        "building the token-provider component ({features:?}) for {TARGET} failed"
+        "building {} ({:?}) for {TARGET} failed",
+        build.package,
+        build.features
     );
-    let wasm = target_dir
-        .join(TARGET)
-        .join("component")
-        .join("token_provider.wasm");
+    let wasm = target_dir.join(TARGET).join("component").join(build.lib);
     assert!(wasm.exists(), "{} was not produced", wasm.display());
     wasm
 }
@@ -177,9 +237,9 @@ fn run_componentize(tool: &std::path::Path, core: &std::path::Path, component: &
     );
 }
 
-/// `rustup target add wasm32-wasip2` when the target's standard library is missing,
-/// so a fresh machine needs no manual step.
-fn ensure_target_installed() {
+/// The `wasm32-wasip2` standard library must be installed: `scripts/test.sh` adds it
+/// (`rustup target add wasm32-wasip2`); a build script does not change the toolchain.
+fn check_target_installed() {
     let sysroot = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
         .args(["--print", "sysroot"])
         .output();
@@ -193,14 +253,7 @@ fn ensure_target_installed() {
             return;
         }
     }
-    println!("cargo:warning=installing the {TARGET} target with rustup (one time)");
-    let ok = Command::new("rustup")
-        .args(["target", "add", TARGET])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "the {TARGET} target is missing and `rustup target add {TARGET}` failed"
+    panic!(
+        "the {TARGET} target is missing: run `rustup target add {TARGET}` (scripts/test.sh does), or set {PREBUILT_ENV} to a directory of prebuilt components"
     );
 }

@@ -4,10 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use token_provider::config::Settings;
-use token_provider::secret::AccessToken;
-use token_provider::store::{CacheKey, Entry, seal};
-use token_provider::token_request::{TokenParams, TokenRequest};
+use token_provider_core::config::Settings;
+use token_provider_core::secret::AccessToken;
+use token_provider_core::store::{CacheKey, Entry, seal};
+use token_provider_core::token_request::{TokenParams, TokenRequest};
 
 fn fixture() -> &'static (Settings, CacheKey, Vec<u8>) {
     static F: OnceLock<(Settings, CacheKey, Vec<u8>)> = OnceLock::new();

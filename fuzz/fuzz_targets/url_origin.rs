@@ -5,9 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use token_provider::authorized::{ApiRequest, prepare};
-use token_provider::config::Settings;
-use token_provider::origin::parse_url;
+use token_provider_core::authorized::{ApiRequest, prepare};
+use token_provider_core::config::Settings;
+use token_provider_core::origin::parse_url;
 
 fn settings() -> &'static Settings {
     static S: OnceLock<Settings> = OnceLock::new();
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = parse_url(text);
     // Whatever the parser accepts, http::Uri accepts and reads the same way.
-    if let Err(e) = token_provider::uri_reference::agrees(text) {
+    if let Err(e) = token_provider_core::uri_reference::agrees(text) {
         panic!("{e}");
     }
     let req = ApiRequest {

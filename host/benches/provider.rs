@@ -434,12 +434,12 @@ async fn compare_with(
 /// The steps of a store hit in the core, timed natively.
 fn native_rows(server: &MockServer) {
     use std::hint::black_box;
-    use token_provider::audit::{Event, Outcome};
-    use token_provider::config::Settings;
-    use token_provider::secret::{AccessToken, Secret};
-    use token_provider::store::keys::KeyNames;
-    use token_provider::store::{CacheKey, Entry, seal};
-    use token_provider::token_request::{TokenParams, TokenRequest as CoreRequest};
+    use token_provider_core::audit::{Event, Outcome};
+    use token_provider_core::config::Settings;
+    use token_provider_core::secret::{AccessToken, Secret};
+    use token_provider_core::store::keys::KeyNames;
+    use token_provider_core::store::{CacheKey, Entry, seal};
+    use token_provider_core::token_request::{TokenParams, TokenRequest as CoreRequest};
     let token_url = server.url("/token");
     let origin = server.origin();
     let pairs = [
@@ -935,7 +935,7 @@ client assertions: a forced token fetch per method, warm instance (the differenc
         "
 client assertions signed natively (the core's code on this machine)"
     );
-    use token_provider::client_auth::{
+    use token_provider_core::client_auth::{
         Alg, Claims, PrivateKey, client_secret_jwt, private_key_jwt,
     };
     let claims = Claims {

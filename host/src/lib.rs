@@ -25,7 +25,7 @@ pub mod bindings;
 pub mod components;
 pub mod compose;
 pub mod kv;
-pub mod memory;
+pub mod memory_peak;
 pub mod outbound;
 pub mod phases;
 mod runtime;
@@ -40,7 +40,7 @@ pub mod testkit;
 pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 pub use components::Flavor;
-pub use memory::MemoryPeak;
+pub use memory_peak::MemoryPeak;
 pub use phases::Phases;
 pub use runtime::{HostBuilder, Inherit, LogSink, ProviderInstance, State, TokenHost};
 pub use types::{

@@ -5,7 +5,7 @@
 use crate::bindings;
 use crate::components::{Flavor, embedded, new_engine};
 use crate::kv::{KvBackend, MemoryKv};
-use crate::memory::{MemoryPeak, Recorder};
+use crate::memory_peak::{MemoryPeak, Recorder};
 use crate::outbound::{Hooks, tls_config};
 use crate::phases::{LogFile, Phases};
 use crate::types::{AccessToken, ApiRequest, ApiResponse, ProviderError, TokenRequest};

@@ -8,7 +8,7 @@ pub use crate::bindings::exports::oauth2::token_provider::authorized_client::{
 pub use crate::bindings::oauth2::token_provider::types::{
     AccessToken, Error as ProviderError, OauthError, ServerError, TokenRequest, TokenSource,
 };
-use token_provider::provider::Source;
+use token_provider_core::provider::Source;
 
 impl TokenRequest {
     /// The configured defaults.
@@ -43,9 +43,9 @@ impl ApiRequest {
 }
 
 /// The WIT `error` back as the core's error (the component maps it the other way).
-impl From<ProviderError> for token_provider::Error {
+impl From<ProviderError> for token_provider_core::Error {
     fn from(e: ProviderError) -> Self {
-        use token_provider::error::OAuthError;
+        use token_provider_core::error::OAuthError;
         match e {
             ProviderError::Config(m) => Self::Config(m),
             ProviderError::Oauth(e) => Self::OAuth(OAuthError {
@@ -79,7 +79,7 @@ impl From<TokenSource> for Source {
 /// One line for people, the core's wording: the OAuth error code first when there is
 /// one (`invalid_client (HTTP 401): …`), else the kind of failure.
 pub fn describe(error: &ProviderError) -> String {
-    token_provider::Error::from(error.clone()).to_string()
+    token_provider_core::Error::from(error.clone()).to_string()
 }
 
 /// `fresh`, `memory` or `store`, as in the audit log.

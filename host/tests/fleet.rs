@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use token_provider::config::Settings;
-use token_provider::provider::lease::Holder;
-use token_provider::store::keys::{CacheKey, roles};
-use token_provider::store::seal;
-use token_provider::token_request::{TokenParams, TokenRequest as CoreRequest};
+use token_provider_core::config::Settings;
+use token_provider_core::provider::lease::Holder;
+use token_provider_core::store::keys::{CacheKey, roles};
+use token_provider_core::store::seal;
+use token_provider_core::token_request::{TokenParams, TokenRequest as CoreRequest};
 use token_provider_host::kv::{KvBackend, MemoryKv};
 use token_provider_host::testkit::testserver::{Canned, MockServer};
 use token_provider_host::{

@@ -110,7 +110,10 @@ pub fn rig_full(
 
 /// The repository root.
 pub fn repo_root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repository")
+        .to_path_buf()
 }
 
 /// Run a shell command from the repository root with a clean environment (only what

@@ -3,8 +3,7 @@
 //! server, oidc-provider (HTTP and TLS), the fault server or redis-server.
 //! Run one file with `cargo test --test component <file>::`, e.g. `oidc::`.
 
-#[path = "../common/mod.rs"]
-mod common;
+use token_provider_tests as common;
 
 mod audit_and_leaks;
 mod authorized_client;

@@ -2,8 +2,7 @@
 //! manifest and imports, composition with another component, and the docs (the
 //! configuration table, the links).
 
-#[path = "../common/mod.rs"]
-mod common;
+use token_provider_tests as common;
 
 mod composition;
 mod contract;

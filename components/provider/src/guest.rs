@@ -1,0 +1,56 @@
+//! The provider's exports, `provider` and `authorized-client`, over the core.
+
+use super::convert::{core_token_request, wit_error, wit_token};
+use super::exports::oauth2::token_provider::{authorized_client, provider};
+use super::{Component, wit};
+use token_provider_core::{ApiRequest, Error as CoreError, Provider, Reading, send};
+use token_provider_wasi::{WasiPlatform, with_provider as with_instance};
+
+/// The provider reads no interceptor key (their parser stays out of its `.wasm`).
+const READING: Reading = Reading::WithoutIntercept;
+
+/// `f` with this instance's provider.
+fn with_provider<R>(
+    f: impl FnOnce(&Provider<'_, WasiPlatform>) -> Result<R, CoreError>,
+) -> Result<R, CoreError> {
+    with_instance(READING, |_, p| f(p))
+}
+
+impl provider::Guest for Component {
+    fn get_token(request: wit::TokenRequest) -> Result<wit::AccessToken, wit::Error> {
+        let request = core_token_request(request);
+        with_provider(|p| p.get_token(&request))
+            .map(wit_token)
+            .map_err(wit_error)
+    }
+
+    fn invalidate(request: wit::TokenRequest) {
+        let request = core_token_request(request);
+        // Without valid settings there is nothing cached to drop.
+        let _ = with_provider(|p| {
+            p.invalidate(&request);
+            Ok(())
+        });
+    }
+}
+
+impl authorized_client::Guest for Component {
+    fn send(
+        request: authorized_client::Request,
+    ) -> Result<authorized_client::Response, wit::Error> {
+        let request = ApiRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+            token: request.token.map(core_token_request),
+        };
+        with_instance(READING, |s, p| send(p, &s.send, &request))
+            .map(|r| authorized_client::Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            })
+            .map_err(wit_error)
+    }
+}

@@ -1,0 +1,268 @@
+//! One request through `wasi:http/outgoing-handler`, its response read whole (bounded
+//! by `read_limit`), and host error codes mapped to core errors.
+//!
+//! `timeout_ms` is also an absolute deadline for the whole exchange, kept here on the
+//! monotonic clock: the host's per-phase timeouts (connect, first byte, between bytes)
+//! reset on every chunk, so a server dripping one byte at a time would otherwise hold
+//! a read open for hours.
+
+use super::wasi;
+use token_provider_core::{
+    Error as CoreError, HttpOptions, HttpRequest, HttpResponse, Scheme as CoreScheme, sanitize,
+};
+use wasi::clocks::monotonic_clock;
+use wasi::http::types as http;
+use wasi::io::poll::{Pollable, poll};
+use wasi::io::streams::StreamError;
+
+/// The exchange's end, on the monotonic clock (ns).
+struct Deadline(u64);
+
+impl Deadline {
+    fn after_ms(ms: u64) -> Self {
+        Deadline(monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000)))
+    }
+
+    /// Block until `ready` is ready or the deadline passes; `false` on the deadline.
+    fn wait(&self, ready: &Pollable) -> bool {
+        if ready.ready() {
+            return true;
+        }
+        let timer = monotonic_clock::subscribe_instant(self.0);
+        let fired = poll(&[ready, &timer]);
+        fired.contains(&0)
+    }
+}
+
+pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpResponse, CoreError> {
+    let deadline = Deadline::after_ms(options.timeout_ms);
+    let outgoing = outgoing_request(request)?;
+    let request_options = request_options(options.timeout_ms);
+    let body = outgoing
+        .body()
+        .map_err(|()| CoreError::Transport("request body unavailable".into()))?;
+    let future = wasi::http::outgoing_handler::handle(outgoing, Some(request_options))
+        .map_err(transport_error)?;
+    // Write the body, remembering a failure: when the connection fails, the write sees a
+    // closed stream first, and the response future has the real reason.
+    let write_failed = !write_body(body, &request.body);
+
+    if !deadline.wait(&future.subscribe()) {
+        return Err(CoreError::Timeout);
+    }
+    let response = match future.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(transport_error(code)),
+        Some(Err(())) | None => return Err(CoreError::Transport("response already taken".into())),
+    };
+    if write_failed {
+        return Err(CoreError::Transport(
+            "the request body could not be sent".into(),
+        ));
+    }
+    let status = response.status();
+    let headers = response.headers().entries();
+    let incoming = response
+        .consume()
+        .map_err(|()| CoreError::Transport("response body unavailable".into()))?;
+    let body = read_body(&incoming, options.read_limit, &deadline)?;
+    drop(http::IncomingBody::finish(incoming));
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The request's method, URL and headers (plus `content-length`) as the host's type.
+fn outgoing_request(request: &HttpRequest) -> Result<http::OutgoingRequest, CoreError> {
+    let mut headers = request.headers.clone();
+    headers.push((
+        "content-length".into(),
+        request.body.len().to_string().into_bytes(),
+    ));
+    let fields = http::Fields::from_list(&headers).map_err(|e| {
+        CoreError::Refused(
+            match e {
+                http::HeaderError::InvalidSyntax => {
+                    "the host refused a request header: invalid-syntax"
+                }
+                http::HeaderError::Forbidden => "the host refused a request header: forbidden",
+                http::HeaderError::Immutable => "the host refused a request header: immutable",
+            }
+            .into(),
+        )
+    })?;
+    let outgoing = http::OutgoingRequest::new(fields);
+    let method = match request.method.as_str() {
+        "GET" => http::Method::Get,
+        "POST" => http::Method::Post,
+        "PUT" => http::Method::Put,
+        "DELETE" => http::Method::Delete,
+        "PATCH" => http::Method::Patch,
+        "HEAD" => http::Method::Head,
+        "OPTIONS" => http::Method::Options,
+        other => http::Method::Other(other.to_string()),
+    };
+    let scheme = match request.url.origin.scheme {
+        CoreScheme::Https => http::Scheme::Https,
+        CoreScheme::Http => http::Scheme::Http,
+    };
+    let invalid = |what: &str| CoreError::Refused(format!("the host refused the request {what}"));
+    outgoing
+        .set_method(&method)
+        .map_err(|()| invalid("method"))?;
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| invalid("scheme"))?;
+    outgoing
+        .set_authority(Some(&request.url.authority))
+        .map_err(|()| invalid("authority"))?;
+    outgoing
+        .set_path_with_query(Some(&request.url.path_and_query))
+        .map_err(|()| invalid("path"))?;
+    Ok(outgoing)
+}
+
+/// The same timeout for connect, first byte and between bytes.
+fn request_options(timeout_ms: u64) -> http::RequestOptions {
+    let timeout_ns = timeout_ms.saturating_mul(1_000_000);
+    let options = http::RequestOptions::new();
+    // A host that does not support a timeout says so with Err; the others still apply.
+    let _ = options.set_connect_timeout(Some(timeout_ns));
+    let _ = options.set_first_byte_timeout(Some(timeout_ns));
+    let _ = options.set_between_bytes_timeout(Some(timeout_ns));
+    options
+}
+
+/// Write and finish the request body; `false` if any of it failed.
+fn write_body(body: http::OutgoingBody, bytes: &[u8]) -> bool {
+    let mut ok = true;
+    if let Ok(stream) = body.write() {
+        for chunk in bytes.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                ok = false;
+                break;
+            }
+        }
+    } else {
+        ok = false;
+    }
+    if http::OutgoingBody::finish(body, None).is_err() {
+        ok = false;
+    }
+    ok
+}
+
+/// The response body, up to `read_limit` bytes, by `deadline`.
+fn read_body(
+    incoming: &http::IncomingBody,
+    read_limit: usize,
+    deadline: &Deadline,
+) -> Result<Vec<u8>, CoreError> {
+    let stream = incoming
+        .stream()
+        .map_err(|()| CoreError::Transport("response body unavailable".into()))?;
+    let readable = stream.subscribe();
+    let mut body = Vec::new();
+    while body.len() < read_limit {
+        if !deadline.wait(&readable) {
+            return Err(CoreError::Timeout);
+        }
+        let want = (read_limit - body.len()).min(64 * 1024) as u64;
+        match stream.read(want) {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => return Err(body_read_error(&e)),
+        }
+    }
+    Ok(body)
+}
+
+fn body_read_error(e: &wasi::io::error::Error) -> CoreError {
+    if let Some(code) = http::http_error_code(e) {
+        return transport_error(code);
+    }
+    // Hosts do not all attach the error code to body-read failures; a timeout still has
+    // to be a timeout.
+    let text = e.to_debug_string();
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("timeout") || lower.contains("timed out") {
+        CoreError::Timeout
+    } else {
+        CoreError::Transport(format!(
+            "reading the response failed: {}",
+            sanitize(&text, 200)
+        ))
+    }
+}
+
+fn transport_error(code: http::ErrorCode) -> CoreError {
+    use http::ErrorCode as C;
+    match code {
+        C::ConnectionTimeout
+        | C::ConnectionReadTimeout
+        | C::ConnectionWriteTimeout
+        | C::HttpResponseTimeout => CoreError::Timeout,
+        C::DnsError(_) => CoreError::Transport("DNS lookup failed".into()),
+        C::ConnectionRefused => CoreError::Transport("connection refused".into()),
+        C::TlsCertificateError => CoreError::Transport("TLS certificate not trusted".into()),
+        C::HttpProtocolError => CoreError::Transport(
+            "HTTP protocol error (the connection closed without a complete response)".into(),
+        ),
+        C::HttpRequestDenied => {
+            CoreError::Transport("the host denied the outbound request (allowed hosts?)".into())
+        }
+        C::InternalError(Some(message)) => {
+            CoreError::Transport(format!("internal-error: {}", sanitize(&message, 200)))
+        }
+        other => CoreError::Transport(error_code_name(&other).into()),
+    }
+}
+
+/// The `wasi:http` case name of `code` (its payload left out): what the host reported,
+/// without the formatting machinery a derived `Debug` would bring into the component.
+fn error_code_name(code: &http::ErrorCode) -> &'static str {
+    use http::ErrorCode as C;
+    match code {
+        C::DnsTimeout => "DNS-timeout",
+        C::DnsError(_) => "DNS-error",
+        C::DestinationNotFound => "destination-not-found",
+        C::DestinationUnavailable => "destination-unavailable",
+        C::DestinationIpProhibited => "destination-IP-prohibited",
+        C::DestinationIpUnroutable => "destination-IP-unroutable",
+        C::ConnectionRefused => "connection-refused",
+        C::ConnectionTerminated => "connection-terminated",
+        C::ConnectionTimeout => "connection-timeout",
+        C::ConnectionReadTimeout => "connection-read-timeout",
+        C::ConnectionWriteTimeout => "connection-write-timeout",
+        C::ConnectionLimitReached => "connection-limit-reached",
+        C::TlsProtocolError => "TLS-protocol-error",
+        C::TlsCertificateError => "TLS-certificate-error",
+        C::TlsAlertReceived(_) => "TLS-alert-received",
+        C::HttpRequestDenied => "HTTP-request-denied",
+        C::HttpRequestLengthRequired => "HTTP-request-length-required",
+        C::HttpRequestBodySize(_) => "HTTP-request-body-size",
+        C::HttpRequestMethodInvalid => "HTTP-request-method-invalid",
+        C::HttpRequestUriInvalid => "HTTP-request-URI-invalid",
+        C::HttpRequestUriTooLong => "HTTP-request-URI-too-long",
+        C::HttpRequestHeaderSectionSize(_) => "HTTP-request-header-section-size",
+        C::HttpRequestHeaderSize(_) => "HTTP-request-header-size",
+        C::HttpRequestTrailerSectionSize(_) => "HTTP-request-trailer-section-size",
+        C::HttpRequestTrailerSize(_) => "HTTP-request-trailer-size",
+        C::HttpResponseIncomplete => "HTTP-response-incomplete",
+        C::HttpResponseHeaderSectionSize(_) => "HTTP-response-header-section-size",
+        C::HttpResponseHeaderSize(_) => "HTTP-response-header-size",
+        C::HttpResponseBodySize(_) => "HTTP-response-body-size",
+        C::HttpResponseTrailerSectionSize(_) => "HTTP-response-trailer-section-size",
+        C::HttpResponseTrailerSize(_) => "HTTP-response-trailer-size",
+        C::HttpResponseTransferCoding(_) => "HTTP-response-transfer-coding",
+        C::HttpResponseContentCoding(_) => "HTTP-response-content-coding",
+        C::HttpResponseTimeout => "HTTP-response-timeout",
+        C::HttpUpgradeFailed => "HTTP-upgrade-failed",
+        C::HttpProtocolError => "HTTP-protocol-error",
+        C::LoopDetected => "loop-detected",
+        C::ConfigurationError => "configuration-error",
+        C::InternalError(_) => "internal-error",
+    }
+}

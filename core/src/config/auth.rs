@@ -1,0 +1,156 @@
+//! How the client authenticates: `auth_method` and the credentials it needs
+//! (`client_secret`, `client_private_key`, `client_assertion`), how assertions are
+//! made, and which credential keys the store's names and sealing (`cache_secret` for a
+//! federated assertion, which rotates).
+
+use super::Reader;
+use crate::error::Error;
+use crate::oauth::client::{AssertionSettings, AuthMethod, Credentials, MethodChoice};
+use crate::oauth::client_auth::{Alg, FederatedAssertion, PrivateKey};
+use crate::secret::Secret;
+
+/// What `read_auth` gives the client settings.
+pub(super) struct Auth {
+    pub(crate) choice: MethodChoice,
+    pub(crate) credentials: Credentials,
+    /// What keys the store's names and sealing (`store::keys`, `store::seal`).
+    pub(crate) store_credential: Secret,
+    pub(crate) assertion: AssertionSettings,
+}
+
+/// `auth_method` and the credentials; every error names its key and echoes no
+/// credential.
+pub(super) fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    kv_store: bool,
+) -> Result<Auth, Error> {
+    let choice = match r.choice("auth_method")? {
+        "auto" => MethodChoice::Auto,
+        "client_secret_post" => MethodChoice::Fixed(AuthMethod::ClientSecretPost),
+        "client_secret_jwt" => MethodChoice::Fixed(AuthMethod::ClientSecretJwt),
+        "private_key_jwt" => MethodChoice::Fixed(AuthMethod::PrivateKeyJwt),
+        "client_assertion" => MethodChoice::Fixed(AuthMethod::ClientAssertion),
+        _ => MethodChoice::Fixed(AuthMethod::ClientSecretBasic),
+    };
+    let (credentials, pem) = read_credentials(r, choice)?;
+    let used = method_in_use(choice, &credentials)?;
+    let store_credential = store_credential(r, used, &credentials, pem, kv_store)?;
+    let assertion = AssertionSettings {
+        lifetime_secs: r.number("client_assertion_lifetime_secs")?,
+        typ: r.choice("client_assertion_typ")?,
+        key_id: r.read("client_key_id")?,
+        audience_is_issuer: r.choice("client_assertion_audience")? == "issuer",
+    };
+    Ok(Auth {
+        choice,
+        credentials,
+        store_credential,
+        assertion,
+    })
+}
+
+/// `client_secret`, `client_private_key` (parsed, for `client_assertion_alg`) and
+/// `client_assertion` (its `exp` read); also the key's PEM, which may key the store.
+/// A key or assertion the configured method does not use is not read (`auto` may use
+/// any).
+fn read_credentials<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    choice: MethodChoice,
+) -> Result<(Credentials, Option<String>), Error> {
+    let may_use =
+        |m: AuthMethod| matches!(choice, MethodChoice::Auto) || choice == MethodChoice::Fixed(m);
+    let pem = r
+        .read("client_private_key")?
+        .filter(|_| may_use(AuthMethod::PrivateKeyJwt));
+    let alg = match r.choice("client_assertion_alg")? {
+        "ES256" => Some(Alg::Es256),
+        "RS256" => Some(Alg::Rs256),
+        "PS256" => Some(Alg::Ps256),
+        "EdDSA" => Some(Alg::EdDsa),
+        _ => None,
+    };
+    let credentials = Credentials {
+        client_secret: r.read("client_secret")?.map(Secret::new),
+        private_key: match &pem {
+            Some(pem) => Some(
+                PrivateKey::from_pem(pem, alg)
+                    .map_err(|e| Error::config("client_private_key", e))?,
+            ),
+            None => None,
+        },
+        federated: match r
+            .read("client_assertion")?
+            .filter(|_| may_use(AuthMethod::ClientAssertion))
+        {
+            Some(jwt) => Some(
+                FederatedAssertion::parse(&jwt)
+                    .map_err(|e| Error::config("client_assertion", e))?,
+            ),
+            None => None,
+        },
+    };
+    Ok((credentials, pem))
+}
+
+/// The configured method, if its credential is there; with `auto`, the strongest
+/// configured credential's (what keys the store; the server may pick another).
+fn method_in_use(choice: MethodChoice, credentials: &Credentials) -> Result<AuthMethod, Error> {
+    match choice {
+        MethodChoice::Fixed(m) if !credentials.has(m) => Err(Error::config(
+            credential_key(m),
+            format!("is required by auth_method {} but not set", m.as_str()),
+        )),
+        MethodChoice::Fixed(m) => Ok(m),
+        MethodChoice::Auto => AuthMethod::PREFERENCE
+            .into_iter()
+            .find(|m| credentials.has(*m))
+            .ok_or_else(|| {
+                Error::config(
+                    "auth_method",
+                    "auto needs a credential: client_private_key, client_assertion or client_secret",
+                )
+            }),
+    }
+}
+
+/// The key holding the credential `method` needs.
+fn credential_key(method: AuthMethod) -> &'static str {
+    match method {
+        AuthMethod::PrivateKeyJwt => "client_private_key",
+        AuthMethod::ClientAssertion => "client_assertion",
+        _ => "client_secret",
+    }
+}
+
+/// The credential of the strongest method in use keys the store: the private key's
+/// PEM or the client secret. A federated assertion rotates (and differs per
+/// instance), so it cannot: `cache_secret`, shared by the fleet, does, and a shared
+/// store without it is a configuration error.
+fn store_credential<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    used: AuthMethod,
+    credentials: &Credentials,
+    pem: Option<String>,
+    kv_store: bool,
+) -> Result<Secret, Error> {
+    let cache_secret = r.read("cache_secret")?;
+    match (used, cache_secret) {
+        (AuthMethod::ClientAssertion, Some(s)) => Ok(Secret::new(s)),
+        (AuthMethod::ClientAssertion, None) if kv_store => Err(Error::config(
+            "cache_secret",
+            "is required with a client_assertion while kv_store is set: a federated assertion rotates, so a secret shared by the fleet must seal the cache (or set kv_store empty)",
+        )),
+        (AuthMethod::ClientAssertion, None) => Ok(Secret::new("memory-only client_assertion")),
+        (_, Some(_)) if credentials.federated.is_none() => Err(Error::config(
+            "cache_secret",
+            "is used only with a client_assertion; other methods seal the cache with their own credential",
+        )),
+        // With `auto`, a key or the secret outranks a configured assertion (and its
+        // `cache_secret`): the strongest credential keys the store.
+        (AuthMethod::PrivateKeyJwt, _) => Ok(Secret::new(pem.unwrap_or_default())),
+        (_, _) => Ok(credentials
+            .client_secret
+            .clone()
+            .unwrap_or_else(|| Secret::new(""))),
+    }
+}

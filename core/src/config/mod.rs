@@ -1,0 +1,956 @@
+//! Settings read from `wasi:config` (Spin variables), validated once, and assembled
+//! from the small settings types each part defines (`oauth::client`, the provider's
+//! `cache`/`retry`/`http`, `audit`, `send`, the interceptor's routes). Every key is
+//! described in [`keys::KEYS`]; every error names the key it is about. Nothing in the
+//! core imports this module: it is the top layer, read by the adapters and the tests.
+
+mod auth;
+pub(crate) mod keys;
+
+pub(crate) use keys::Kind;
+
+use crate::audit::{AuditSettings, Level};
+use crate::error::Error;
+use crate::oauth::client::{ClientSettings, DiscoverySettings, MethodChoice};
+use crate::oauth::request::{TokenParams, TokenRequest, parse_resource};
+use crate::oauth::response::Lifetimes;
+use crate::origin::{HttpUrl, Origin, Scheme, parse_origin, parse_url};
+use crate::provider::settings::{CacheSettings, HttpSettings, ProviderSettings, RetrySettings};
+use crate::retry::RetryPolicy;
+use crate::send::{InterceptSettings, SendSettings, Unmatched, parse_routes};
+use crate::store::keys::KeyNames;
+
+/// Validated settings: the provider's, and the authorized client's and interceptor's.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub provider: ProviderSettings,
+    pub send: SendSettings,
+}
+
+/// Which component reads the settings: the provider reads no interceptor key (its
+/// `.wasm` then holds none of the route table's code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Every key (the interceptor, native tests, embedders).
+    Everything,
+    /// Every key but `intercept_routes` and `intercept_unmatched` (the provider).
+    WithoutIntercept,
+}
+
+impl Settings {
+    /// Read and validate every key through `get`, which answers `Ok(None)` for an
+    /// unset key and `Err(message)` when the host's config store fails.
+    pub fn load(get: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Self, Error> {
+        Settings::read(get, Reading::Everything)
+    }
+
+    /// As [`Settings::load`], reading the keys `reading` names.
+    pub fn read(
+        get: impl Fn(&str) -> Result<Option<String>, String>,
+        reading: Reading,
+    ) -> Result<Self, Error> {
+        // Read in a fixed order (the test below pins it), so the first bad key is the
+        // one reported.
+        let r = Reader { get };
+        let allow_insecure_http = r.boolean("allow_insecure_http")?;
+        let kv_store = r.or_none_if_empty("kv_store")?;
+        let (client, auth) = read_client(&r, allow_insecure_http, kv_store.is_some())?;
+        let (allowed_origins, origin_audiences) = read_origins(&r)?;
+        let expiry_skew_secs = r.number("expiry_skew_secs")?;
+        let lifetimes = Lifetimes {
+            default_expires_in: r.number("default_expires_in_secs")?,
+            max_expires_in: r.number("max_expires_in_secs")?,
+        };
+        let http = HttpSettings {
+            timeout_ms: r.number("http_timeout_ms")?,
+            allow_insecure_http,
+        };
+        let max_response_bytes = r.number("max_response_bytes")? as usize;
+        let retry = RetrySettings {
+            policy: RetryPolicy {
+                max_retries: r.number("max_retries")? as u32,
+                base_ms: r.number("retry_base_ms")?,
+                max_delay_ms: r.number("retry_max_delay_ms")?,
+            },
+            token_deadline_ms: r.number("token_deadline_ms")?,
+            failure_cooldown_secs: r.number("failure_cooldown_secs")?,
+        };
+        let lease_ms = r.number("lease_ms")?;
+        lease_outlasts_deadline(lease_ms, retry.token_deadline_ms)?;
+        let audit = AuditSettings {
+            level: Level::from_name(r.choice("audit")?),
+            client_id: client.id.clone(),
+            token_host: client.server_host.clone(),
+        };
+        let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
+        let intercept = read_intercept(&r, reading)?;
+        let cache = CacheSettings {
+            kv_store,
+            expiry_skew_secs,
+            lifetimes,
+            refresh_ahead_percent,
+            lease_ms,
+            key_names: KeyNames::new(&auth),
+            secret: auth,
+        };
+        let settings = Settings {
+            provider: ProviderSettings {
+                client,
+                cache,
+                retry,
+                http,
+                audit,
+            },
+            send: SendSettings {
+                allowed_origins,
+                origin_audiences,
+                max_response_bytes,
+                allow_insecure_http,
+                intercept,
+            },
+        };
+        check_requests(&settings)?;
+        Ok(settings)
+    }
+}
+
+/// The configured defaults, and each route, must make a request the provider accepts.
+fn check_requests(settings: &Settings) -> Result<(), Error> {
+    let resolve = |request: &TokenRequest| TokenParams::resolve(request, &settings.provider.client);
+    resolve(&Default::default()).map_err(|e| match e {
+        Error::Refused(why) => Error::config("scope, audience or resource", why),
+        other => other,
+    })?;
+    for (i, route) in settings.send.intercept.routes.iter().enumerate() {
+        resolve(&route.token).map_err(|e| match e {
+            Error::Refused(why) => {
+                Error::config("intercept_routes", format!("route {}: {why}", i + 1))
+            }
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// `intercept_routes` and `intercept_unmatched`, unless `reading` leaves them out (the
+/// provider component: the interceptor's keys, and the code that parses them, stay out
+/// of its `.wasm`).
+fn read_intercept<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    reading: Reading,
+) -> Result<InterceptSettings, Error> {
+    if reading == Reading::WithoutIntercept {
+        return Ok(InterceptSettings {
+            routes: Vec::new(),
+            unmatched: Unmatched::Pass,
+        });
+    }
+    Ok(InterceptSettings {
+        routes: parse_routes(&r.text("intercept_routes")?)?,
+        unmatched: match r.choice("intercept_unmatched")? {
+            "refuse" => Unmatched::Refuse,
+            _ => Unmatched::Pass,
+        },
+    })
+}
+
+/// A holder fetches for up to `token_deadline_ms`; its waiters give up on it after
+/// `lease_ms`, so the lease must be the longer.
+fn lease_outlasts_deadline(lease_ms: u64, token_deadline_ms: u64) -> Result<(), Error> {
+    if lease_ms > 0 && lease_ms <= token_deadline_ms {
+        return Err(Error::config(
+            "lease_ms",
+            format!(
+                "{lease_ms} is not longer than token_deadline_ms ({token_deadline_ms}): waiters would give up on a holder that is still fetching; make lease_ms longer, or 0 to disable the lease"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `allowed_origins`, then `origin_audiences` (bindings of those origins).
+type Origins = (Vec<Origin>, Vec<(Origin, String)>);
+
+fn read_origins<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+) -> Result<Origins, Error> {
+    let allowed = r
+        .list("allowed_origins")?
+        .iter()
+        .map(|s| {
+            parse_origin(s).map_err(|e| Error::config("allowed_origins", format!("`{s}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bindings = read_bindings(r, &allowed)?;
+    Ok((allowed, bindings))
+}
+
+impl Settings {
+    /// Settings from `key = value` pairs (a later pair wins), as a host's variables
+    /// would give them: for embedders, tests and fuzz targets.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, Error> {
+        let map: std::collections::HashMap<&str, &str> = pairs.iter().copied().collect();
+        Settings::load(|k| Ok(map.get(k).map(|v| v.to_string())))
+    }
+}
+
+fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    allow_insecure_http: bool,
+    kv_store: bool,
+) -> Result<(ClientSettings, crate::secret::Secret), Error> {
+    let (token_url, token_url_text, discovery) = read_server(r, allow_insecure_http)?;
+    let id = r.required("client_id")?;
+    let auth = auth::read_auth(r, kv_store)?;
+    if discovery.is_none() {
+        if auth.choice == MethodChoice::Auto {
+            return Err(Error::config(
+                "auth_method",
+                "auto needs issuer: the methods come from the server's metadata",
+            ));
+        }
+        if auth.assertion.audience_is_issuer {
+            return Err(Error::config(
+                "client_assertion_audience",
+                "issuer needs issuer to be set",
+            ));
+        }
+    }
+    let scope = r.words("scope")?;
+    let audience = r.read("audience")?;
+    let resource = r.words("resource")?;
+    for res in &resource {
+        parse_resource(res).map_err(|e| Error::config("resource", e))?;
+    }
+    let (server_text, server_host) = match (&token_url, &discovery) {
+        (Some(u), _) => (token_url_text.unwrap_or_default(), u.origin.host.clone()),
+        (None, Some(d)) => (d.issuer.clone(), d.issuer_url.origin.host.clone()),
+        (None, None) => unreachable!("one of them is required above"),
+    };
+    let client = ClientSettings {
+        token_url,
+        discovery,
+        server_text,
+        server_host,
+        id,
+        auth_method: auth.choice,
+        credentials: auth.credentials,
+        assertion: auth.assertion,
+        scope,
+        audience,
+        resource,
+    };
+    Ok((client, auth.store_credential))
+}
+
+/// Where tokens come from: `token_url` (parsed, and as written) and the discovery
+/// settings.
+type Server = (Option<HttpUrl>, Option<String>, Option<DiscoverySettings>);
+
+/// `token_url` and `issuer` with `discovery_ttl_secs`: at least one of the two, each
+/// `https://` unless `allow_insecure_http`.
+fn read_server<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    allow_insecure_http: bool,
+) -> Result<Server, Error> {
+    let url = |key: &str, text: &str| -> Result<HttpUrl, Error> {
+        let url = parse_url(text).map_err(|e| Error::config(key, e))?;
+        if url.origin.scheme == Scheme::Http && !allow_insecure_http {
+            return Err(Error::config(
+                key,
+                "plain http:// is refused; use https:// or set allow_insecure_http=true",
+            ));
+        }
+        Ok(url)
+    };
+    let token_url_text = r.read("token_url")?;
+    let issuer = r.read("issuer")?;
+    let ttl_secs = r.number("discovery_ttl_secs")?;
+    let discovery = match issuer {
+        Some(issuer) => {
+            let issuer_url = url("issuer", &issuer)?;
+            crate::oauth::metadata::check_issuer(&issuer_url)
+                .map_err(|e| Error::config("issuer", e))?;
+            Some(DiscoverySettings {
+                issuer_url,
+                issuer,
+                ttl_secs,
+            })
+        }
+        None => None,
+    };
+    let token_url = match &token_url_text {
+        Some(text) => Some(url("token_url", text)?),
+        None if discovery.is_none() => {
+            return Err(Error::config(
+                "token_url",
+                "is required but not set (or set issuer to discover it)",
+            ));
+        }
+        None => None,
+    };
+    Ok((token_url, token_url_text, discovery))
+}
+
+/// `origin_audiences`: `origin=value` pairs, each origin one of `allowed`.
+fn read_bindings<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+    allowed: &[Origin],
+) -> Result<Vec<(Origin, String)>, Error> {
+    let bad = |item: &str, why: &str| {
+        Error::config(
+            "origin_audiences",
+            format!("`{}`: {why}", crate::error::sanitize(item, 100)),
+        )
+    };
+    r.list("origin_audiences")?
+        .iter()
+        .map(|item| {
+            let (origin, value) = item
+                .split_once('=')
+                .ok_or_else(|| bad(item, "expected origin=audience"))?;
+            let origin = parse_origin(origin.trim()).map_err(|e| bad(item, &e))?;
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(bad(item, "the audience is empty"));
+            }
+            if !allowed.contains(&origin) {
+                return Err(bad(item, "the origin is not in allowed_origins"));
+            }
+            Ok((origin, value.to_string()))
+        })
+        .collect()
+}
+
+/// Reads one key at a time, as [`keys::KEYS`] describes it.
+struct Reader<G> {
+    get: G,
+}
+
+impl<G: Fn(&str) -> Result<Option<String>, String>> Reader<G> {
+    /// The trimmed value; `None` when unset or empty.
+    fn read(&self, key: &str) -> Result<Option<String>, Error> {
+        let value =
+            (self.get)(key).map_err(|e| Error::config(key, format!("could not be read: {e}")))?;
+        Ok(value
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty()))
+    }
+
+    /// The value, or the table's default.
+    fn text(&self, key: &str) -> Result<String, Error> {
+        let default = keys::key_of(key).default.unwrap_or("");
+        Ok(self.read(key)?.unwrap_or_else(|| default.to_string()))
+    }
+
+    fn required(&self, key: &str) -> Result<String, Error> {
+        self.read(key)?
+            .ok_or_else(|| Error::config(key, "is required but not set"))
+    }
+
+    /// The value; unset means the table's default, set but empty means none
+    /// (`kv_store=` disables the store).
+    fn or_none_if_empty(&self, key: &str) -> Result<Option<String>, Error> {
+        if let Some(v) = self.read(key)? {
+            return Ok(Some(v));
+        }
+        Ok(match (self.get)(key) {
+            Ok(Some(v)) if v.trim().is_empty() => None,
+            _ => keys::key_of(key)
+                .default
+                .filter(|d| !d.is_empty())
+                .map(String::from),
+        })
+    }
+
+    fn number(&self, key: &str) -> Result<u64, Error> {
+        let Kind::Number { min, max } = keys::key_of(key).kind else {
+            panic!("`{key}` is not a number in config::KEYS");
+        };
+        let text = self.text(key)?;
+        let n: u64 = text
+            .parse()
+            .map_err(|_| Error::config(key, format!("`{text}` is not a whole number")))?;
+        if n < min || n > max {
+            return Err(Error::config(key, format!("{n} is outside {min}..={max}")));
+        }
+        Ok(n)
+    }
+
+    fn boolean(&self, key: &str) -> Result<bool, Error> {
+        let text = self.text(key)?;
+        match text.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(Error::config(key, format!("`{text}` is not true or false"))),
+        }
+    }
+
+    /// One of the table's words for `key`.
+    fn choice(&self, key: &str) -> Result<&'static str, Error> {
+        let Kind::Choice(words) = keys::key_of(key).kind else {
+            panic!("`{key}` is not a choice in config::KEYS");
+        };
+        let text = self.text(key)?;
+        words
+            .iter()
+            .copied()
+            .find(|w| *w == text)
+            .ok_or_else(|| Error::config(key, format!("`{text}` is not {}", words.join(" or "))))
+    }
+
+    fn words(&self, key: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .text(key)?
+            .split_ascii_whitespace()
+            .map(str::to_string)
+            .collect())
+    }
+
+    fn list(&self, key: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .text(key)?
+            .split([',', ' ', '\n', '\t'])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::keys::KEYS;
+    use crate::oauth::client::AuthMethod;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, Error> {
+        Settings::from_pairs(pairs)
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("token_url", "https://auth.example.com/oauth/token"),
+        ("client_id", "svc"),
+        ("client_secret", "s3cret"),
+    ];
+
+    fn with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        [BASE, extra].concat()
+    }
+
+    #[test]
+    fn defaults_apply_when_only_required_keys_are_set() {
+        let s = load(BASE).unwrap();
+        assert_eq!(
+            s.provider.client.auth_method,
+            MethodChoice::Fixed(AuthMethod::ClientSecretBasic)
+        );
+        assert_eq!(s.provider.cache.expiry_skew_secs, 60);
+        assert_eq!(s.provider.cache.lifetimes.default_expires_in, 300);
+        assert_eq!(s.provider.cache.lifetimes.max_expires_in, 86_400);
+        assert_eq!(s.provider.http.timeout_ms, 10_000);
+        assert_eq!(s.send.max_response_bytes, 1_048_576);
+        assert_eq!(s.provider.cache.kv_store.as_deref(), Some("default"));
+        assert!(
+            s.provider.client.scope.is_empty()
+                && s.provider.client.resource.is_empty()
+                && s.provider.client.audience.is_none()
+        );
+        assert!(!s.provider.http.allow_insecure_http);
+    }
+
+    #[test]
+    fn missing_required_keys_are_named() {
+        for (key, message) in [
+            (
+                "token_url",
+                "is required but not set (or set issuer to discover it)",
+            ),
+            ("client_id", "is required but not set"),
+            (
+                "client_secret",
+                "is required by auth_method client_secret_basic but not set",
+            ),
+        ] {
+            let pairs: Vec<_> = BASE.iter().copied().filter(|(k, _)| *k != key).collect();
+            let err = load(&pairs).unwrap_err();
+            assert_eq!(err, Error::Config(format!("{key}: {message}")));
+        }
+    }
+
+    #[test]
+    fn plain_http_token_url_needs_the_opt_in() {
+        let err = load(&with(&[("token_url", "http://127.0.0.1:9/token")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config: token_url: plain http://"),
+            "{err}"
+        );
+        let s = load(&with(&[
+            ("token_url", "http://127.0.0.1:9/token"),
+            ("allow_insecure_http", "TRUE"),
+        ]))
+        .unwrap();
+        assert!(s.provider.http.allow_insecure_http);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases: &[(&str, &str)] = &[
+            ("auth_method", "private_key_jwt_typo"),
+            ("expiry_skew_secs", "-1"),
+            ("expiry_skew_secs", "99999"),
+            ("http_timeout_ms", "fast"),
+            ("allow_insecure_http", "yes"),
+            ("allowed_origins", "https://api.example.com/path"),
+            ("resource", "not-a-uri"),
+            ("token_url", "https://user:pw@auth.example.com/token"),
+            ("default_expires_in_secs", "0"),
+        ];
+        for (key, value) in cases {
+            let err = load(&with(&[(key, value)])).unwrap_err();
+            match &err {
+                Error::Config(m) => assert!(m.starts_with(&format!("{key}: ")), "{m}"),
+                other => panic!("{key}={value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn configured_scopes_and_audience_are_held_to_the_request_bounds() {
+        let many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+        let e = load(&with(&[("scope", &many.join(" "))]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config: scope, audience or resource: 65 scopes asked for; at most 64"
+        );
+        assert!(load(&with(&[("audience", &"a".repeat(1025))])).is_err());
+        assert!(load(&with(&[("scope", "a\"b")])).is_err());
+    }
+
+    #[test]
+    fn origin_audiences_are_origin_value_pairs_of_allowed_origins() {
+        let s = load(&with(&[
+            ("allowed_origins", "https://a.example,https://b.example:8443"),
+            (
+                "origin_audiences",
+                "https://a.example=orders, https://a.example/=https://a.example/v2,https://b.example:8443=x=y",
+            ),
+        ]))
+        .unwrap();
+        let shown: Vec<String> = s
+            .send
+            .origin_audiences
+            .iter()
+            .map(|(o, v)| format!("{o} {v}"))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "https://a.example:443 orders",
+                "https://a.example:443 https://a.example/v2",
+                "https://b.example:8443 x=y"
+            ]
+        );
+        for (value, why) in [
+            ("https://a.example", "expected origin=audience"),
+            ("https://a.example=", "the audience is empty"),
+            ("https://c.example=x", "not in allowed_origins"),
+            ("ftp://a.example=x", "`ftp://a.example=x`"),
+        ] {
+            let e = load(&with(&[
+                ("allowed_origins", "https://a.example"),
+                ("origin_audiences", value),
+            ]))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with("config: origin_audiences: ") && e.contains(why),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn private_key_jwt_needs_a_p256_key_and_no_secret() {
+        let pairs = |extra: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+            let mut v: Vec<_> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "client_secret")
+                .collect();
+            v.push(("auth_method", "private_key_jwt"));
+            v.extend_from_slice(extra);
+            v
+        };
+        let err = load(&pairs(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config: client_private_key: is required by auth_method private_key_jwt but not set"
+        );
+        let junk = "-----BEGIN PRIVATE KEY-----\nTUlJQ0lqQU5CZ2txaGtpRzl3MEJBUUVG\n-----END PRIVATE KEY-----";
+        let err = load(&pairs(&[("client_private_key", junk)])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("config: client_private_key: not a P-256"),
+            "{text}"
+        );
+        assert!(!text.contains("TUlJQ0lq"), "{text}");
+        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem();
+        let pem: &'static str = Box::leak(pem.into_boxed_str());
+        let s = load(&pairs(&[
+            ("client_private_key", pem),
+            ("client_key_id", "k1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.provider.client.auth_method,
+            MethodChoice::Fixed(AuthMethod::PrivateKeyJwt)
+        );
+        assert!(s.provider.client.credentials.private_key.is_some());
+        assert_eq!(s.provider.client.assertion.key_id.as_deref(), Some("k1"));
+        assert!(
+            !format!("{s:?}").contains("PRIVATE KEY"),
+            "Debug shows no key"
+        );
+    }
+
+    #[test]
+    fn a_federated_assertion_needs_a_cache_secret_to_share_the_store() {
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"system:serviceaccount:ns:app","exp":1800000600}"#);
+        let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln");
+        let federated = |extra: &[(&str, &str)]| {
+            let mut v: Vec<(&str, &str)> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "client_secret")
+                .collect();
+            v.push(("auth_method", "client_assertion"));
+            v.push(("client_assertion", &jwt));
+            v.extend_from_slice(extra);
+            load(&v)
+        };
+        let e = federated(&[]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("config: cache_secret: is required with a client_assertion"),
+            "{e}"
+        );
+        let shared = federated(&[("cache_secret", "fleet-secret")]).unwrap();
+        assert_eq!(shared.provider.cache.secret.expose(), "fleet-secret");
+        assert_eq!(
+            shared
+                .provider
+                .client
+                .credentials
+                .federated
+                .as_ref()
+                .unwrap()
+                .expires_at_secs,
+            1_800_000_600
+        );
+        // Another assertion (rotated) with the same cache secret: the same store names.
+        let rotated_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"system:serviceaccount:ns:app","exp":1800004200}"#);
+        let rotated = format!("eyJhbGciOiJSUzI1NiJ9.{rotated_payload}.c2ln");
+        let next = federated(&[
+            ("cache_secret", "fleet-secret"),
+            ("client_assertion", &rotated),
+        ])
+        .unwrap();
+        assert_eq!(
+            next.provider.cache.key_names,
+            shared.provider.cache.key_names
+        );
+        let other_fleet = federated(&[("cache_secret", "another-fleet")]).unwrap();
+        assert_ne!(
+            other_fleet.provider.cache.key_names,
+            shared.provider.cache.key_names
+        );
+        let memory_only = federated(&[("kv_store", "")]).unwrap();
+        assert_eq!(memory_only.provider.cache.kv_store, None);
+        let e = federated(&[("client_assertion", "not-a-jwt")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: client_assertion: expected a JWT"),
+            "{e}"
+        );
+        let e = load(&with(&[("cache_secret", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: cache_secret: is used only with a client_assertion"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn issuer_discovery_and_auto_are_configured_together() {
+        let e = load(&with(&[("auth_method", "auto")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config: auth_method: auto needs issuer: the methods come from the server's metadata"
+        );
+        let e = load(&with(&[("client_assertion_audience", "issuer")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config: client_assertion_audience: issuer needs issuer to be set"
+        );
+        let e = load(&with(&[("token_url", "")])).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "config: token_url: is required but not set (or set issuer to discover it)"
+        );
+        let e = load(&with(&[("issuer", "http://idp.example")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: issuer: plain http:// is refused"),
+            "{e}"
+        );
+        let e = load(&with(&[("issuer", "https://idp.example/?x=1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config: issuer: an issuer has no query"),
+            "{e}"
+        );
+        let s = load(&with(&[
+            ("token_url", ""),
+            ("issuer", "https://idp.example/t"),
+            ("auth_method", "auto"),
+        ]))
+        .unwrap();
+        assert!(
+            s.provider.client.token_url.is_none() && s.provider.client.static_endpoint().is_none()
+        );
+        assert_eq!(
+            (
+                s.provider.client.server_text.as_str(),
+                s.provider.client.server_host.as_str()
+            ),
+            ("https://idp.example/t", "idp.example")
+        );
+        assert_eq!(
+            s.provider.client.discovery.as_ref().unwrap().ttl_secs,
+            86_400
+        );
+        // auto keys the store with the strongest configured credential.
+        assert_eq!(s.provider.cache.secret.expose(), "s3cret");
+        let e = load(&[
+            ("client_id", "svc"),
+            ("issuer", "https://idp.example/t"),
+            ("auth_method", "auto"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("config: auth_method: auto needs a credential"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn routes_are_held_to_the_request_bounds_and_unmatched_defaults_to_pass() {
+        let s = load(BASE).unwrap();
+        assert!(s.send.intercept.routes.is_empty());
+        assert_eq!(s.send.intercept.unmatched, Unmatched::Pass);
+        let long = format!(
+            r#"[{{"origin":"https://a.example","audience":"{}"}}]"#,
+            "x".repeat(2000)
+        );
+        let err = load(&with(&[("intercept_routes", &long)])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config: intercept_routes: route 1: audience"),
+            "{err}"
+        );
+        let s = load(&with(&[
+            ("intercept_routes", r#"[{"origin":"https://a.example"}]"#),
+            ("intercept_unmatched", "refuse"),
+        ]))
+        .unwrap();
+        assert_eq!(s.send.intercept.routes.len(), 1);
+        assert_eq!(s.send.intercept.unmatched, Unmatched::Refuse);
+    }
+
+    #[test]
+    fn a_lease_no_longer_than_the_token_deadline_is_refused_naming_both() {
+        let e = load(&with(&[("lease_ms", "12000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lease_ms: 12000") && e.contains("token_deadline_ms (12000)"),
+            "{e}"
+        );
+        assert!(load(&with(&[("lease_ms", "12001")])).is_ok());
+        assert!(load(&with(&[("lease_ms", "0"), ("token_deadline_ms", "60000")])).is_ok());
+        let e = load(&with(&[("token_deadline_ms", "20000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lease_ms: 15000") && e.contains("(20000)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn errors_never_echo_the_secret() {
+        let err = load(&with(&[
+            ("client_secret", "TOPSECRET"),
+            ("auth_method", "x"),
+        ]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("TOPSECRET"));
+        let s = load(&with(&[("client_secret", "TOPSECRET")])).unwrap();
+        assert!(!format!("{s:?}").contains("TOPSECRET"));
+    }
+
+    #[test]
+    fn lists_are_split_and_origins_normalised() {
+        let s = load(&with(&[
+            ("scope", " read  write "),
+            ("resource", "https://api.example.com/ urn:example:res"),
+            (
+                "allowed_origins",
+                "https://API.example.com, http://127.0.0.1:8080/",
+            ),
+            ("audience", "https://api.example.com"),
+        ]))
+        .unwrap();
+        assert_eq!(s.provider.client.scope, ["read", "write"]);
+        assert_eq!(
+            s.provider.client.resource,
+            ["https://api.example.com/", "urn:example:res"]
+        );
+        assert_eq!(
+            s.provider.client.audience.as_deref(),
+            Some("https://api.example.com")
+        );
+        let origins: Vec<_> = s
+            .send
+            .allowed_origins
+            .iter()
+            .map(|o| o.to_string())
+            .collect();
+        assert_eq!(
+            origins,
+            ["https://api.example.com:443", "http://127.0.0.1:8080"]
+        );
+    }
+
+    #[test]
+    fn empty_kv_store_disables_the_shared_cache() {
+        assert_eq!(
+            load(&with(&[("kv_store", "")]))
+                .unwrap()
+                .provider
+                .cache
+                .kv_store,
+            None
+        );
+        assert_eq!(
+            load(&with(&[("kv_store", "tokens")]))
+                .unwrap()
+                .provider
+                .cache
+                .kv_store
+                .as_deref(),
+            Some("tokens")
+        );
+    }
+
+    #[test]
+    fn a_failing_config_store_is_a_config_error() {
+        let err = Settings::load(|_| Err("upstream down".into())).unwrap_err();
+        assert!(matches!(err, Error::Config(m) if m.contains("could not be read: upstream down")));
+    }
+
+    #[test]
+    fn every_key_in_the_table_is_read_and_checked_against_its_kind() {
+        for key in KEYS {
+            let bad = match key.kind {
+                Kind::Number { max, .. } => (max + 1).to_string(),
+                Kind::Bool => "maybe".into(),
+                Kind::Choice(_) => "none_of_these".into(),
+                Kind::Text | Kind::Secret | Kind::Words | Kind::List => continue,
+            };
+            let err = load(&with(&[(key.name, &bad)])).unwrap_err();
+            match &err {
+                Error::Config(m) => assert!(m.starts_with(&format!("{}: ", key.name)), "{m}"),
+                other => panic!("{}: {other:?}", key.name),
+            }
+        }
+        for key in KEYS.iter().filter(|k| k.default.is_none()) {
+            let pairs: Vec<_> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != key.name)
+                .collect();
+            assert!(load(&pairs).is_err(), "{} is required", key.name);
+        }
+    }
+
+    #[test]
+    fn each_key_is_read_once_in_a_fixed_order_and_an_unset_kv_store_twice() {
+        // A host's config store is I/O: the reads are part of the behaviour.
+        let reads = std::cell::RefCell::new(Vec::new());
+        let map: std::collections::HashMap<&str, &str> = BASE.iter().copied().collect();
+        Settings::load(|k| {
+            reads.borrow_mut().push(k.to_string());
+            Ok(map.get(k).map(|v| v.to_string()))
+        })
+        .unwrap();
+        assert_eq!(
+            reads.into_inner(),
+            [
+                "allow_insecure_http",
+                "kv_store",
+                "kv_store",
+                "token_url",
+                "issuer",
+                "discovery_ttl_secs",
+                "client_id",
+                "auth_method",
+                "client_private_key",
+                "client_assertion_alg",
+                "client_secret",
+                "client_assertion",
+                "cache_secret",
+                "client_assertion_lifetime_secs",
+                "client_assertion_typ",
+                "client_key_id",
+                "client_assertion_audience",
+                "scope",
+                "audience",
+                "resource",
+                "allowed_origins",
+                "origin_audiences",
+                "expiry_skew_secs",
+                "default_expires_in_secs",
+                "max_expires_in_secs",
+                "http_timeout_ms",
+                "max_response_bytes",
+                "max_retries",
+                "retry_base_ms",
+                "retry_max_delay_ms",
+                "token_deadline_ms",
+                "failure_cooldown_secs",
+                "lease_ms",
+                "audit",
+                "refresh_ahead_percent",
+                "intercept_routes",
+                "intercept_unmatched",
+            ]
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! The OAuth client as registered with the authorization server: where its token
+//! endpoint is (or the issuer to discover it from), its `client_id`, how it
+//! authenticates (`auth_method`, the credentials, how assertions are made) and what it
+//! asks for by default. `config` reads these; the token request, discovery and the
+//! store's names use them.
+
+use crate::oauth::client_auth::{FederatedAssertion, PrivateKey};
+use crate::oauth::metadata::Endpoint;
+use crate::origin::HttpUrl;
+use crate::secret::Secret;
+
+/// Who asks the token endpoint, and for what by default.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// `token_url`, when configured (else discovered from `issuer`).
+    pub token_url: Option<HttpUrl>,
+    /// `issuer`, when configured, and `discovery_ttl_secs`.
+    pub discovery: Option<DiscoverySettings>,
+    /// `token_url` exactly as configured, or else `issuer`: names the server in the
+    /// cache key.
+    pub server_text: String,
+    /// The host of `token_url`, or else of `issuer` (for audit lines).
+    pub server_host: String,
+    /// `client_id`.
+    pub id: String,
+    /// `auth_method`.
+    pub auth_method: MethodChoice,
+    /// `client_secret`, `client_private_key`, `client_assertion`.
+    pub credentials: Credentials,
+    /// How assertions are made.
+    pub assertion: AssertionSettings,
+    /// `scope`, split.
+    pub scope: Vec<String>,
+    /// `audience`.
+    pub audience: Option<String>,
+    /// `resource`, split.
+    pub resource: Vec<String>,
+}
+
+/// Issuer discovery (RFC 8414, OpenID Connect Discovery).
+#[derive(Debug, Clone)]
+pub struct DiscoverySettings {
+    /// `issuer` exactly as configured: the metadata's `issuer` must equal it.
+    pub issuer: String,
+    /// `issuer`, parsed (its scheme checked as `token_url`'s is).
+    pub issuer_url: HttpUrl,
+    /// `discovery_ttl_secs`.
+    pub ttl_secs: u64,
+}
+
+impl ClientSettings {
+    /// The token endpoint and method when both are configured: no discovery needed.
+    pub(crate) fn static_endpoint(&self) -> Option<Endpoint> {
+        match (&self.token_url, self.auth_method) {
+            (Some(url), MethodChoice::Fixed(method)) => Some(Endpoint {
+                url: url.clone(),
+                url_text: self.server_text.clone(),
+                method,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// How the client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP Basic with the RFC 6749 §2.3.1 form-encoding of id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// An HS256 assertion keyed by the secret (`client_assertion`, RFC 7523 §2.2); the
+    /// secret itself is never sent.
+    ClientSecretJwt,
+    /// An assertion signed with `client_private_key`: no shared secret.
+    PrivateKeyJwt,
+    /// A federated assertion (`client_assertion`), sent as it is.
+    ClientAssertion,
+}
+
+impl AuthMethod {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretJwt => "client_secret_jwt",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::ClientAssertion => "client_assertion",
+        }
+    }
+
+    /// The name servers list in `token_endpoint_auth_methods_supported` (RFC 8414): a
+    /// federated assertion is a `private_key_jwt` to the server.
+    pub(crate) fn server_name(self) -> &'static str {
+        match self {
+            AuthMethod::ClientAssertion => "private_key_jwt",
+            m => m.as_str(),
+        }
+    }
+
+    /// Strongest first: what `auth_method = auto` prefers among the configured ones.
+    pub(crate) const PREFERENCE: [AuthMethod; 5] = [
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::ClientAssertion,
+        AuthMethod::ClientSecretJwt,
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+    ];
+}
+
+/// `auth_method`: one method, or `auto` (chosen from the server's metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodChoice {
+    Fixed(AuthMethod),
+    Auto,
+}
+
+impl MethodChoice {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            MethodChoice::Fixed(m) => m.as_str(),
+            MethodChoice::Auto => "auto",
+        }
+    }
+}
+
+/// The credentials configured; `auth_method` says which one is used.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// `client_secret`.
+    pub client_secret: Option<Secret>,
+    /// `client_private_key`, parsed once.
+    pub private_key: Option<PrivateKey>,
+    /// `client_assertion`, its `exp` read.
+    pub federated: Option<FederatedAssertion>,
+}
+
+impl Credentials {
+    /// Whether the credential `method` needs is configured.
+    pub(crate) fn has(&self, method: AuthMethod) -> bool {
+        match method {
+            AuthMethod::PrivateKeyJwt => self.private_key.is_some(),
+            AuthMethod::ClientAssertion => self.federated.is_some(),
+            _ => self.client_secret.is_some(),
+        }
+    }
+
+    /// The `alg` of the assertion `method` signs (none: it signs nothing, or the
+    /// assertion is not ours).
+    pub(crate) fn alg(&self, method: AuthMethod) -> Option<&'static str> {
+        match method {
+            AuthMethod::PrivateKeyJwt => self.private_key.as_ref().map(|k| k.alg().as_str()),
+            AuthMethod::ClientSecretJwt => Some("HS256"),
+            _ => None,
+        }
+    }
+}
+
+/// How client assertions are made.
+#[derive(Debug, Clone)]
+pub struct AssertionSettings {
+    /// `client_assertion_lifetime_secs`.
+    pub lifetime_secs: u64,
+    /// `client_assertion_typ`.
+    pub typ: &'static str,
+    /// `client_key_id`.
+    pub key_id: Option<String>,
+    /// `client_assertion_audience = issuer`: `aud` is the issuer, not the token
+    /// endpoint.
+    pub audience_is_issuer: bool,
+}

@@ -1,0 +1,542 @@
+//! Judging the token endpoint's answer: lenient where servers differ, strict where a
+//! mistake would leak or break something.
+
+use crate::error::{Error, OAuthError, sanitize};
+use crate::http_types::HttpResponse;
+use crate::secret::AccessToken;
+use serde_json::{Map, Value};
+
+/// Largest token endpoint response we read.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Longest access token accepted (large JWTs with many claims stay well below).
+pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// A usable token from a successful response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenResponse {
+    pub access_token: AccessToken,
+    /// Seconds from when the request was sent, after defaults and clamping.
+    pub expires_in: u64,
+    /// Why the response's `expires_in` was not usable (0, negative, not a whole
+    /// number), so the default lifetime was used: worth a line in the audit log.
+    pub expires_in_ignored: Option<&'static str>,
+    /// Granted scopes (response `scope`, else the requested ones), sorted.
+    pub scopes: Vec<String>,
+}
+
+/// Lifetime limits from the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub default_expires_in: u64,
+    pub max_expires_in: u64,
+}
+
+/// Turn an HTTP response from the token endpoint into a token or a typed error.
+pub fn parse(
+    resp: &HttpResponse,
+    requested_scopes: &[String],
+    limits: Lifetimes,
+) -> Result<TokenResponse, Error> {
+    let status = resp.status;
+    if resp.body.len() > MAX_TOKEN_RESPONSE_BYTES {
+        return Err(Error::InvalidResponse(format!(
+            "body larger than {MAX_TOKEN_RESPONSE_BYTES} bytes"
+        )));
+    }
+    if (300..400).contains(&status) {
+        return Err(Error::Server {
+            status,
+            message: "the token endpoint answered with a redirect, which is not followed".into(),
+        });
+    }
+    let json = parse_object(&resp.body);
+    if status >= 400 || !(200..300).contains(&status) {
+        if let Ok(obj) = &json
+            && let Some(err) = oauth_error(obj, status)
+        {
+            return Err(Error::OAuth(err));
+        }
+        return Err(Error::Server {
+            status,
+            message: format!("no OAuth error in the response ({})", describe_body(resp)),
+        });
+    }
+    let obj =
+        json.map_err(|why| Error::InvalidResponse(format!("{why} ({})", describe_body(resp))))?;
+    if let Some(err) = oauth_error(&obj, status) {
+        return Err(Error::OAuth(err));
+    }
+    let access_token = access_token(&obj)?;
+    check_token(access_token)?;
+    check_token_type(&obj)?;
+    let (expires_in, expires_in_ignored) = lifetime(obj.get("expires_in"), limits);
+    Ok(TokenResponse {
+        access_token: AccessToken::new(access_token.to_string()),
+        expires_in,
+        expires_in_ignored,
+        scopes: granted_scopes(&obj, requested_scopes)?,
+    })
+}
+
+fn access_token(obj: &Map<String, Value>) -> Result<&str, Error> {
+    match obj.get("access_token") {
+        Some(Value::String(t)) => Ok(t),
+        None | Some(Value::Null) => Err(Error::InvalidResponse("access_token is missing".into())),
+        Some(_) => Err(Error::InvalidResponse(
+            "access_token is not a string".into(),
+        )),
+    }
+}
+
+fn check_token_type(obj: &Map<String, Value>) -> Result<(), Error> {
+    match obj.get("token_type") {
+        // Some servers omit it; Bearer is the only type we can use anyway.
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => Ok(()),
+        Some(Value::String(t)) => Err(Error::InvalidResponse(format!(
+            "token_type `{}` is not supported (only Bearer)",
+            sanitize(t, 32)
+        ))),
+        Some(_) => Err(Error::InvalidResponse("token_type is not a string".into())),
+    }
+}
+
+/// The response's `scope` (sorted, without duplicates), else the requested scopes.
+fn granted_scopes(obj: &Map<String, Value>, requested: &[String]) -> Result<Vec<String>, Error> {
+    match obj.get("scope") {
+        None | Some(Value::Null) => Ok(requested.to_vec()),
+        Some(Value::String(s)) => {
+            let mut v: Vec<String> = s.split_ascii_whitespace().map(str::to_string).collect();
+            v.sort();
+            v.dedup();
+            Ok(v)
+        }
+        Some(_) => Err(Error::InvalidResponse("scope is not a string".into())),
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, &'static str> {
+    let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8")?;
+    // Tolerate a UTF-8 byte-order mark: some frameworks emit one.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err("body is empty");
+    }
+    // From bytes, as the store's records are read: one JSON reader in the component.
+    match serde_json::from_slice::<Value>(text.as_bytes()) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err("body is JSON but not an object"),
+        Err(_) => Err("body is not JSON"),
+    }
+}
+
+/// RFC 6749 §5.2: an `error` member makes it an error response.
+fn oauth_error(obj: &Map<String, Value>, status: u16) -> Option<OAuthError> {
+    let code = match obj.get("error")? {
+        Value::String(s) => s,
+        Value::Null => return None,
+        _ => "invalid_error_member",
+    };
+    // error = 1*( %x20-21 / %x23-5B / %x5D-7E ); anything else is replaced.
+    let code: String = code
+        .chars()
+        .take(64)
+        .map(|c| {
+            if matches!(c, ' '..='!' | '#'..='[' | ']'..='~') {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    let text = |key: &str, max: usize| match obj.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Some(sanitize(s, max)),
+        _ => None,
+    };
+    Some(OAuthError {
+        error: if code.is_empty() {
+            "unknown_error".into()
+        } else {
+            code
+        },
+        description: text("error_description", 256),
+        uri: text("error_uri", 256),
+        status,
+    })
+}
+
+/// A token must be usable as an HTTP header value and printable: visible ASCII only.
+fn check_token(token: &str) -> Result<(), Error> {
+    if token.is_empty() {
+        return Err(Error::InvalidResponse("access_token is empty".into()));
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Error::InvalidResponse(format!(
+            "access_token is longer than {MAX_TOKEN_BYTES} bytes"
+        )));
+    }
+    if !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::InvalidResponse(
+            "access_token has characters that cannot be sent in a header (control, space or non-ASCII)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `expires_in` as a JSON integer, an integral float, or a string of digits.
+/// The token's lifetime in seconds: `expires_in` clamped to `max_expires_in`, or the
+/// default (itself at most the maximum) when it is absent or unusable; a usable token
+/// is never refused over its lifetime. The second value says why `expires_in` was not
+/// used, when it was there.
+fn lifetime(value: Option<&Value>, limits: Lifetimes) -> (u64, Option<&'static str>) {
+    let default = limits.default_expires_in.min(limits.max_expires_in);
+    match value.map(expires_in) {
+        None | Some(Ok(None)) => (default, None),
+        Some(Ok(Some(0))) => (default, Some("is 0")),
+        Some(Ok(Some(n))) => (n.min(limits.max_expires_in), None),
+        Some(Err(why)) => (default, Some(why)),
+    }
+}
+
+/// `expires_in` as whole seconds (`None` for null); `Err` says why it is unusable.
+fn expires_in(v: &Value) -> Result<Option<u64>, &'static str> {
+    let bad = |why: &'static str| Err(why);
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                Ok(Some(u))
+            } else if n.as_i64().is_some() {
+                bad("is negative")
+            } else {
+                match n.as_f64() {
+                    Some(f) if f.is_finite() && f >= 0.0 => {
+                        Ok(Some(f.floor().min(u64::MAX as f64) as u64))
+                    }
+                    Some(f) if f < 0.0 => bad("is negative"),
+                    _ => bad("is not a number"),
+                }
+            }
+        }
+        Value::String(s) => {
+            let s = s.trim();
+            if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(Some(s.parse::<u64>().unwrap_or(u64::MAX)))
+            } else {
+                bad("is a string that is not a whole number")
+            }
+        }
+        _ => bad("is not a number"),
+    }
+}
+
+/// A short, safe description of a body for error messages: content type and size,
+/// never the body itself.
+fn describe_body(resp: &HttpResponse) -> String {
+    let ct = resp
+        .header("content-type")
+        .map(|c| sanitize(c.split(';').next().unwrap_or("").trim(), 64))
+        .unwrap_or_else(|| "no content-type".into());
+    format!("{ct}, {} bytes", resp.body.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Lifetimes = Lifetimes {
+        default_expires_in: 300,
+        max_expires_in: 86_400,
+    };
+
+    fn resp(status: u16, ct: &str, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), ct.as_bytes().to_vec())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn ok(body: &str) -> Result<TokenResponse, Error> {
+        parse(
+            &resp(200, "application/json", body),
+            &["req".to_string()],
+            LIMITS,
+        )
+    }
+
+    #[test]
+    fn standard_response_is_accepted() {
+        let t = ok(
+            r#"{"access_token":"abc.def","token_type":"Bearer","expires_in":3600,"scope":"b a"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.access_token.expose(), "abc.def");
+        assert_eq!(t.expires_in, 3600);
+        assert_eq!(t.scopes, ["a", "b"]);
+    }
+
+    #[test]
+    fn string_expires_in_is_accepted() {
+        assert_eq!(
+            ok(r#"{"access_token":"t","token_type":"bearer","expires_in":"120"}"#)
+                .unwrap()
+                .expires_in,
+            120
+        );
+    }
+
+    #[test]
+    fn token_type_is_case_insensitive_and_may_be_missing() {
+        assert!(ok(r#"{"access_token":"t","token_type":"BEARER"}"#).is_ok());
+        assert!(ok(r#"{"access_token":"t"}"#).is_ok());
+    }
+
+    #[test]
+    fn other_token_types_are_refused() {
+        let e = ok(r#"{"access_token":"t","token_type":"DPoP"}"#).unwrap_err();
+        assert_eq!(
+            e,
+            Error::InvalidResponse("token_type `DPoP` is not supported (only Bearer)".into())
+        );
+        assert!(matches!(
+            ok(r#"{"access_token":"t","token_type":5}"#),
+            Err(Error::InvalidResponse(_))
+        ));
+    }
+
+    #[test]
+    fn missing_expires_in_uses_the_configured_default_not_forever() {
+        assert_eq!(
+            ok(r#"{"access_token":"t","token_type":"Bearer"}"#)
+                .unwrap()
+                .expires_in,
+            300
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"t","expires_in":null}"#)
+                .unwrap()
+                .expires_in,
+            300
+        );
+    }
+
+    #[test]
+    fn absurd_expires_in_is_clamped_and_unusable_ones_mean_the_default() {
+        assert_eq!(
+            ok(r#"{"access_token":"t","expires_in":99999999999}"#)
+                .unwrap()
+                .expires_in,
+            86_400
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"t","expires_in":"99999999999999999999"}"#)
+                .unwrap()
+                .expires_in,
+            86_400
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"t","expires_in":1e300}"#)
+                .unwrap()
+                .expires_in,
+            86_400
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"t","expires_in":59.9}"#)
+                .unwrap()
+                .expires_in,
+            59
+        );
+        // A usable token is never refused over its lifetime: 0, negative, empty or
+        // non-integer values mean the default lifetime, and say why.
+        for (bad, why) in [
+            ("0", "is 0"),
+            ("0.5", "is 0"),
+            ("-1", "is negative"),
+            ("-0.5", "is negative"),
+            (r#""""#, "is a string that is not a whole number"),
+            (r#""3600.0""#, "is a string that is not a whole number"),
+            (r#""-5""#, "is a string that is not a whole number"),
+            (r#""ten""#, "is a string that is not a whole number"),
+            ("true", "is not a number"),
+            ("[60]", "is not a number"),
+        ] {
+            let body = format!(r#"{{"access_token":"t","expires_in":{bad}}}"#);
+            let t = ok(&body).unwrap();
+            assert_eq!(
+                (t.expires_in, t.expires_in_ignored),
+                (300, Some(why)),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            ok(r#"{"access_token":"t","expires_in":60}"#)
+                .unwrap()
+                .expires_in_ignored,
+            None
+        );
+    }
+
+    #[test]
+    fn the_default_lifetime_is_never_longer_than_the_maximum() {
+        let limits = Lifetimes {
+            default_expires_in: 600,
+            max_expires_in: 120,
+        };
+        for body in [
+            r#"{"access_token":"t"}"#,
+            r#"{"access_token":"t","expires_in":0}"#,
+        ] {
+            let t = parse(&resp(200, "application/json", body), &[], limits).unwrap();
+            assert_eq!(t.expires_in, 120, "{body}");
+        }
+    }
+
+    #[test]
+    fn missing_scope_means_the_requested_scopes() {
+        assert_eq!(ok(r#"{"access_token":"t"}"#).unwrap().scopes, ["req"]);
+        assert!(matches!(
+            ok(r#"{"access_token":"t","scope":["a"]}"#),
+            Err(Error::InvalidResponse(_))
+        ));
+    }
+
+    #[test]
+    fn error_member_in_a_200_is_an_oauth_error() {
+        let e = ok(r#"{"error":"invalid_scope","error_description":"nope"}"#).unwrap_err();
+        assert_eq!(
+            e,
+            Error::OAuth(OAuthError {
+                error: "invalid_scope".into(),
+                description: Some("nope".into()),
+                uri: None,
+                status: 200
+            })
+        );
+    }
+
+    #[test]
+    fn rfc6749_errors_become_oauth_errors_on_400_and_401() {
+        for status in [400, 401] {
+            let r = resp(
+                status,
+                "application/json;charset=utf-8",
+                r#"{"error":"invalid_client","error_description":"bad\r\nsecret","error_uri":"https://x/e"}"#,
+            );
+            let e = parse(&r, &[], LIMITS).unwrap_err();
+            assert_eq!(
+                e,
+                Error::OAuth(OAuthError {
+                    error: "invalid_client".into(),
+                    description: Some("bad  secret".into()),
+                    uri: Some("https://x/e".into()),
+                    status
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn html_error_pages_and_5xx_are_server_errors() {
+        let e = parse(
+            &resp(502, "text/html", "<html>Bad gateway</html>"),
+            &[],
+            LIMITS,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            Error::Server {
+                status: 502,
+                message: "no OAuth error in the response (text/html, 24 bytes)".into()
+            }
+        );
+        let e = parse(&resp(400, "text/plain", "bad request"), &[], LIMITS).unwrap_err();
+        assert!(matches!(e, Error::Server { status: 400, .. }));
+        // The body is never echoed.
+        assert!(!e.to_string().contains("bad request"));
+    }
+
+    #[test]
+    fn redirects_are_not_followed() {
+        let e = parse(&resp(302, "text/html", ""), &[], LIMITS).unwrap_err();
+        assert!(matches!(e, Error::Server { status: 302, .. }));
+    }
+
+    #[test]
+    fn non_json_200_is_an_invalid_response() {
+        for body in [
+            "<html>login</html>",
+            "",
+            "[1,2]",
+            "\"str\"",
+            "{\"access_token\":\"t\"} trailing",
+        ] {
+            assert!(
+                matches!(ok(body), Err(Error::InvalidResponse(_))),
+                "{body:?}"
+            );
+        }
+        let e = parse(
+            &HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: vec![0xff, 0xfe, b'{'],
+            },
+            &[],
+            LIMITS,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            Error::InvalidResponse("body is not UTF-8 (no content-type, 3 bytes)".into())
+        );
+    }
+
+    #[test]
+    fn bom_is_tolerated() {
+        assert!(ok("\u{feff}{\"access_token\":\"t\"}").is_ok());
+    }
+
+    #[test]
+    fn tokens_that_cannot_be_header_values_are_refused() {
+        for bad in ["", "a\\r\\nb", "a b", "a\\u0000b", "tök", "a\\tb"] {
+            let body = format!(r#"{{"access_token":"{bad}"}}"#);
+            assert!(
+                matches!(ok(&body), Err(Error::InvalidResponse(m)) if m.starts_with("access_token")),
+                "{bad}"
+            );
+        }
+        let huge = format!(
+            r#"{{"access_token":"{}"}}"#,
+            "a".repeat(MAX_TOKEN_BYTES + 1)
+        );
+        assert!(matches!(ok(&huge), Err(Error::InvalidResponse(_))));
+        assert!(
+            matches!(ok(r#"{"access_token":42}"#), Err(Error::InvalidResponse(m)) if m == "access_token is not a string")
+        );
+        assert!(
+            matches!(ok(r#"{"token_type":"Bearer"}"#), Err(Error::InvalidResponse(m)) if m == "access_token is missing")
+        );
+    }
+
+    #[test]
+    fn body_cap_is_enforced() {
+        let pad = "x".repeat(MAX_TOKEN_RESPONSE_BYTES);
+        let body = format!(r#"{{"access_token":"t","pad":"{pad}"}}"#);
+        assert_eq!(
+            ok(&body).unwrap_err(),
+            Error::InvalidResponse(format!("body larger than {MAX_TOKEN_RESPONSE_BYTES} bytes"))
+        );
+    }
+
+    #[test]
+    fn error_codes_are_sanitised() {
+        let e = ok(r#"{"error":"bad\u001b[31m\"code"}"#).unwrap_err();
+        match e {
+            Error::OAuth(o) => assert_eq!(o.error, "bad?[31m?code"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

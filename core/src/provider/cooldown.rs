@@ -1,0 +1,390 @@
+//! Shared failures: after a failure that would fail the next caller too, every call
+//! fails fast with that error for a while, in this instance and, through a record
+//! sealed under the credential at the client's `failure` key, in every instance that
+//! shares the store.
+//!
+//! - **Credentials** (`invalid_client`, `unauthorized_client`): for
+//!   `failure_cooldown_secs`. A rotated secret is tried at once (the old record does
+//!   not open under the new credential, and lives under its key id).
+//! - **Outage** (the token endpoint answered 5xx or 429, or could not be reached, after
+//!   the retries): for `retry_max_delay_ms` (at least 1 s) or the server's
+//!   `Retry-After` if longer, at most `failure_cooldown_secs`. So an endpoint that is
+//!   down costs the fleet one retry sequence per window, not one per caller, and a
+//!   long `Retry-After` holds every instance back, not just the one that got it.
+//!
+//! A caller with a valid cached token never sees it: the token is served (renewals
+//! wait). `failure_cooldown_secs = 0` turns both off.
+
+use super::Provider;
+use super::settings::RetrySettings;
+use crate::audit::{Event, Outcome};
+use crate::error::{Error, OAuthError};
+use crate::oauth::request::TokenParams;
+use crate::platform::Platform;
+use crate::retry;
+use crate::store::keys::roles;
+use crate::store::seal;
+use serde::Serialize;
+
+/// Fail fast until `until_ms` with (a copy of) the error that started it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cooldown {
+    /// An outage (retryable failure) rather than rejected credentials.
+    pub outage: bool,
+    /// `Error::kind` of the original error.
+    pub kind: String,
+    /// The OAuth error code, if it was one.
+    pub error: String,
+    /// The OAuth error description, or the error's message.
+    pub description: Option<String>,
+    pub status: u16,
+    pub until_ms: u64,
+}
+
+impl seal::Record for Cooldown {
+    fn from_fields(f: &seal::Fields) -> Option<Self> {
+        Some(Cooldown {
+            outage: f.bool("outage")?,
+            kind: f.string("kind")?,
+            error: f.string("error")?,
+            description: f.optional_string("description")?,
+            status: f.u16("status")?,
+            until_ms: f.u64("until_ms")?,
+        })
+    }
+}
+
+impl Cooldown {
+    /// The cooldown an error starts (pure): `retry_after_ms` is the last answer's
+    /// `Retry-After`, if any.
+    pub(crate) fn after(
+        e: &Error,
+        settings: &RetrySettings,
+        retry_after_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Option<Cooldown> {
+        let cap_ms = settings.failure_cooldown_secs.saturating_mul(1000);
+        if cap_ms == 0 {
+            return None;
+        }
+        let outage = if retry::is_credential_rejection(e) {
+            false
+        } else if retry::is_retryable(e) {
+            true
+        } else {
+            return None;
+        };
+        let for_ms = if outage {
+            let window = settings.policy.max_delay_ms.max(1000);
+            retry_after_ms.unwrap_or(0).max(window).min(cap_ms)
+        } else {
+            cap_ms
+        };
+        let (error, description) = match e {
+            Error::OAuth(o) => (o.error.clone(), o.description.clone()),
+            Error::Server { message, .. } | Error::Transport(message) => {
+                (String::new(), Some(message.clone()))
+            }
+            _ => (String::new(), None),
+        };
+        Some(Cooldown {
+            outage,
+            kind: e.kind().to_string(),
+            error,
+            description,
+            status: e.status().unwrap_or(0),
+            until_ms: now_ms.saturating_add(for_ms),
+        })
+    }
+
+    /// The error to fail fast with at `now_ms`: the original kind, its message saying
+    /// why no request was made.
+    pub(crate) fn error(&self, now_ms: u64) -> Error {
+        let left = self.until_ms.saturating_sub(now_ms).div_ceil(1000);
+        let why = if self.outage {
+            format!("the token endpoint failed moments ago; failing fast for {left} s more")
+        } else {
+            format!(
+                "the token endpoint rejected these credentials; failing fast for {left} s more (failure_cooldown_secs)"
+            )
+        };
+        let text = match &self.description {
+            Some(d) => format!("{why}: {d}"),
+            None => why,
+        };
+        match self.kind.as_str() {
+            "oauth" => Error::OAuth(OAuthError {
+                error: self.error.clone(),
+                description: Some(text),
+                uri: None,
+                status: self.status,
+            }),
+            "server" => Error::Server {
+                status: self.status,
+                message: text,
+            },
+            "timeout" => Error::Timeout,
+            _ => Error::Transport(text),
+        }
+    }
+}
+
+impl<P: Platform> Provider<'_, P> {
+    /// A shared failure seen by this instance or, through the store, by any other, that
+    /// has not lapsed: the error to fail fast with (logged).
+    pub(super) fn cooling_down(&self, params: &TokenParams) -> Option<Error> {
+        if self.settings.retry.failure_cooldown_secs == 0 {
+            return None;
+        }
+        let now = self.platform.now_unix_ms();
+        let mut found = self
+            .memory
+            .borrow()
+            .cooldown
+            .clone()
+            .filter(|c| c.until_ms > now);
+        if found.is_none()
+            && let Some(store) = self.settings.cache.kv_store.as_deref()
+        {
+            let key = self.settings.client_key();
+            match self.platform.kv_get(store, &key.failure()) {
+                Ok(Some(bytes)) => {
+                    found = seal::open_value::<Cooldown>(
+                        &bytes,
+                        &self.settings.cache.secret,
+                        &key.context(roles::FAILURE),
+                    )
+                    .ok()
+                    .filter(|c| c.until_ms > now);
+                }
+                Ok(None) => {}
+                Err(e) => self.store_error(params, e),
+            }
+        }
+        let error = found?.error(now);
+        let ev = Event::new(Outcome::FetchCooldown, &self.settings.audit, &params.scopes)
+            .with_error(&error);
+        self.audit(&ev);
+        Some(error)
+    }
+
+    /// Share `e` if it starts a cooldown.
+    pub(super) fn start_cooldown(&self, params: &TokenParams, e: &Error, retry_after: Option<u64>) {
+        let now = self.platform.now_unix_ms();
+        let Some(cooldown) = Cooldown::after(e, &self.settings.retry, retry_after, now) else {
+            return;
+        };
+        if let Some(store) = self.settings.cache.kv_store.as_deref() {
+            let key = self.settings.client_key();
+            let sealed = seal::seal_value(
+                &cooldown,
+                &self.settings.cache.secret,
+                &key.context(roles::FAILURE),
+                seal::nonce(self.platform),
+            );
+            if let Err(e) = self.platform.kv_set(store, &key.failure(), &sealed) {
+                self.store_error(params, e);
+            }
+        }
+        self.memory.borrow_mut().cooldown = Some(cooldown);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::instance::MemoryCache;
+    use crate::testing::{Rig, T0, response, settings};
+
+    #[test]
+    fn rejected_credentials_start_a_cooldown_and_its_error_counts_down() {
+        let oauth = Error::OAuth(OAuthError {
+            error: "invalid_client".into(),
+            description: Some("bad secret".into()),
+            uri: Some("https://example.com/err".into()),
+            status: 401,
+        });
+        let off = settings(&[("failure_cooldown_secs", "0")]);
+        assert_eq!(
+            Cooldown::after(&oauth, &off.retry, None, 5_000),
+            None,
+            "0 disables"
+        );
+        assert_eq!(
+            Cooldown::after(&Error::Timeout, &off.retry, None, 5_000),
+            None
+        );
+        let s = settings(&[("failure_cooldown_secs", "60")]);
+        let scope = Error::OAuth(OAuthError {
+            error: "invalid_scope".into(),
+            description: None,
+            uri: None,
+            status: 400,
+        });
+        assert_eq!(
+            Cooldown::after(&scope, &s.retry, None, 5_000),
+            None,
+            "per request"
+        );
+        let c = Cooldown::after(&oauth, &s.retry, None, 5_000).unwrap();
+        assert!(!c.outage);
+        assert_eq!(c.until_ms, 65_000);
+        let Error::OAuth(e) = c.error(5_001) else {
+            panic!()
+        };
+        assert_eq!(
+            (e.error.as_str(), e.status, e.uri),
+            ("invalid_client", 401, None)
+        );
+        assert_eq!(
+            e.description.as_deref(),
+            Some(
+                "the token endpoint rejected these credentials; failing fast for 60 s more (failure_cooldown_secs): bad secret"
+            )
+        );
+    }
+
+    #[test]
+    fn an_outage_lasts_the_longest_backoff_or_the_retry_after_within_the_cap() {
+        let s = settings(&[
+            ("failure_cooldown_secs", "60"),
+            ("retry_max_delay_ms", "5000"),
+        ]);
+        let down = Error::Server {
+            status: 503,
+            message: "maintenance".into(),
+        };
+        let c = Cooldown::after(&down, &s.retry, None, 1_000).unwrap();
+        assert!(c.outage);
+        assert_eq!(c.until_ms, 6_000);
+        let longer = Cooldown::after(&down, &s.retry, Some(30_000), 1_000).unwrap();
+        assert_eq!(longer.until_ms, 31_000, "Retry-After honoured");
+        let capped = Cooldown::after(&down, &s.retry, Some(u64::MAX), 1_000).unwrap();
+        assert_eq!(capped.until_ms, 61_000, "at most failure_cooldown_secs");
+        let short = settings(&[("retry_max_delay_ms", "0")]);
+        assert_eq!(
+            Cooldown::after(&Error::Timeout, &short.retry, None, 0)
+                .unwrap()
+                .until_ms,
+            1_000,
+            "at least 1 s"
+        );
+        // The shared error keeps the original's kind and says why nothing was sent.
+        assert_eq!(
+            c.error(2_000).to_string(),
+            "server error (HTTP 503): the token endpoint failed moments ago; failing fast for 4 s more: maintenance"
+        );
+        let t = Cooldown::after(
+            &Error::Transport("connection refused".into()),
+            &s.retry,
+            None,
+            0,
+        );
+        assert!(
+            matches!(t.unwrap().error(0), Error::Transport(m) if m.ends_with(": connection refused"))
+        );
+        assert_eq!(
+            Cooldown::after(&Error::Timeout, &s.retry, None, 0)
+                .unwrap()
+                .error(0),
+            Error::Timeout
+        );
+    }
+
+    #[test]
+    fn an_outage_is_shared_and_every_later_caller_fails_fast_until_it_lapses() {
+        let rig = Rig::new(&[("max_retries", "2")]);
+        for _ in 0..3 {
+            rig.platform
+                .respond(Ok(response(503, &[("retry-after", "2")], "down")));
+        }
+        assert!(matches!(rig.get(), Err(Error::Server { status: 503, .. })));
+        assert_eq!(rig.platform.sent.borrow().len(), 3, "one retry sequence");
+        // Ten more callers, each a fresh instance on the same store: nothing is sent.
+        for _ in 0..10 {
+            *rig.memory.borrow_mut() = MemoryCache::default();
+            let e = rig.get().unwrap_err();
+            assert!(e.to_string().contains("failing fast"), "{e}");
+        }
+        assert_eq!(rig.platform.sent.borrow().len(), 3);
+        assert!(rig.lease_keys().is_empty(), "{:?}", rig.lease_keys());
+        // Once it lapses (the backoff ceiling, 5 s by default), the endpoint is asked.
+        rig.platform.advance(5_001);
+        rig.platform.respond_token("back", 100);
+        assert_eq!(rig.get().unwrap().token.expose(), "back");
+    }
+
+    #[test]
+    fn a_valid_cached_token_is_served_through_an_outage() {
+        let rig = Rig::new(&[]);
+        rig.store_token("valid", T0, 100);
+        rig.platform.advance(44_000); // inside the refresh window
+        for _ in 0..3 {
+            rig.platform.respond(Ok(response(503, &[], "down")));
+        }
+        assert_eq!(rig.get().unwrap().token.expose(), "valid");
+        *rig.memory.borrow_mut() = MemoryCache::default();
+        assert_eq!(rig.get().unwrap().token.expose(), "valid");
+        assert_eq!(rig.platform.sent.borrow().len(), 3);
+    }
+
+    #[test]
+    fn invalid_client_starts_a_cooldown_shared_through_the_store() {
+        let rig = Rig::new(&[("failure_cooldown_secs", "60")]);
+        rig.platform.respond(Ok(response(
+            401,
+            &[],
+            r#"{"error":"invalid_client","error_description":"bad secret"}"#,
+        )));
+        assert!(matches!(rig.get(), Err(Error::OAuth(ref o)) if o.error == "invalid_client"));
+        assert_eq!(rig.platform.sent.borrow().len(), 1, "not retried");
+        // This instance and a fresh one (empty memory, same store) fail fast.
+        let again = rig.get().unwrap_err();
+        let Error::OAuth(o) = &again else {
+            panic!("{again:?}")
+        };
+        assert_eq!((o.error.as_str(), o.status), ("invalid_client", 401));
+        assert!(
+            o.description
+                .as_deref()
+                .unwrap()
+                .contains("failing fast for 60 s"),
+            "{o:?}"
+        );
+        *rig.memory.borrow_mut() = MemoryCache::default();
+        assert!(rig.get().is_err());
+        assert_eq!(
+            rig.platform.sent.borrow().len(),
+            1,
+            "nothing sent while cooling down"
+        );
+        assert_eq!(
+            rig.platform.events("token.fetch").last().unwrap()["outcome"],
+            "cooldown"
+        );
+        // After the cooldown the server is asked again.
+        rig.platform.advance(60_001);
+        rig.platform.respond_token("fixed", 100);
+        assert_eq!(rig.get().unwrap().token.expose(), "fixed");
+    }
+
+    #[test]
+    fn a_rotated_secret_is_tried_at_once_despite_the_cooldown() {
+        let rig = Rig::new(&[]);
+        rig.platform
+            .respond(Ok(response(401, &[], r#"{"error":"invalid_client"}"#)));
+        assert!(rig.get().is_err());
+        // Same store, new secret: the sealed cooldown no longer opens.
+        let rotated = Rig {
+            settings: settings(&[("client_secret", "rotated")]),
+            ..Rig::new(&[])
+        };
+        for k in rig.platform.kv_keys() {
+            rotated
+                .platform
+                .kv_put(&k, &rig.platform.kv_value(&k).unwrap());
+        }
+        rotated.platform.respond_token("works", 100);
+        assert_eq!(rotated.get().unwrap().token.expose(), "works");
+    }
+}

@@ -1,0 +1,120 @@
+//! The shared store as the provider uses it: sealed reads and writes of the token
+//! entry, and store failures that degrade (logged, never fatal).
+
+use super::{IssuedToken, Lookup, Provider, Source};
+use crate::audit::{Event, Outcome};
+use crate::oauth::request::TokenParams;
+use crate::platform::Platform;
+use crate::store::{Entry, seal};
+
+impl<P: Platform> Provider<'_, P> {
+    /// A usable entry from the shared store, if there is a store. Misses, expired and
+    /// rejected entries are logged when `log` is set; store failures always are.
+    pub(super) fn read_store(&self, l: &Lookup, now: u64, log: bool) -> Option<Entry> {
+        self.read_store_entry(l, now, log).ok()
+    }
+
+    /// The lease holder's read: a usable entry, or (`Err(true)`) an entry nobody may
+    /// serve any more, which the holder deletes: it is the only writer of this key
+    /// now, so the delete never removes a successor, and a key nobody asks for again
+    /// does not stay for good.
+    pub(super) fn read_store_as_holder(&self, l: &Lookup, now: u64) -> Option<Entry> {
+        match self.read_store_entry(l, now, false) {
+            Ok(e) => Some(e),
+            Err(true) => {
+                if let Some(store) = self.settings.cache.kv_store.as_deref() {
+                    let deleted = self.platform.kv_delete(store, &l.key.store_key());
+                    self.degrade(l, deleted);
+                }
+                None
+            }
+            Err(false) => None,
+        }
+    }
+
+    /// A usable entry, or `Err(stale)`: whether an entry that is past its usable time
+    /// (or does not open) is there.
+    fn read_store_entry(&self, l: &Lookup, now: u64, log: bool) -> Result<Entry, bool> {
+        let store = self.settings.cache.kv_store.as_deref().ok_or(false)?;
+        let skew = self.settings.cache.expiry_skew_secs;
+        match self.platform.kv_get(store, &l.key.store_key()) {
+            Ok(None) if log => self.log_cache(Outcome::CacheMiss, Source::Store, l, None),
+            Ok(None) => {}
+            Ok(Some(bytes)) => match seal::open(&bytes, &self.settings.cache.secret, &l.key) {
+                Ok(e) if e.is_usable(now, skew) => return Ok(e),
+                Ok(e) => {
+                    if log {
+                        self.log_cache(Outcome::CacheExpired, Source::Store, l, Some(&e));
+                    }
+                    return Err(true);
+                }
+                Err(why) if log => {
+                    let ev = Event::new(
+                        Outcome::CacheRejected,
+                        &self.settings.audit,
+                        &l.params.scopes,
+                    );
+                    let mut ev = ev.with_detail(why.as_str());
+                    ev.cache = Some(Source::Store.as_str());
+                    self.audit(&ev);
+                    return Err(true);
+                }
+                Err(_) => return Err(true),
+            },
+            Err(e) => self.store_error(&l.params, e),
+        }
+        Err(false)
+    }
+
+    /// Seal `entry` into the store (if there is one).
+    pub(super) fn write_store(&self, l: &Lookup, entry: &Entry) {
+        let Some(store) = self.settings.cache.kv_store.as_deref() else {
+            return;
+        };
+        let sealed = seal::seal(
+            entry,
+            &self.settings.cache.secret,
+            &l.key,
+            seal::nonce(self.platform),
+        );
+        if let Err(e) = self.platform.kv_set(store, &l.key.store_key(), &sealed) {
+            self.store_error(&l.params, e);
+        }
+    }
+
+    /// Serve a token found in the store: remember it in memory and say so.
+    pub(super) fn store_hit(&self, l: &Lookup, entry: Entry) -> IssuedToken {
+        self.log_cache(Outcome::CacheHit, Source::Store, l, Some(&entry));
+        self.remember_stored(l, entry)
+    }
+
+    /// Keep a token read from the store in this instance's memory and hand it out.
+    pub(super) fn remember_stored(&self, l: &Lookup, entry: Entry) -> IssuedToken {
+        let issued = IssuedToken::from_entry(&entry, Source::Store);
+        self.memory.borrow_mut().put(l.key.clone(), entry);
+        issued
+    }
+
+    pub(super) fn log_cache(
+        &self,
+        outcome: Outcome,
+        cache: Source,
+        l: &Lookup,
+        entry: Option<&Entry>,
+    ) {
+        if !self.settings.audit.wants(outcome, false) {
+            // Not even the fingerprint: a hit must cost as little as possible.
+            return;
+        }
+        let mut ev = Event::new(outcome, &self.settings.audit, &l.params.scopes);
+        ev.cache = Some(cache.as_str());
+        ev.fingerprint = entry.map(|e| e.access_token.fingerprint());
+        ev.expires_at = entry.map(Entry::expires_at_secs);
+        self.audit(&ev);
+    }
+
+    pub(super) fn store_error(&self, params: &TokenParams, message: String) {
+        let ev = Event::new(Outcome::StoreDegraded, &self.settings.audit, &params.scopes);
+        self.audit(&ev.with_detail(&message));
+    }
+}

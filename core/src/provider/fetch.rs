@@ -1,0 +1,381 @@
+//! One token request, with retries (`retry::next` decides), within
+//! `token_deadline_ms`; a usable answer is kept in memory and the store.
+
+use super::{IssuedToken, Lookup, Provider, Source};
+use crate::audit::{Event, Outcome};
+use crate::error::Error;
+use crate::http_types::{HttpOptions, HttpRequest};
+use crate::oauth::request;
+use crate::oauth::response::{self, MAX_TOKEN_RESPONSE_BYTES, TokenResponse};
+use crate::platform::Platform;
+use crate::retry::{self, Next};
+use crate::store::Entry;
+
+/// A successful attempt.
+struct Answer {
+    status: u16,
+    token: TokenResponse,
+    /// 1 = the first.
+    attempt: u32,
+    duration_ms: u64,
+    /// Wall clock when this attempt was sent: the token's lifetime counts from here,
+    /// not from when a slow response finished.
+    sent_at_ms: u64,
+    /// How the client authenticated.
+    method: crate::oauth::client::AuthMethod,
+}
+
+impl<P: Platform> Provider<'_, P> {
+    /// Ask the token endpoint, with retries, unless a credential rejection is cooling
+    /// down.
+    pub(super) fn fetch(&self, l: &Lookup) -> Result<IssuedToken, Error> {
+        if let Some(e) = self.cooling_down(&l.params) {
+            return Err(e);
+        }
+        let answer = self.request_with_retries(l)?;
+        let now = self.platform.now_unix_ms();
+        let sent = answer.sent_at_ms;
+        let entry = Entry {
+            access_token: answer.token.access_token,
+            scopes: answer.token.scopes,
+            issued_at_ms: sent,
+            expires_at_ms: sent.saturating_add(answer.token.expires_in.saturating_mul(1000)),
+        };
+        let mut ev = Event::new(Outcome::FetchOk, &self.settings.audit, &entry.scopes);
+        if let Some(why) = answer.token.expires_in_ignored {
+            ev = ev.with_detail(&format!(
+                "expires_in {why}; the token is kept for default_expires_in_secs"
+            ));
+        }
+        ev.status = Some(answer.status);
+        ev.duration_ms = Some(answer.duration_ms);
+        ev.attempt = Some(answer.attempt);
+        ev.auth_method = Some(answer.method.as_str());
+        ev.fingerprint = Some(entry.access_token.fingerprint());
+        ev.expires_at = Some(entry.expires_at_secs());
+        self.audit(&ev);
+
+        let fresh = IssuedToken::from_entry(&entry, Source::Fresh);
+        if entry.is_usable(now, self.settings.cache.expiry_skew_secs) {
+            self.write_store(l, &entry);
+            self.memory.borrow_mut().put(l.key.clone(), entry);
+        }
+        Ok(fresh)
+    }
+
+    fn request_with_retries(&self, l: &Lookup) -> Result<Answer, Error> {
+        // The endpoint first (discovery has its own timeouts): `token_deadline_ms` is
+        // the token request's.
+        let endpoint = self
+            .endpoint(l)
+            .inspect_err(|e| self.start_cooldown(&l.params, e, None))?;
+        let policy = self.settings.retry.policy;
+        let deadline = self
+            .platform
+            .monotonic_ms()
+            .saturating_add(self.settings.retry.token_deadline_ms);
+        let mut attempt = 0u32;
+        loop {
+            let started = self.platform.monotonic_ms();
+            let sent_at_ms = self.platform.now_unix_ms();
+            // Built for each attempt: a client assertion is never sent twice.
+            let request = self.request_for(&endpoint, l, sent_at_ms)?;
+            let (outcome, retry_after) =
+                self.attempt(&request, l, deadline.saturating_sub(started));
+            let now = self.platform.monotonic_ms();
+            let duration_ms = now.saturating_sub(started);
+            let e = match outcome {
+                Ok((status, token)) => {
+                    return Ok(Answer {
+                        status,
+                        token,
+                        attempt: attempt + 1,
+                        duration_ms,
+                        sent_at_ms,
+                        method: endpoint.method,
+                    });
+                }
+                Err(e) => e,
+            };
+            let next = retry::next(&policy, attempt, &e, retry_after, now, deadline, |n| {
+                self.platform.random_below(n)
+            });
+            let outcome = match next {
+                Next::RetryIn(_) => Outcome::FetchRetry,
+                Next::Stop(_) => Outcome::FetchError,
+            };
+            let mut ev = Event::new(outcome, &self.settings.audit, &l.params.scopes).with_error(&e);
+            ev.duration_ms = Some(duration_ms);
+            ev.attempt = Some(attempt + 1);
+            ev.auth_method = Some(endpoint.method.as_str());
+            if let Next::RetryIn(ms) = next {
+                ev.retry_in_ms = Some(ms);
+                self.audit(&ev);
+                self.platform.sleep_ms(ms);
+                attempt += 1;
+                continue;
+            }
+            self.audit(&ev);
+            self.start_cooldown(&l.params, &e, retry_after);
+            return Err(e);
+        }
+    }
+
+    /// The token request of one attempt sent at `sent_at_ms`: a new `jti` (and RSA
+    /// randomness) from the platform; an expired federated assertion is an error (and
+    /// a `token.fetch` `error` line), with nothing sent.
+    fn request_for(
+        &self,
+        endpoint: &crate::oauth::metadata::Endpoint,
+        l: &Lookup,
+        sent_at_ms: u64,
+    ) -> Result<HttpRequest, Error> {
+        let mut jti = [0u8; 16];
+        self.platform.random_bytes(&mut jti);
+        let random = |out: &mut [u8]| self.platform.random_bytes(out);
+        let fresh = request::Fresh {
+            now_secs: sent_at_ms / 1000,
+            jti,
+            random: &random,
+        };
+        request::build(&self.settings.client, endpoint, &l.params, fresh).inspect_err(|e| {
+            let mut ev = Event::new(Outcome::FetchError, &self.settings.audit, &l.params.scopes)
+                .with_error(e);
+            ev.auth_method = Some(endpoint.method.as_str());
+            self.audit(&ev);
+        })
+    }
+
+    /// One request, its timeouts cut to `left_ms` (what is left of the deadline); also
+    /// the answer's `Retry-After`, if any.
+    fn attempt(
+        &self,
+        request: &HttpRequest,
+        l: &Lookup,
+        left_ms: u64,
+    ) -> (Result<(u16, TokenResponse), Error>, Option<u64>) {
+        let options = HttpOptions {
+            timeout_ms: self.settings.http.timeout_ms.min(left_ms).max(1),
+            read_limit: MAX_TOKEN_RESPONSE_BYTES + 1,
+        };
+        let mut retry_after = None;
+        let outcome = self.platform.send(request, options).and_then(|resp| {
+            retry_after = resp
+                .header("retry-after")
+                .and_then(|v| retry::retry_after_ms(v, self.platform.now_unix_ms()));
+            response::parse(&resp, &l.params.scopes, self.settings.cache.lifetimes)
+                .map(|t| (resp.status, t))
+        });
+        (outcome, retry_after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Rig, T0, response};
+
+    #[test]
+    fn the_lifetime_counts_from_when_the_request_was_sent() {
+        // A 100 s token from a server that took 5 s to answer expires 100 s after the
+        // request went out, not 105 s.
+        let rig = Rig::new(&[("kv_store", "")]);
+        rig.platform.send_ms.set(5_000);
+        rig.platform.respond_token("slow", 100);
+        let t = rig.get().unwrap();
+        assert_eq!(t.expires_at, (T0 + 100_000) / 1000);
+    }
+
+    #[test]
+    fn an_unusable_expires_in_means_the_default_lifetime_and_an_audit_note() {
+        let rig = Rig::new(&[("kv_store", ""), ("default_expires_in_secs", "120")]);
+        rig.platform.respond(Ok(response(
+            200,
+            &[],
+            r#"{"access_token":"zero","expires_in":0}"#,
+        )));
+        let t = rig.get().unwrap();
+        assert_eq!(t.expires_at, (T0 + 120_000) / 1000);
+        let ok = &rig.platform.events("token.fetch")[0];
+        assert_eq!(ok["outcome"], "ok");
+        assert_eq!(
+            ok["detail"],
+            "expires_in is 0; the token is kept for default_expires_in_secs"
+        );
+        // Cached: the next call is a memory hit, not another request.
+        assert_eq!(rig.get().unwrap().token.expose(), "zero");
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+    }
+
+    #[test]
+    fn a_503_is_retried_with_jittered_backoff_and_then_succeeds() {
+        let rig = Rig::new(&[]);
+        rig.platform.respond(Ok(response(503, &[], "busy")));
+        rig.platform
+            .respond(Err(Error::Transport("connection reset".into())));
+        rig.platform.respond_token("third-time", 100);
+        let t = rig.get().unwrap();
+        assert_eq!(t.token.expose(), "third-time");
+        assert_eq!(rig.platform.sent.borrow().len(), 3);
+        // Full jitter under 200 ms, then under 400 ms.
+        assert!(
+            rig.platform.slept_ms.get() <= 600,
+            "{}",
+            rig.platform.slept_ms.get()
+        );
+        let fetches = rig.platform.events("token.fetch");
+        let outcomes: Vec<_> = fetches
+            .iter()
+            .map(|e| {
+                (
+                    e["outcome"].as_str().unwrap(),
+                    e["attempt"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(outcomes, [("retry", 1), ("retry", 2), ("ok", 3)]);
+        assert!(fetches[0]["retry_in_ms"].as_u64().unwrap() <= 200);
+    }
+
+    #[test]
+    fn every_attempt_signs_a_new_assertion() {
+        // A retried request must not replay the assertion the server may have seen.
+        let rig = Rig::new(&[("auth_method", "client_secret_jwt")]);
+        rig.platform.respond(Ok(response(503, &[], "busy")));
+        rig.platform.respond_token("second-time", 100);
+        rig.get().unwrap();
+        let assertions: Vec<String> = rig
+            .platform
+            .sent
+            .borrow()
+            .iter()
+            .map(|r| {
+                form_urlencoded::parse(&r.body)
+                    .find(|(k, _)| k == "client_assertion")
+                    .unwrap()
+                    .1
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(assertions.len(), 2);
+        assert_ne!(assertions[0], assertions[1]);
+        let jti = |a: &str| {
+            use base64::Engine as _;
+            let payload = a.split('.').nth(1).unwrap();
+            let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&json).unwrap()["jti"].clone()
+        };
+        assert_ne!(jti(&assertions[0]), jti(&assertions[1]));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_in_seconds_and_as_a_date() {
+        let rig = Rig::new(&[]);
+        rig.platform
+            .respond(Ok(response(429, &[("retry-after", "2")], "slow down")));
+        rig.platform.respond_token("t", 100);
+        rig.get().unwrap();
+        assert_eq!(rig.platform.slept_ms.get(), 2000);
+
+        let rig = Rig::new(&[("kv_store", "")]);
+        // T0 is 2027-01-15T08:00:00Z; ask for three seconds later.
+        let date = "Fri, 15 Jan 2027 08:00:03 GMT";
+        rig.platform
+            .respond(Ok(response(503, &[("retry-after", date)], "")));
+        rig.platform.respond_token("t", 100);
+        rig.get().unwrap();
+        assert_eq!(rig.platform.slept_ms.get(), 3000);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_cap_ends_the_retries_at_once() {
+        let rig = Rig::new(&[]);
+        rig.platform
+            .respond(Ok(response(429, &[("retry-after", "120")], "")));
+        assert!(matches!(rig.get(), Err(Error::Server { status: 429, .. })));
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+        assert_eq!(rig.platform.slept_ms.get(), 0);
+    }
+
+    #[test]
+    fn retries_stop_at_max_retries_and_at_the_deadline() {
+        let rig = Rig::new(&[("max_retries", "2")]);
+        for _ in 0..5 {
+            rig.platform.respond(Err(Error::Timeout));
+        }
+        assert_eq!(rig.get(), Err(Error::Timeout));
+        assert_eq!(rig.platform.sent.borrow().len(), 3);
+
+        let rig = Rig::new(&[("max_retries", "10"), ("token_deadline_ms", "1000")]);
+        rig.platform.send_ms.set(400);
+        for _ in 0..10 {
+            rig.platform
+                .respond(Err(Error::Transport("refused".into())));
+        }
+        let started = rig.platform.now_unix_ms();
+        assert!(rig.get().is_err());
+        let spent = rig.platform.now_unix_ms() - started;
+        assert!(spent <= 1000, "spent {spent} ms");
+        assert!(rig.platform.sent.borrow().len() <= 3);
+    }
+
+    #[test]
+    fn oauth_client_errors_are_not_retried() {
+        let rig = Rig::new(&[]);
+        rig.platform.respond(Ok(response(
+            400,
+            &[("content-type", "application/json")],
+            r#"{"error":"invalid_scope"}"#,
+        )));
+        assert!(matches!(rig.get(), Err(Error::OAuth(ref o)) if o.error == "invalid_scope"));
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+        // Not a credential problem: no cooldown, the next call asks again.
+        rig.platform.respond_token("t", 100);
+        assert!(rig.get().is_ok());
+    }
+
+    #[test]
+    fn a_federated_assertion_is_sent_as_given_until_it_expires() {
+        use base64::Engine as _;
+        // Rig time is T0 (1_800_000_000 s); the assertion expires 100 s later.
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"iss":"https://k8s.example","sub":"svc","exp":1800000100}"#);
+        let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln");
+        let rig = Rig::new(&[
+            ("auth_method", "client_assertion"),
+            ("client_secret", ""),
+            ("client_assertion", &jwt),
+            ("cache_secret", "fleet"),
+        ]);
+        rig.platform.respond_token("T1", 60);
+        rig.get().unwrap();
+        let body = rig.platform.sent.borrow()[0].body.clone();
+        let form: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(&body).into_owned().collect();
+        assert_eq!(form["client_assertion"], jwt);
+        assert_eq!(
+            form["client_assertion_type"],
+            crate::oauth::client_auth::JWT_BEARER
+        );
+        assert_eq!(form["client_id"], "svc");
+        // 200 s later the cached token is gone and the assertion has expired: a config
+        // error naming it, and nothing sent.
+        rig.platform.advance(200_000);
+        let e = rig.get().unwrap_err();
+        assert!(
+            matches!(&e, Error::Config(m) if m.starts_with("client_assertion: expired at 1800000100")),
+            "{e:?}"
+        );
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+        let errors: Vec<_> = rig
+            .platform
+            .events("token.fetch")
+            .into_iter()
+            .filter(|e| e["outcome"] == "error")
+            .collect();
+        assert_eq!(errors.len(), 1);
+        assert!(!errors[0].to_string().contains(&payload));
+    }
+}

@@ -1,0 +1,97 @@
+//! This instance's own cache. In Spin every request gets a fresh instance, so it helps
+//! only hosts that reuse instances; the key-value store is what carries across.
+
+use crate::provider::cooldown::Cooldown;
+use crate::store::{CacheKey, Entry};
+
+/// At most this many tokens per instance.
+const MAX_ENTRIES: usize = 256;
+
+/// A few keys at most per instance (usually one): a list is smaller in the component
+/// than a hash map and as fast, and needs no random hash seed.
+#[derive(Debug)]
+pub(crate) struct SmallMap<V>(Vec<(CacheKey, V)>);
+
+impl<V> Default for SmallMap<V> {
+    fn default() -> Self {
+        SmallMap(Vec::new())
+    }
+}
+
+impl<V> SmallMap<V> {
+    pub(crate) fn get(&self, key: &CacheKey) -> Option<&V> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub(crate) fn insert(&mut self, key: CacheKey, value: V) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &CacheKey) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryCache {
+    entries: SmallMap<Entry>,
+    /// The last credential rejection seen by this instance.
+    pub(crate) cooldown: Option<Cooldown>,
+    /// Renewals that failed: no new attempt before this time (Unix ms).
+    pub(crate) refresh_paused: SmallMap<u64>,
+    /// The issuer's metadata and when it was fetched (`provider::discovered`).
+    pub(crate) discovered: Option<crate::oauth::metadata::Fetched>,
+}
+
+impl MemoryCache {
+    pub(crate) fn get(&self, key: &CacheKey) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    pub(crate) fn put(&mut self, key: CacheKey, entry: Entry) {
+        // Bound memory: drop what has expired before adding.
+        if self.entries.len() >= MAX_ENTRIES {
+            let now = entry.issued_at_ms;
+            self.entries.0.retain(|(_, e)| e.expires_at_ms > now);
+            if self.entries.len() >= MAX_ENTRIES {
+                self.entries.0.clear();
+            }
+        }
+        self.entries.insert(key, entry);
+    }
+
+    pub(crate) fn remove(&mut self, key: &CacheKey) {
+        self.entries.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{entry, key_for, settings};
+
+    #[test]
+    fn memory_cache_stays_bounded() {
+        let s = settings(&[]);
+        let mut m = MemoryCache::default();
+        for i in 0..1000 {
+            m.put(
+                key_for(&s, &[&format!("s{i}")]),
+                Entry {
+                    issued_at_ms: i,
+                    expires_at_ms: i + 10,
+                    ..entry()
+                },
+            );
+        }
+        assert!(m.entries.len() <= 256);
+        assert!(m.get(&key_for(&s, &["s999"])).is_some());
+    }
+}

@@ -1,0 +1,544 @@
+//! The authorized client: checks a request against the allow-list, attaches the token,
+//! and on a 401 invalidates it and retries exactly once.
+
+use crate::audit::{Event, Outcome};
+use crate::error::{Error, sanitize};
+use crate::http_types::{HttpOptions, HttpRequest, HttpResponse};
+use crate::oauth::client::ClientSettings;
+use crate::oauth::request::{TokenParams, TokenRequest};
+use crate::origin::{Origin, Scheme, parse_url};
+use crate::platform::Platform;
+use crate::provider::Provider;
+use crate::secret::AccessToken;
+use crate::send::routes::InterceptSettings;
+
+/// Methods never sent with a token: TRACE (and the old TRACK) echo the request, its
+/// Authorization header included, back in the response body; CONNECT opens a tunnel.
+const REFUSED_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
+
+/// Headers a caller may not set: the ones that address the connection or frame the
+/// message (RFC 9110 §7.2 and §7.6.1, RFC 9112 §6), which the HTTP layer sets. Refused
+/// here, so that no host's own rules decide what goes out with a token.
+const REFUSED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// A caller's API request (mirrors the WIT `authorized-client.request`). Its `Debug`
+/// shows header names and the body's length only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Option<Vec<u8>>,
+    pub token: Option<TokenRequest>,
+}
+
+impl std::fmt::Debug for ApiRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field(
+                "headers",
+                &crate::http_types::RedactedHeaders(&self.headers),
+            )
+            .field(
+                "body",
+                &self
+                    .body
+                    .as_ref()
+                    .map(|b| crate::http_types::Redacted(b.len())),
+            )
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// The authorized client's requests to APIs.
+#[derive(Debug, Clone)]
+pub struct SendSettings {
+    /// `allowed_origins`.
+    pub allowed_origins: Vec<Origin>,
+    /// `origin_audiences`: (origin, audience or resource) bindings.
+    pub origin_audiences: Vec<(Origin, String)>,
+    /// `max_response_bytes`.
+    pub max_response_bytes: usize,
+    /// `allow_insecure_http`.
+    pub allow_insecure_http: bool,
+    /// The token interceptor's route table.
+    pub intercept: InterceptSettings,
+}
+
+/// RFC 9110 §5.6.2 `token`: what a method or a header name is made of.
+pub(crate) fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// RFC 9110 §5.5 field value: no control characters but the tab (so no CR, LF, NUL).
+pub(crate) fn is_field_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// Validate `req` without sending anything: method, URL, scheme, origin, headers.
+pub fn prepare(settings: &SendSettings, req: &ApiRequest) -> Result<HttpRequest, Error> {
+    let method = req.method.as_str();
+    if !is_token(method) {
+        return Err(Error::Refused(format!(
+            "`{}` is not a valid HTTP method",
+            sanitize(method, 32)
+        )));
+    }
+    if REFUSED_METHODS
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method))
+    {
+        return Err(Error::Refused(format!(
+            "`{method}` is never sent with a token (it echoes the request or opens a tunnel)"
+        )));
+    }
+    let url = parse_url(&req.url).map_err(|e| Error::Refused(format!("URL: {e}")))?;
+    if url.origin.scheme == Scheme::Http && !settings.allow_insecure_http {
+        return Err(Error::Refused(
+            "plain http:// would expose the token; use https:// or set allow_insecure_http=true"
+                .into(),
+        ));
+    }
+    if !settings.allowed_origins.contains(&url.origin) {
+        return Err(Error::Refused(format!(
+            "origin {} is not in allowed_origins",
+            url.origin
+        )));
+    }
+    let headers = checked_headers(req)?;
+    Ok(HttpRequest {
+        method: method.to_string(),
+        url,
+        headers,
+        body: req.body.clone().unwrap_or_default(),
+    })
+}
+
+/// The caller's headers, names lower-cased, if every one may be sent with a token.
+fn checked_headers(req: &ApiRequest) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let mut headers = Vec::with_capacity(req.headers.len() + 1);
+    for (name, value) in &req.headers {
+        if !is_token(name) {
+            return Err(Error::Refused(format!(
+                "`{}` is not a valid header name",
+                sanitize(name, 64)
+            )));
+        }
+        let name = name.to_ascii_lowercase();
+        if name == "authorization" || name == "proxy-authorization" {
+            return Err(Error::Refused(format!(
+                "the `{name}` header is set by the authorized client, not the caller"
+            )));
+        }
+        if REFUSED_HEADERS.contains(&name.as_str()) {
+            return Err(Error::Refused(format!(
+                "the `{name}` header is set by the HTTP layer, not the caller"
+            )));
+        }
+        if !is_field_value(value) {
+            return Err(Error::Refused(format!(
+                "header `{name}` has a value with CR, LF or NUL"
+            )));
+        }
+        headers.push((name, value.clone()));
+    }
+    Ok(headers)
+}
+
+/// Whether the token for `request` may go to `origin` (pure): a token with an
+/// audience or resources is meant for those APIs only, and another allowed origin
+/// could replay it there. Its audience must be bound to `origin` in
+/// `origin_audiences`; each resource must be at `origin` or bound to it. A token with
+/// neither is not bound to any API and goes to every allowed origin.
+pub fn bound_to(
+    settings: &SendSettings,
+    client: &ClientSettings,
+    request: &TokenRequest,
+    origin: &Origin,
+) -> Result<(), Error> {
+    let params = TokenParams::resolve(request, client)?;
+    let bound = |value: &str| {
+        settings
+            .origin_audiences
+            .iter()
+            .any(|(o, v)| o == origin && v == value)
+    };
+    if let Some(a) = &params.audience
+        && !bound(a)
+    {
+        return Err(Error::Refused(format!(
+            "the token's audience `{}` is not bound to {origin} (origin_audiences)",
+            sanitize(a, 100)
+        )));
+    }
+    for r in &params.resources {
+        let here = parse_url(r).is_ok_and(|u| u.origin == *origin);
+        if !here && !bound(r) {
+            return Err(Error::Refused(format!(
+                "the token's resource `{}` is neither at {origin} nor bound to it (origin_audiences)",
+                sanitize(r, 100)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Said in `detail` when a 401 made the client renew the token and send again.
+pub const RETRIED_AFTER_401: &str = "401 answered; token refreshed and request retried once";
+
+/// Send `req` with a token attached; on a 401, invalidate the token and send once more
+/// with a fresh one. One `client.send` audit line either way.
+pub fn send<P: Platform>(
+    provider: &Provider<'_, P>,
+    settings: &SendSettings,
+    req: &ApiRequest,
+) -> Result<HttpResponse, Error> {
+    let (client, audit) = (&provider.settings.client, &provider.settings.audit);
+    let token_request = req.token.clone().unwrap_or_default();
+    let scopes = token_request
+        .scopes
+        .clone()
+        .unwrap_or_else(|| client.scope.clone());
+    let prepared = match prepare(settings, req) {
+        Ok(p) => p,
+        Err(e) => {
+            let ev = Event::new(Outcome::SendRefused, audit, &scopes).with_error(&e);
+            provider.audit(&ev);
+            return Err(e);
+        }
+    };
+    if let Err(e) = bound_to(settings, client, &token_request, &prepared.url.origin) {
+        let ev = Event::new(Outcome::SendRefused, audit, &scopes).with_error(&e);
+        provider.audit(&ev);
+        return Err(e);
+    }
+    let (result, retried) = send_with_token(provider, settings, &prepared, &token_request);
+    let mut ev = match &result {
+        Ok(resp) => {
+            let mut ev = Event::new(Outcome::SendOk, audit, &scopes);
+            ev.status = Some(resp.status);
+            ev
+        }
+        Err(e) => Event::new(Outcome::SendError, audit, &scopes).with_error(e),
+    };
+    ev.api_origin = Some(prepared.url.origin.to_string());
+    if retried {
+        ev = ev.with_detail(RETRIED_AFTER_401);
+    }
+    provider.audit(&ev);
+    result
+}
+
+/// The exchange itself, and whether a 401 made it send twice.
+fn send_with_token<P: Platform>(
+    provider: &Provider<'_, P>,
+    settings: &SendSettings,
+    prepared: &HttpRequest,
+    token_request: &TokenRequest,
+) -> (Result<HttpResponse, Error>, bool) {
+    let options = HttpOptions {
+        timeout_ms: provider.settings.http.timeout_ms,
+        read_limit: settings.max_response_bytes.saturating_add(1),
+    };
+    // The token sent, and the answer.
+    let attempt = |force_refresh: bool| -> Result<(AccessToken, HttpResponse), Error> {
+        let token = provider.get_token(&TokenRequest {
+            force_refresh,
+            ..token_request.clone()
+        })?;
+        let mut with_token = prepared.clone();
+        with_token.headers.push((
+            "authorization".into(),
+            format!("Bearer {}", token.token.expose()).into_bytes(),
+        ));
+        let resp = provider.platform.send(&with_token, options)?;
+        if resp.body.len() > settings.max_response_bytes {
+            return Err(Error::InvalidResponse(format!(
+                "API response body larger than max_response_bytes ({})",
+                settings.max_response_bytes
+            )));
+        }
+        Ok((token.token, resp))
+    };
+    match attempt(token_request.force_refresh) {
+        Ok((rejected, resp)) if resp.status == 401 => {
+            // Drop the rejected token (in the store only if it is still there), then
+            // get one the ordinary way: another instance's successor from the store,
+            // or one fetch under the lease for the whole fleet.
+            provider.invalidate_token(token_request, &rejected);
+            (attempt(false).map(|(_, resp)| resp), true)
+        }
+        other => (other.map(|(_, resp)| resp), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::all_settings as settings;
+
+    fn request(method: &str, headers: &[(&str, &[u8])]) -> ApiRequest {
+        ApiRequest {
+            method: method.into(),
+            url: "https://api.example.com/v1".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect(),
+            body: Some(b"card=4111".to_vec()),
+            token: None,
+        }
+    }
+
+    fn refusal(method: &str, headers: &[(&str, &[u8])]) -> Option<String> {
+        let s = settings(&[("allowed_origins", "https://api.example.com")]);
+        match prepare(&s.send, &request(method, headers)) {
+            Ok(_) => None,
+            Err(Error::Refused(m)) => Some(m),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn methods_that_echo_or_tunnel_are_never_sent_with_a_token() {
+        for method in ["TRACE", "TRACK", "CONNECT", "trace", "Connect"] {
+            let refused = refusal(method, &[]).unwrap_or_else(|| panic!("{method} was allowed"));
+            assert!(refused.contains("never sent with a token"), "{refused}");
+        }
+        for method in [
+            "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "QUERY",
+        ] {
+            assert_eq!(refusal(method, &[]), None, "{method}");
+        }
+    }
+
+    #[test]
+    fn framing_and_hop_by_hop_headers_are_refused_whatever_the_host_allows() {
+        for name in [
+            "Host",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "TE",
+            "Trailer",
+            "Upgrade",
+        ] {
+            let refused =
+                refusal("POST", &[(name, b"x")]).unwrap_or_else(|| panic!("{name} was allowed"));
+            assert!(
+                refused.contains("set by the HTTP layer"),
+                "{name}: {refused}"
+            );
+        }
+        assert_eq!(refusal("POST", &[("Content-Type", b"text/plain")]), None);
+    }
+
+    #[test]
+    fn debug_of_an_api_request_shows_no_header_value_and_no_body() {
+        let shown = format!("{:?}", request("POST", &[("X-Api-Key", b"KEY-42")]));
+        assert!(
+            !shown.contains("KEY-42") && !shown.contains("4111"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("X-Api-Key") && shown.contains("9 bytes"),
+            "{shown}"
+        );
+    }
+
+    /// `n` instances (own memories, one store) that all hold token `t1` when an API
+    /// revokes it; one after the other each sends once and gets a 401 for `t1`.
+    /// Returns the rig and the number of token requests made.
+    fn revoked_fleet(n: usize) -> (crate::testing::Rig, usize) {
+        use crate::provider::instance::MemoryCache;
+        use crate::testing::{Rig, T0, response};
+        use std::cell::RefCell;
+        let rig = Rig::new(&[("allowed_origins", "https://api.example.com")]);
+        rig.store_token("t1", T0, 3600);
+        let provider = |memory| Provider {
+            settings: &rig.settings,
+            platform: &rig.platform,
+            memory,
+        };
+        let memories: Vec<RefCell<MemoryCache>> = (0..n).map(|_| Default::default()).collect();
+        for m in &memories {
+            let t = provider(m).get_token(&TokenRequest::default()).unwrap();
+            assert_eq!(t.token.expose(), "t1");
+        }
+        let mut fetched = 0;
+        for m in &memories {
+            let before = rig.platform.sent.borrow().len();
+            rig.platform.respond(Ok(response(401, &[], "revoked")));
+            if fetched == 0 {
+                rig.platform.respond_token("t2", 3600);
+            }
+            rig.platform.respond(Ok(response(200, &[], "ok")));
+            let req = ApiRequest {
+                method: "GET".into(),
+                url: "https://api.example.com/v1".into(),
+                headers: vec![],
+                body: None,
+                token: None,
+            };
+            let resp = send(&provider(m), &rig.send, &req);
+            fetched += rig.platform.sent.borrow()[before..]
+                .iter()
+                .filter(|r| r.method == "POST")
+                .count();
+            assert_eq!(resp.map(|r| r.status), Ok(200), "after {fetched} fetches");
+        }
+        (rig, fetched)
+    }
+
+    #[test]
+    fn a_fleet_that_gets_401_for_one_token_renews_it_once_and_keeps_the_successor() {
+        let (rig, fetched) = revoked_fleet(20);
+        assert_eq!(fetched, 1, "one token request for twenty 401s");
+        let kept = rig.platform.events("token.invalidate");
+        assert_eq!(kept.len(), 20);
+        assert_eq!(
+            kept[0]["outcome"], "ok",
+            "the first drops t1 from the store"
+        );
+        assert!(
+            kept[1..].iter().all(|e| e["outcome"] == "kept"),
+            "the others leave the successor in place: {kept:?}"
+        );
+        // The store holds the successor.
+        *rig.memory.borrow_mut() = Default::default();
+        let t = rig.provider().get_token(&TokenRequest::default()).unwrap();
+        assert_eq!(t.token.expose(), "t2");
+    }
+
+    #[test]
+    fn a_token_with_an_audience_or_resource_goes_only_where_it_is_bound() {
+        let s = settings(&[
+            (
+                "allowed_origins",
+                "https://internal.example,https://partner.example",
+            ),
+            ("origin_audiences", "https://internal.example=internal-api"),
+        ]);
+        let internal = parse_url("https://internal.example/x").unwrap().origin;
+        let partner = parse_url("https://partner.example/x").unwrap().origin;
+        let with = |audience: Option<&str>, resources: Option<Vec<&str>>| TokenRequest {
+            audience: audience.map(str::to_string),
+            resources: resources.map(|r| r.into_iter().map(str::to_string).collect()),
+            ..Default::default()
+        };
+        // Audience: only the bound origin.
+        let aud = with(Some("internal-api"), None);
+        assert_eq!(
+            bound_to(&s.send, &s.provider.client, &aud, &internal),
+            Ok(())
+        );
+        let Err(Error::Refused(why)) = bound_to(&s.send, &s.provider.client, &aud, &partner) else {
+            panic!()
+        };
+        assert_eq!(
+            why,
+            "the token's audience `internal-api` is not bound to https://partner.example:443 (origin_audiences)"
+        );
+        // Resource: its own origin, never another.
+        let res = with(None, Some(vec!["https://internal.example/orders"]));
+        assert_eq!(
+            bound_to(&s.send, &s.provider.client, &res, &internal),
+            Ok(())
+        );
+        assert!(bound_to(&s.send, &s.provider.client, &res, &partner).is_err());
+        // Neither: not bound to any API.
+        assert_eq!(
+            bound_to(&s.send, &s.provider.client, &with(None, None), &partner),
+            Ok(())
+        );
+        // The configured default audience counts like a requested one.
+        let default = settings(&[
+            (
+                "allowed_origins",
+                "https://internal.example,https://partner.example",
+            ),
+            ("audience", "internal-api"),
+        ]);
+        assert!(
+            bound_to(
+                &default.send,
+                &default.provider.client,
+                &with(None, None),
+                &internal
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn send_refuses_an_unbound_destination_before_asking_for_a_token() {
+        use crate::testing::Rig;
+        let rig = Rig::new(&[
+            (
+                "allowed_origins",
+                "https://internal.example,https://partner.example",
+            ),
+            ("origin_audiences", "https://internal.example=internal-api"),
+            ("audience", "internal-api"),
+        ]);
+        let req = ApiRequest {
+            method: "GET".into(),
+            url: "https://partner.example/replay".into(),
+            headers: vec![],
+            body: None,
+            token: None,
+        };
+        assert!(matches!(
+            send(&rig.provider(), &rig.send, &req),
+            Err(Error::Refused(_))
+        ));
+        assert!(rig.platform.sent.borrow().is_empty(), "nothing sent");
+        assert_eq!(rig.platform.events("client.send")[0]["outcome"], "refused");
+    }
+
+    #[test]
+    fn token_and_field_value_checks_agree_with_the_http_crate_on_every_byte() {
+        for b in 0u8..=255 {
+            let one = [b];
+            if let Ok(text) = std::str::from_utf8(&one) {
+                assert_eq!(
+                    is_token(text),
+                    http::HeaderName::from_bytes(&one).is_ok(),
+                    "header name byte {b:#04x}"
+                );
+                assert_eq!(
+                    is_token(text),
+                    http::Method::from_bytes(&one).is_ok(),
+                    "method byte {b:#04x}"
+                );
+            }
+            assert_eq!(
+                is_field_value(&[b'a', b, b'z']),
+                http::HeaderValue::from_bytes(&[b'a', b, b'z']).is_ok(),
+                "field value byte {b:#04x}"
+            );
+        }
+        assert!(!is_token(""));
+        assert!(is_field_value(b""));
+    }
+}

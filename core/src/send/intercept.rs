@@ -1,0 +1,353 @@
+//! The token interceptor's decision for one outgoing request of an app (issue 12):
+//! attach a token, send it on untouched, or refuse it. Pure: the interceptor component
+//! (`component::interceptor`) asks, then does what it is told.
+//!
+//! Which origins get a token, and which token:
+//! - an origin with a route in `intercept_routes` (`config::routes`): the route's token,
+//!   whose audience and resources the route binds to it;
+//! - any other origin in `allowed_origins`: the token the top-level keys describe
+//!   (`scope`, `audience`, `resource`), bound as `send` binds it (`origin_audiences`).
+//!
+//! A request to any other origin goes on untouched, or is refused when
+//! `intercept_unmatched = refuse`. A request whose `Authorization` the app set itself
+//! goes on as the app made it.
+
+use crate::error::Error;
+use crate::oauth::client::ClientSettings;
+use crate::oauth::request::TokenRequest;
+use crate::origin::{Origin, parse_url};
+use crate::send::authorized::SendSettings;
+use crate::send::authorized::bound_to;
+use crate::send::routes::Unmatched;
+
+/// What to do with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Get this token and set `Authorization: Bearer …` before sending to `origin`.
+    Attach { origin: Origin, token: TokenRequest },
+    /// Send the request on as the app made it, for this reason (audited).
+    PassThrough(&'static str),
+    /// Do not send: a token is due here but may not go, or the origin gets no token and
+    /// `intercept_unmatched = refuse` (audited, and the app gets an error).
+    Refuse(Error),
+}
+
+/// Said when the app's request already carries `Authorization`.
+pub const APP_AUTHORIZATION: &str = "the app set Authorization itself; left as it is";
+/// Said when the destination has no route and is not one of `allowed_origins`.
+pub const NOT_ROUTED: &str =
+    "origin not in intercept_routes or allowed_origins; sent without a token";
+/// Said when the request names no scheme or authority, or one that is not a URL origin.
+pub const NO_ORIGIN: &str = "no http(s) origin in the request; sent without a token";
+
+/// The decision for a request to `scheme://authority`. `scheme` is as the app set it
+/// (`http`, `https`, or another), `None` when it set none.
+pub fn decide(
+    settings: &SendSettings,
+    client: &ClientSettings,
+    scheme: Option<&str>,
+    authority: Option<&str>,
+    app_authorization: bool,
+) -> Decision {
+    let Some(origin) = origin_of(scheme, authority) else {
+        return unmatched(settings, NO_ORIGIN);
+    };
+    let token = if let Some(route) = settings.intercept.route(&origin) {
+        route.token.clone()
+    } else if settings.allowed_origins.contains(&origin) {
+        let token = TokenRequest::default();
+        if let Err(e) = bound_to(settings, client, &token, &origin) {
+            return Decision::Refuse(e);
+        }
+        token
+    } else {
+        return unmatched(settings, NOT_ROUTED);
+    };
+    if app_authorization {
+        return Decision::PassThrough(APP_AUTHORIZATION);
+    }
+    Decision::Attach { origin, token }
+}
+
+/// The origin of `scheme://authority`, if that is exactly an http(s) origin.
+fn origin_of(scheme: Option<&str>, authority: Option<&str>) -> Option<Origin> {
+    let (scheme, authority) = (scheme?, authority?);
+    // Only an authority: a path, query or userinfo in it would make another URL.
+    if authority.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    parse_url(&format!("{scheme}://{authority}/"))
+        .ok()
+        .map(|url| url.origin)
+}
+
+fn unmatched(settings: &SendSettings, why: &'static str) -> Decision {
+    match settings.intercept.unmatched {
+        Unmatched::Pass => Decision::PassThrough(why),
+        Unmatched::Refuse => Decision::Refuse(Error::Refused(format!(
+            "{} (intercept_unmatched = refuse)",
+            why.split_once(';').map_or(why, |(what, _)| what)
+        ))),
+    }
+}
+
+/// What the interceptor knows of a request's body before sending it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// It ended without a byte: the request can be sent again as it was.
+    Empty,
+    /// Bytes were (or will be) streamed: they cannot be sent twice.
+    Bytes,
+}
+
+/// What to do once the API has answered `status` to a request sent with a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAnswer {
+    /// Hand the answer to the app.
+    Deliver,
+    /// Hand the answer to the app, and drop the token so the next request gets another.
+    InvalidateAndDeliver,
+    /// Drop the token, get another and send the request once more (this answer is
+    /// discarded); only for a body that can be sent again.
+    InvalidateAndRetry,
+}
+
+/// The rule for a 401 (issue 12): a request without a body is retried once with a new
+/// token; one whose body has been streamed goes back to the app, and the token is
+/// dropped all the same.
+pub fn after_answer(status: u16, body: Body, retried: bool) -> AfterAnswer {
+    match (status, body, retried) {
+        (401, Body::Empty, false) => AfterAnswer::InvalidateAndRetry,
+        (401, _, _) => AfterAnswer::InvalidateAndDeliver,
+        _ => AfterAnswer::Deliver,
+    }
+}
+
+/// Whether the headers promise a body: a `content-length` above 0 (then the body is
+/// streamed on as it comes, not looked at). Without one, the interceptor reads the
+/// first chunk to learn whether there is a body at all.
+pub fn promises_body(content_length: &[Vec<u8>]) -> bool {
+    content_length.iter().any(|v| {
+        std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::testing::all_settings as settings;
+
+    /// [`decide`] on `s`'s send and client settings.
+    fn decide_on(
+        s: &Settings,
+        scheme: Option<&str>,
+        authority: Option<&str>,
+        app_authorization: bool,
+    ) -> Decision {
+        decide(
+            &s.send,
+            &s.provider.client,
+            scheme,
+            authority,
+            app_authorization,
+        )
+    }
+
+    fn api() -> Settings {
+        settings(&[(
+            "allowed_origins",
+            "https://api.example.com,https://billing.example.com:8443",
+        )])
+    }
+
+    #[test]
+    fn an_allowed_origin_gets_the_default_token() {
+        for (scheme, authority, port) in [
+            ("https", "api.example.com", 443),
+            ("HTTPS", "API.Example.com:443", 443),
+            ("https", "billing.example.com:8443", 8443),
+        ] {
+            match decide_on(&api(), Some(scheme), Some(authority), false) {
+                Decision::Attach { origin, token } => {
+                    assert_eq!(origin.port, port);
+                    assert_eq!(token, TokenRequest::default());
+                }
+                other => panic!("{scheme}://{authority}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn other_origins_and_look_alikes_go_untouched() {
+        for (scheme, authority) in [
+            ("https", "api.example.com:8443"),
+            ("http", "api.example.com"),
+            ("https", "api.example.com.evil.test"),
+            ("https", "billing.example.com"),
+            ("https", "xapi.example.com"),
+        ] {
+            assert_eq!(
+                decide_on(&api(), Some(scheme), Some(authority), false),
+                Decision::PassThrough(NOT_ROUTED),
+                "{scheme}://{authority}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_apps_own_authorization_is_left_alone() {
+        assert_eq!(
+            decide_on(&api(), Some("https"), Some("api.example.com"), true),
+            Decision::PassThrough(APP_AUTHORIZATION)
+        );
+        // ... but does not open an origin that `refuse` closes.
+        let closed = settings(&[("intercept_unmatched", "refuse")]);
+        assert!(matches!(
+            decide_on(&closed, Some("https"), Some("elsewhere.example.com"), true),
+            Decision::Refuse(_)
+        ));
+    }
+
+    fn routed() -> Settings {
+        settings(&[
+            ("scope", "default-scope"),
+            (
+                "allowed_origins",
+                "https://api.example.com,https://billing.example.com",
+            ),
+            (
+                "intercept_routes",
+                r#"[{"origin":"https://billing.example.com","scope":"billing","audience":"billing-api"},
+                    {"origin":"http://127.0.0.1:8080","resource":"urn:local"}]"#,
+            ),
+        ])
+    }
+
+    #[test]
+    fn a_route_gives_its_own_token_and_binds_its_audience() {
+        let s = routed();
+        match decide_on(&s, Some("https"), Some("billing.example.com"), false) {
+            Decision::Attach { token, .. } => {
+                assert_eq!(token.scopes, Some(vec!["billing".to_string()]));
+                assert_eq!(token.audience.as_deref(), Some("billing-api"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A route's origin need not be in allowed_origins; what it leaves out is the
+        // top-level default.
+        match decide_on(&s, Some("http"), Some("127.0.0.1:8080"), false) {
+            Decision::Attach { origin, token } => {
+                assert_eq!(origin.port, 8080);
+                assert_eq!(token.scopes, None);
+                assert_eq!(token.resources, Some(vec!["urn:local".to_string()]));
+            }
+            other => panic!("{other:?}"),
+        }
+        // An allowed origin without a route: the default token.
+        match decide_on(&s, Some("https"), Some("api.example.com"), false) {
+            Decision::Attach { token, .. } => assert_eq!(token, TokenRequest::default()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            decide_on(&s, Some("http"), Some("127.0.0.1:8081"), false),
+            Decision::PassThrough(NOT_ROUTED)
+        );
+    }
+
+    #[test]
+    fn refuse_closes_every_origin_that_gets_no_token() {
+        let mut s = routed();
+        s.send.intercept.unmatched = Unmatched::Refuse;
+        for (scheme, authority) in [
+            (Some("https"), Some("elsewhere.example.com")),
+            (Some("http"), Some("api.example.com")),
+            (None, Some("api.example.com")),
+            (Some("https"), Some("api.example.com/x")),
+        ] {
+            match decide_on(&s, scheme, authority, false) {
+                Decision::Refuse(Error::Refused(m)) => {
+                    assert!(m.ends_with("(intercept_unmatched = refuse)"), "{m}");
+                    assert!(!m.contains("sent without"), "{m}");
+                }
+                other => panic!("{scheme:?} {authority:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            decide_on(&s, Some("https"), Some("billing.example.com"), false),
+            Decision::Attach { .. }
+        ));
+    }
+
+    #[test]
+    fn requests_without_a_usable_origin_go_untouched() {
+        for (scheme, authority) in [
+            (None, Some("api.example.com")),
+            (Some("https"), None),
+            (Some("ftp"), Some("api.example.com")),
+            (Some("https"), Some("")),
+            (Some("https"), Some("user@api.example.com")),
+            (Some("https"), Some("api.example.com/x")),
+            (Some("https"), Some("api.example.com?x")),
+            (Some("https"), Some("api.example.com#x")),
+            (Some("https"), Some("api.example.com:99999")),
+            (Some("https"), Some(&*"a".repeat(70_000))),
+        ] {
+            assert_eq!(
+                decide_on(&api(), scheme, authority, false),
+                Decision::PassThrough(NO_ORIGIN),
+                "{scheme:?} {:?}",
+                authority.map(|a| &a[..a.len().min(40)])
+            );
+        }
+    }
+
+    #[test]
+    fn a_bound_token_is_refused_where_it_is_not_bound() {
+        let s = settings(&[
+            (
+                "allowed_origins",
+                "https://api.example.com,https://other.example.com",
+            ),
+            ("audience", "orders-api"),
+            ("origin_audiences", "https://api.example.com=orders-api"),
+        ]);
+        assert!(matches!(
+            decide_on(&s, Some("https"), Some("api.example.com"), false),
+            Decision::Attach { .. }
+        ));
+        match decide_on(&s, Some("https"), Some("other.example.com"), false) {
+            Decision::Refuse(Error::Refused(m)) => assert!(m.contains("orders-api"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_401_is_retried_once_and_only_without_a_body() {
+        use AfterAnswer::*;
+        assert_eq!(after_answer(401, Body::Empty, false), InvalidateAndRetry);
+        assert_eq!(after_answer(401, Body::Empty, true), InvalidateAndDeliver);
+        assert_eq!(after_answer(401, Body::Bytes, false), InvalidateAndDeliver);
+        for status in [200, 204, 400, 403, 404, 500] {
+            assert_eq!(after_answer(status, Body::Empty, false), Deliver);
+            assert_eq!(after_answer(status, Body::Bytes, false), Deliver);
+        }
+    }
+
+    #[test]
+    fn only_a_positive_content_length_promises_a_body() {
+        assert!(promises_body(&[b"12".to_vec()]));
+        assert!(promises_body(&[b" 1 ".to_vec()]));
+        for none in [
+            vec![],
+            vec![b"0".to_vec()],
+            vec![b"x".to_vec()],
+            vec![b"-1".to_vec()],
+        ] {
+            assert!(!promises_body(&none), "{none:?}");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Sending to APIs with a token: the authorized client (`authorized`: allow-list,
+//! destination binding, the token attached, one retry after a 401) and the token
+//! interceptor's decisions (`intercept`) with its route table (`routes`).
+
+pub(crate) mod authorized;
+pub(crate) mod intercept;
+pub(crate) mod routes;
+
+pub(crate) use authorized::SendSettings;
+pub(crate) use routes::{InterceptSettings, Unmatched, parse_routes};

@@ -1,0 +1,10 @@
+//! What the component keeps in the shared key-value store, without touching it: the
+//! key names (`keys`), the sealed format (`seal`), and the cached token with its
+//! window arithmetic (`entry`). The provider does the reads and writes.
+
+pub(crate) mod entry;
+pub(crate) mod keys;
+pub mod seal;
+
+pub(crate) use entry::Entry;
+pub(crate) use keys::CacheKey;
