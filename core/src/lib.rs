@@ -70,18 +70,20 @@ pub use audit::{Event, Outcome};
 /// the benchmarks: parsers, the sealed store format, cache keys, the lease record.
 /// Not part of what the crate promises.
 pub mod internal {
+    pub use crate::oauth::client::Endpoint;
     pub use crate::oauth::client_auth::{self, Alg, Claims, FederatedAssertion, PrivateKey};
     pub use crate::oauth::metadata::{self, MAX_DOCUMENT_BYTES, MAX_LIST, Problem};
-    pub use crate::oauth::metadata::{Endpoint, Fetched, Metadata};
+    pub use crate::oauth::metadata::{Fetched, Metadata};
     pub use crate::oauth::request::{TokenParams, parse_resource};
     pub use crate::oauth::response::{self, MAX_TOKEN_RESPONSE_BYTES};
     pub use crate::origin::{HttpUrl, parse_origin, parse_url};
-    pub use crate::provider::cooldown::Cooldown;
+    pub use crate::provider::failure::Cooldown;
     pub use crate::provider::lease::Holder;
     pub use crate::secret::Secret;
     pub use crate::send::authorized::{bound_to, prepare};
     pub use crate::send::intercept::{APP_AUTHORIZATION, NO_ORIGIN, NOT_ROUTED};
     pub use crate::store::entry::Entry;
     pub use crate::store::keys::{CacheKey, KEY_PREFIX, KeyNames, roles};
+    pub use crate::store::record::{Fields, Record};
     pub use crate::store::seal::{self, Rejected};
 }

@@ -30,7 +30,7 @@ fn reference(text: &str) -> Option<(Scheme, String, Option<String>, String)> {
 }
 
 /// `Ok` unless `parse_url` accepts `text` and `Uri` refuses it or reads it otherwise.
-pub(crate) fn agrees(text: &str) -> Result<(), String> {
+pub fn agrees(text: &str) -> Result<(), String> {
     let Ok(ours) = parse_url(text) else {
         return Ok(());
     };

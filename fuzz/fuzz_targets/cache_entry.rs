@@ -4,10 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use token_provider_core::config::Settings;
-use token_provider_core::secret::AccessToken;
-use token_provider_core::store::{CacheKey, Entry, seal};
-use token_provider_core::token_request::{TokenParams, TokenRequest};
+use token_provider_core::{
+    AccessToken, Settings, TokenRequest,
+    internal::{CacheKey, Entry, TokenParams, seal},
+};
 
 fn fixture() -> &'static (Settings, CacheKey, Vec<u8>) {
     static F: OnceLock<(Settings, CacheKey, Vec<u8>)> = OnceLock::new();
@@ -18,15 +18,15 @@ fn fixture() -> &'static (Settings, CacheKey, Vec<u8>) {
             ("client_secret", "fuzz-secret"),
         ])
         .unwrap();
-        let params = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
-        let key = CacheKey::new(&s, &params);
+        let params = TokenParams::resolve(&TokenRequest::default(), &s.provider.client).unwrap();
+        let key = s.provider.cache_key(&params);
         let entry = Entry {
             access_token: AccessToken::new("cached"),
             scopes: vec!["read".into()],
             issued_at_ms: 1,
             expires_at_ms: 2,
         };
-        let sealed = seal::seal(&entry, &s.client.secret, &key, [9; 24]);
+        let sealed = seal::seal(&entry, &s.provider.cache.secret, &key, [9; 24]);
         (s, key, sealed)
     })
 }
@@ -34,7 +34,7 @@ fn fixture() -> &'static (Settings, CacheKey, Vec<u8>) {
 fuzz_target!(|data: &[u8]| {
     let (s, key, sealed) = fixture();
     // Arbitrary bytes: whatever the outcome, no panic.
-    let _ = seal::open(data, &s.client.secret, key);
+    let _ = seal::open(data, &s.provider.cache.secret, key);
     // The real entry with the input XORed in: opens only if nothing changed.
     let mut tampered = sealed.clone();
     let mut changed = false;
@@ -42,6 +42,6 @@ fuzz_target!(|data: &[u8]| {
         tampered[i] ^= b;
         changed |= *b != 0;
     }
-    let opened = seal::open(&tampered, &s.client.secret, key);
+    let opened = seal::open(&tampered, &s.provider.cache.secret, key);
     assert_eq!(opened.is_ok(), !changed);
 });

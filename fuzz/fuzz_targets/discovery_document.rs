@@ -4,8 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_provider_core::discovery::{MAX_DOCUMENT_BYTES, MAX_LIST, parse};
-use token_provider_core::origin::{Scheme, parse_url};
+use token_provider_core::{
+    Scheme,
+    internal::{MAX_DOCUMENT_BYTES, MAX_LIST, metadata::parse, parse_url},
+};
 
 const ISSUER: &str = "https://login.example.com/t1";
 

@@ -3,8 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_provider_core::http_types::HttpResponse;
-use token_provider_core::token_response::{Lifetimes, parse};
+use token_provider_core::{HttpResponse, internal::response::parse, settings::Lifetimes};
 
 fuzz_target!(|data: &[u8]| {
     // Bytes 0-1: status; byte 2: content type; the rest: the body.

@@ -5,9 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use token_provider_core::authorized::{ApiRequest, prepare};
-use token_provider_core::config::Settings;
-use token_provider_core::origin::parse_url;
+use token_provider_core::{
+    ApiRequest, Settings,
+    internal::{parse_url, prepare},
+};
 
 fn settings() -> &'static Settings {
     static S: OnceLock<Settings> = OnceLock::new();
@@ -41,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         body: None,
         token: None,
     };
-    if let Ok(prepared) = prepare(settings(), &req) {
+    if let Ok(prepared) = prepare(&settings().send, &req) {
         let origin = &prepared.url.origin;
         assert!(settings().send.allowed_origins.contains(origin), "{text:?}");
         assert_eq!(origin.host, "api.example.com", "{text:?}");

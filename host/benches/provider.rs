@@ -434,12 +434,7 @@ async fn compare_with(
 /// The steps of a store hit in the core, timed natively.
 fn native_rows(server: &MockServer) {
     use std::hint::black_box;
-    use token_provider_core::audit::{Event, Outcome};
-    use token_provider_core::config::Settings;
-    use token_provider_core::secret::{AccessToken, Secret};
-    use token_provider_core::store::keys::KeyNames;
-    use token_provider_core::store::{CacheKey, Entry, seal};
-    use token_provider_core::token_request::{TokenParams, TokenRequest as CoreRequest};
+    use token_provider_core::{Event, Outcome, Settings, AccessToken, TokenRequest as CoreRequest, internal::{Secret, KeyNames, CacheKey, Entry, seal, TokenParams}};
     let token_url = server.url("/token");
     let origin = server.origin();
     let pairs = [
@@ -935,9 +930,7 @@ client assertions: a forced token fetch per method, warm instance (the differenc
         "
 client assertions signed natively (the core's code on this machine)"
     );
-    use token_provider_core::client_auth::{
-        Alg, Claims, PrivateKey, client_secret_jwt, private_key_jwt,
-    };
+    use token_provider_core::{internal::{Alg, Claims, PrivateKey, client_auth::client_secret_jwt, client_auth::private_key_jwt}};
     let claims = Claims {
         client_id: ID,
         audience: "https://auth.example.com/token",

@@ -16,7 +16,7 @@ macro_rules! provider_world {
                 "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
                 "wasi:random": wasmtime_wasi::p2::bindings::random,
                 "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-                "wasi:keyvalue/store.bucket": crate::wasi_impls::Bucket,
+                "wasi:keyvalue/store.bucket": crate::keyvalue::Bucket,
                 $($with)*
             },
         });
@@ -24,7 +24,7 @@ macro_rules! provider_world {
 }
 
 provider_world!("oauth2:token-provider/token-provider", {
-    "wasi:keyvalue/atomics.cas": crate::wasi_impls::Cas,
+    "wasi:keyvalue/atomics.cas": crate::keyvalue::Cas,
 });
 
 /// The wasmtime flavor's imports (`wasi:keyvalue@0.2.0-draft`, `wasi:config@0.2.0-rc.1`).

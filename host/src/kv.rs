@@ -1,7 +1,7 @@
 //! Key-value storage behind the component's `wasi:keyvalue` imports.
 //!
 //! [`KvBackend`] is the storage; the generated `wasi:keyvalue` host traits (in
-//! `wasi_impls`) only translate. One backend is shared by every instance of a host, so
+//! `keyvalue`) only translate. One backend is shared by every instance of a host, so
 //! a token cached by one instance is found by the next (Spin's model: an instance per
 //! request). [`MemoryKv`] lives in the process; [`RedisKv`] is shared by every process
 //! that points at the same Redis.

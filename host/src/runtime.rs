@@ -4,6 +4,8 @@
 
 use crate::bindings;
 use crate::components::{Flavor, embedded, new_engine};
+use crate::config::{WasiConfig, WasiConfigVariables};
+use crate::keyvalue::{WasiKeyValue, WasiKeyValueCtx};
 use crate::kv::{KvBackend, MemoryKv};
 use crate::memory_peak::{MemoryPeak, Recorder};
 use crate::outbound::{Hooks, tls_config};
@@ -88,14 +90,10 @@ pub struct State {
     pub(crate) table: ResourceTable,
     pub(crate) hooks: Hooks,
     /// The key-value store, if this instance may open it.
-    pub(crate) kv: Option<Arc<dyn KvBackend>>,
+    kv: WasiKeyValueCtx,
     /// What `wasi:config` shows (empty when not inherited).
-    pub(crate) config: Arc<HashMap<String, String>>,
-    /// Time per import phase, when the host was built with [`HostBuilder::phases`].
-    pub(crate) phases: Option<Phases>,
-    /// Whether `wasi:config` `get-all` answers ([`HostBuilder::config_get_all`]).
-    pub(crate) config_get_all: bool,
-    /// Records memory growth, when the host was built with [`HostBuilder::memory_peak`].
+    config: WasiConfigVariables,
+    /// Records memory growth (a test kit's [`MemoryPeak`](crate::MemoryPeak)).
     memory: Option<Recorder>,
 }
 
@@ -195,28 +193,32 @@ impl HostBuilder {
     }
 
     /// Time every import call of every instance by phase into `phases` (benchmarks:
-    /// see [`crate::phases`]).
+    /// see [`Phases`]). Test kit only.
+    #[cfg(feature = "testkit")]
     pub fn phases(mut self, phases: Phases) -> Self {
         self.phases = Some(phases);
         self
     }
 
     /// Record into `peak` how large the linear memories of every instance grow (tests:
-    /// see [`crate::memory`]).
+    /// see [`MemoryPeak`]). Test kit only.
+    #[cfg(feature = "testkit")]
     pub fn memory_peak(mut self, peak: MemoryPeak) -> Self {
         self.memory_peak = Some(peak);
         self
     }
 
     /// `false`: `wasi:config` `get-all` fails, as on a host that implements only `get`
-    /// (the component then asks key by key). Default `true`.
+    /// (the component then asks key by key). Default `true`. Test kit only.
+    #[cfg(feature = "testkit")]
     pub fn config_get_all(mut self, answers: bool) -> Self {
         self.config_get_all = answers;
         self
     }
 
     /// Shift the wall clock the component sees (`wasi:clocks/wall-clock`) by this many
-    /// milliseconds: for testing hosts whose clocks disagree.
+    /// milliseconds: for testing hosts whose clocks disagree. Test kit only.
+    #[cfg(feature = "testkit")]
     pub fn clock_offset_ms(mut self, offset: i64) -> Self {
         self.clock_offset_ms = offset;
         self
@@ -245,7 +247,10 @@ impl HostBuilder {
         // instantiated in this host, such as apps composed with the interceptor.
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
-        crate::wasi_impls::add_to_linker(&mut linker)?;
+        crate::keyvalue::add_to_linker(&mut linker, |s: &mut State| {
+            WasiKeyValue::new(&s.kv, &mut s.table)
+        })?;
+        crate::config::add_to_linker(&mut linker, |s: &mut State| WasiConfig::from(&s.config))?;
         let pre = bindings::TokenProviderPre::new(linker.instantiate_pre(&component)?)?;
         let log_file = match &self.log {
             LogSink::File(path) => {
@@ -390,14 +395,18 @@ impl TokenHost {
                 allowed: inherit.outbound_http,
                 phases: self.phases.clone(),
             },
-            kv: inherit.key_value.then(|| self.kv.clone()),
-            config: if inherit.config {
+            kv: match inherit.key_value {
+                true => WasiKeyValueCtx::new(self.kv.clone()),
+                false => WasiKeyValueCtx::denied(),
+            }
+            .with_phases(self.phases.clone()),
+            config: WasiConfigVariables::shared(if inherit.config {
                 self.config.clone()
             } else {
                 Arc::default()
-            },
-            phases: self.phases.clone(),
-            config_get_all: self.config_get_all,
+            })
+            .with_get_all(self.config_get_all)
+            .with_phases(self.phases.clone()),
             memory: self.memory_peak.clone().map(Recorder::new),
         };
         let mut store = Store::new(&self.engine, state);

@@ -8,7 +8,7 @@ pub use crate::bindings::exports::oauth2::token_provider::authorized_client::{
 pub use crate::bindings::oauth2::token_provider::types::{
     AccessToken, Error as ProviderError, OauthError, ServerError, TokenRequest, TokenSource,
 };
-use token_provider_core::provider::Source;
+use token_provider_core::Source;
 
 impl TokenRequest {
     /// The configured defaults.
@@ -45,7 +45,7 @@ impl ApiRequest {
 /// The WIT `error` back as the core's error (the component maps it the other way).
 impl From<ProviderError> for token_provider_core::Error {
     fn from(e: ProviderError) -> Self {
-        use token_provider_core::error::OAuthError;
+        use token_provider_core::OAuthError;
         match e {
             ProviderError::Config(m) => Self::Config(m),
             ProviderError::Oauth(e) => Self::OAuth(OAuthError {

@@ -5,11 +5,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use token_provider_core::config::Settings;
-use token_provider_core::provider::lease::Holder;
-use token_provider_core::store::keys::{CacheKey, roles};
-use token_provider_core::store::seal;
-use token_provider_core::token_request::{TokenParams, TokenRequest as CoreRequest};
+use token_provider_core::{Settings, TokenRequest as CoreRequest, internal::{Holder, CacheKey, roles, seal, TokenParams}};
 use token_provider_host::kv::{KvBackend, MemoryKv};
 use token_provider_host::testkit::testserver::{Canned, MockServer};
 use token_provider_host::{

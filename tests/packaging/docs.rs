@@ -2,7 +2,7 @@
 //! and defaults, and every relative link in the README and docs/ leads somewhere.
 
 use std::path::{Path, PathBuf};
-use token_provider_core::config::KEYS;
+use token_provider_core::KEYS;
 
 #[test]
 fn readme_config_table_lists_every_key_with_its_default() {

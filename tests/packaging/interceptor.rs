@@ -96,12 +96,12 @@ async fn an_app_without_oauth_code_gets_tokens_on_allowed_origins_only() {
     assert_eq!(lines[0]["status"], 200);
     assert_eq!(
         lines[2]["detail"],
-        token_provider_core::intercept::NOT_ROUTED,
+        token_provider_core::internal::NOT_ROUTED,
         "{log}"
     );
     assert_eq!(
         lines[3]["detail"],
-        token_provider_core::intercept::APP_AUTHORIZATION,
+        token_provider_core::internal::APP_AUTHORIZATION,
         "{log}"
     );
 }
@@ -244,7 +244,7 @@ async fn a_401_is_retried_without_a_body_and_passed_back_with_one() {
             (
                 v["outcome"].as_str().unwrap().to_string(),
                 v["status"].as_u64().unwrap(),
-                v["detail"] == token_provider_core::authorized::RETRIED_AFTER_401,
+                v["detail"] == token_provider_core::RETRIED_AFTER_401,
             )
         })
         .collect();
@@ -475,7 +475,7 @@ async fn against_oidc_provider_over_http_and_tls() {
             assert_eq!(peer.stats(None).await, (2, 4));
             let log = String::from_utf8_lossy(&log.contents()).into_owned();
             assert!(!log.contains(&cached.token), "{log}");
-            assert!(log.contains(token_provider_core::authorized::RETRIED_AFTER_401));
+            assert!(log.contains(token_provider_core::RETRIED_AFTER_401));
         }
     }
 }

@@ -11,8 +11,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use token_provider_core::config::KEYS;
-use token_provider_core::config::keys::UsedBy;
+use token_provider_core::{KEYS, UsedBy};
 use wasmtime::component::{Component, types::ComponentItem};
 
 const PROVIDER_IMPORT: &str = "oauth2:token-provider/authorized-client@0.1.0";
@@ -313,7 +312,7 @@ fn spin_build_produces_every_path_and_all_imports_are_in_spins_world() {
 pub fn credentials_are_secrets(app_vars: &toml::Table) -> Vec<&'static str> {
     let credentials: Vec<&str> = KEYS
         .iter()
-        .filter(|k| k.kind == token_provider_core::config::Kind::Secret)
+        .filter(|k| k.kind == token_provider_core::Kind::Secret)
         .map(|k| k.name)
         .collect();
     assert!(credentials.len() >= 4, "{credentials:?}");

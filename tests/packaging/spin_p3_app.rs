@@ -20,7 +20,7 @@ use crate::spin_app::{
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
-use token_provider_core::config::KEYS;
+use token_provider_core::KEYS;
 
 const CLIENT: &str = "wasi:http/client@0.3.0";
 const NARROW: [&str; 3] = ["allowed_outbound_hosts", "key_value_stores", "variables"];

@@ -3,7 +3,7 @@
 //! made, and which credential keys the store's names and sealing (`cache_secret` for a
 //! federated assertion, which rotates).
 
-use super::Reader;
+use super::reader::Reader;
 use crate::error::Error;
 use crate::oauth::client::{AssertionSettings, AuthMethod, Credentials, MethodChoice};
 use crate::oauth::client_auth::{Alg, FederatedAssertion, PrivateKey};

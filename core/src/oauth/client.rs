@@ -5,9 +5,17 @@
 //! store's names use them.
 
 use crate::oauth::client_auth::{FederatedAssertion, PrivateKey};
-use crate::oauth::metadata::Endpoint;
 use crate::origin::HttpUrl;
 use crate::secret::Secret;
+
+/// Where tokens are asked for and how the client authenticates there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: HttpUrl,
+    /// The URL as configured or discovered (a signed assertion's default `aud`).
+    pub url_text: String,
+    pub method: AuthMethod,
+}
 
 /// Who asks the token endpoint, and for what by default.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //! and shares the document.
 
 use crate::error::sanitize;
-use crate::oauth::client::{AuthMethod, ClientSettings, Credentials, MethodChoice};
+use crate::oauth::client::{AuthMethod, ClientSettings, Credentials, Endpoint, MethodChoice};
 use crate::origin::{HttpUrl, Scheme, parse_url};
 use serde::Serialize;
 
@@ -14,15 +14,6 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 pub const MAX_LIST: usize = 64;
 /// Longest value kept from a list.
 const MAX_VALUE_LEN: usize = 128;
-
-/// Where tokens are asked for and how the client authenticates there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub url: HttpUrl,
-    /// The URL as configured or discovered (a signed assertion's default `aud`).
-    pub url_text: String,
-    pub method: AuthMethod,
-}
 
 /// What is kept of a metadata document (and sealed in the store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

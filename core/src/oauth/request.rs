@@ -1,9 +1,9 @@
 //! Building the token endpoint request (RFC 6749 §4.4, RFC 8707, client authentication).
 
 use crate::http_types::HttpRequest;
+use crate::oauth::client::Endpoint;
 use crate::oauth::client::{AuthMethod, ClientSettings};
 use crate::oauth::client_auth;
-use crate::oauth::metadata::Endpoint;
 use base64::Engine as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 

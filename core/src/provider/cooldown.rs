@@ -1,7 +1,7 @@
-//! Shared failures: after a failure that would fail the next caller too, every call
-//! fails fast with that error for a while, in this instance and, through a record
-//! sealed under the credential at the client's `failure` key, in every instance that
-//! shares the store.
+//! Shared failures, the I/O: a [`Cooldown`] (its rules are in `failure`) is kept in this
+//! instance and, through a record sealed under the credential at the client's
+//! `failure` key, in every instance that shares the store; a call fails fast while one
+//! has not lapsed.
 //!
 //! - **Credentials** (`invalid_client`, `unauthorized_client`): for
 //!   `failure_cooldown_secs`. A rotated secret is tried at once (the old record does
@@ -16,118 +16,13 @@
 //! wait). `failure_cooldown_secs = 0` turns both off.
 
 use super::Provider;
-use super::settings::RetrySettings;
+use super::failure::Cooldown;
 use crate::audit::{Event, Outcome};
-use crate::error::{Error, OAuthError};
+use crate::error::Error;
 use crate::oauth::request::TokenParams;
 use crate::platform::Platform;
-use crate::retry;
 use crate::store::keys::roles;
 use crate::store::seal;
-use serde::Serialize;
-
-/// Fail fast until `until_ms` with (a copy of) the error that started it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Cooldown {
-    /// An outage (retryable failure) rather than rejected credentials.
-    pub outage: bool,
-    /// `Error::kind` of the original error.
-    pub kind: String,
-    /// The OAuth error code, if it was one.
-    pub error: String,
-    /// The OAuth error description, or the error's message.
-    pub description: Option<String>,
-    pub status: u16,
-    pub until_ms: u64,
-}
-
-impl seal::Record for Cooldown {
-    fn from_fields(f: &seal::Fields) -> Option<Self> {
-        Some(Cooldown {
-            outage: f.bool("outage")?,
-            kind: f.string("kind")?,
-            error: f.string("error")?,
-            description: f.optional_string("description")?,
-            status: f.u16("status")?,
-            until_ms: f.u64("until_ms")?,
-        })
-    }
-}
-
-impl Cooldown {
-    /// The cooldown an error starts (pure): `retry_after_ms` is the last answer's
-    /// `Retry-After`, if any.
-    pub(crate) fn after(
-        e: &Error,
-        settings: &RetrySettings,
-        retry_after_ms: Option<u64>,
-        now_ms: u64,
-    ) -> Option<Cooldown> {
-        let cap_ms = settings.failure_cooldown_secs.saturating_mul(1000);
-        if cap_ms == 0 {
-            return None;
-        }
-        let outage = if retry::is_credential_rejection(e) {
-            false
-        } else if retry::is_retryable(e) {
-            true
-        } else {
-            return None;
-        };
-        let for_ms = if outage {
-            let window = settings.policy.max_delay_ms.max(1000);
-            retry_after_ms.unwrap_or(0).max(window).min(cap_ms)
-        } else {
-            cap_ms
-        };
-        let (error, description) = match e {
-            Error::OAuth(o) => (o.error.clone(), o.description.clone()),
-            Error::Server { message, .. } | Error::Transport(message) => {
-                (String::new(), Some(message.clone()))
-            }
-            _ => (String::new(), None),
-        };
-        Some(Cooldown {
-            outage,
-            kind: e.kind().to_string(),
-            error,
-            description,
-            status: e.status().unwrap_or(0),
-            until_ms: now_ms.saturating_add(for_ms),
-        })
-    }
-
-    /// The error to fail fast with at `now_ms`: the original kind, its message saying
-    /// why no request was made.
-    pub(crate) fn error(&self, now_ms: u64) -> Error {
-        let left = self.until_ms.saturating_sub(now_ms).div_ceil(1000);
-        let why = if self.outage {
-            format!("the token endpoint failed moments ago; failing fast for {left} s more")
-        } else {
-            format!(
-                "the token endpoint rejected these credentials; failing fast for {left} s more (failure_cooldown_secs)"
-            )
-        };
-        let text = match &self.description {
-            Some(d) => format!("{why}: {d}"),
-            None => why,
-        };
-        match self.kind.as_str() {
-            "oauth" => Error::OAuth(OAuthError {
-                error: self.error.clone(),
-                description: Some(text),
-                uri: None,
-                status: self.status,
-            }),
-            "server" => Error::Server {
-                status: self.status,
-                message: text,
-            },
-            "timeout" => Error::Timeout,
-            _ => Error::Transport(text),
-        }
-    }
-}
 
 impl<P: Platform> Provider<'_, P> {
     /// A shared failure seen by this instance or, through the store, by any other, that
@@ -193,6 +88,7 @@ impl<P: Platform> Provider<'_, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::OAuthError;
     use crate::provider::instance::MemoryCache;
     use crate::testing::{Rig, T0, response, settings};
 

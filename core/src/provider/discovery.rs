@@ -10,9 +10,11 @@ use crate::audit::{Event, Outcome};
 use crate::error::Error;
 use crate::http_types::{HttpOptions, HttpRequest};
 use crate::oauth::client::DiscoverySettings;
-use crate::oauth::metadata::{self, Endpoint, Fetched, MAX_DOCUMENT_BYTES};
+use crate::oauth::client::Endpoint;
+use crate::oauth::metadata::{self, Fetched, MAX_DOCUMENT_BYTES};
 use crate::origin::parse_url;
 use crate::platform::Platform;
+use crate::store::record;
 use crate::store::{CacheKey, seal};
 
 impl<P: Platform> Provider<'_, P> {
@@ -277,9 +279,9 @@ fn discovery_error(d: &DiscoverySettings, problem: &metadata::Problem) -> Error 
 }
 
 /// Discovered metadata as the store keeps it (sealed, role `metadata`).
-impl seal::Record for Fetched {
-    fn from_fields(f: &seal::Fields) -> Option<Self> {
-        let m = seal::Fields::of(f.value("metadata")?)?;
+impl record::Record for Fetched {
+    fn from_fields(f: &record::Fields) -> Option<Self> {
+        let m = record::Fields::of(f.value("metadata")?)?;
         Some(Fetched {
             metadata: metadata::Metadata {
                 token_endpoint: m.string("token_endpoint")?,

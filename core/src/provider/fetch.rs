@@ -126,7 +126,7 @@ impl<P: Platform> Provider<'_, P> {
     /// a `token.fetch` `error` line), with nothing sent.
     fn request_for(
         &self,
-        endpoint: &crate::oauth::metadata::Endpoint,
+        endpoint: &crate::oauth::client::Endpoint,
         l: &Lookup,
         sent_at_ms: u64,
     ) -> Result<HttpRequest, Error> {

@@ -1,7 +1,7 @@
 //! This instance's own cache. In Spin every request gets a fresh instance, so it helps
 //! only hosts that reuse instances; the key-value store is what carries across.
 
-use crate::provider::cooldown::Cooldown;
+use crate::provider::failure::Cooldown;
 use crate::store::{CacheKey, Entry};
 
 /// At most this many tokens per instance.

@@ -26,6 +26,7 @@
 use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::store::keys::{CacheKey, roles};
+use crate::store::record;
 use crate::store::seal;
 use serde::Serialize;
 
@@ -43,8 +44,8 @@ pub struct Holder {
     pub started_ms: u64,
 }
 
-impl seal::Record for Holder {
-    fn from_fields(f: &seal::Fields) -> Option<Self> {
+impl record::Record for Holder {
+    fn from_fields(f: &record::Fields) -> Option<Self> {
         Some(Holder {
             slot: f.u64("slot")?,
             generation: f.u32("generation")?,

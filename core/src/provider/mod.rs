@@ -8,6 +8,7 @@
 //! (`crate::audit::Outcome`).
 
 pub(crate) mod cooldown;
+pub(crate) mod failure;
 mod discovery;
 mod entry_io;
 mod fetch;

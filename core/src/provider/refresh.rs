@@ -8,6 +8,7 @@ use crate::audit::{Event, Outcome};
 use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::store::keys::{CacheKey, roles};
+use crate::store::record;
 use crate::store::{Entry, seal};
 use serde::Serialize;
 use std::cell::OnceCell;
@@ -29,8 +30,8 @@ pub(crate) struct Pause {
     pub(crate) until_ms: u64,
 }
 
-impl seal::Record for Pause {
-    fn from_fields(f: &seal::Fields) -> Option<Self> {
+impl record::Record for Pause {
+    fn from_fields(f: &record::Fields) -> Option<Self> {
         Some(Pause {
             until_ms: f.u64("until_ms")?,
         })

@@ -2,7 +2,7 @@
 //! the skew, and renewed ahead inside the last part of that.
 
 use crate::secret::AccessToken;
-use crate::store::seal::{Fields, Record};
+use crate::store::record::{Fields, Record};
 use serde::Serialize;
 
 /// A cached token.

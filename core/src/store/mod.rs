@@ -4,6 +4,7 @@
 
 pub(crate) mod entry;
 pub(crate) mod keys;
+pub(crate) mod record;
 pub mod seal;
 
 pub(crate) use entry::Entry;

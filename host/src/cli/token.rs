@@ -41,7 +41,7 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
         Ok(t) => t,
         Err(e) => return Ok(provider_failed(&e)),
     };
-    let fingerprint = token_provider_core::secret::AccessToken::new(t.token.as_str()).fingerprint();
+    let fingerprint = token_provider_core::AccessToken::new(t.token.as_str()).fingerprint();
     let mut out = serde_json::json!({
         "token_type": t.token_type,
         "expires_at": t.expires_at,

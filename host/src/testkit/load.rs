@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use token_provider_core::store::keys::KEY_PREFIX;
+use token_provider_core::internal::KEY_PREFIX;
 
 pub const CLIENT_ID: &str = "load-client";
 pub const CLIENT_SECRET: &str = "load-secret-3f9a";

@@ -1,22 +1,108 @@
-//! The host side of the component's draft imports, for both flavors, over one
-//! [`KvBackend`](crate::kv::KvBackend) and one config map:
-//! - Spin flavor: `wasi:keyvalue@0.2.0-draft2` (store + atomics with `cas`),
-//!   `wasi:config@0.2.0-draft-2024-09-27`;
-//! - wasmtime flavor: `wasi:keyvalue@0.2.0-draft` (store + `increment` on `u64`),
-//!   `wasi:config@0.2.0-rc.1`.
+//! `wasi:keyvalue` for both drafts the components import, over one
+//! [`KvBackend`](crate::kv::KvBackend):
+//! - Spin flavor: `wasi:keyvalue@0.2.0-draft2` (store + atomics with `cas`);
+//! - wasmtime flavor: `wasi:keyvalue@0.2.0-draft` (store + `increment` on `u64`).
 //!
-//! The store and config interfaces have the same shape in both drafts (but for the
-//! `list-keys` cursor type), so one macro implements them for each generated module.
+//! The store interfaces have the same shape in both drafts (but for the `list-keys`
+//! cursor type), so one macro implements them for each generated module. Wasmtime-style:
+//! the embedder keeps a [`WasiKeyValueCtx`] (and a `ResourceTable`) in its own store
+//! state and hands [`add_to_linker`] a function that lends a [`WasiKeyValue`] view.
+//!
+//! ```no_run
+//! # fn demo() -> wasmtime::Result<()> {
+//! use std::sync::Arc;
+//! use token_provider_host::keyvalue::{WasiKeyValue, WasiKeyValueCtx, add_to_linker};
+//! use token_provider_host::kv::MemoryKv;
+//! struct MyState {
+//!     kv: WasiKeyValueCtx,
+//!     table: wasmtime::component::ResourceTable,
+//! }
+//! let engine = wasmtime::Engine::default();
+//! let mut linker = wasmtime::component::Linker::<MyState>::new(&engine);
+//! add_to_linker(&mut linker, |s: &mut MyState| WasiKeyValue::new(&s.kv, &mut s.table))?;
+//! let state = MyState {
+//!     kv: WasiKeyValueCtx::new(Arc::new(MemoryKv::new())),
+//!     table: Default::default(),
+//! };
+//! # Ok(()) }
+//! ```
 
-use crate::bindings::wasi::config0_2_0_draft_2024_09_27 as spin_config;
 use crate::bindings::wasi::keyvalue0_2_0_draft2 as spin_kv;
-use crate::bindings::wasmtime_flavor::wasi::config0_2_0_rc_1 as wt_config;
 use crate::bindings::wasmtime_flavor::wasi::keyvalue0_2_0_draft as wt_kv;
 use crate::kv::KvBackend;
-use crate::phases::timed;
-use crate::runtime::State;
+use crate::phases::{Phases, timed};
 use std::sync::Arc;
-use wasmtime::component::{HasSelf, Linker, Resource};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+/// The store an instance may open: every label opens the same backend (its labels are
+/// the backend's namespaces), or, without one, `open` is `access-denied`.
+#[derive(Clone, Default)]
+pub struct WasiKeyValueCtx {
+    kv: Option<Arc<dyn KvBackend>>,
+    phases: Option<Phases>,
+}
+
+impl WasiKeyValueCtx {
+    /// Buckets over `kv`.
+    pub fn new(kv: Arc<dyn KvBackend>) -> Self {
+        WasiKeyValueCtx {
+            kv: Some(kv),
+            phases: None,
+        }
+    }
+
+    /// No store: every `open` is `access-denied`.
+    pub fn denied() -> Self {
+        Self::default()
+    }
+
+    /// Time each call into `phases` (benchmarks).
+    pub(crate) fn with_phases(mut self, phases: Option<Phases>) -> Self {
+        self.phases = phases;
+        self
+    }
+}
+
+/// A borrowed view of a [`WasiKeyValueCtx`] and the table its buckets live in.
+pub struct WasiKeyValue<'a> {
+    ctx: &'a WasiKeyValueCtx,
+    table: &'a mut ResourceTable,
+}
+
+impl<'a> WasiKeyValue<'a> {
+    /// The view the host functions run on.
+    pub fn new(ctx: &'a WasiKeyValueCtx, table: &'a mut ResourceTable) -> Self {
+        WasiKeyValue { ctx, table }
+    }
+
+    /// The label and store of an open bucket.
+    fn bucket(
+        &self,
+        bucket: &Resource<Bucket>,
+    ) -> wasmtime::Result<(String, Arc<dyn KvBackend>)> {
+        let bucket = self.table.get(bucket)?;
+        Ok((bucket.label.clone(), bucket.kv.clone()))
+    }
+}
+
+struct HasWasiKeyValue;
+
+impl HasData for HasWasiKeyValue {
+    type Data<'a> = WasiKeyValue<'a>;
+}
+
+/// Link `wasi:keyvalue/store` and `atomics` of both drafts, each call answered by the
+/// view `f` lends.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    f: fn(&mut T) -> WasiKeyValue<'_>,
+) -> wasmtime::Result<()> {
+    spin_kv::store::add_to_linker::<T, HasWasiKeyValue>(linker, f)?;
+    spin_kv::atomics::add_to_linker::<T, HasWasiKeyValue>(linker, f)?;
+    wt_kv::store::add_to_linker::<T, HasWasiKeyValue>(linker, f)?;
+    wt_kv::atomics::add_to_linker::<T, HasWasiKeyValue>(linker, f)?;
+    Ok(())
+}
 
 /// Keys per `list-keys` page (a hint to the backend: Redis's `SCAN … COUNT`).
 const PAGE: usize = 1000;
@@ -35,78 +121,20 @@ pub struct Cas {
     kv: Arc<dyn KvBackend>,
 }
 
-pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    spin_kv::store::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
-    spin_kv::atomics::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
-    spin_config::store::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
-    wt_kv::store::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
-    wt_kv::atomics::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
-    wt_config::store::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
-    Ok(())
-}
-
-impl State {
-    /// The label and store of an open bucket.
-    fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<(String, Arc<dyn KvBackend>)> {
-        let bucket = self.table.get(bucket)?;
-        Ok((bucket.label.clone(), bucket.kv.clone()))
-    }
-}
-
-macro_rules! config_store {
-    ($m:ident) => {
-        impl $m::store::Host for State {
-            async fn get(
-                &mut self,
-                key: String,
-            ) -> wasmtime::Result<Result<Option<String>, $m::store::Error>> {
-                let started = std::time::Instant::now();
-                let value = self.config.get(&key).cloned();
-                if let Some(p) = &self.phases {
-                    p.record("config", started.elapsed());
-                }
-                Ok(Ok(value))
-            }
-
-            async fn get_all(
-                &mut self,
-            ) -> wasmtime::Result<Result<Vec<(String, String)>, $m::store::Error>> {
-                let started = std::time::Instant::now();
-                if !self.config_get_all {
-                    return Ok(Err($m::store::Error::Upstream(
-                        "get-all is not implemented by this host".into(),
-                    )));
-                }
-                let all = self
-                    .config
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                if let Some(p) = &self.phases {
-                    p.record("config", started.elapsed());
-                }
-                Ok(Ok(all))
-            }
-        }
-    };
-}
-config_store!(spin_config);
-config_store!(wt_config);
-
 /// `wasi:keyvalue/store` for one draft. `$list_keys` maps (state, label, cursor) to the
 /// draft's `key-response`, the one place the drafts differ.
 macro_rules! kv_store {
     ($m:ident, $cursor:ty, $list_keys:expr) => {
-        impl $m::store::Host for State {
+        impl $m::store::Host for WasiKeyValue<'_> {
             async fn open(
                 &mut self,
                 identifier: String,
             ) -> wasmtime::Result<Result<Resource<Bucket>, $m::store::Error>> {
                 // An instance not given the store (`Inherit`) cannot open any.
-                let Some(kv) = self.kv.clone() else {
+                let Some(kv) = self.ctx.kv.clone() else {
                     return Ok(Err($m::store::Error::AccessDenied));
                 };
-                let opened = timed(&self.phases, "store.open", kv.open(&identifier)).await;
+                let opened = timed(&self.ctx.phases, "store.open", kv.open(&identifier)).await;
                 if let Err(e) = opened {
                     return Ok(Err($m::store::Error::Other(e)));
                 }
@@ -117,14 +145,14 @@ macro_rules! kv_store {
             }
         }
 
-        impl $m::store::HostBucket for State {
+        impl $m::store::HostBucket for WasiKeyValue<'_> {
             async fn get(
                 &mut self,
                 bucket: Resource<Bucket>,
                 key: String,
             ) -> wasmtime::Result<Result<Option<Vec<u8>>, $m::store::Error>> {
                 let (label, kv) = self.bucket(&bucket)?;
-                let got = timed(&self.phases, "store.get", kv.get(&label, &key)).await;
+                let got = timed(&self.ctx.phases, "store.get", kv.get(&label, &key)).await;
                 Ok(got.map_err($m::store::Error::Other))
             }
 
@@ -135,7 +163,7 @@ macro_rules! kv_store {
                 value: Vec<u8>,
             ) -> wasmtime::Result<Result<(), $m::store::Error>> {
                 let (label, kv) = self.bucket(&bucket)?;
-                let set = timed(&self.phases, "store.write", kv.set(&label, &key, &value)).await;
+                let set = timed(&self.ctx.phases, "store.write", kv.set(&label, &key, &value)).await;
                 Ok(set.map_err($m::store::Error::Other))
             }
 
@@ -145,7 +173,7 @@ macro_rules! kv_store {
                 key: String,
             ) -> wasmtime::Result<Result<(), $m::store::Error>> {
                 let (label, kv) = self.bucket(&bucket)?;
-                let deleted = timed(&self.phases, "store.write", kv.delete(&label, &key)).await;
+                let deleted = timed(&self.ctx.phases, "store.write", kv.delete(&label, &key)).await;
                 Ok(deleted.map_err($m::store::Error::Other))
             }
 
@@ -215,7 +243,7 @@ async fn list_keys_draft(
 }
 kv_store!(wt_kv, u64, list_keys_draft);
 
-impl spin_kv::atomics::Host for State {
+impl spin_kv::atomics::Host for WasiKeyValue<'_> {
     async fn increment(
         &mut self,
         bucket: Resource<Bucket>,
@@ -224,7 +252,7 @@ impl spin_kv::atomics::Host for State {
     ) -> wasmtime::Result<Result<i64, spin_kv::store::Error>> {
         let (label, kv) = self.bucket(&bucket)?;
         let counted = timed(
-            &self.phases,
+            &self.ctx.phases,
             "store.write",
             kv.increment(&label, &key, delta),
         )
@@ -258,7 +286,7 @@ impl spin_kv::atomics::Host for State {
     }
 }
 
-impl spin_kv::atomics::HostCas for State {
+impl spin_kv::atomics::HostCas for WasiKeyValue<'_> {
     async fn new(
         &mut self,
         bucket: Resource<Bucket>,
@@ -289,7 +317,7 @@ impl spin_kv::atomics::HostCas for State {
     }
 }
 
-impl wt_kv::atomics::Host for State {
+impl wt_kv::atomics::Host for WasiKeyValue<'_> {
     async fn increment(
         &mut self,
         bucket: Resource<Bucket>,
@@ -300,7 +328,7 @@ impl wt_kv::atomics::Host for State {
         let delta = i64::try_from(delta)
             .map_err(|_| wasmtime::format_err!("increment delta {delta} too large"));
         let result = match delta {
-            Ok(d) => timed(&self.phases, "store.write", kv.increment(&label, &key, d))
+            Ok(d) => timed(&self.ctx.phases, "store.write", kv.increment(&label, &key, d))
                 .await
                 .and_then(|n| {
                     u64::try_from(n).map_err(|_| format!("value at `{key}` is negative"))
