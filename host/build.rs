@@ -62,7 +62,7 @@ fn main() {
     std::fs::create_dir_all(&out).expect("create target/components");
     for build in BUILDS {
         let target_dir = target_root.join(format!("component-build-{}{checkout}", build.dir));
-        let core = build_core_module(&root, &target_dir, build);
+        let core = build_core_module(&root, &target_dir, &build);
         let (env_name, file) = (build.env, build.file);
         let built = target_dir.join(file);
         run_componentize(&componentize, &core, &built);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Code-shape figures for the closing notes of refactoring work.
 
-Usage: scripts/code-stats.py [DIR ...]   (default: src host/src)
+Usage: scripts/code-stats.py [DIR ...]   (default: core/src components host/src)
 
 Prints, for the Rust files below each DIR:
 - the files by code lines (not blank, not comment-only, outside `#[cfg(test)]` blocks),
@@ -67,7 +67,7 @@ def analyse(path):
 
 
 def main():
-    dirs = sys.argv[1:] or ["src", "host/src"]
+    dirs = sys.argv[1:] or ["core/src", "components", "host/src"]
     files = []
     long_fns = []
     for d in dirs:

@@ -7,9 +7,8 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain: wasm32-wasip2 target, rustfmt, clippy"
-if ! rustup target list --installed | grep -qx wasm32-wasip2; then
-  rustup target add wasm32-wasip2
-fi
+. scripts/lib/toolchain.sh
+ensure_wasm_target
 rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
@@ -30,29 +29,30 @@ step "format"
 cargo fmt --all -- --check
 for example in examples/*/Cargo.toml fuzz/Cargo.toml tools/*/Cargo.toml; do cargo fmt --manifest-path "$example" -- --check; done
 
-step "lint: host and native builds"
-cargo clippy --workspace --all-targets -- -D warnings
+step "lint: the core, the host and the tests (the workspace's default members; the component crates are wasm32-only)"
+cargo clippy --all-targets -- -D warnings
 
 step "lint: tools/componentize (its own target dir, as build.rs builds it)"
 cargo clippy --locked --release --manifest-path tools/componentize/Cargo.toml --target-dir target/tools -- -D warnings
 
-step "lint: component (provider and interceptor, both flavors) and examples for wasm32-wasip2"
-cargo clippy -p token-provider --lib --target wasm32-wasip2 -- -D warnings
-cargo clippy -p token-provider --lib --target wasm32-wasip2 --features wasmtime-flavor -- -D warnings
-cargo clippy -p token-provider --lib --target wasm32-wasip2 --features interceptor -- -D warnings
-cargo clippy -p token-provider --lib --target wasm32-wasip2 --features interceptor,wasmtime-flavor -- -D warnings
+step "lint: the components (provider and interceptor, both flavors) and examples for wasm32-wasip2"
+for flavor in "" "--features wasmtime-flavor"; do
+  # shellcheck disable=SC2086 # an empty flavor is no argument
+  cargo clippy -p token-provider -p token-interceptor -p token-provider-wasi --lib --target wasm32-wasip2 $flavor -- -D warnings
+done
 # The signing algorithms' build features: without RSA, and with EdDSA.
 cargo clippy -p token-provider --lib --target wasm32-wasip2 --no-default-features -- -D warnings
-cargo clippy -p token-provider --all-targets --features eddsa -- -D warnings
+cargo clippy -p token-provider-core --all-targets --no-default-features -- -D warnings
+cargo clippy -p token-provider-core --all-targets --features eddsa -- -D warnings
 for example in examples/*/Cargo.toml; do
   cargo clippy --manifest-path "$example" --target wasm32-wasip2 --target-dir target/examples -- -D warnings
 done
 
 step "tests"
-cargo test --workspace "$@"
+cargo test "$@"
 if [ $# -eq 0 ]; then
   # EdDSA is an opt-in feature (not in the embedded component): its signer and parser.
-  cargo test -p token-provider --lib --features eddsa client_auth
+  cargo test -p token-provider-core --lib --features eddsa client_auth
 fi
 
 if [ $# -eq 0 ]; then

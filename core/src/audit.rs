@@ -98,7 +98,7 @@ impl Outcome {
     ];
 
     /// The `event` field.
-    pub(crate) fn event(self) -> &'static str {
+    pub fn event(self) -> &'static str {
         use Outcome::*;
         match self {
             FetchOk | FetchRetry | FetchError | FetchCooldown => "token.fetch",
@@ -114,7 +114,7 @@ impl Outcome {
     }
 
     /// The `outcome` field.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         use Outcome::*;
         match self {
             FetchOk | InvalidateOk | SendOk | InterceptOk | DiscoveryOk => "ok",

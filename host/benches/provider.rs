@@ -434,7 +434,10 @@ async fn compare_with(
 /// The steps of a store hit in the core, timed natively.
 fn native_rows(server: &MockServer) {
     use std::hint::black_box;
-    use token_provider_core::{Event, Outcome, Settings, AccessToken, TokenRequest as CoreRequest, internal::{Secret, KeyNames, CacheKey, Entry, seal, TokenParams}};
+    use token_provider_core::{
+        AccessToken, Event, Outcome, Settings, TokenRequest as CoreRequest,
+        internal::{Entry, KeyNames, Secret, TokenParams, seal},
+    };
     let token_url = server.url("/token");
     let origin = server.origin();
     let pairs = [
@@ -452,27 +455,28 @@ fn native_rows(server: &MockServer) {
     measure_sync("derive the store's naming keys (HKDF)", || {
         black_box(KeyNames::new(black_box(&secret)));
     });
-    let params = TokenParams::resolve(&CoreRequest::default(), &settings).unwrap();
+    let settings = &settings.provider;
+    let params = TokenParams::resolve(&CoreRequest::default(), &settings.client).unwrap();
     measure_sync("resolve the request, cache key and its name (HMAC)", || {
-        let p = TokenParams::resolve(black_box(&CoreRequest::default()), &settings).unwrap();
-        black_box(CacheKey::new(&settings, &p).store_key());
+        let p = TokenParams::resolve(black_box(&CoreRequest::default()), &settings.client).unwrap();
+        black_box(settings.cache_key(&p).store_key());
     });
-    let key = CacheKey::new(&settings, &params);
+    let key = settings.cache_key(&params);
     let entry = Entry {
         access_token: AccessToken::new("a-token-of-typical-length-0123456789abcdef"),
         scopes: vec![],
         issued_at_ms: 1,
         expires_at_ms: u64::MAX / 2,
     };
-    let sealed = seal::seal(&entry, &settings.client.secret, &key, [7; 24]);
+    let sealed = seal::seal(&entry, &settings.cache.secret, &key, [7; 24]);
     measure_sync(
         "open the sealed entry (XChaCha20-Poly1305 + JSON; key derived once)",
         || {
-            black_box(seal::open(black_box(&sealed), &settings.client.secret, &key).unwrap());
+            black_box(seal::open(black_box(&sealed), &settings.cache.secret, &key).unwrap());
         },
     );
     measure_sync("one audit line (JSON)", || {
-        let mut ev = Event::new(Outcome::CacheHit, &settings, &params.scopes);
+        let mut ev = Event::new(Outcome::CacheHit, &settings.audit, &params.scopes);
         ev.cache = Some("store");
         ev.fingerprint = Some(entry.access_token.fingerprint());
         black_box(ev.to_line());
@@ -930,7 +934,9 @@ client assertions: a forced token fetch per method, warm instance (the differenc
         "
 client assertions signed natively (the core's code on this machine)"
     );
-    use token_provider_core::{internal::{Alg, Claims, PrivateKey, client_auth::client_secret_jwt, client_auth::private_key_jwt}};
+    use token_provider_core::internal::{
+        Alg, Claims, PrivateKey, client_auth::client_secret_jwt, client_auth::private_key_jwt,
+    };
     let claims = Claims {
         client_id: ID,
         audience: "https://auth.example.com/token",

@@ -76,10 +76,7 @@ impl<'a> WasiKeyValue<'a> {
     }
 
     /// The label and store of an open bucket.
-    fn bucket(
-        &self,
-        bucket: &Resource<Bucket>,
-    ) -> wasmtime::Result<(String, Arc<dyn KvBackend>)> {
+    fn bucket(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<(String, Arc<dyn KvBackend>)> {
         let bucket = self.table.get(bucket)?;
         Ok((bucket.label.clone(), bucket.kv.clone()))
     }
@@ -163,7 +160,12 @@ macro_rules! kv_store {
                 value: Vec<u8>,
             ) -> wasmtime::Result<Result<(), $m::store::Error>> {
                 let (label, kv) = self.bucket(&bucket)?;
-                let set = timed(&self.ctx.phases, "store.write", kv.set(&label, &key, &value)).await;
+                let set = timed(
+                    &self.ctx.phases,
+                    "store.write",
+                    kv.set(&label, &key, &value),
+                )
+                .await;
                 Ok(set.map_err($m::store::Error::Other))
             }
 
@@ -328,11 +330,13 @@ impl wt_kv::atomics::Host for WasiKeyValue<'_> {
         let delta = i64::try_from(delta)
             .map_err(|_| wasmtime::format_err!("increment delta {delta} too large"));
         let result = match delta {
-            Ok(d) => timed(&self.ctx.phases, "store.write", kv.increment(&label, &key, d))
-                .await
-                .and_then(|n| {
-                    u64::try_from(n).map_err(|_| format!("value at `{key}` is negative"))
-                }),
+            Ok(d) => timed(
+                &self.ctx.phases,
+                "store.write",
+                kv.increment(&label, &key, d),
+            )
+            .await
+            .and_then(|n| u64::try_from(n).map_err(|_| format!("value at `{key}` is negative"))),
             Err(e) => Err(e.to_string()),
         };
         Ok(result.map_err(wt_kv::store::Error::Other))

@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use token_provider_core::{Settings, TokenRequest as CoreRequest, internal::{Holder, CacheKey, roles, seal, TokenParams}};
+use token_provider_core::{
+    Settings, TokenRequest as CoreRequest,
+    internal::{CacheKey, Holder, TokenParams, roles, seal},
+};
 use token_provider_host::kv::{KvBackend, MemoryKv};
 use token_provider_host::testkit::testserver::{Canned, MockServer};
 use token_provider_host::{
@@ -55,8 +58,8 @@ fn cache_key(server: &MockServer, secret: &str, extra: &[(&str, &str)]) -> (Sett
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let s = Settings::from_pairs(&pairs).unwrap();
-    let params = TokenParams::resolve(&CoreRequest::default(), &s).unwrap();
-    let key = CacheKey::new(&s, &params);
+    let params = TokenParams::resolve(&CoreRequest::default(), &s.provider.client).unwrap();
+    let key = s.provider.cache_key(&params);
     (s, key)
 }
 
@@ -302,7 +305,7 @@ async fn a_holder_that_never_returns_costs_its_waiters_one_lease_and_one_fetch()
         .unwrap();
     let sealed = seal::seal_value(
         &dead,
-        &settings.client.secret,
+        &settings.provider.cache.secret,
         &key.context(roles::HOLDER),
         [1; 24],
     );

@@ -8,7 +8,10 @@ use crate::common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
-use token_provider_core::{Outcome, Settings, AccessToken, TokenRequest as CoreRequest, internal::{Secret, CacheKey, Entry, TokenParams}};
+use token_provider_core::{
+    AccessToken, Outcome, Settings, TokenRequest as CoreRequest,
+    internal::{CacheKey, Entry, Secret, TokenParams},
+};
 use token_provider_host::kv::KvBackend;
 use token_provider_host::testkit::FailingKv;
 use token_provider_host::testkit::testserver::{Canned, MockServer};
@@ -46,8 +49,8 @@ fn settings_of(server: &MockServer, extra: &[(&str, &str)]) -> Settings {
 
 fn cache_key(server: &MockServer, extra: &[(&str, &str)]) -> CacheKey {
     let s = settings_of(server, extra);
-    let params = TokenParams::resolve(&CoreRequest::default(), &s).unwrap();
-    CacheKey::new(&s, &params)
+    let params = TokenParams::resolve(&CoreRequest::default(), &s.provider.client).unwrap();
+    s.provider.cache_key(&params)
 }
 
 /// `n` fresh instances call get-token at the same moment; each must get a token.
@@ -380,7 +383,8 @@ async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_audit_log_sch
     seen.texts.push(format!("{:?}", Secret::new(CLIENT_SECRET)));
     seen.texts.push(format!("{token:?}"));
     seen.texts.push(format!("{entry:?}"));
-    seen.texts.push(format!("{:?}", settings.client.secret));
+    seen.texts
+        .push(format!("{:?}", settings.provider.cache.secret));
 
     let secrets = [CLIENT_SECRET, WRONG_SECRET];
     let all: Vec<&String> = seen.texts.iter().chain(&seen.audit).collect();

@@ -1,13 +1,12 @@
 //! The docs stay true: the README's configuration table matches the code's list of keys
 //! and defaults, and every relative link in the README and docs/ leads somewhere.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use token_provider_core::KEYS;
 
 #[test]
 fn readme_config_table_lists_every_key_with_its_default() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = std::fs::read_to_string(crate::common::repo_root().join("README.md")).unwrap();
     let rows: Vec<Vec<String>> = readme
         .lines()
         .filter(|l| l.starts_with("| `"))
@@ -35,7 +34,8 @@ fn readme_config_table_lists_every_key_with_its_default() {
 
 /// The README and every page in docs/.
 fn markdown_files() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::common::repo_root();
+    let root = root.as_path();
     let mut files = vec![root.join("README.md")];
     for entry in std::fs::read_dir(root.join("docs")).unwrap() {
         let path = entry.unwrap().path();

@@ -67,15 +67,7 @@ impl Settings {
             allow_insecure_http,
         };
         let max_response_bytes = r.number("max_response_bytes")? as usize;
-        let retry = RetrySettings {
-            policy: RetryPolicy {
-                max_retries: r.number("max_retries")? as u32,
-                base_ms: r.number("retry_base_ms")?,
-                max_delay_ms: r.number("retry_max_delay_ms")?,
-            },
-            token_deadline_ms: r.number("token_deadline_ms")?,
-            failure_cooldown_secs: r.number("failure_cooldown_secs")?,
-        };
+        let retry = read_retry(&r)?;
         let lease_ms = r.number("lease_ms")?;
         lease_outlasts_deadline(lease_ms, retry.token_deadline_ms)?;
         let audit = AuditSettings {
@@ -113,6 +105,22 @@ impl Settings {
         check_requests(&settings)?;
         Ok(settings)
     }
+}
+
+/// `max_retries`, `retry_base_ms`, `retry_max_delay_ms`, `token_deadline_ms`,
+/// `failure_cooldown_secs`.
+fn read_retry<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+) -> Result<RetrySettings, Error> {
+    Ok(RetrySettings {
+        policy: RetryPolicy {
+            max_retries: r.number("max_retries")? as u32,
+            base_ms: r.number("retry_base_ms")?,
+            max_delay_ms: r.number("retry_max_delay_ms")?,
+        },
+        token_deadline_ms: r.number("token_deadline_ms")?,
+        failure_cooldown_secs: r.number("failure_cooldown_secs")?,
+    })
 }
 
 /// The configured defaults, and each route, must make a request the provider accepts.

@@ -82,7 +82,7 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// `client_secret_jwt`: the assertion signed with HMAC-SHA256 keyed by the secret.
-pub(crate) fn client_secret_jwt(claims: &Claims<'_>, secret: &[u8]) -> String {
+pub fn client_secret_jwt(claims: &Claims<'_>, secret: &[u8]) -> String {
     let input = signing_input("HS256", None, claims);
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(input.as_bytes());
@@ -144,7 +144,7 @@ impl PrivateKey {
     /// A PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`): P-256 (ES256) or RSA
     /// (RS256, or PS256 when `alg` says so). The error says what is wrong without
     /// echoing any of the key.
-    pub(crate) fn from_pem(pem: &str, alg: Option<Alg>) -> Result<Self, String> {
+    pub fn from_pem(pem: &str, alg: Option<Alg>) -> Result<Self, String> {
         let der = pkcs8_der(pem).ok_or(
             "expected a PKCS#8 PEM private key (-----BEGIN PRIVATE KEY-----); convert others with `openssl pkcs8 -topk8 -nocrypt`",
         )?;
@@ -303,7 +303,7 @@ fn pkcs8_der(pem: &str) -> Option<Vec<u8>> {
 
 /// `private_key_jwt`: the assertion signed with the client's private key, with `kid`
 /// in the header when given; `random` gives the RSA signers their random bytes.
-pub(crate) fn private_key_jwt(
+pub fn private_key_jwt(
     claims: &Claims<'_>,
     key: &PrivateKey,
     kid: Option<&str>,

@@ -8,9 +8,9 @@
 //! (`crate::audit::Outcome`).
 
 pub(crate) mod cooldown;
-pub(crate) mod failure;
 mod discovery;
 mod entry_io;
+pub(crate) mod failure;
 mod fetch;
 pub(crate) mod instance;
 pub(crate) mod lease;
@@ -37,7 +37,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Source::Fresh => "fresh",
             Source::Memory => "memory",
