@@ -31,6 +31,8 @@ for example in examples/*/Cargo.toml fuzz/Cargo.toml tools/*/Cargo.toml; do carg
 
 step "lint: the core, the host and the tests (the workspace's default members; the component crates are wasm32-only)"
 cargo clippy --all-targets -- -D warnings
+# The host library as an embedder links it: no CLI, no test kit.
+cargo clippy -p token-provider-host --lib --no-default-features -- -D warnings
 
 step "lint: tools/componentize (its own target dir, as build.rs builds it)"
 cargo clippy --locked --release --manifest-path tools/componentize/Cargo.toml --target-dir target/tools -- -D warnings
@@ -42,7 +44,7 @@ for flavor in "" "--features wasmtime-flavor"; do
 done
 # The signing algorithms' build features: without RSA, and with EdDSA.
 cargo clippy -p token-provider --lib --target wasm32-wasip2 --no-default-features -- -D warnings
-cargo clippy -p token-provider-core --all-targets --no-default-features -- -D warnings
+cargo clippy -p token-provider-core --lib --no-default-features -- -D warnings
 cargo clippy -p token-provider-core --all-targets --features eddsa -- -D warnings
 for example in examples/*/Cargo.toml; do
   cargo clippy --manifest-path "$example" --target wasm32-wasip2 --target-dir target/examples -- -D warnings
