@@ -1,6 +1,6 @@
-//! What the core needs from the outside world. The component implements it with WASI
-//! calls (`component.rs`); native tests implement it with fakes and a hand-driven clock
-//! (`testing.rs`).
+//! What the core needs from the outside world. The components implement it with WASI
+//! calls (`WasiPlatform` in the `token-provider-wasi` crate, `components/wasi/`); native
+//! tests implement it with fakes and a hand-driven clock (`testing.rs`).
 
 use crate::error::Error;
 use crate::http_types::{HttpOptions, HttpRequest, HttpResponse};

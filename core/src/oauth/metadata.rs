@@ -1,6 +1,6 @@
 //! Issuer discovery (RFC 8414, with OpenID Connect Discovery 1.0 as the fallback):
 //! where the metadata lives, what a document must say to be used, and which method
-//! `auth_method = auto` picks from it. Pure: `provider::discovered` fetches, caches
+//! `auth_method = auto` picks from it. Pure: `provider::discovery` fetches, caches
 //! and shares the document.
 
 use crate::error::sanitize;

@@ -46,7 +46,7 @@ pub struct MemoryCache {
     pub(crate) cooldown: Option<Cooldown>,
     /// Renewals that failed: no new attempt before this time (Unix ms).
     pub(crate) refresh_paused: SmallMap<u64>,
-    /// The issuer's metadata and when it was fetched (`provider::discovered`).
+    /// The issuer's metadata and when it was fetched (`provider::discovery`).
     pub(crate) discovered: Option<crate::oauth::metadata::Fetched>,
 }
 

@@ -66,9 +66,14 @@ impl IssuedToken {
     }
 }
 
+/// One instance's provider: its settings, its platform (every I/O) and its memory,
+/// borrowed for a call.
 pub struct Provider<'a, P: Platform> {
+    /// What `get-token` and `invalidate` need of the settings.
     pub settings: &'a ProviderSettings,
+    /// The WASI adapters, or the tests' fakes.
     pub platform: &'a P,
+    /// This instance's memory (tokens, shared failures, discovered metadata).
     pub memory: &'a RefCell<MemoryCache>,
 }
 

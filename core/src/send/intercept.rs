@@ -3,7 +3,7 @@
 //! (`component::interceptor`) asks, then does what it is told.
 //!
 //! Which origins get a token, and which token:
-//! - an origin with a route in `intercept_routes` (`config::routes`): the route's token,
+//! - an origin with a route in `intercept_routes` (`send::routes`): the route's token,
 //!   whose audience and resources the route binds to it;
 //! - any other origin in `allowed_origins`: the token the top-level keys describe
 //!   (`scope`, `audience`, `resource`), bound as `send` binds it (`origin_audiences`).
