@@ -17,7 +17,7 @@ use token_provider_host::config as ours_config;
 use token_provider_host::keyvalue as ours;
 use token_provider_host::kv::{KvBackend, MemoryKv};
 use token_provider_host::testkit::testserver::MockServer;
-use token_provider_host::{TokenRequest, TokenSource};
+use token_provider_host::{AccessToken, TokenRequest, TokenSource};
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -52,6 +52,25 @@ impl<K: Send, C: Send> WasiHttpView for Ctx<K, C> {
             hooks: Default::default(),
         }
     }
+}
+
+/// A new instance of `component` in `store`, and its answer to a default `get-token`
+/// (a trap or an error fails the test).
+async fn first_token<T: Send + 'static>(
+    store: &mut Store<T>,
+    component: &Component,
+    linker: &Linker<T>,
+) -> (bindings::TokenProvider, AccessToken) {
+    let provider = bindings::TokenProvider::instantiate_async(&mut *store, component, linker)
+        .await
+        .unwrap();
+    let token = provider
+        .oauth2_token_provider_provider()
+        .call_get_token(&mut *store, &TokenRequest::default_request())
+        .await
+        .unwrap()
+        .unwrap();
+    (provider, token)
 }
 
 /// A linker with wasmtime's own WASI crates only (none of this project's host glue).
@@ -93,15 +112,7 @@ async fn wasmtime_flavor_gets_a_token_with_wasmtimes_own_wasi_crates() {
             .collect(),
     };
     let mut store = Store::new(&engine, ctx);
-    let provider = bindings::TokenProvider::instantiate_async(&mut store, &component, &linker)
-        .await
-        .unwrap();
-    let token = provider
-        .oauth2_token_provider_provider()
-        .call_get_token(&mut store, &TokenRequest::default_request())
-        .await
-        .unwrap()
-        .unwrap();
+    let (provider, token) = first_token(&mut store, &component, &linker).await;
     assert_eq!(token.source, TokenSource::Fresh);
     assert_eq!(token.scopes, ["read"]);
     assert_eq!(server.token_requests().len(), 1);
@@ -235,15 +246,7 @@ async fn without_a_store_the_embedders_instances_still_get_tokens() {
         ),
     };
     let mut store = Store::new(&engine, state);
-    let provider = bindings::TokenProvider::instantiate_async(&mut store, &component, &linker)
-        .await
-        .unwrap();
-    let token = provider
-        .oauth2_token_provider_provider()
-        .call_get_token(&mut store, &TokenRequest::default_request())
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, token) = first_token(&mut store, &component, &linker).await;
     // The store's `open` is access-denied: the provider degrades to memory only.
     assert_eq!(token.source, TokenSource::Fresh);
     assert_eq!(server.token_requests().len(), 1);
