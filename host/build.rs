@@ -53,8 +53,8 @@ fn main() {
     check_target_installed();
     let componentize = build_componentize(&root, &target_root.join("tools"));
 
-    // Both flavors, each in its own target dir (same crate, different features), then
-    // copied to stable paths under target/components/ for spin.toml, wac and users. The
+    // Each component and flavor in its own target dir (one crate, different features),
+    // then copied to stable paths under target/components/ for spin.toml, wac and users. The
     // host embeds its own copy from OUT_DIR (unique per checkout), so two checkouts that
     // share a target directory never embed each other's component.
     let out = target_root.join("components");
@@ -63,13 +63,11 @@ fn main() {
     for build in BUILDS {
         let target_dir = target_root.join(format!("component-build-{}{checkout}", build.dir));
         let core = build_core_module(&root, &target_dir, &build);
-        let (env_name, file) = (build.env, build.file);
-        let built = target_dir.join(file);
+        let built = target_dir.join(build.file);
         run_componentize(&componentize, &core, &built);
-        std::fs::copy(&built, out.join(file)).expect("copy the component to target/components");
-        let embedded = out_dir.join(file);
-        std::fs::copy(&built, &embedded).expect("copy the component to OUT_DIR");
-        println!("cargo:rustc-env={env_name}={}", embedded.display());
+        std::fs::copy(&built, out.join(build.file))
+            .expect("copy the component to target/components");
+        embed(&build, &built, &out_dir);
     }
 }
 
@@ -82,8 +80,6 @@ struct Build {
     env: &'static str,
     file: &'static str,
     package: &'static str,
-    /// The core module's name as rustc writes it.
-    lib: &'static str,
     dir: &'static str,
     features: Option<&'static str>,
 }
@@ -93,7 +89,6 @@ const BUILDS: [Build; 4] = [
         env: "TOKEN_PROVIDER_WASM",
         file: "token_provider.wasm",
         package: "token-provider",
-        lib: "token_provider.wasm",
         dir: "spin",
         features: None,
     },
@@ -101,7 +96,6 @@ const BUILDS: [Build; 4] = [
         env: "TOKEN_PROVIDER_WASMTIME_WASM",
         file: "token_provider_wasmtime.wasm",
         package: "token-provider",
-        lib: "token_provider.wasm",
         dir: "wasmtime-flavor",
         features: Some("wasmtime-flavor"),
     },
@@ -109,7 +103,6 @@ const BUILDS: [Build; 4] = [
         env: "TOKEN_INTERCEPTOR_WASM",
         file: "token_interceptor.wasm",
         package: "token-interceptor",
-        lib: "token_interceptor.wasm",
         dir: "interceptor",
         features: None,
     },
@@ -117,11 +110,17 @@ const BUILDS: [Build; 4] = [
         env: "TOKEN_INTERCEPTOR_WASMTIME_WASM",
         file: "token_interceptor_wasmtime.wasm",
         package: "token-interceptor",
-        lib: "token_interceptor.wasm",
         dir: "interceptor-wasmtime",
         features: Some("wasmtime-flavor"),
     },
 ];
+
+/// Copy `component` to OUT_DIR and point the host's `include_bytes!` at the copy.
+fn embed(build: &Build, component: &std::path::Path, out_dir: &std::path::Path) {
+    let embedded = out_dir.join(build.file);
+    std::fs::copy(component, &embedded).expect("copy the component to OUT_DIR");
+    println!("cargo:rustc-env={}={}", build.env, embedded.display());
+}
 
 /// Embed the four components of `dir` as they are (`TOKEN_PROVIDER_COMPONENTS_DIR`).
 fn embed_prebuilt(dir: &std::path::Path, out_dir: &std::path::Path) {
@@ -134,9 +133,7 @@ fn embed_prebuilt(dir: &std::path::Path, out_dir: &std::path::Path) {
             dir.display(),
             build.file
         );
-        let embedded = out_dir.join(build.file);
-        std::fs::copy(&from, &embedded).expect("copy a prebuilt component to OUT_DIR");
-        println!("cargo:rustc-env={}={}", build.env, embedded.display());
+        embed(&build, &from, out_dir);
     }
 }
 
@@ -190,7 +187,9 @@ fn build_core_module(
         build.package,
         build.features
     );
-    let wasm = target_dir.join(TARGET).join("component").join(build.lib);
+    // rustc names the core module after the package, `-` written as `_`.
+    let lib = format!("{}.wasm", build.package.replace('-', "_"));
+    let wasm = target_dir.join(TARGET).join("component").join(lib);
     assert!(wasm.exists(), "{} was not produced", wasm.display());
     wasm
 }
