@@ -36,18 +36,20 @@ pub use config::keys::{KEYS, Key, Kind, UsedBy};
 pub use config::{Reading, Settings};
 // I/O: what an adapter implements, and what crosses it.
 pub use http_types::{HttpOptions, HttpRequest, HttpResponse};
-pub use platform::Platform;
+pub use platform::{Platform, ready};
 // Errors, and the one way to shorten a foreign text for an error.
 pub use error::{Error, OAuthError, sanitize};
 // Tokens: asking for one, and what comes back.
 pub use oauth::request::TokenRequest;
 pub use provider::instance::MemoryCache;
-pub use provider::{IssuedToken, Provider, Source};
+pub use provider::{IssuedToken, Provider, Renewal, Source};
 pub use secret::AccessToken;
 // Sending with a token: the authorized client and the interceptor's decisions.
 pub use origin::{Origin, Scheme};
 pub use send::authorized::{ApiRequest, RETRIED_AFTER_401, send};
-pub use send::intercept::{AfterAnswer, Body, Decision, after_answer, decide, promises_body};
+pub use send::intercept::{
+    AfterAnswer, Body, BodyPlan, Decision, Sent, after_answer, body_plan, decide,
+};
 /// The settings each part of the core defines, as [`Settings`] assembles them.
 pub mod settings {
     pub use crate::audit::{AuditSettings, Level};

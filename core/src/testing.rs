@@ -34,6 +34,9 @@ pub(crate) struct FakePlatform {
     pub(crate) send_ms: Cell<u64>,
     on_sleep: RefCell<Option<SleepHook>>,
     random: Cell<u64>,
+    /// While set, every `send` waits (returns `Pending`) before it is sent: a network
+    /// round trip in progress, to test what other requests of the instance do then.
+    pub(crate) hold_sends: Cell<bool>,
 }
 
 impl FakePlatform {
@@ -121,7 +124,7 @@ impl Platform for FakePlatform {
         self.now_ms.get()
     }
 
-    fn sleep_ms(&self, ms: u64) {
+    async fn sleep_ms(&self, ms: u64) {
         self.advance(ms);
         self.slept_ms.set(self.slept_ms.get() + ms);
         let hook = self.on_sleep.borrow_mut().take();
@@ -147,7 +150,19 @@ impl Platform for FakePlatform {
         }
     }
 
-    fn send(&self, request: &HttpRequest, options: HttpOptions) -> Result<HttpResponse, Error> {
+    async fn send(
+        &self,
+        request: &HttpRequest,
+        options: HttpOptions,
+    ) -> Result<HttpResponse, Error> {
+        std::future::poll_fn(|_| {
+            if self.hold_sends.get() {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
         self.sent.borrow_mut().push(request.clone());
         // Like a real host, give up at the request's timeout.
         if self.send_ms.get() > options.timeout_ms {
@@ -276,7 +291,7 @@ impl Rig {
     }
 
     pub(crate) fn get(&self) -> Result<IssuedToken, Error> {
-        self.provider().get_token(&TokenRequest::default())
+        crate::platform::ready(self.provider().get_token(&TokenRequest::default()))
     }
 
     pub(crate) fn key(&self) -> CacheKey {
@@ -350,4 +365,11 @@ impl Rig {
             .filter(|k| k.contains(":lease:") || k.contains(":holder:"))
             .collect()
     }
+}
+
+/// Poll `future` once (no waker: the tests poll again themselves).
+pub(crate) fn poll_once<F: std::future::Future>(
+    future: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
 }

@@ -134,8 +134,9 @@ fn component_is_a_reasonable_size() {
 }
 
 /// The token interceptor (both flavors): it exports `wasi:http/client@0.3.0` and nothing
-/// else, imports the same client (to send on) and the provider's WASI 0.2 interfaces of
-/// its flavor (to get tokens), and no filesystem or sockets.
+/// else, imports the same client (to send on, its token requests too) and the WASIp3
+/// clock (to wait without blocking), the store and settings interfaces of its flavor,
+/// and no `wasi:http/outgoing-handler`, filesystem or sockets.
 #[test]
 fn the_interceptor_exports_the_http_client_and_imports_only_what_it_uses() {
     use token_provider_host::components::{
@@ -157,12 +158,18 @@ fn the_interceptor_exports_the_http_client_and_imports_only_what_it_uses() {
             &[
                 "wasi:http/client@0.3.0",
                 "wasi:http/types@0.3.0",
-                "wasi:http/outgoing-handler@0.2.6",
+                "wasi:clocks/monotonic-clock@0.3.0",
                 drafts[0],
                 drafts[1],
                 drafts[2],
             ],
             None,
+        );
+        assert!(
+            !imports
+                .iter()
+                .any(|i| i.starts_with("wasi:http/outgoing-handler")),
+            "{flavor:?}: the token request goes through the client: {imports:?}"
         );
         assert!(
             bytes.len() < 600 * 1024,

@@ -185,13 +185,15 @@ fn intercept_lines(rig: &Rig) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A 401 to a request without a body: the token is dropped, a new one fetched, and the
-/// request sent once more; the app sees only the second answer. With a body: the 401
-/// goes back to the app, and the next request gets a new token without a 401 first.
+/// A 401 to a request whose body can be sent again (none, or one within
+/// `retry_body_bytes`, with or without a length): the token is dropped, a new one
+/// fetched, and the request sent once more with the same body; the app sees only the
+/// second answer. A larger body streams through: its 401 goes back to the app, and the
+/// next request gets a new token without a 401 first.
 #[tokio::test]
-async fn a_401_is_retried_without_a_body_and_passed_back_with_one() {
+async fn a_401_is_retried_when_the_body_can_be_sent_again_and_passed_back_otherwise() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
-    let rig = rig(&server, &[]);
+    let rig = rig(&server, &[("retry_body_bytes", "16")]);
     let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
     let send = |req| rig.host.handle_http(&composed, Inherit::ALL, req);
     let get = || forward("GET", "/api/orders", &server.origin(), &[], b"");
@@ -211,31 +213,56 @@ async fn a_401_is_retried_without_a_body_and_passed_back_with_one() {
     let bearer = |i: usize| Some(format!("Bearer {}", tokens[i]));
     assert_eq!(auth, [bearer(0), bearer(0), bearer(1)]);
 
-    // With a body, streamed without a length (the interceptor read its first chunk)
-    // and with one (streamed on as it came): the 401 reaches the app, once each.
+    // A small body, streamed without a length and with one: kept, and sent again.
+    let small = b"order=42";
     for headers in [
         &[("content-type", "text/plain")][..],
         &[("content-type", "text/plain"), ("content-length", "8")][..],
     ] {
         server.revoke_all();
-        let post = forward(
-            "POST",
-            "/api/orders",
-            &server.origin(),
-            headers,
-            b"order=42",
-        );
+        let post = forward("POST", "/api/orders", &server.origin(), headers, small);
+        let answer = send(post).await.unwrap().unwrap();
+        assert_eq!(answer.status(), 200, "{headers:?}");
+        let seen = server.api_requests();
+        let tokens = server.issued_tokens();
+        let (refused, retried) = (&seen[seen.len() - 2], &seen[seen.len() - 1]);
+        for (request, token) in [
+            (refused, &tokens[tokens.len() - 2]),
+            (retried, &tokens[tokens.len() - 1]),
+        ] {
+            assert_eq!(request.body, small, "{headers:?}");
+            assert_eq!(
+                request.header("authorization"),
+                Some(format!("Bearer {token}").as_str())
+            );
+        }
+    }
+    assert_eq!(server.issued_tokens().len(), 4);
+
+    // A body over retry_body_bytes (16), without a length (found out by reading) and
+    // with one (streamed unread): the 401 reaches the app, once each.
+    let large = b"order=42&note=more-than-sixteen-bytes";
+    let length = large.len().to_string();
+    for headers in [
+        &[("content-type", "text/plain")][..],
+        &[
+            ("content-type", "text/plain"),
+            ("content-length", length.as_str()),
+        ][..],
+    ] {
+        server.revoke_all();
+        let post = forward("POST", "/api/orders", &server.origin(), headers, large);
         let answer = send(post).await.unwrap().unwrap();
         assert_eq!(answer.status(), 401, "{headers:?}");
         let last = server.api_requests().pop().unwrap();
-        assert_eq!(last.body, b"order=42", "{headers:?}");
+        assert_eq!(last.body, large, "{headers:?}");
         // The rejected token was dropped: the next request asks for a new one and is
         // answered 200 at once.
         let before = server.api_requests().len();
         assert_eq!(send(get()).await.unwrap().unwrap().status(), 200);
         assert_eq!(server.api_requests().len(), before + 1, "no second 401");
     }
-    assert_eq!(server.issued_tokens().len(), 4);
+    assert_eq!(server.issued_tokens().len(), 6);
 
     let lines = intercept_lines(&rig);
     let summary: Vec<(String, u64, bool)> = lines
@@ -253,6 +280,8 @@ async fn a_401_is_retried_without_a_body_and_passed_back_with_one() {
         summary,
         [
             ok(200, false),
+            ok(200, true),
+            ok(200, true),
             ok(200, true),
             ok(401, false),
             ok(200, false),

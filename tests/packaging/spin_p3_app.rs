@@ -27,10 +27,14 @@ const NARROW: [&str; 3] = ["allowed_outbound_hosts", "key_value_stores", "variab
 
 /// Imports Spin 4.1's platform world has beyond Spin 3's that a WASIp3 app or the
 /// interceptor may use (Spin 4.1 imports `wasi:http/client@0.3.0` beside
-/// `wasi:http/outgoing-handler@0.2.6`, and the `spin:*@3.0.0` async interfaces).
+/// `wasi:http/outgoing-handler@0.2.6`, and the `spin:*@3.0.0` async interfaces; its
+/// `crates/factor-wasi` links wasmtime's WASIp3 clocks, whose `wait-for` the
+/// interceptor awaits, and no deny adapter plugs `wasi:clocks`).
 const SPIN_4_1_ADDS: &[&str] = &[
     "wasi:http/types@0.3.0",
     "wasi:http/client@0.3.0",
+    "wasi:clocks/types@0.3.0",
+    "wasi:clocks/monotonic-clock@0.3.0",
     "spin:variables/variables@3.0.0",
     "spin:key-value/key-value@3.0.0",
 ];
@@ -157,7 +161,7 @@ fn spin_build_produces_every_path_and_all_imports_are_in_spin_4_1s_world() {
     );
     for needed in [
         CLIENT,
-        "wasi:http/outgoing-handler@0.2.6",
+        "wasi:clocks/monotonic-clock@0.3.0",
         "wasi:keyvalue/store@0.2.0-draft2",
         "wasi:config/store@0.2.0-draft-2024-09-27",
     ] {

@@ -1,9 +1,13 @@
 //! The token interceptor's export: `wasi:http/client@0.3.0` `send`, in front of the
-//! host's own. For each request of the app, [`decide`](token_provider_core::decide) says whether a token
-//! goes with it; the request is rebuilt around the app's body stream (never buffered)
-//! with `Authorization: Bearer …` on a copy of its headers, and sent on through the
-//! imported client. Tokens come from the provider's core (memory, store, lease,
-//! single flight), fetched through `wasi:http/outgoing-handler@0.2.6`.
+//! host's own. For each request of the app, [`decide`] says whether a token goes with
+//! it; the request is rebuilt around the app's body with `Authorization: Bearer …` on a
+//! copy of its headers, and sent on through the imported client.
+//!
+//! Tokens come from the provider's core over [`P3Platform`], which never blocks the
+//! instance: a request that needs a fetch waits for it (with the instance's other
+//! requests for the same token: single flight), every other request goes on. A token
+//! due for renewal is served at once, and the renewal runs in a task of its own that
+//! outlives the request's answer ([`Provider::get_token_deferring`]).
 
 use super::Component;
 use super::bindings::exports::wasi::http0_3_0::client::Guest;
@@ -12,22 +16,24 @@ use super::bindings::wasi::http0_3_0::types::{
     ErrorCode, Fields, Method, Request, RequestOptions, Response, Scheme,
 };
 use super::bindings::{wit_future, wit_stream};
+use super::platform::P3Platform;
 use token_provider_core::{
-    AccessToken, AfterAnswer, Body, Decision, Error as CoreError, Event, Origin, Outcome, Provider,
-    RETRIED_AFTER_401, Reading, Settings, TokenRequest, after_answer, decide, promises_body,
+    AccessToken, AfterAnswer, Body, BodyPlan, Decision, Error as CoreError, Event, IssuedToken,
+    Origin, Outcome, Provider, RETRIED_AFTER_401, Reading, Sent, Source, TokenRequest,
+    after_answer, body_plan, decide,
 };
-use token_provider_wasi::{WasiPlatform, with_provider as with_instance};
+use token_provider_wasi::Instance;
 use wit_bindgen::{FutureReader, StreamReader, StreamResult};
+
+/// A request's trailers, as `wasi:http@0.3.0` passes them.
+type Trailers = FutureReader<Result<Option<Fields>, ErrorCode>>;
 
 /// The interceptor reads every key, its route table included.
 const READING: Reading = Reading::Everything;
 
-/// `f` with this instance's settings and provider.
-fn with_provider<R>(
-    f: impl FnOnce(&Settings, &Provider<'_, WasiPlatform>) -> Result<R, CoreError>,
-) -> Result<R, CoreError> {
-    with_instance(READING, f)
-}
+/// This instance's provider over WASI 0.3 (`'static`: a renewal task may outlive the
+/// request that started it).
+type P3Provider = Provider<'static, P3Platform>;
 
 impl Guest for Component {
     async fn send(request: Request) -> Result<Response, ErrorCode> {
@@ -40,99 +46,115 @@ impl Guest for Component {
             Scheme::Other(other) => other,
         });
         let authority = request.get_authority();
-        let decision = with_provider(|s, p| {
-            Ok(decide(
-                &s.send,
-                &p.settings.client,
-                scheme.as_deref(),
-                authority.as_deref(),
-                app_authorization,
-            ))
-        });
+        // Without settings the interceptor cannot tell where tokens go: nothing is sent
+        // (a request meant for an API would otherwise leave without its token).
+        let instance: &'static Instance =
+            token_provider_wasi::instance(READING).map_err(|e| error_code(&e))?;
+        let settings = &instance.settings;
+        let p = instance.provider(&P3Platform);
+        let decision = decide(
+            &settings.send,
+            &settings.provider.client,
+            scheme.as_deref(),
+            authority.as_deref(),
+            app_authorization,
+        );
         match decision {
-            // Without settings the interceptor cannot tell where tokens go: nothing is
-            // sent (a request meant for an API would otherwise leave without its token).
-            Err(e) => Err(error_code(&e)),
-            Ok(Decision::PassThrough(why)) => {
+            Decision::PassThrough(why) => {
                 let none = TokenRequest::default();
-                audit(Outcome::InterceptPassed, None, &none, |ev| {
+                audit(&p, Outcome::InterceptPassed, None, &none, |ev| {
                     ev.with_detail(why)
                 });
                 client::send(request).await
             }
-            Ok(Decision::Refuse(e)) => {
+            Decision::Refuse(e) => {
                 let none = TokenRequest::default();
-                audit(Outcome::InterceptRefused, None, &none, |ev| {
+                audit(&p, Outcome::InterceptRefused, None, &none, |ev| {
                     ev.with_error(&e)
                 });
                 Err(ErrorCode::HttpRequestDenied)
             }
-            Ok(Decision::Attach { origin, token }) => attach(request, &origin, &token).await,
+            Decision::Attach { origin, token } => {
+                let retry_body_bytes = settings.send.intercept.retry_body_bytes;
+                attach(p, request, &origin, &token, retry_body_bytes).await
+            }
         }
     }
 }
 
-/// Get the token, send `request` with it, and on a 401 drop the token: a request
-/// without a body is then sent once more with a new one; one with a body goes back to
-/// the app as the API answered (`after_answer`).
+/// Get the token, send `request` with it, and on a 401 drop the token and do what
+/// [`after_answer`] says: a body that can be sent again (none, or one of at most
+/// `retry_body_bytes`, kept) is sent again with the next token; a streamed one goes
+/// back to the app with the API's answer.
 async fn attach(
+    p: P3Provider,
     request: Request,
     origin: &Origin,
     token: &TokenRequest,
+    retry_body_bytes: u64,
 ) -> Result<Response, ErrorCode> {
     let parts = Parts::of(&request);
-    let promised = promises_body(&parts.headers.get("content-length"));
+    let plan = body_plan(&parts.headers.get("content-length"), retry_body_bytes);
     // Dropping the writer reports the body as delivered (`Ok`) to the app's side.
     let (_, body_result) = wit_future::new(|| Ok(()));
     let (body, trailers) = Request::consume_body(request, body_result);
-    // A promised body is streamed on as it comes; otherwise the first chunk tells
-    // whether there is one (an empty body can be sent twice).
-    let mut body = if promised {
-        Some(body)
-    } else {
-        peek(body).await
-    };
-    let shape = if body.is_some() {
-        Body::Bytes
-    } else {
-        Body::Empty
-    };
-    let mut trailers = Some(trailers);
-    let mut retried = false;
+    let mut body = AppBody::take(body, trailers, plan).await?;
+    let mut retries = 0u8;
     loop {
-        let issued = with_provider(|_, p| p.get_token(token)).map_err(|e| {
-            audit(Outcome::InterceptError, Some(origin), token, |ev| {
+        let issued = token_for(p, token).await.map_err(|e| {
+            audit(&p, Outcome::InterceptError, Some(origin), token, |ev| {
                 ev.with_error(&e)
             });
             error_code(&e)
         })?;
-        let outgoing = parts.build(&issued.token, body.take(), trailers.take())?;
+        let (contents, trailers) = body.next_send();
+        let outgoing = parts.build(&issued.token, contents, trailers)?;
         let response = client::send(outgoing).await.map_err(|code| {
-            audit(Outcome::InterceptError, Some(origin), token, |ev| {
+            audit(&p, Outcome::InterceptError, Some(origin), token, |ev| {
                 ev.with_detail(&format!("the API was not reached: {code:?}"))
             });
             code
         })?;
         let status = response.get_status_code();
-        let next = after_answer(status, shape, retried);
+        let sent = Sent {
+            retries,
+            fresh: issued.source == Source::Fresh,
+        };
+        let next = after_answer(status, body.shape(), sent);
         if next != AfterAnswer::Deliver {
-            let _ = with_provider(|_, p| {
-                p.invalidate_token(token, &issued.token);
-                Ok(())
-            });
+            p.invalidate_token(token, &issued.token);
         }
         if next == AfterAnswer::InvalidateAndRetry {
-            retried = true;
+            retries += 1;
             continue;
         }
-        audit_ok(origin, token, status, &issued.token, retried);
+        audit_ok(&p, origin, token, status, &issued.token, retries > 0);
         return Ok(response);
     }
 }
 
+/// The token to send now. A renewal this request is to run (the token is due and this
+/// instance took the lease) goes on in a task of its own after the request.
+async fn token_for(p: P3Provider, token: &TokenRequest) -> Result<IssuedToken, CoreError> {
+    let (issued, renewal) = p.get_token_deferring(token).await?;
+    if let Some(renewal) = renewal {
+        wit_bindgen::spawn_local(async move {
+            p.renew(renewal).await;
+        });
+    }
+    Ok(issued)
+}
+
 /// The `ok` line: the API answered `status` to a request that carried `sent`.
-fn audit_ok(origin: &Origin, token: &TokenRequest, status: u16, sent: &AccessToken, retried: bool) {
-    audit(Outcome::InterceptOk, Some(origin), token, |mut ev| {
+fn audit_ok(
+    p: &P3Provider,
+    origin: &Origin,
+    token: &TokenRequest,
+    status: u16,
+    sent: &AccessToken,
+    retried: bool,
+) {
+    audit(p, Outcome::InterceptOk, Some(origin), token, |mut ev| {
         ev.status = Some(status);
         ev.fingerprint = Some(sent.fingerprint());
         if retried {
@@ -145,18 +167,99 @@ fn audit_ok(origin: &Origin, token: &TokenRequest, status: u16, sent: &AccessTok
 /// How many bytes are read from the app's body at a time when it has to be looked at.
 const CHUNK: usize = 64 * 1024;
 
-/// The app's body if it has a byte, as a stream that starts with that byte; `None`
-/// when it ended empty. The first chunk read is written to a new stream, and a task
-/// copies the rest as it comes, one chunk at a time (memory stays at a chunk).
-async fn peek(mut body: StreamReader<u8>) -> Option<StreamReader<u8>> {
-    let first = loop {
-        let (result, chunk) = body.read(Vec::with_capacity(CHUNK)).await;
-        match result {
-            StreamResult::Complete(_) if chunk.is_empty() => continue,
-            StreamResult::Complete(_) => break chunk,
-            StreamResult::Dropped | StreamResult::Cancelled => return None,
+/// The app's request body as the interceptor holds it.
+enum AppBody {
+    /// It ended without a byte (trailers, if any, kept).
+    Empty(Option<Fields>),
+    /// It ended within `retry_body_bytes`: kept whole, with its trailers.
+    Kept(Vec<u8>, Option<Fields>),
+    /// Streamed on as it comes, once (`None` once sent).
+    Streamed(Option<(StreamReader<u8>, Trailers)>),
+}
+
+impl AppBody {
+    /// Take the app's body as `plan` says. Reading stops at the end of the body, or
+    /// once past the plan's limit: what was read is then sent first, and a task copies
+    /// the rest as it comes, one chunk at a time (memory stays at the limit plus a
+    /// chunk).
+    async fn take(
+        mut body: StreamReader<u8>,
+        trailers: Trailers,
+        plan: BodyPlan,
+    ) -> Result<Self, ErrorCode> {
+        let limit = match plan {
+            BodyPlan::Stream => return Ok(AppBody::Streamed(Some((body, trailers)))),
+            BodyPlan::Read { limit } => usize::try_from(limit).unwrap_or(usize::MAX),
+        };
+        let mut kept = Vec::new();
+        loop {
+            let (result, chunk) = body.read(Vec::with_capacity(CHUNK)).await;
+            kept.extend_from_slice(&chunk);
+            if kept.len() > limit {
+                return Ok(AppBody::Streamed(Some((continued(kept, body), trailers))));
+            }
+            match result {
+                StreamResult::Complete(_) => {}
+                StreamResult::Dropped | StreamResult::Cancelled => break,
+            }
         }
-    };
+        // The whole body is here: its trailers come next (or the app's error).
+        let trailers = trailers.await?;
+        Ok(if kept.is_empty() {
+            AppBody::Empty(trailers)
+        } else {
+            AppBody::Kept(kept, trailers)
+        })
+    }
+
+    fn shape(&self) -> Body {
+        match self {
+            AppBody::Empty(_) => Body::Empty,
+            AppBody::Kept(..) => Body::Kept,
+            AppBody::Streamed(_) => Body::Bytes,
+        }
+    }
+
+    /// The body and trailers for one send: a kept body as a new stream each time, a
+    /// streamed one the first time only (never sent twice: `after_answer`).
+    fn next_send(&mut self) -> (Option<StreamReader<u8>>, Option<Trailers>) {
+        match self {
+            AppBody::Empty(trailers) => (None, Some(trailers_of(trailers.as_ref()))),
+            AppBody::Kept(bytes, trailers) => (
+                Some(stream_of(bytes.clone())),
+                Some(trailers_of(trailers.as_ref())),
+            ),
+            AppBody::Streamed(taken) => match taken.take() {
+                Some((body, trailers)) => (Some(body), Some(trailers)),
+                None => (None, None),
+            },
+        }
+    }
+}
+
+/// A stream of `bytes`, written by a task.
+fn stream_of(bytes: Vec<u8>) -> StreamReader<u8> {
+    let (mut writer, reader) = wit_stream::new::<u8>();
+    wit_bindgen::spawn_local(async move {
+        let _ = writer.write_all(bytes).await;
+    });
+    reader
+}
+
+/// A trailers future that resolves to a copy of `trailers`.
+fn trailers_of(trailers: Option<&Fields>) -> Trailers {
+    let (writer, reader) = wit_future::new(|| Ok(None));
+    if let Some(fields) = trailers.map(Fields::clone) {
+        wit_bindgen::spawn_local(async move {
+            let _ = writer.write(Ok(Some(fields))).await;
+        });
+    }
+    reader
+}
+
+/// A stream that starts with `first` (bytes already read) and goes on with the rest of
+/// `body`, copied by a task one chunk at a time.
+fn continued(first: Vec<u8>, mut body: StreamReader<u8>) -> StreamReader<u8> {
     let (mut writer, reader) = wit_stream::new::<u8>();
     wit_bindgen::spawn_local(async move {
         let mut chunk = first;
@@ -171,10 +274,10 @@ async fn peek(mut body: StreamReader<u8>) -> Option<StreamReader<u8>> {
             }
         }
     });
-    Some(reader)
+    reader
 }
 
-/// What is kept of the app's request to build it again, with a token, once or twice.
+/// What is kept of the app's request to build it again, with a token, once or more.
 struct Parts {
     headers: Fields,
     method: Method,
@@ -203,7 +306,7 @@ impl Parts {
         &self,
         token: &AccessToken,
         body: Option<StreamReader<u8>>,
-        trailers: Option<FutureReader<Result<Option<Fields>, ErrorCode>>>,
+        trailers: Option<Trailers>,
     ) -> Result<Request, ErrorCode> {
         let headers = self.headers.clone();
         let bearer = format!("Bearer {}", token.expose());
@@ -226,20 +329,18 @@ impl Parts {
     }
 }
 
-/// One `intercept.send` line, if the settings load (they did, for any decision).
+/// One `intercept.send` line.
 fn audit(
+    p: &P3Provider,
     outcome: Outcome,
     origin: Option<&Origin>,
     token: &TokenRequest,
     fill: impl for<'e> FnOnce(Event<'e>) -> Event<'e>,
 ) {
-    let _ = with_provider(|_, p| {
-        let scopes = token.scopes.as_ref().unwrap_or(&p.settings.client.scope);
-        let mut ev = fill(Event::new(outcome, &p.settings.audit, scopes));
-        ev.api_origin = origin.map(|o| o.to_string());
-        p.audit(&ev);
-        Ok(())
-    });
+    let scopes = token.scopes.as_ref().unwrap_or(&p.settings.client.scope);
+    let mut ev = fill(Event::new(outcome, &p.settings.audit, scopes));
+    ev.api_origin = origin.map(|o| o.to_string());
+    p.audit(&ev);
 }
 
 /// The `error-code` an HTTP client expects for a core error (its text carries no

@@ -5,6 +5,7 @@
 //! (feature `wasmtime-flavor`) picks the world.
 
 mod client;
+mod platform;
 
 // The interceptor's WIT has WASI 0.2 and 0.3 side by side, so every WASI module name
 // carries its version.

@@ -9,9 +9,10 @@ use token_provider_wasi::{WasiPlatform, with_provider as with_instance};
 /// The provider reads no interceptor key (their parser stays out of its `.wasm`).
 const READING: Reading = Reading::WithoutIntercept;
 
-/// `f` with this instance's provider.
-fn with_provider<R>(
-    f: impl FnOnce(&Provider<'_, WasiPlatform>) -> Result<R, CoreError>,
+/// `f` with this instance's provider (over WASI 0.2, whose calls block: the future is
+/// ready at once).
+fn with_provider<R, F: Future<Output = Result<R, CoreError>>>(
+    f: impl FnOnce(Provider<'static, WasiPlatform>) -> F,
 ) -> Result<R, CoreError> {
     with_instance(READING, |_, p| f(p))
 }
@@ -19,7 +20,7 @@ fn with_provider<R>(
 impl provider::Guest for Component {
     fn get_token(request: wit::TokenRequest) -> Result<wit::AccessToken, wit::Error> {
         let request = core_token_request(request);
-        with_provider(|p| p.get_token(&request))
+        with_provider(|p| async move { p.get_token(&request).await })
             .map(wit_token)
             .map_err(wit_error)
     }
@@ -27,7 +28,7 @@ impl provider::Guest for Component {
     fn invalidate(request: wit::TokenRequest) {
         let request = core_token_request(request);
         // Without valid settings there is nothing cached to drop.
-        let _ = with_provider(|p| {
+        let _ = with_provider(|p| async move {
             p.invalidate(&request);
             Ok(())
         });
@@ -45,12 +46,15 @@ impl authorized_client::Guest for Component {
             body: request.body,
             token: request.token.map(core_token_request),
         };
-        with_instance(READING, |s, p| send(p, &s.send, &request))
-            .map(|r| authorized_client::Response {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            })
-            .map_err(wit_error)
+        with_instance(
+            READING,
+            |s, p| async move { send(&p, &s.send, &request).await },
+        )
+        .map(|r| authorized_client::Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        })
+        .map_err(wit_error)
     }
 }

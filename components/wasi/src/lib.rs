@@ -8,13 +8,17 @@
 //! `wasi:config` the imports are generated from (`wit/platform.wit`); the component that
 //! links this crate imports the same interfaces in its own world.
 
+mod error_code;
 mod outgoing;
 mod platform;
 
 pub use platform::WasiPlatform;
+// What `error_code_mapping!` names, wherever it is expanded.
+#[doc(hidden)]
+pub use token_provider_core::{Error as CoreError, sanitize};
 
-use std::cell::{OnceCell, RefCell};
-use token_provider_core::{Error as CoreError, MemoryCache, Provider, Reading, Settings};
+use std::cell::{Cell, RefCell};
+use token_provider_core::{MemoryCache, Platform, Provider, Reading, Settings, ready};
 
 #[cfg(not(feature = "wasmtime-flavor"))]
 wit_bindgen::generate!({
@@ -35,35 +39,52 @@ use wasi::{config0_2_0_draft_2024_09_27 as config, keyvalue0_2_0_draft2 as keyva
 #[cfg(feature = "wasmtime-flavor")]
 use wasi::{config0_2_0_rc_1 as config, keyvalue0_2_0_draft as keyvalue};
 
-thread_local! {
-    static SETTINGS: OnceCell<Settings> = const { OnceCell::new() };
-    static MEMORY: RefCell<MemoryCache> = RefCell::new(MemoryCache::default());
+/// One instance's settings (read once) and memory. Made once per instance and never
+/// freed (`&'static`): a task an export spawns (a renewal that outlives the request's
+/// answer) may use it, and the instance's memory goes with the instance.
+pub struct Instance {
+    pub settings: Settings,
+    pub memory: RefCell<MemoryCache>,
 }
 
-/// `f` with this instance's settings and its provider. Settings are read once per
-/// instance (the keys `reading` names: the same on every call of one component); a
-/// failed read is retried on the next call.
-pub fn with_provider<R>(
-    reading: Reading,
-    f: impl FnOnce(&Settings, &Provider<'_, WasiPlatform>) -> Result<R, CoreError>,
-) -> Result<R, CoreError> {
-    SETTINGS.with(|cell| {
-        if cell.get().is_none() {
-            let settings = load_settings(reading)?;
-            let _ = cell.set(settings);
+impl Instance {
+    /// The provider of this instance over `platform`.
+    pub fn provider<'a, P: Platform>(&'a self, platform: &'a P) -> Provider<'a, P> {
+        Provider {
+            settings: &self.settings.provider,
+            platform,
+            memory: &self.memory,
         }
-        let settings = cell.get().expect("set above");
-        MEMORY.with(|memory| {
-            f(
-                settings,
-                &Provider {
-                    settings: &settings.provider,
-                    platform: &WasiPlatform,
-                    memory,
-                },
-            )
-        })
-    })
+    }
+}
+
+thread_local! {
+    static INSTANCE: Cell<Option<&'static Instance>> = const { Cell::new(None) };
+}
+
+/// This instance's settings and memory. Settings are read once per instance (the keys
+/// `reading` names: the same on every call of one component); a failed read is retried
+/// on the next call.
+pub fn instance(reading: Reading) -> Result<&'static Instance, CoreError> {
+    if let Some(instance) = INSTANCE.get() {
+        return Ok(instance);
+    }
+    let instance: &'static Instance = Box::leak(Box::new(Instance {
+        settings: load_settings(reading)?,
+        memory: RefCell::new(MemoryCache::default()),
+    }));
+    INSTANCE.set(Some(instance));
+    Ok(instance)
+}
+
+/// `f` with this instance's settings and its provider over the blocking WASI 0.2
+/// platform (whose futures are ready at once: [`ready`] drives them).
+pub fn with_provider<R, F: Future<Output = Result<R, CoreError>>>(
+    reading: Reading,
+    f: impl FnOnce(&'static Settings, Provider<'static, WasiPlatform>) -> F,
+) -> Result<R, CoreError> {
+    let instance = instance(reading)?;
+    ready(f(&instance.settings, instance.provider(&WasiPlatform)))
 }
 
 /// The settings from `wasi:config`: every key in one `get-all` call (each host call

@@ -59,7 +59,7 @@ impl Platform for WasiPlatform {
         wasi::clocks::monotonic_clock::now() / 1_000_000
     }
 
-    fn sleep_ms(&self, ms: u64) {
+    async fn sleep_ms(&self, ms: u64) {
         wasi::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
     }
 
@@ -68,7 +68,11 @@ impl Platform for WasiPlatform {
         out.copy_from_slice(&bytes[..out.len()]);
     }
 
-    fn send(&self, request: &HttpRequest, options: HttpOptions) -> Result<HttpResponse, CoreError> {
+    async fn send(
+        &self,
+        request: &HttpRequest,
+        options: HttpOptions,
+    ) -> Result<HttpResponse, CoreError> {
         super::outgoing::send(request, options)
     }
 

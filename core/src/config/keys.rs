@@ -346,6 +346,13 @@ pub const KEYS: &[Key] = &[
         50,
         "Refresh window: the last N % of a token's lifetime, when one instance renews it while the rest keep using it; 0 disables",
     ),
+    number(
+        "memory_max_age_ms",
+        "1000",
+        0,
+        3_600_000,
+        "With kv_store: a token is served from an instance's memory at most this long after it was last checked against the store, so a token another instance dropped (a 401) leaves every instance within this bound; 0 reads the store on every request",
+    ),
     intercept_key(
         "intercept_routes",
         "",
@@ -357,6 +364,15 @@ pub const KEYS: &[Key] = &[
         "pass",
         Kind::Choice(UNMATCHED),
         "Interceptor: requests to origins that get no token are sent on untouched (pass) or answered with HTTP-request-denied (refuse)",
+    ),
+    intercept_key(
+        "retry_body_bytes",
+        "65536",
+        Kind::Number {
+            min: 0,
+            max: 8_388_608,
+        },
+        "Interceptor: a request body up to this many bytes is kept while it streams, so a 401 to it is retried with another token like a request without a body; a larger body streams through and its 401 goes back to the app; 0 disables",
     ),
 ];
 

@@ -76,6 +76,7 @@ impl Settings {
             token_host: client.server_host.clone(),
         };
         let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
+        let memory_max_age_ms = r.number("memory_max_age_ms")?;
         let intercept = read_intercept(&r, reading)?;
         let cache = CacheSettings {
             kv_store,
@@ -83,6 +84,7 @@ impl Settings {
             lifetimes,
             refresh_ahead_percent,
             lease_ms,
+            memory_max_age_ms,
             key_names: KeyNames::new(&auth),
             secret: auth,
         };
@@ -152,6 +154,7 @@ fn read_intercept<G: Fn(&str) -> Result<Option<String>, String>>(
         return Ok(InterceptSettings {
             routes: Vec::new(),
             unmatched: Unmatched::Pass,
+            retry_body_bytes: 0,
         });
     }
     Ok(InterceptSettings {
@@ -160,6 +163,7 @@ fn read_intercept<G: Fn(&str) -> Result<Option<String>, String>>(
             "refuse" => Unmatched::Refuse,
             _ => Unmatched::Pass,
         },
+        retry_body_bytes: r.number("retry_body_bytes")?,
     })
 }
 
@@ -862,8 +866,10 @@ mod tests {
                 "lease_ms",
                 "audit",
                 "refresh_ahead_percent",
+                "memory_max_age_ms",
                 "intercept_routes",
                 "intercept_unmatched",
+                "retry_body_bytes",
             ]
         );
     }

@@ -19,14 +19,14 @@ use crate::store::{CacheKey, seal};
 
 impl<P: Platform> Provider<'_, P> {
     /// Where to ask for a token, and how to authenticate there.
-    pub(super) fn endpoint(&self, l: &Lookup) -> Result<Endpoint, Error> {
+    pub(super) async fn endpoint(&self, l: &Lookup) -> Result<Endpoint, Error> {
         if let Some(e) = self.settings.client.static_endpoint() {
             return Ok(e);
         }
         let Some(d) = &self.settings.client.discovery else {
             unreachable!("config requires token_url and a fixed method, or issuer");
         };
-        let fetched = self.metadata(d, l)?;
+        let fetched = self.metadata(d, l).await?;
         fetched
             .metadata
             .endpoint(&self.settings.client)
@@ -45,7 +45,7 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     /// The metadata: remembered, stored, or fetched (once per issuer across the fleet).
-    fn metadata(&self, d: &DiscoverySettings, l: &Lookup) -> Result<Fetched, Error> {
+    async fn metadata(&self, d: &DiscoverySettings, l: &Lookup) -> Result<Fetched, Error> {
         let now = self.platform.now_unix_ms();
         if let Some(f) = &self.memory.borrow().discovered
             && f.fresh(now, d.ttl_secs)
@@ -54,10 +54,10 @@ impl<P: Platform> Provider<'_, P> {
         }
         let key = self.settings.discovery_key(&d.issuer);
         let fetched = match self.settings.cache.kv_store.as_deref() {
-            None => self.fetch_metadata(d, l)?,
+            None => self.fetch_metadata(d, l).await?,
             Some(store) => match self.stored_metadata(store, &key, d, l) {
                 Some(f) => f,
-                None => self.metadata_single_flight(store, &key, d, l)?,
+                None => self.metadata_single_flight(store, &key, d, l).await?,
             },
         };
         self.memory.borrow_mut().discovered = Some(fetched.clone());
@@ -89,7 +89,7 @@ impl<P: Platform> Provider<'_, P> {
 
     /// One instance fetches; the others poll the store for its document until its
     /// lease is up, then fetch it themselves.
-    fn metadata_single_flight(
+    async fn metadata_single_flight(
         &self,
         store: &str,
         key: &CacheKey,
@@ -98,7 +98,7 @@ impl<P: Platform> Provider<'_, P> {
     ) -> Result<Fetched, Error> {
         let lease_ms = self.settings.cache.lease_ms;
         if lease_ms == 0 {
-            return self.fetch_and_store(store, key, d, l);
+            return self.fetch_and_store(store, key, d, l).await;
         }
         let leases = Leases {
             platform: self.platform,
@@ -111,7 +111,7 @@ impl<P: Platform> Provider<'_, P> {
             Ok(Attempt::Held(own)) => {
                 let result = match self.stored_metadata(store, key, d, l) {
                     Some(f) => Ok(f),
-                    None => self.fetch_and_store(store, key, d, l),
+                    None => self.fetch_and_store(store, key, d, l).await,
                 };
                 if let Err(e) = leases.release(&own) {
                     self.store_error(&l.params, e);
@@ -127,18 +127,21 @@ impl<P: Platform> Provider<'_, P> {
             Ok(Attempt::Busy(watch)) => watch,
             Err(e) => {
                 self.store_error(&l.params, e);
-                return self.fetch_and_store(store, key, d, l);
+                return self.fetch_and_store(store, key, d, l).await;
             }
         };
-        if let Some(f) = self.wait_for_metadata(&leases, watch, (store, key), d, l) {
+        if let Some(f) = self
+            .wait_for_metadata(&leases, watch, (store, key), d, l)
+            .await
+        {
             return Ok(f);
         }
-        self.fetch_and_store(store, key, d, l)
+        self.fetch_and_store(store, key, d, l).await
     }
 
     /// Poll for the holder's document until it is stored (`Some`), or the holder gives
     /// the lease back without one (it failed) or its time is up (`None`: fetch it here).
-    fn wait_for_metadata(
+    async fn wait_for_metadata(
         &self,
         leases: &Leases<'_, P>,
         watch: Watch,
@@ -154,7 +157,8 @@ impl<P: Platform> Provider<'_, P> {
         loop {
             let left = until.saturating_sub(self.platform.monotonic_ms());
             self.platform
-                .sleep_ms(poll_delay_ms(self.platform, polls).min(left));
+                .sleep_ms(poll_delay_ms(self.platform, polls).min(left))
+                .await;
             polls += 1;
             if let Some(f) = self.stored_metadata(store, key, d, l) {
                 return Some(f);
@@ -173,14 +177,14 @@ impl<P: Platform> Provider<'_, P> {
         }
     }
 
-    fn fetch_and_store(
+    async fn fetch_and_store(
         &self,
         store: &str,
         key: &CacheKey,
         d: &DiscoverySettings,
         l: &Lookup,
     ) -> Result<Fetched, Error> {
-        let fetched = self.fetch_metadata(d, l)?;
+        let fetched = self.fetch_metadata(d, l).await?;
         let sealed = seal::seal_value(
             &fetched,
             &self.settings.cache.secret,
@@ -195,9 +199,9 @@ impl<P: Platform> Provider<'_, P> {
 
     /// GET the RFC 8414 document, and the OpenID one if there is none (a 4xx); judge
     /// it; one audit line either way.
-    fn fetch_metadata(&self, d: &DiscoverySettings, l: &Lookup) -> Result<Fetched, Error> {
+    async fn fetch_metadata(&self, d: &DiscoverySettings, l: &Lookup) -> Result<Fetched, Error> {
         let started = self.platform.monotonic_ms();
-        let result = self.fetch_document(d);
+        let result = self.fetch_document(d).await;
         let mut ev = match &result {
             Ok((f, from)) => {
                 Event::new(Outcome::DiscoveryOk, &self.settings.audit, &l.params.scopes)
@@ -220,7 +224,7 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     /// The document and the URL it came from.
-    fn fetch_document(&self, d: &DiscoverySettings) -> Result<(Fetched, String), Error> {
+    async fn fetch_document(&self, d: &DiscoverySettings) -> Result<(Fetched, String), Error> {
         let options = HttpOptions {
             timeout_ms: self.settings.http.timeout_ms,
             read_limit: MAX_DOCUMENT_BYTES + 1,
@@ -235,7 +239,7 @@ impl<P: Platform> Provider<'_, P> {
                 body: Vec::new(),
             };
             let sent_at = self.platform.now_unix_ms();
-            let response = self.platform.send(&request, options)?;
+            let response = self.platform.send(&request, options).await?;
             match response.status {
                 200 => {
                     let metadata = metadata::parse(
@@ -299,6 +303,7 @@ impl record::Record for Fetched {
 #[cfg(test)]
 mod tests {
     use crate::error::Error;
+    use crate::platform::ready;
     use crate::store::seal;
     use crate::testing::{Rig, T0, response};
 
@@ -364,7 +369,7 @@ mod tests {
             force_refresh: true,
             ..Default::default()
         };
-        r.provider().get_token(&forced).unwrap();
+        ready(r.provider().get_token(&forced)).unwrap();
         assert_eq!(urls(&r).len(), 4);
 
         // Another instance on the same store: the sealed document, no discovery request.
@@ -376,7 +381,7 @@ mod tests {
             other.platform.kv_put(&k, &r.platform.kv_value(&k).unwrap());
         }
         other.platform.respond_token("T3", 3600);
-        let forced_other = other.provider().get_token(&forced).unwrap();
+        let forced_other = ready(other.provider().get_token(&forced)).unwrap();
         assert_eq!(forced_other.token.expose(), "T3");
         assert_eq!(urls(&other), ["POST login.example.com/t1/oauth2/token"]);
 
@@ -386,7 +391,7 @@ mod tests {
             .platform
             .respond(Ok(document(ISSUER, r#"["client_secret_basic"]"#)));
         other.platform.respond_token("T4", 3600);
-        other.provider().get_token(&forced).unwrap();
+        ready(other.provider().get_token(&forced)).unwrap();
         assert_eq!(
             urls(&other)[1],
             "GET login.example.com/.well-known/oauth-authorization-server/t1"

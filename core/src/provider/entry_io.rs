@@ -1,7 +1,7 @@
 //! The shared store as the provider uses it: sealed reads and writes of the token
 //! entry, and store failures that degrade (logged, never fatal).
 
-use super::{IssuedToken, Lookup, Provider, Source};
+use super::{IssuedToken, Lookup, Miss, Provider, Source};
 use crate::audit::{Event, Outcome};
 use crate::oauth::request::TokenParams;
 use crate::platform::Platform;
@@ -14,28 +14,32 @@ impl<P: Platform> Provider<'_, P> {
         self.read_store_entry(l, now, log).ok()
     }
 
-    /// The lease holder's read: a usable entry, or (`Err(true)`) an entry nobody may
+    /// The lease holder's read: a usable entry, or (`Miss::Unusable`) an entry nobody may
     /// serve any more, which the holder deletes: it is the only writer of this key
     /// now, so the delete never removes a successor, and a key nobody asks for again
     /// does not stay for good.
     pub(super) fn read_store_as_holder(&self, l: &Lookup, now: u64) -> Option<Entry> {
         match self.read_store_entry(l, now, false) {
             Ok(e) => Some(e),
-            Err(true) => {
+            Err(Miss::Unusable) => {
                 if let Some(store) = self.settings.cache.kv_store.as_deref() {
                     let deleted = self.platform.kv_delete(store, &l.key.store_key());
                     self.degrade(l, deleted);
                 }
                 None
             }
-            Err(false) => None,
+            Err(_) => None,
         }
     }
 
-    /// A usable entry, or `Err(stale)`: whether an entry that is past its usable time
-    /// (or does not open) is there.
-    fn read_store_entry(&self, l: &Lookup, now: u64, log: bool) -> Result<Entry, bool> {
-        let store = self.settings.cache.kv_store.as_deref().ok_or(false)?;
+    /// A usable entry, or why there is none.
+    pub(super) fn read_store_entry(&self, l: &Lookup, now: u64, log: bool) -> Result<Entry, Miss> {
+        let store = self
+            .settings
+            .cache
+            .kv_store
+            .as_deref()
+            .ok_or(Miss::Absent)?;
         let skew = self.settings.cache.expiry_skew_secs;
         match self.platform.kv_get(store, &l.key.store_key()) {
             Ok(None) if log => self.log_cache(Outcome::CacheMiss, Source::Store, l, None),
@@ -46,7 +50,7 @@ impl<P: Platform> Provider<'_, P> {
                     if log {
                         self.log_cache(Outcome::CacheExpired, Source::Store, l, Some(&e));
                     }
-                    return Err(true);
+                    return Err(Miss::Unusable);
                 }
                 Err(why) if log => {
                     let ev = Event::new(
@@ -57,13 +61,16 @@ impl<P: Platform> Provider<'_, P> {
                     let mut ev = ev.with_detail(why.as_str());
                     ev.cache = Some(Source::Store.as_str());
                     self.audit(&ev);
-                    return Err(true);
+                    return Err(Miss::Unusable);
                 }
-                Err(_) => return Err(true),
+                Err(_) => return Err(Miss::Unusable),
             },
-            Err(e) => self.store_error(&l.params, e),
+            Err(e) => {
+                self.store_error(&l.params, e);
+                return Err(Miss::Failed);
+            }
         }
-        Err(false)
+        Err(Miss::Absent)
     }
 
     /// Seal `entry` into the store (if there is one).
@@ -91,7 +98,8 @@ impl<P: Platform> Provider<'_, P> {
     /// Keep a token read from the store in this instance's memory and hand it out.
     pub(super) fn remember_stored(&self, l: &Lookup, entry: Entry) -> IssuedToken {
         let issued = IssuedToken::from_entry(&entry, Source::Store);
-        self.memory.borrow_mut().put(l.key.clone(), entry);
+        let checked = self.platform.monotonic_ms();
+        self.memory.borrow_mut().put(l.key.clone(), entry, checked);
         issued
     }
 

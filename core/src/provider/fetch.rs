@@ -28,11 +28,11 @@ struct Answer {
 impl<P: Platform> Provider<'_, P> {
     /// Ask the token endpoint, with retries, unless a credential rejection is cooling
     /// down.
-    pub(super) fn fetch(&self, l: &Lookup) -> Result<IssuedToken, Error> {
+    pub(super) async fn fetch(&self, l: &Lookup) -> Result<IssuedToken, Error> {
         if let Some(e) = self.cooling_down(&l.params) {
             return Err(e);
         }
-        let answer = self.request_with_retries(l)?;
+        let answer = self.request_with_retries(l).await?;
         let now = self.platform.now_unix_ms();
         let sent = answer.sent_at_ms;
         let entry = Entry {
@@ -58,16 +58,18 @@ impl<P: Platform> Provider<'_, P> {
         let fresh = IssuedToken::from_entry(&entry, Source::Fresh);
         if entry.is_usable(now, self.settings.cache.expiry_skew_secs) {
             self.write_store(l, &entry);
-            self.memory.borrow_mut().put(l.key.clone(), entry);
+            let checked = self.platform.monotonic_ms();
+            self.memory.borrow_mut().put(l.key.clone(), entry, checked);
         }
         Ok(fresh)
     }
 
-    fn request_with_retries(&self, l: &Lookup) -> Result<Answer, Error> {
+    async fn request_with_retries(&self, l: &Lookup) -> Result<Answer, Error> {
         // The endpoint first (discovery has its own timeouts): `token_deadline_ms` is
         // the token request's.
         let endpoint = self
             .endpoint(l)
+            .await
             .inspect_err(|e| self.start_cooldown(&l.params, e, None))?;
         let policy = self.settings.retry.policy;
         let deadline = self
@@ -80,8 +82,9 @@ impl<P: Platform> Provider<'_, P> {
             let sent_at_ms = self.platform.now_unix_ms();
             // Built for each attempt: a client assertion is never sent twice.
             let request = self.request_for(&endpoint, l, sent_at_ms)?;
-            let (outcome, retry_after) =
-                self.attempt(&request, l, deadline.saturating_sub(started));
+            let (outcome, retry_after) = self
+                .attempt(&request, l, deadline.saturating_sub(started))
+                .await;
             let now = self.platform.monotonic_ms();
             let duration_ms = now.saturating_sub(started);
             let e = match outcome {
@@ -111,7 +114,7 @@ impl<P: Platform> Provider<'_, P> {
             if let Next::RetryIn(ms) = next {
                 ev.retry_in_ms = Some(ms);
                 self.audit(&ev);
-                self.platform.sleep_ms(ms);
+                self.platform.sleep_ms(ms).await;
                 attempt += 1;
                 continue;
             }
@@ -148,7 +151,7 @@ impl<P: Platform> Provider<'_, P> {
 
     /// One request, its timeouts cut to `left_ms` (what is left of the deadline); also
     /// the answer's `Retry-After`, if any.
-    fn attempt(
+    async fn attempt(
         &self,
         request: &HttpRequest,
         l: &Lookup,
@@ -159,7 +162,7 @@ impl<P: Platform> Provider<'_, P> {
             read_limit: MAX_TOKEN_RESPONSE_BYTES + 1,
         };
         let mut retry_after = None;
-        let outcome = self.platform.send(request, options).and_then(|resp| {
+        let outcome = self.platform.send(request, options).await.and_then(|resp| {
             retry_after = resp
                 .header("retry-after")
                 .and_then(|v| retry::retry_after_ms(v, self.platform.now_unix_ms()));

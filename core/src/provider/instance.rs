@@ -1,8 +1,13 @@
-//! This instance's own cache. In Spin every request gets a fresh instance, so it helps
-//! only hosts that reuse instances; the key-value store is what carries across.
+//! This instance's own cache. In Spin a WASI 0.2 component gets a fresh instance per
+//! request, so it helps only hosts that reuse instances (Spin reuses a WASIp3 instance
+//! for up to 128 requests); the key-value store is what carries across, and with a
+//! store a token is served from memory only for `memory_max_age_ms` after it was last
+//! checked against it.
 
+use super::flight::Flight;
 use crate::provider::failure::Cooldown;
 use crate::store::{CacheKey, Entry};
+use std::rc::Rc;
 
 /// At most this many tokens per instance.
 const MAX_ENTRIES: usize = 256;
@@ -39,9 +44,20 @@ impl<V> SmallMap<V> {
     }
 }
 
+/// A token in memory, and when (monotonic ms) it was last fetched, read from the store
+/// or found still there.
+#[derive(Debug)]
+struct Remembered {
+    entry: Entry,
+    checked_ms: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryCache {
-    entries: SmallMap<Entry>,
+    entries: SmallMap<Remembered>,
+    /// The fetches and renewals this instance has in progress, by cache key: other
+    /// requests of the instance wait for them instead of starting their own.
+    pub(crate) flights: SmallMap<Rc<Flight>>,
     /// The last credential rejection seen by this instance.
     pub(crate) cooldown: Option<Cooldown>,
     /// Renewals that failed: no new attempt before this time (Unix ms).
@@ -52,19 +68,25 @@ pub struct MemoryCache {
 
 impl MemoryCache {
     pub(crate) fn get(&self, key: &CacheKey) -> Option<&Entry> {
-        self.entries.get(key)
+        self.entries.get(key).map(|r| &r.entry)
     }
 
-    pub(crate) fn put(&mut self, key: CacheKey, entry: Entry) {
+    /// The token for `key` and when it was last checked (monotonic ms).
+    pub(crate) fn get_checked(&self, key: &CacheKey) -> Option<(&Entry, u64)> {
+        self.entries.get(key).map(|r| (&r.entry, r.checked_ms))
+    }
+
+    /// Keep `entry`, just fetched or read from the store at `checked_ms` (monotonic).
+    pub(crate) fn put(&mut self, key: CacheKey, entry: Entry, checked_ms: u64) {
         // Bound memory: drop what has expired before adding.
         if self.entries.len() >= MAX_ENTRIES {
             let now = entry.issued_at_ms;
-            self.entries.0.retain(|(_, e)| e.expires_at_ms > now);
+            self.entries.0.retain(|(_, r)| r.entry.expires_at_ms > now);
             if self.entries.len() >= MAX_ENTRIES {
                 self.entries.0.clear();
             }
         }
-        self.entries.insert(key, entry);
+        self.entries.insert(key, Remembered { entry, checked_ms });
     }
 
     pub(crate) fn remove(&mut self, key: &CacheKey) {
@@ -89,6 +111,7 @@ mod tests {
                     expires_at_ms: i + 10,
                     ..entry()
                 },
+                i,
             );
         }
         assert!(m.entries.len() <= 256);

@@ -12,11 +12,13 @@ mod discovery;
 mod entry_io;
 pub(crate) mod failure;
 mod fetch;
+mod flight;
 pub(crate) mod instance;
 pub(crate) mod lease;
 mod refresh;
 pub(crate) mod settings;
 mod single_flight;
+mod token;
 
 use crate::audit::{Event, Outcome};
 use crate::error::Error;
@@ -27,44 +29,7 @@ use crate::store::{CacheKey, Entry};
 use instance::MemoryCache;
 use settings::ProviderSettings;
 use std::cell::{OnceCell, RefCell};
-
-/// Where a token came from (mirrors the WIT `token-source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Fresh,
-    Memory,
-    Store,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Fresh => "fresh",
-            Source::Memory => "memory",
-            Source::Store => "store",
-        }
-    }
-}
-
-/// A token handed to the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuedToken {
-    pub token: AccessToken,
-    pub expires_at: u64,
-    pub scopes: Vec<String>,
-    pub source: Source,
-}
-
-impl IssuedToken {
-    fn from_entry(e: &Entry, source: Source) -> Self {
-        IssuedToken {
-            token: e.access_token.clone(),
-            expires_at: e.expires_at_secs(),
-            scopes: e.scopes.clone(),
-            source,
-        }
-    }
-}
+pub use token::{IssuedToken, Source};
 
 /// One instance's provider: its settings, its platform (every I/O) and its memory,
 /// borrowed for a call.
@@ -76,6 +41,40 @@ pub struct Provider<'a, P: Platform> {
     /// This instance's memory (tokens, shared failures, discovered metadata).
     pub memory: &'a RefCell<MemoryCache>,
 }
+
+/// Why the store gave no usable entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Miss {
+    /// No store, or no entry.
+    Absent,
+    /// An entry nobody may serve any more (expired, or it does not open).
+    Unusable,
+    /// The store could not be read.
+    Failed,
+}
+
+/// A renewal this instance is to run: the token due for refresh, the lease taken for
+/// it (if there is a store) and the flight other requests of the instance see.
+/// [`Provider::get_token`] runs it before answering; a WASIp3 adapter runs it after,
+/// in a task of its own ([`Provider::renew`]). Dropped without running, it fails the
+/// instance's waiters at once and leaves the lease to lapse (`lease_ms`).
+pub struct Renewal {
+    l: Lookup,
+    entry: Entry,
+    source: Source,
+    lease: Option<lease::Lease>,
+    boarded: flight::Boarded,
+}
+
+// Three references: copied into a task that outlives a request (a renewal), whatever
+// the platform (a derive would ask `P: Copy`).
+impl<P: Platform> Clone for Provider<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: Platform> Copy for Provider<'_, P> {}
 
 /// One token being looked for: the request's parameters and its cache key.
 pub(crate) struct Lookup {
@@ -91,7 +90,7 @@ impl Lookup {
     }
 }
 
-impl<P: Platform> Provider<'_, P> {
+impl<'a, P: Platform> Provider<'a, P> {
     /// Write `event` if the `audit` level wants it.
     pub fn audit(&self, event: &Event) {
         if self
@@ -103,10 +102,28 @@ impl<P: Platform> Provider<'_, P> {
         }
     }
 
-    pub fn get_token(&self, request: &TokenRequest) -> Result<IssuedToken, Error> {
+    /// A token for `request`, renewing it first if this instance is the one to renew
+    /// it (the WASI 0.2 way: the request that renews waits for the renewal).
+    pub async fn get_token(&self, request: &TokenRequest) -> Result<IssuedToken, Error> {
+        match self.get_token_deferring(request).await? {
+            (_, Some(renewal)) => Ok(self.renew(renewal).await),
+            (token, None) => Ok(token),
+        }
+    }
+
+    /// A token for `request` without waiting for a renewal: while a valid token
+    /// exists it is returned at once, with the [`Renewal`] this instance is to run if
+    /// the token is due and this instance took the lease (a WASIp3 adapter runs it in a
+    /// task that outlives the request). Only a cold cache or an expired token makes the
+    /// caller wait, for the fetch (shared with the instance's other requests, and
+    /// across instances on the lease).
+    pub async fn get_token_deferring(
+        &self,
+        request: &TokenRequest,
+    ) -> Result<(IssuedToken, Option<Renewal>), Error> {
         let l = Lookup::new(request, self.settings)?;
         if request.force_refresh {
-            return self.fetch(&l);
+            return Ok((self.fetch(&l).await?, None));
         }
         let now = self.platform.now_unix_ms();
         let skew = self.settings.cache.expiry_skew_secs;
@@ -115,31 +132,80 @@ impl<P: Platform> Provider<'_, P> {
 
         // A usable token inside its refresh window: served unless this instance renews it.
         let mut valid: Option<(Entry, Source)> = None;
-        if let Some(e) = self.memory.borrow().get(&l.key)
+        // A usable token in memory not checked against the store for
+        // `memory_max_age_ms`: served only if the store cannot be read.
+        let mut unchecked: Option<Entry> = None;
+        if let Some((e, checked_ms)) = self.memory.borrow().get_checked(&l.key)
             && e.is_usable(now, skew)
         {
-            if !due(e) {
+            if !self.memory_is_current(checked_ms) {
+                unchecked = Some(e.clone());
+            } else if !due(e) {
                 self.log_cache(Outcome::CacheHit, Source::Memory, &l, Some(e));
-                return Ok(IssuedToken::from_entry(e, Source::Memory));
+                return Ok((IssuedToken::from_entry(e, Source::Memory), None));
+            } else {
+                valid = Some((e.clone(), Source::Memory));
             }
-            valid = Some((e.clone(), Source::Memory));
         }
-        if let Some(e) = self.read_store(&l, now, true) {
-            if !due(&e) {
-                return Ok(self.store_hit(&l, e));
+        match self.read_store_entry(&l, now, true) {
+            Ok(e) => {
+                if !due(&e) {
+                    return Ok((self.store_hit(&l, e), None));
+                }
+                let checked = self.platform.monotonic_ms();
+                self.memory
+                    .borrow_mut()
+                    .put(l.key.clone(), e.clone(), checked);
+                if valid
+                    .as_ref()
+                    .is_none_or(|(v, _)| e.expires_at_ms > v.expires_at_ms)
+                {
+                    valid = Some((e, Source::Store));
+                }
             }
-            self.memory.borrow_mut().put(l.key.clone(), e.clone());
-            if valid
-                .as_ref()
-                .is_none_or(|(v, _)| e.expires_at_ms > v.expires_at_ms)
-            {
-                valid = Some((e, Source::Store));
+            // The store cannot tell: what this instance knows is the best there is.
+            Err(Miss::Failed) => {
+                if let Some(e) = unchecked {
+                    if !due(&e) {
+                        self.log_cache(Outcome::CacheHit, Source::Memory, &l, Some(&e));
+                        return Ok((IssuedToken::from_entry(&e, Source::Memory), None));
+                    }
+                    valid = Some((e, Source::Memory));
+                }
             }
+            // The store no longer holds it (another instance dropped it after a 401, or
+            // replaced it): this instance's copy goes too.
+            Err(_) if unchecked.is_some() => self.memory.borrow_mut().remove(&l.key),
+            Err(_) => {}
         }
         match valid {
-            Some((entry, source)) => Ok(self.refresh_ahead(&l, entry, source)),
-            None => self.fetch_single_flight(&l),
+            Some((entry, source)) => Ok(self.refresh_ahead(l, entry, source)),
+            None => Ok((self.fetch_in_flight(&l).await?, None)),
         }
+    }
+
+    /// Whether a token checked against the store at `checked_ms` (monotonic) may still
+    /// be served from memory: always without a store, for `memory_max_age_ms` with one.
+    fn memory_is_current(&self, checked_ms: u64) -> bool {
+        let cache = &self.settings.cache;
+        cache.kv_store.is_none()
+            || self.platform.monotonic_ms().saturating_sub(checked_ms) < cache.memory_max_age_ms
+    }
+
+    /// Nothing usable: wait for the fetch another request of this instance has in
+    /// flight, or make it this request's (and fetch across instances on the lease).
+    async fn fetch_in_flight(&self, l: &Lookup) -> Result<IssuedToken, Error> {
+        if let Some(landing) = self.in_flight(&l.key) {
+            let outcome = landing.await;
+            return outcome.map(|t| IssuedToken {
+                source: Source::Memory,
+                ..t
+            });
+        }
+        let boarded = self.board(&l.key);
+        let outcome = self.fetch_single_flight(l).await;
+        boarded.land(&outcome);
+        outcome
     }
 
     /// The WIT `invalidate`: the token this instance handed out for `request` was
@@ -208,10 +274,62 @@ impl<P: Platform> Provider<'_, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::ready;
     use crate::provider::lease::Holder;
     use crate::store::keys::roles;
     use crate::store::seal;
     use crate::testing::{Rig, key_for, response};
+
+    /// `memory_max_age_ms`: a token is served from memory only that long after it was
+    /// last checked against the store. Then the store decides: gone (another instance
+    /// dropped it after a 401) means a fetch, another token means that one; a store
+    /// that cannot be read leaves memory in charge.
+    #[test]
+    fn memory_follows_the_store_after_memory_max_age_ms() {
+        let rig = Rig::new(&[("memory_max_age_ms", "1000")]);
+        let key = rig.key().store_key();
+        rig.platform.respond_token("t1", 3600);
+        assert_eq!(rig.get().unwrap().source, Source::Fresh);
+        rig.platform.kv_remove(&key); // another instance got a 401 for t1
+        rig.platform.advance(999);
+        let t = rig.get().unwrap();
+        assert_eq!((t.token.expose(), t.source), ("t1", Source::Memory));
+
+        rig.platform.advance(1);
+        rig.platform.respond_token("t2", 3600);
+        let t = rig.get().unwrap();
+        assert_eq!((t.token.expose(), t.source), ("t2", Source::Fresh));
+
+        // Another instance stored a successor: after the bound, it is served.
+        let now = rig.platform.now_unix_ms();
+        rig.store_token("t3", now, 3600);
+        rig.platform.advance(1000);
+        let t = rig.get().unwrap();
+        assert_eq!((t.token.expose(), t.source), ("t3", Source::Store));
+
+        rig.platform.advance(1000);
+        rig.platform.fail_store(true);
+        let t = rig.get().unwrap();
+        assert_eq!((t.token.expose(), t.source), ("t3", Source::Memory));
+        assert_eq!(rig.platform.sent.borrow().len(), 2);
+    }
+
+    #[test]
+    fn memory_max_age_ms_zero_reads_the_store_on_every_call() {
+        let rig = Rig::new(&[("memory_max_age_ms", "0")]);
+        rig.platform.respond_token("t1", 3600);
+        rig.get().unwrap();
+        assert_eq!(rig.get().unwrap().source, Source::Store);
+        rig.platform.kv_remove(&rig.key().store_key());
+        rig.platform.respond_token("t2", 3600);
+        let t = rig.get().unwrap();
+        assert_eq!((t.token.expose(), t.source), ("t2", Source::Fresh));
+        // Without a store, memory is all there is.
+        let alone = Rig::new(&[("memory_max_age_ms", "0"), ("kv_store", "")]);
+        alone.platform.respond_token("m", 3600);
+        alone.get().unwrap();
+        assert_eq!(alone.get().unwrap().source, Source::Memory);
+    }
 
     #[test]
     fn the_audit_level_decides_which_lines_are_written() {
@@ -312,7 +430,7 @@ mod tests {
                 scopes: Some(vec![scope.into()]),
                 ..Default::default()
             };
-            match rig.provider().get_token(&request) {
+            match ready(rig.provider().get_token(&request)) {
                 Ok(_) => ok += 1,
                 Err(_) => failed += 1,
             }

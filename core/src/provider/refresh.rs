@@ -2,8 +2,8 @@
 //! one instance (the lease holder) renews it while every other keeps serving the valid
 //! token. After a failed renewal, renewals pause fleet-wide for a while.
 
-use super::lease::{Attempt, Lease, Leases};
-use super::{IssuedToken, Lookup, Provider, Source};
+use super::lease::{Attempt, Lease};
+use super::{IssuedToken, Lookup, Provider, Renewal, Source};
 use crate::audit::{Event, Outcome};
 use crate::platform::Platform;
 use crate::secret::Secret;
@@ -14,11 +14,11 @@ use serde::Serialize;
 use std::cell::OnceCell;
 
 /// Who may renew a token that is due for refresh.
-enum Renewer<'k, P: Platform> {
+enum Renewer {
     /// No shared store: this instance is the only one that can renew.
     Alone,
     /// This instance holds the lease.
-    Holder(Leases<'k, P>, Lease),
+    Holder(Lease),
     /// Somebody else renews (or nobody may): serve the cached token.
     Other,
 }
@@ -55,7 +55,7 @@ impl Pause {
     }
 }
 
-impl<P: Platform> Provider<'_, P> {
+impl<'a, P: Platform> Provider<'a, P> {
     /// `entry` is inside this instance's refresh window. Jitter only moves the window
     /// start later, so it is drawn (a host call) only for an entry already past the
     /// earliest start, and at most once per call (`jitter`).
@@ -71,36 +71,74 @@ impl<P: Platform> Provider<'_, P> {
             )
     }
 
-    /// `entry` is usable but inside this instance's refresh window: if this instance
-    /// gets the lease it renews the token; otherwise (or if renewing fails) `entry` is
-    /// served at once.
-    pub(super) fn refresh_ahead(&self, l: &Lookup, entry: Entry, source: Source) -> IssuedToken {
-        if self.refresh_paused(l) {
-            return self.serve_during_refresh(Outcome::RefreshPaused, l, &entry, source);
+    /// `entry` is usable but inside this instance's refresh window: served at once,
+    /// with the renewal to run if this instance is the one to renew it (it took the
+    /// lease, or there is no store and no renewal of this instance is in flight).
+    pub(super) fn refresh_ahead(
+        &self,
+        l: Lookup,
+        entry: Entry,
+        source: Source,
+    ) -> (IssuedToken, Option<Renewal>) {
+        let serve = |outcome| (self.serve_during_refresh(outcome, &l, &entry, source), None);
+        if self.in_flight(&l.key).is_some() {
+            // Another request of this instance is renewing it.
+            return serve(Outcome::RefreshBusy);
         }
-        let lease = match self.renewer(l) {
-            Renewer::Other => {
-                return self.serve_during_refresh(Outcome::RefreshBusy, l, &entry, source);
-            }
+        if self.refresh_paused(&l) {
+            return serve(Outcome::RefreshPaused);
+        }
+        let lease = match self.renewer(&l) {
+            Renewer::Other => return serve(Outcome::RefreshBusy),
             Renewer::Alone => None,
-            Renewer::Holder(leases, own) => {
-                let now = self.platform.now_unix_ms();
-                if let Some(e) = self.read_store(l, now, false)
-                    && e.expires_at_ms > entry.expires_at_ms
-                {
-                    // Another instance renewed it a moment ago.
-                    self.degrade(l, leases.release(&own));
-                    return self.store_hit(l, e);
-                }
-                Some((leases, own))
+            Renewer::Holder(own) => Some(own),
+        };
+        let boarded = self.board(&l.key);
+        let token = IssuedToken::from_entry(&entry, source);
+        let renewal = Renewal {
+            l,
+            entry,
+            source,
+            lease,
+            boarded,
+        };
+        (token, Some(renewal))
+    }
+
+    /// Run `renewal`: the renewed token, or (the renewal failed: renewals pause) the
+    /// token it was to replace. The lease is given back either way.
+    pub async fn renew(&self, renewal: Renewal) -> IssuedToken {
+        let Renewal {
+            l,
+            entry,
+            source,
+            lease,
+            boarded,
+        } = renewal;
+        let release = |own: &Lease| {
+            if let Some(leases) = self.leases(&l) {
+                self.degrade(&l, leases.release(own));
             }
         };
-        let result = self.fetch(l);
-        if let Some((leases, own)) = lease {
-            self.degrade(l, leases.release(&own));
+        if let Some(own) = &lease {
+            let now = self.platform.now_unix_ms();
+            if let Some(e) = self.read_store(&l, now, false)
+                && e.expires_at_ms > entry.expires_at_ms
+            {
+                // Another instance renewed it a moment ago.
+                release(own);
+                let renewed = self.store_hit(&l, e);
+                boarded.land(&Ok(renewed.clone()));
+                return renewed;
+            }
         }
+        let result = self.fetch(&l).await;
+        if let Some(own) = &lease {
+            release(own);
+        }
+        boarded.land(&result);
         result.unwrap_or_else(|e| {
-            self.pause_refresh(l);
+            self.pause_refresh(&l);
             let mut ev = Event::new(
                 Outcome::RefreshError,
                 &self.settings.audit,
@@ -114,7 +152,7 @@ impl<P: Platform> Provider<'_, P> {
         })
     }
 
-    fn renewer<'k>(&'k self, l: &'k Lookup) -> Renewer<'k, P> {
+    fn renewer(&self, l: &Lookup) -> Renewer {
         if self.settings.cache.kv_store.is_none() {
             return Renewer::Alone;
         }
@@ -124,7 +162,7 @@ impl<P: Platform> Provider<'_, P> {
             return Renewer::Other;
         };
         match leases.try_acquire(leases.current_slot(), 0) {
-            Ok(Attempt::Held(own)) => Renewer::Holder(leases, own),
+            Ok(Attempt::Held(own)) => Renewer::Holder(own),
             Ok(Attempt::Queued { own, .. }) => {
                 self.degrade(l, leases.release_queued(&own));
                 Renewer::Other
@@ -207,8 +245,49 @@ impl<P: Platform> Provider<'_, P> {
 mod tests {
     use super::*;
     use crate::http_types::HttpResponse;
+    use crate::platform::ready;
     use crate::secret::AccessToken;
     use crate::testing::{Rig, T0};
+
+    /// A token due for refresh is served at once with the renewal for the caller to
+    /// run after answering (a WASIp3 instance does it in a task of its own); while it
+    /// runs, the instance's other requests get the same token and start none.
+    #[test]
+    fn a_due_token_is_served_at_once_and_renewed_after_by_one_request() {
+        let rig = Rig::new(&[]);
+        rig.store_token("old", T0, 1000);
+        rig.platform.advance(900_000); // inside the last 15 % (and past the jitter)
+        rig.platform.respond_token("new", 1000);
+        let p = rig.provider();
+        let request = crate::TokenRequest::default();
+        let (served, renewal) = ready(p.get_token_deferring(&request)).unwrap();
+        assert_eq!(served.token.expose(), "old");
+        let renewal = renewal.expect("this instance took the lease");
+        assert!(rig.platform.sent.borrow().is_empty(), "nothing sent yet");
+
+        let (again, none) = ready(p.get_token_deferring(&request)).unwrap();
+        assert_eq!(again.token.expose(), "old");
+        assert!(none.is_none(), "one renewal per instance");
+        let busy = rig.platform.events("token.refresh");
+        assert_eq!(busy.last().unwrap()["outcome"], "busy", "{busy:?}");
+
+        let renewed = ready(p.renew(renewal));
+        assert_eq!(
+            (renewed.token.expose(), renewed.source),
+            ("new", Source::Fresh)
+        );
+        assert_eq!(rig.platform.sent.borrow().len(), 1);
+        assert!(
+            rig.platform.kv_keys().iter().all(|k| !k.contains(":lease")),
+            "the lease is given back: {:?}",
+            rig.platform.kv_keys()
+        );
+        let after = rig.get().unwrap();
+        assert_eq!(
+            (after.token.expose(), after.source),
+            ("new", Source::Memory)
+        );
+    }
 
     #[test]
     fn a_pause_is_active_only_if_it_opens_for_this_key_and_lies_ahead() {

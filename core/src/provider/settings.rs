@@ -33,6 +33,9 @@ pub struct CacheSettings {
     pub refresh_ahead_percent: u64,
     /// `lease_ms`; 0: no single-flight lease.
     pub lease_ms: u64,
+    /// `memory_max_age_ms`: how long a token in memory is served without looking at
+    /// the store again (with a store).
+    pub memory_max_age_ms: u64,
     /// What keys the store's names and sealing: the private key's PEM, the client
     /// secret, or with a federated assertion `cache_secret` (`config::auth`).
     pub secret: Secret,

@@ -3,12 +3,14 @@
 //! token; a dead holder is replaced by one elected waiter. Bounded by `lease_ms` per
 //! holder and twice that in all.
 
+use super::flight::{Boarded, Flight, Landing};
 use super::lease::{Attempt, Lease, Leases, Look, MAX_GENERATION, Watch, look, poll_delay_ms};
 use super::{IssuedToken, Lookup, Provider};
 use crate::audit::{Event, Outcome};
 use crate::error::Error;
 use crate::platform::Platform;
-use crate::store::Entry;
+use crate::store::{CacheKey, Entry};
+use std::rc::Rc;
 
 /// What a waiter saw.
 enum Waited {
@@ -23,6 +25,30 @@ enum Waited {
 }
 
 impl<P: Platform> Provider<'_, P> {
+    /// The fetch or renewal in progress for `key` in this instance, if any.
+    pub(super) fn in_flight(&self, key: &CacheKey) -> Option<Landing> {
+        let mut memory = self.memory.borrow_mut();
+        match memory.flights.get(key) {
+            Some(f) if !f.landed() => Some(Landing(f.clone())),
+            Some(_) => {
+                memory.flights.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Start this request's flight for `key` (none may be in progress): the other
+    /// requests of the instance wait for it (`in_flight`).
+    pub(super) fn board(&self, key: &CacheKey) -> Boarded {
+        let flight = Rc::new(Flight::default());
+        self.memory
+            .borrow_mut()
+            .flights
+            .insert(key.clone(), flight.clone());
+        Boarded(flight)
+    }
+
     /// The lease operations of `l`'s key, if there is a store and the lease is on.
     pub(super) fn leases<'k>(&'k self, l: &'k Lookup) -> Option<Leases<'k, P>> {
         match (&self.settings.cache.kv_store, self.settings.cache.lease_ms) {
@@ -38,9 +64,9 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     /// No usable token anywhere: fetch, but only one instance at a time per cache key.
-    pub(super) fn fetch_single_flight(&self, l: &Lookup) -> Result<IssuedToken, Error> {
+    pub(super) async fn fetch_single_flight(&self, l: &Lookup) -> Result<IssuedToken, Error> {
         let Some(leases) = self.leases(l) else {
-            return self.fetch(l);
+            return self.fetch(l).await;
         };
         // A failure shared moments ago: no lease, no request.
         if let Some(e) = self.cooling_down(&l.params) {
@@ -54,13 +80,13 @@ impl<P: Platform> Provider<'_, P> {
         loop {
             if self.platform.monotonic_ms() >= bound || generation > MAX_GENERATION {
                 self.log_lease(Outcome::LeaseTimeout, l, started, None);
-                return self.fetch(l);
+                return self.fetch(l).await;
             }
             let attempt = match leases.try_acquire(slot, generation) {
                 Ok(a) => a,
                 Err(e) => {
                     self.store_error(&l.params, e);
-                    return self.fetch(l);
+                    return self.fetch(l).await;
                 }
             };
             match attempt {
@@ -69,12 +95,14 @@ impl<P: Platform> Provider<'_, P> {
                         self.log_lease(Outcome::LeaseStale, l, started, None);
                         self.degrade(l, leases.delete_counter(s, g));
                     }
-                    return self.fetch_holding(&leases, l, own);
+                    return self.fetch_holding(&leases, l, own).await;
                 }
                 Attempt::Queued { own, watch } => {
-                    return self.fetch_queued(&leases, l, own, watch, bound, started);
+                    return self
+                        .fetch_queued(&leases, l, own, watch, bound, started)
+                        .await;
                 }
-                Attempt::Busy(watch) => match self.wait_for(&leases, l, watch, bound) {
+                Attempt::Busy(watch) => match self.wait_for(&leases, l, watch, bound).await {
                     Waited::Token(e) => return Ok(self.served_after_wait(l, e, started)),
                     // The holder finished without a token: its failure is ours, or
                     // try again from the start.
@@ -89,7 +117,7 @@ impl<P: Platform> Provider<'_, P> {
                         dead = Some((watch.slot, watch.generation));
                         (slot, generation) = (watch.slot, watch.generation + 1);
                     }
-                    Waited::Broken => return self.fetch(l),
+                    Waited::Broken => return self.fetch(l).await,
                 },
             }
         }
@@ -97,7 +125,7 @@ impl<P: Platform> Provider<'_, P> {
 
     /// Holding a counter while another holder may still be fetching: wait for its
     /// token, then record ourselves and act as the holder.
-    fn fetch_queued(
+    async fn fetch_queued(
         &self,
         leases: &Leases<'_, P>,
         l: &Lookup,
@@ -106,7 +134,7 @@ impl<P: Platform> Provider<'_, P> {
         bound: u64,
         started: u64,
     ) -> Result<IssuedToken, Error> {
-        match self.wait_for(leases, l, watch, bound) {
+        match self.wait_for(leases, l, watch, bound).await {
             Waited::Token(e) => {
                 self.degrade(l, leases.release_queued(&own));
                 return Ok(self.served_after_wait(l, e, started));
@@ -119,12 +147,12 @@ impl<P: Platform> Provider<'_, P> {
             }
         }
         self.degrade(l, leases.record(&own));
-        self.fetch_holding(leases, l, own)
+        self.fetch_holding(leases, l, own).await
     }
 
     /// Holding the lease: re-read the store (another holder may have just finished),
     /// fetch if still needed, always release.
-    pub(super) fn fetch_holding(
+    pub(super) async fn fetch_holding(
         &self,
         leases: &Leases<'_, P>,
         l: &Lookup,
@@ -135,14 +163,20 @@ impl<P: Platform> Provider<'_, P> {
             self.degrade(l, leases.release(&lease));
             return Ok(self.store_hit(l, e));
         }
-        let result = self.fetch(l);
+        let result = self.fetch(l).await;
         self.degrade(l, leases.release(&lease));
         result
     }
 
     /// Poll the store until a usable token appears, the watched lease is given back,
     /// or its holder's time (at most `bound`, monotonic) is up.
-    fn wait_for(&self, leases: &Leases<'_, P>, l: &Lookup, mut watch: Watch, bound: u64) -> Waited {
+    async fn wait_for(
+        &self,
+        leases: &Leases<'_, P>,
+        l: &Lookup,
+        mut watch: Watch,
+        bound: u64,
+    ) -> Waited {
         let mono = || self.platform.monotonic_ms();
         let mut deadline = mono().saturating_add(watch.wait_ms).min(bound);
         let mut attempt = 0;
@@ -150,7 +184,8 @@ impl<P: Platform> Provider<'_, P> {
             let left = deadline.saturating_sub(mono());
             if left > 0 {
                 self.platform
-                    .sleep_ms(poll_delay_ms(self.platform, attempt).min(left));
+                    .sleep_ms(poll_delay_ms(self.platform, attempt).min(left))
+                    .await;
                 attempt += 1;
             }
             if let Some(e) = self.read_store(l, self.platform.now_unix_ms(), false) {
@@ -207,6 +242,7 @@ mod tests {
     use super::super::{Lookup, Source};
     use super::*;
     use crate::oauth::request::TokenRequest;
+    use crate::platform::ready;
     use crate::provider::lease::Holder;
     use crate::testing::{Rig, T0};
 
@@ -370,7 +406,7 @@ mod tests {
             panic!()
         };
         rig.store_token("just-stored", T0, 3600);
-        let t = p.fetch_holding(&leases, &l, own).unwrap();
+        let t = ready(p.fetch_holding(&leases, &l, own)).unwrap();
         assert_eq!((t.token.expose(), t.source), ("just-stored", Source::Store));
         assert!(rig.platform.sent.borrow().is_empty());
         assert!(rig.lease_keys().is_empty(), "{:?}", rig.lease_keys());
@@ -396,5 +432,99 @@ mod tests {
         rig.platform.respond_token("t", 100);
         assert_eq!(rig.get().unwrap().token.expose(), "t");
         assert!(!rig.platform.events("store.error").is_empty());
+    }
+
+    mod in_one_instance {
+        use super::super::super::flight::ABANDONED;
+        use super::super::super::{IssuedToken, Source};
+        use crate::error::Error;
+        use crate::secret::AccessToken;
+        use crate::testing::{Rig, poll_once};
+        use std::future::Future;
+        use std::pin::Pin;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::{Context, Poll, Wake, Waker};
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        fn token() -> IssuedToken {
+            IssuedToken {
+                token: AccessToken::new("t"),
+                expires_at: 1,
+                scopes: vec![],
+                source: Source::Fresh,
+            }
+        }
+
+        /// Two requests of one instance, cold cache, the token request in flight: the
+        /// second waits for the first's fetch (it neither sends nor polls the store),
+        /// and both get its token.
+        #[test]
+        fn concurrent_requests_of_an_instance_share_one_fetch() {
+            let rig = Rig::new(&[]);
+            rig.platform.respond_token("t", 3600);
+            rig.platform.hold_sends.set(true);
+            let p = rig.provider();
+            let request = crate::TokenRequest::default();
+            let mut first = std::pin::pin!(p.get_token(&request));
+            let mut second = std::pin::pin!(p.get_token(&request));
+            assert!(poll_once(first.as_mut()).is_pending());
+            assert!(poll_once(second.as_mut()).is_pending());
+            rig.platform.hold_sends.set(false);
+            let Poll::Ready(Ok(a)) = poll_once(first.as_mut()) else {
+                panic!("the first request fetched")
+            };
+            let Poll::Ready(Ok(b)) = poll_once(second.as_mut()) else {
+                panic!("the second request got its token")
+            };
+            assert_eq!((a.token.expose(), a.source), ("t", Source::Fresh));
+            assert_eq!((b.token.expose(), b.source), ("t", Source::Memory));
+            assert_eq!(rig.platform.sent.borrow().len(), 1, "one token request");
+            assert_eq!(rig.platform.slept_ms.get(), 0, "nobody polled the store");
+        }
+
+        #[test]
+        fn waiters_are_woken_with_the_outcome_and_a_landed_flight_is_none() {
+            let rig = Rig::new(&[]);
+            let p = rig.provider();
+            let key = rig.key();
+            assert!(p.in_flight(&key).is_none());
+            let boarded = p.board(&key);
+            let mut landing = p.in_flight(&key).expect("in flight");
+            let count = Arc::new(Count(AtomicUsize::new(0)));
+            let waker = Waker::from(count.clone());
+            let mut cx = Context::from_waker(&waker);
+            assert!(Pin::new(&mut landing).poll(&mut cx).is_pending());
+            boarded.land(&Ok(token()));
+            assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once");
+            assert_eq!(
+                Pin::new(&mut landing).poll(&mut cx),
+                Poll::Ready(Ok(token()))
+            );
+            assert!(p.in_flight(&key).is_none(), "landed: no flight");
+            assert_eq!(rig.memory.borrow().flights.len(), 0, "and gone from memory");
+        }
+
+        #[test]
+        fn a_flight_dropped_before_it_lands_fails_its_waiters() {
+            let rig = Rig::new(&[]);
+            let p = rig.provider();
+            let key = rig.key();
+            let boarded = p.board(&key);
+            let mut landing = p.in_flight(&key).unwrap();
+            drop(boarded);
+            let mut cx = Context::from_waker(Waker::noop());
+            match Pin::new(&mut landing).poll(&mut cx) {
+                Poll::Ready(Err(Error::Transport(m))) => assert_eq!(m, ABANDONED),
+                other => panic!("{other:?}"),
+            }
+            assert!(p.in_flight(&key).is_none());
+        }
     }
 }

@@ -206,7 +206,7 @@ pub const RETRIED_AFTER_401: &str = "401 answered; token refreshed and request r
 
 /// Send `req` with a token attached; on a 401, invalidate the token and send once more
 /// with a fresh one. One `client.send` audit line either way.
-pub fn send<P: Platform>(
+pub async fn send<P: Platform>(
     provider: &Provider<'_, P>,
     settings: &SendSettings,
     req: &ApiRequest,
@@ -230,7 +230,7 @@ pub fn send<P: Platform>(
         provider.audit(&ev);
         return Err(e);
     }
-    let (result, retried) = send_with_token(provider, settings, &prepared, &token_request);
+    let (result, retried) = send_with_token(provider, settings, &prepared, &token_request).await;
     let mut ev = match &result {
         Ok(resp) => {
             let mut ev = Event::new(Outcome::SendOk, audit, &scopes);
@@ -248,7 +248,7 @@ pub fn send<P: Platform>(
 }
 
 /// The exchange itself, and whether a 401 made it send twice.
-fn send_with_token<P: Platform>(
+async fn send_with_token<P: Platform>(
     provider: &Provider<'_, P>,
     settings: &SendSettings,
     prepared: &HttpRequest,
@@ -259,17 +259,19 @@ fn send_with_token<P: Platform>(
         read_limit: settings.max_response_bytes.saturating_add(1),
     };
     // The token sent, and the answer.
-    let attempt = |force_refresh: bool| -> Result<(AccessToken, HttpResponse), Error> {
-        let token = provider.get_token(&TokenRequest {
-            force_refresh,
-            ..token_request.clone()
-        })?;
+    let attempt = async |force_refresh: bool| -> Result<(AccessToken, HttpResponse), Error> {
+        let token = provider
+            .get_token(&TokenRequest {
+                force_refresh,
+                ..token_request.clone()
+            })
+            .await?;
         let mut with_token = prepared.clone();
         with_token.headers.push((
             "authorization".into(),
             format!("Bearer {}", token.token.expose()).into_bytes(),
         ));
-        let resp = provider.platform.send(&with_token, options)?;
+        let resp = provider.platform.send(&with_token, options).await?;
         if resp.body.len() > settings.max_response_bytes {
             return Err(Error::InvalidResponse(format!(
                 "API response body larger than max_response_bytes ({})",
@@ -278,13 +280,13 @@ fn send_with_token<P: Platform>(
         }
         Ok((token.token, resp))
     };
-    match attempt(token_request.force_refresh) {
+    match attempt(token_request.force_refresh).await {
         Ok((rejected, resp)) if resp.status == 401 => {
             // Drop the rejected token (in the store only if it is still there), then
             // get one the ordinary way: another instance's successor from the store,
             // or one fetch under the lease for the whole fleet.
             provider.invalidate_token(token_request, &rejected);
-            (attempt(false).map(|(_, resp)| resp), true)
+            (attempt(false).await.map(|(_, resp)| resp), true)
         }
         other => (other.map(|(_, resp)| resp), false),
     }
@@ -293,6 +295,7 @@ fn send_with_token<P: Platform>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::ready;
     use crate::testing::all_settings as settings;
 
     fn request(method: &str, headers: &[(&str, &[u8])]) -> ApiRequest {
@@ -382,7 +385,7 @@ mod tests {
         };
         let memories: Vec<RefCell<MemoryCache>> = (0..n).map(|_| Default::default()).collect();
         for m in &memories {
-            let t = provider(m).get_token(&TokenRequest::default()).unwrap();
+            let t = ready(provider(m).get_token(&TokenRequest::default())).unwrap();
             assert_eq!(t.token.expose(), "t1");
         }
         let mut fetched = 0;
@@ -400,7 +403,7 @@ mod tests {
                 body: None,
                 token: None,
             };
-            let resp = send(&provider(m), &rig.send, &req);
+            let resp = ready(send(&provider(m), &rig.send, &req));
             fetched += rig.platform.sent.borrow()[before..]
                 .iter()
                 .filter(|r| r.method == "POST")
@@ -426,7 +429,7 @@ mod tests {
         );
         // The store holds the successor.
         *rig.memory.borrow_mut() = Default::default();
-        let t = rig.provider().get_token(&TokenRequest::default()).unwrap();
+        let t = ready(rig.provider().get_token(&TokenRequest::default())).unwrap();
         assert_eq!(t.token.expose(), "t2");
     }
 
@@ -509,7 +512,7 @@ mod tests {
             token: None,
         };
         assert!(matches!(
-            send(&rig.provider(), &rig.send, &req),
+            ready(send(&rig.provider(), &rig.send, &req)),
             Err(Error::Refused(_))
         ));
         assert!(rig.platform.sent.borrow().is_empty(), "nothing sent");

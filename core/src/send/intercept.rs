@@ -96,8 +96,21 @@ fn unmatched(settings: &SendSettings, why: &'static str) -> Decision {
 pub enum Body {
     /// It ended without a byte: the request can be sent again as it was.
     Empty,
+    /// It ended within `retry_body_bytes` and is kept: it can be sent again.
+    Kept,
     /// Bytes were (or will be) streamed: they cannot be sent twice.
     Bytes,
+}
+
+/// The token a request was just sent with, as far as the 401 rule cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// How many times the request was sent again after a 401 (0: the first send).
+    pub retries: u8,
+    /// Whether the token was fetched for this request (not found in memory or the
+    /// store): a fresh token refused says the API refuses this client, and fetching
+    /// yet another would not help.
+    pub fresh: bool,
 }
 
 /// What to do once the API has answered `status` to a request sent with a token.
@@ -112,27 +125,50 @@ pub enum AfterAnswer {
     InvalidateAndRetry,
 }
 
-/// The rule for a 401 (issue 12): a request without a body is retried once with a new
-/// token; one whose body has been streamed goes back to the app, and the token is
-/// dropped all the same.
-pub fn after_answer(status: u16, body: Body, retried: bool) -> AfterAnswer {
-    match (status, body, retried) {
-        (401, Body::Empty, false) => AfterAnswer::InvalidateAndRetry,
-        (401, _, _) => AfterAnswer::InvalidateAndDeliver,
+/// The rule for a 401: the rejected token is dropped (in the store only if the store
+/// still holds it), and a request whose body can be sent again (none, or one kept) is
+/// sent again with the next token: the one the store holds if another instance
+/// replaced it, else one fetched once for the fleet. If that one is refused too and it
+/// was not fetched for this request, once more with a fetched one: never more than two
+/// retries, and never a fetch for a token that was itself just fetched. A streamed body
+/// goes back to the app with its 401, the token dropped all the same.
+pub fn after_answer(status: u16, body: Body, sent: Sent) -> AfterAnswer {
+    let resendable = matches!(body, Body::Empty | Body::Kept);
+    match (status, sent.retries) {
+        (401, 0) if resendable => AfterAnswer::InvalidateAndRetry,
+        (401, 1) if resendable && !sent.fresh => AfterAnswer::InvalidateAndRetry,
+        (401, _) => AfterAnswer::InvalidateAndDeliver,
         _ => AfterAnswer::Deliver,
     }
 }
 
-/// Whether the headers promise a body: a `content-length` above 0 (then the body is
-/// streamed on as it comes, not looked at). Without one, the interceptor reads the
-/// first chunk to learn whether there is a body at all.
-pub fn promises_body(content_length: &[Vec<u8>]) -> bool {
-    content_length.iter().any(|v| {
+/// How the interceptor takes a request's body before sending it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// Stream it on as it comes, never looked at (`content-length` says it is larger
+    /// than `retry_body_bytes`): a 401 to it goes back to the app.
+    Stream,
+    /// Read it until it ends or passes `limit` bytes: ended within the limit, it is
+    /// kept (or known empty) and can be sent again after a 401; past it, what was read
+    /// is sent first and the rest streamed on. With `limit` 0 this reads one chunk, to
+    /// learn whether there is a body at all.
+    Read { limit: u64 },
+}
+
+/// The plan for a body whose `content-length` values are `content_length` (none: not
+/// said) under `retry_body_bytes`.
+pub fn body_plan(content_length: &[Vec<u8>], retry_body_bytes: u64) -> BodyPlan {
+    let declared = content_length.iter().find_map(|v| {
         std::str::from_utf8(v)
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > 0)
-    })
+    });
+    match declared {
+        Some(n) if n > retry_body_bytes => BodyPlan::Stream,
+        _ => BodyPlan::Read {
+            limit: retry_body_bytes,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -326,28 +362,48 @@ mod tests {
     }
 
     #[test]
-    fn a_401_is_retried_once_and_only_without_a_body() {
+    fn a_401_is_retried_at_most_twice_and_only_with_a_body_that_can_be_sent_again() {
         use AfterAnswer::*;
-        assert_eq!(after_answer(401, Body::Empty, false), InvalidateAndRetry);
-        assert_eq!(after_answer(401, Body::Empty, true), InvalidateAndDeliver);
-        assert_eq!(after_answer(401, Body::Bytes, false), InvalidateAndDeliver);
+        let sent = |retries, fresh| Sent { retries, fresh };
+        for body in [Body::Empty, Body::Kept] {
+            // The first token refused: whatever it was, try the next one.
+            assert_eq!(after_answer(401, body, sent(0, false)), InvalidateAndRetry);
+            assert_eq!(after_answer(401, body, sent(0, true)), InvalidateAndRetry);
+            // The store's successor refused too: once more, with a fetched one.
+            assert_eq!(after_answer(401, body, sent(1, false)), InvalidateAndRetry);
+            // A token fetched for this request refused: the API refuses the client.
+            assert_eq!(after_answer(401, body, sent(1, true)), InvalidateAndDeliver);
+            assert_eq!(
+                after_answer(401, body, sent(2, false)),
+                InvalidateAndDeliver
+            );
+        }
+        assert_eq!(
+            after_answer(401, Body::Bytes, sent(0, false)),
+            InvalidateAndDeliver
+        );
         for status in [200, 204, 400, 403, 404, 500] {
-            assert_eq!(after_answer(status, Body::Empty, false), Deliver);
-            assert_eq!(after_answer(status, Body::Bytes, false), Deliver);
+            for body in [Body::Empty, Body::Kept, Body::Bytes] {
+                assert_eq!(after_answer(status, body, sent(0, false)), Deliver);
+                assert_eq!(after_answer(status, body, sent(1, true)), Deliver);
+            }
         }
     }
 
     #[test]
-    fn only_a_positive_content_length_promises_a_body() {
-        assert!(promises_body(&[b"12".to_vec()]));
-        assert!(promises_body(&[b" 1 ".to_vec()]));
-        for none in [
-            vec![],
-            vec![b"0".to_vec()],
-            vec![b"x".to_vec()],
-            vec![b"-1".to_vec()],
-        ] {
-            assert!(!promises_body(&none), "{none:?}");
+    fn only_a_declared_length_over_retry_body_bytes_streams_unread() {
+        let read = BodyPlan::Read { limit: 64 };
+        assert_eq!(body_plan(&[b"65".to_vec()], 64), BodyPlan::Stream);
+        assert_eq!(body_plan(&[b" 65 ".to_vec()], 64), BodyPlan::Stream);
+        assert_eq!(body_plan(&[b"64".to_vec()], 64), read);
+        // Not said, or not a length: read to find out.
+        for unknown in [vec![], vec![b"x".to_vec()], vec![b"-1".to_vec()]] {
+            assert_eq!(body_plan(&unknown, 64), read, "{unknown:?}");
         }
+        // retry_body_bytes = 0: any body streams; without a length, one chunk is read
+        // to learn whether there is one.
+        assert_eq!(body_plan(&[b"1".to_vec()], 0), BodyPlan::Stream);
+        assert_eq!(body_plan(&[b"0".to_vec()], 0), BodyPlan::Read { limit: 0 });
+        assert_eq!(body_plan(&[], 0), BodyPlan::Read { limit: 0 });
     }
 }

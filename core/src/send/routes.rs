@@ -49,6 +49,9 @@ pub struct InterceptSettings {
     pub routes: Vec<Route>,
     /// `intercept_unmatched`.
     pub unmatched: Unmatched,
+    /// `retry_body_bytes`: a request body up to this size is kept to be sent again
+    /// after a 401; 0: none is.
+    pub retry_body_bytes: u64,
 }
 
 impl InterceptSettings {
