@@ -46,6 +46,7 @@ pub mod phases;
 #[cfg(not(feature = "testkit"))]
 #[allow(dead_code)]
 mod phases;
+pub mod reuse;
 mod runtime;
 pub mod serve;
 mod types;

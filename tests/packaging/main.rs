@@ -8,6 +8,7 @@ mod composition;
 mod contract;
 mod docs;
 mod interceptor;
+mod reuse;
 mod spin_app;
 mod spin_p3_app;
 mod wasip3;

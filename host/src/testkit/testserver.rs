@@ -61,6 +61,10 @@ struct State {
     canned: Option<Canned>,
     counter: u64,
     token_delay: Duration,
+    /// Token requests wait until this is `true` (`hold_tokens`/`release_tokens`).
+    token_gate: tokio::sync::watch::Receiver<bool>,
+    /// Token requests that reached the server, held or not.
+    token_arrivals: usize,
     record_api: bool,
     /// Every token ever issued (for leak checks; `revoke_all` does not clear it).
     all_issued: Vec<String>,
@@ -70,6 +74,7 @@ struct State {
 pub struct MockServer {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    token_gate: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -84,6 +89,7 @@ impl MockServer {
     pub async fn start(client_id: &str, client_secret: &str) -> std::io::Result<MockServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let (token_gate, gate) = tokio::sync::watch::channel(true);
         let state = Arc::new(Mutex::new(State {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
@@ -96,11 +102,18 @@ impl MockServer {
             canned: None,
             counter: 0,
             token_delay: Duration::ZERO,
+            token_gate: gate,
+            token_arrivals: 0,
             record_api: true,
             all_issued: Vec::new(),
         }));
         let task = super::serve_http1(listener, state.clone(), handle);
-        Ok(MockServer { addr, state, task })
+        Ok(MockServer {
+            addr,
+            state,
+            token_gate,
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -151,6 +164,22 @@ impl MockServer {
     /// Answer token requests only after `delay` (a slow authorization server).
     pub fn set_token_delay(&self, delay: Duration) {
         self.state.lock().unwrap().token_delay = delay;
+    }
+
+    /// Hold every token request from now on until [`Self::release_tokens`] (a token
+    /// endpoint that answers exactly when the test says).
+    pub fn hold_tokens(&self) {
+        self.token_gate.send_replace(false);
+    }
+
+    /// Answer the held token requests, and those to come.
+    pub fn release_tokens(&self) {
+        self.token_gate.send_replace(true);
+    }
+
+    /// Token requests that reached the server so far, held ones included.
+    pub fn token_arrivals(&self) -> usize {
+        self.state.lock().unwrap().token_arrivals
     }
 
     /// Keep recording API requests (default) or only count them (long load runs).
@@ -233,9 +262,17 @@ async fn handle(
         body,
     };
     let is_token = recorded.path == "/token";
-    let delay = state.lock().unwrap().token_delay;
+    let (delay, mut gate) = {
+        let mut s = state.lock().unwrap();
+        s.token_arrivals += usize::from(is_token);
+        (s.token_delay, s.token_gate.clone())
+    };
     if is_token && !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if is_token {
+        // The server is dropped with its gate: a held request then just ends.
+        let _ = gate.wait_for(|open| *open).await;
     }
     let mut s = state.lock().unwrap();
     if is_token || s.record_api {
