@@ -48,7 +48,8 @@ pub use secret::AccessToken;
 pub use origin::{Origin, Scheme};
 pub use send::authorized::{ApiRequest, RETRIED_AFTER_401, send};
 pub use send::intercept::{
-    AfterAnswer, Body, BodyPlan, Decision, Sent, after_answer, body_plan, decide,
+    AfterAnswer, Body, BodyPlan, Decision, RETRIED_TWICE_AFTER_401, Sent, after_answer, body_plan,
+    decide,
 };
 /// The settings each part of the core defines, as [`Settings`] assembles them.
 pub mod settings {

@@ -17,6 +17,7 @@ use token_provider_host::components::{
 };
 use token_provider_host::compose;
 use token_provider_host::kv::{KvBackend, MemoryKv, RedisKv};
+use token_provider_host::reuse::Reuse;
 use token_provider_host::serve::{ErrorCode, ServiceResponse};
 use token_provider_host::testkit::LatencyKv;
 use token_provider_host::testkit::redis_server::LocalRedis;
@@ -356,6 +357,37 @@ the token interceptor: app -> interceptor -> host vs app -> host (examples/p3-ap
         &with,
         &alone,
     );
+    // As Spin 4.1 runs WASIp3 components: reused instances (128 requests, 16 at once,
+    // 1 s idle), one request at a time here, so one warm instance each.
+    let pool_with = host
+        .service_pool(&composed, Inherit::ALL, Reuse::SPIN)
+        .unwrap();
+    let pool_alone = host.service_pool(&app, Inherit::ALL, Reuse::SPIN).unwrap();
+    measure_pair(
+        "interceptor vs app alone, Spin's instance reuse",
+        ("app + interceptor, Spin's instance reuse", || async {
+            ok(pool_with.handle(p3_request(&api, None)).await)
+        }),
+        (
+            "app alone, Spin's instance reuse, token in the request",
+            || async { ok(pool_alone.handle(p3_request(&api, Some(bearer))).await) },
+        ),
+    )
+    .await;
+    // The component hop alone: the app sets its own Authorization, which the
+    // interceptor passes on untouched after its decision (and a `passed` line).
+    measure_pair(
+        "interceptor passing the request on vs app alone, Spin's instance reuse",
+        (
+            "app + interceptor, the app's own Authorization passed on",
+            || async { ok(pool_with.handle(p3_request(&api, Some(bearer))).await) },
+        ),
+        (
+            "app alone, Spin's instance reuse, token in the request",
+            || async { ok(pool_alone.handle(p3_request(&api, Some(bearer))).await) },
+        ),
+    )
+    .await;
     measure_pair(
         "interceptor vs app alone, fresh instances",
         (

@@ -471,6 +471,38 @@ fn handle_runs_a_wrapped_app_against_a_url() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     let token_url = peer.token_url();
     let forward_to = format!("x-forward-to: {}", peer.base());
+    let base = peer.base();
+    let handle_with = |component: &std::path::Path, more: &[&str]| {
+        let mut args = vec![
+            "handle",
+            component.to_str().unwrap(),
+            "http://app.local/api/orders?page=1",
+            "-H",
+            &forward_to,
+            "--allowed-origin",
+            &base,
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "basic-client",
+            "--client-secret-env",
+            "TP_TEST_SECRET",
+            "--allow-http",
+        ];
+        args.extend_from_slice(more);
+        cli(&args, "basic-secret")
+    };
+    // Spin's instance reuse: 40 requests, 8 at once, all with the token.
+    let out = handle_with(&wrapped, &["--repeat", "40", "--concurrency", "8"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("HTTP 200"), "{stdout}");
+    let summary = stdout.lines().last().unwrap();
+    assert!(
+        summary.starts_with("40 requests, 8 at once, on ")
+            && summary.ends_with("instances (Spin 4.1's reuse): 200 ×40"),
+        "{summary}"
+    );
     let handle = |component: &std::path::Path| {
         cli(
             &[

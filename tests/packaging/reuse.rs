@@ -319,4 +319,16 @@ async fn when_the_stores_successor_is_refused_too_one_fetch_follows() {
         .map(|i| (Some(format!("Bearer {}", tokens[i])), b"order=42".to_vec()))
         .collect();
     assert_eq!(sent, expected);
+    let line = rig
+        .audit_lines()
+        .into_iter()
+        .filter(|v| v["event"] == "intercept.send")
+        .next_back()
+        .unwrap();
+    assert_eq!(line["status"], 200);
+    assert_eq!(
+        line["detail"],
+        token_provider_core::RETRIED_TWICE_AFTER_401,
+        "{line}"
+    );
 }

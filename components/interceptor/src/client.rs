@@ -17,10 +17,13 @@ use super::bindings::wasi::http0_3_0::types::{
 };
 use super::bindings::{wit_future, wit_stream};
 use super::platform::P3Platform;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 use token_provider_core::{
     AccessToken, AfterAnswer, Body, BodyPlan, Decision, Error as CoreError, Event, IssuedToken,
-    Origin, Outcome, Provider, RETRIED_AFTER_401, Reading, Sent, Source, TokenRequest,
-    after_answer, body_plan, decide,
+    Origin, Outcome, Provider, RETRIED_AFTER_401, RETRIED_TWICE_AFTER_401, Reading, Sent, Source,
+    TokenRequest, after_answer, body_plan, decide,
 };
 use token_provider_wasi::Instance;
 use wit_bindgen::{FutureReader, StreamReader, StreamResult};
@@ -98,7 +101,7 @@ async fn attach(
     // Dropping the writer reports the body as delivered (`Ok`) to the app's side.
     let (_, body_result) = wit_future::new(|| Ok(()));
     let (body, trailers) = Request::consume_body(request, body_result);
-    let mut body = AppBody::take(body, trailers, plan).await?;
+    let mut body = AppBody::take(body, trailers, plan);
     let mut retries = 0u8;
     loop {
         let issued = token_for(p, token).await.map_err(|e| {
@@ -120,7 +123,13 @@ async fn attach(
             retries,
             fresh: issued.source == Source::Fresh,
         };
-        let next = after_answer(status, body.shape(), sent);
+        // Only a 401 asks what the body was (and may wait for the copy to tell).
+        let shape = if status == 401 {
+            body.shape().await
+        } else {
+            Body::Bytes
+        };
+        let next = after_answer(status, shape, sent);
         if next != AfterAnswer::Deliver {
             p.invalidate_token(token, &issued.token);
         }
@@ -128,7 +137,7 @@ async fn attach(
             retries += 1;
             continue;
         }
-        audit_ok(&p, origin, token, status, &issued.token, retries > 0);
+        audit_ok(&p, origin, token, status, &issued.token, retries);
         return Ok(response);
     }
 }
@@ -145,95 +154,214 @@ async fn token_for(p: P3Provider, token: &TokenRequest) -> Result<IssuedToken, C
     Ok(issued)
 }
 
-/// The `ok` line: the API answered `status` to a request that carried `sent`.
+/// The `ok` line: the API answered `status` to a request that carried `sent`, after
+/// `retries` resends. Not even the fingerprint is computed for a line not written.
 fn audit_ok(
     p: &P3Provider,
     origin: &Origin,
     token: &TokenRequest,
     status: u16,
     sent: &AccessToken,
-    retried: bool,
+    retries: u8,
 ) {
+    if !p.audits(Outcome::InterceptOk, retries > 0) {
+        return;
+    }
     audit(p, Outcome::InterceptOk, Some(origin), token, |mut ev| {
         ev.status = Some(status);
         ev.fingerprint = Some(sent.fingerprint());
-        if retried {
-            ev = ev.with_detail(RETRIED_AFTER_401);
+        match retries {
+            0 => ev,
+            1 => ev.with_detail(RETRIED_AFTER_401),
+            _ => ev.with_detail(RETRIED_TWICE_AFTER_401),
         }
-        ev
     });
 }
 
-/// How many bytes are read from the app's body at a time when it has to be looked at.
-const CHUNK: usize = 64 * 1024;
+/// How many bytes are read from the app's body at a time when it is copied.
+const CHUNK: usize = 16 * 1024;
 
 /// The app's request body as the interceptor holds it.
 enum AppBody {
-    /// It ended without a byte (trailers, if any, kept).
-    Empty(Option<Fields>),
-    /// It ended within `retry_body_bytes`: kept whole, with its trailers.
-    Kept(Vec<u8>, Option<Fields>),
-    /// Streamed on as it comes, once (`None` once sent).
+    /// Copied on as it streams by a task, which keeps it (and its trailers) while it
+    /// is within `retry_body_bytes`: the request leaves at once, and after a 401 the
+    /// copy says whether it can be sent again.
+    Copied {
+        /// The first send's body and trailers (`None` once sent).
+        first: Option<(StreamReader<u8>, Trailers)>,
+        /// What the copy kept: `Some` once known.
+        kept: Rc<Oneshot<Option<KeptBody>>>,
+        /// The kept body, once waited for.
+        known: Option<Option<KeptBody>>,
+    },
+    /// Passed on unread (`content-length` above `retry_body_bytes`): sent once.
     Streamed(Option<(StreamReader<u8>, Trailers)>),
 }
 
+/// A body that ended within `retry_body_bytes`, and its trailers.
+struct KeptBody {
+    bytes: Vec<u8>,
+    trailers: Option<Fields>,
+}
+
 impl AppBody {
-    /// Take the app's body as `plan` says. Reading stops at the end of the body, or
-    /// once past the plan's limit: what was read is then sent first, and a task copies
-    /// the rest as it comes, one chunk at a time (memory stays at the limit plus a
-    /// chunk).
-    async fn take(
-        mut body: StreamReader<u8>,
-        trailers: Trailers,
-        plan: BodyPlan,
-    ) -> Result<Self, ErrorCode> {
-        let limit = match plan {
-            BodyPlan::Stream => return Ok(AppBody::Streamed(Some((body, trailers)))),
-            BodyPlan::Read { limit } => usize::try_from(limit).unwrap_or(usize::MAX),
-        };
-        let mut kept = Vec::new();
-        loop {
-            let (result, chunk) = body.read(Vec::with_capacity(CHUNK)).await;
-            kept.extend_from_slice(&chunk);
-            if kept.len() > limit {
-                return Ok(AppBody::Streamed(Some((continued(kept, body), trailers))));
-            }
-            match result {
-                StreamResult::Complete(_) => {}
-                StreamResult::Dropped | StreamResult::Cancelled => break,
+    /// Take the app's body as `plan` says: passed on unread, or copied and kept.
+    fn take(body: StreamReader<u8>, trailers: Trailers, plan: BodyPlan) -> Self {
+        match plan {
+            BodyPlan::Stream => AppBody::Streamed(Some((body, trailers))),
+            BodyPlan::Read { limit } => {
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                let kept = Rc::new(Oneshot::default());
+                let first = copy_and_keep(body, trailers, limit, kept.clone());
+                AppBody::Copied {
+                    first: Some(first),
+                    kept,
+                    known: None,
+                }
             }
         }
-        // The whole body is here: its trailers come next (or the app's error).
-        let trailers = trailers.await?;
-        Ok(if kept.is_empty() {
-            AppBody::Empty(trailers)
-        } else {
-            AppBody::Kept(kept, trailers)
-        })
     }
 
-    fn shape(&self) -> Body {
+    /// What the body is for the 401 rule; waits for the copy only as far as needed
+    /// (to the body's end, or past `retry_body_bytes`).
+    async fn shape(&mut self) -> Body {
         match self {
-            AppBody::Empty(_) => Body::Empty,
-            AppBody::Kept(..) => Body::Kept,
             AppBody::Streamed(_) => Body::Bytes,
+            AppBody::Copied { kept, known, .. } => {
+                if known.is_none() {
+                    *known = Some(kept.take().await);
+                }
+                match known {
+                    Some(Some(k)) if k.bytes.is_empty() => Body::Empty,
+                    Some(Some(_)) => Body::Kept,
+                    _ => Body::Bytes,
+                }
+            }
         }
     }
 
-    /// The body and trailers for one send: a kept body as a new stream each time, a
-    /// streamed one the first time only (never sent twice: `after_answer`).
+    /// The body and trailers for one send: the first send takes the copy (or the app's
+    /// own stream), a resend a new stream of the kept bytes (never a streamed body:
+    /// `after_answer`).
     fn next_send(&mut self) -> (Option<StreamReader<u8>>, Option<Trailers>) {
         match self {
-            AppBody::Empty(trailers) => (None, Some(trailers_of(trailers.as_ref()))),
-            AppBody::Kept(bytes, trailers) => (
-                Some(stream_of(bytes.clone())),
-                Some(trailers_of(trailers.as_ref())),
-            ),
             AppBody::Streamed(taken) => match taken.take() {
                 Some((body, trailers)) => (Some(body), Some(trailers)),
                 None => (None, None),
             },
+            AppBody::Copied { first, known, .. } => match (first.take(), known) {
+                (Some((body, trailers)), _) => (Some(body), Some(trailers)),
+                (None, Some(Some(k))) => (
+                    (!k.bytes.is_empty()).then(|| stream_of(k.bytes.clone())),
+                    Some(trailers_of(k.trailers.as_ref())),
+                ),
+                (None, _) => (None, None),
+            },
         }
+    }
+}
+
+/// A stream and trailers that carry the app's `body` and `trailers` on, copied by a
+/// task one chunk at a time; the task keeps the bytes while they stay within `limit`
+/// and tells `kept` what it kept (`None`: more than `limit`, or the app's body failed)
+/// as soon as that is known. Memory stays at `limit` plus a chunk.
+fn copy_and_keep(
+    mut body: StreamReader<u8>,
+    trailers: Trailers,
+    limit: usize,
+    kept: Rc<Oneshot<Option<KeptBody>>>,
+) -> (StreamReader<u8>, Trailers) {
+    let (writer, reader) = wit_stream::new::<u8>();
+    let (trailers_writer, trailers_reader) = wit_future::new(|| Ok(None));
+    wit_bindgen::spawn_local(async move {
+        let mut out = Some(writer);
+        let mut bytes = Some(Vec::new());
+        let ended = loop {
+            let (result, chunk) = body.read(Vec::with_capacity(CHUNK)).await;
+            if !chunk.is_empty() {
+                match &mut bytes {
+                    Some(b) if b.len() + chunk.len() <= limit => b.extend_from_slice(&chunk),
+                    Some(_) => {
+                        bytes = None;
+                        kept.set(None);
+                    }
+                    None => {}
+                }
+                if let Some(w) = &mut out
+                    && !w.write_all(chunk).await.is_empty()
+                {
+                    out = None; // The host stopped reading (it has the answer).
+                }
+                if out.is_none() && bytes.is_none() {
+                    break false; // Nobody wants the rest.
+                }
+            }
+            match result {
+                StreamResult::Complete(_) => {}
+                StreamResult::Dropped | StreamResult::Cancelled => break true,
+            }
+        };
+        drop(out);
+        if !ended {
+            return;
+        }
+        let trailers = trailers.await;
+        let copy = match &trailers {
+            Ok(t) => t.as_ref().map(Fields::clone),
+            Err(_) => None,
+        };
+        let failed = trailers.is_err();
+        let _ = trailers_writer.write(trailers).await;
+        if let Some(bytes) = bytes.filter(|_| !failed) {
+            kept.set(Some(KeptBody {
+                bytes,
+                trailers: copy,
+            }));
+        } else {
+            kept.set(None);
+        }
+    });
+    (reader, trailers_reader)
+}
+
+/// One value handed from the copy task to the request's task (the first `set` wins).
+struct Oneshot<T> {
+    value: RefCell<Option<T>>,
+    set: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl<T> Default for Oneshot<T> {
+    fn default() -> Self {
+        Oneshot {
+            value: RefCell::new(None),
+            set: Cell::new(false),
+            waker: RefCell::new(None),
+        }
+    }
+}
+
+impl<T> Oneshot<T> {
+    fn set(&self, value: T) {
+        if self.set.replace(true) {
+            return;
+        }
+        *self.value.borrow_mut() = Some(value);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// The value, once set (taken: asked once).
+    async fn take(&self) -> T {
+        std::future::poll_fn(|cx| match self.value.borrow_mut().take() {
+            Some(value) => Poll::Ready(value),
+            None => {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
 
@@ -254,26 +382,6 @@ fn trailers_of(trailers: Option<&Fields>) -> Trailers {
             let _ = writer.write(Ok(Some(fields))).await;
         });
     }
-    reader
-}
-
-/// A stream that starts with `first` (bytes already read) and goes on with the rest of
-/// `body`, copied by a task one chunk at a time.
-fn continued(first: Vec<u8>, mut body: StreamReader<u8>) -> StreamReader<u8> {
-    let (mut writer, reader) = wit_stream::new::<u8>();
-    wit_bindgen::spawn_local(async move {
-        let mut chunk = first;
-        loop {
-            if !writer.write_all(chunk).await.is_empty() {
-                return; // The receiving side went away.
-            }
-            let (result, next) = body.read(Vec::with_capacity(CHUNK)).await;
-            match result {
-                StreamResult::Complete(_) => chunk = next,
-                StreamResult::Dropped | StreamResult::Cancelled => return,
-            }
-        }
-    });
     reader
 }
 

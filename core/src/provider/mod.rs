@@ -91,6 +91,12 @@ impl Lookup {
 }
 
 impl<'a, P: Platform> Provider<'a, P> {
+    /// Whether the `audit` level writes `outcome` (`noted`: with a detail): an adapter
+    /// asks before it computes what only the line needs.
+    pub fn audits(&self, outcome: Outcome, noted: bool) -> bool {
+        self.settings.audit.wants(outcome, noted)
+    }
+
     /// Write `event` if the `audit` level wants it.
     pub fn audit(&self, event: &Event) {
         if self

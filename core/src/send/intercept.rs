@@ -102,6 +102,10 @@ pub enum Body {
     Bytes,
 }
 
+/// Said in `detail` when a request went a third time: its token and the store's
+/// successor were both refused, and a fetched token was sent.
+pub const RETRIED_TWICE_AFTER_401: &str = "401 answered to the token and to its successor in the store; a new token was fetched and the request sent a third time";
+
 /// The token a request was just sent with, as far as the 401 rule cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
