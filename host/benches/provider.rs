@@ -410,6 +410,135 @@ the token interceptor: app -> interceptor -> host vs app -> host (examples/p3-ap
     .await;
 }
 
+/// The two scenarios measured in a real Spin 4.1 (issue 21), reproduced under Spin's
+/// instance reuse (`Reuse::SPIN`) with the embedded interceptor and, if
+/// `TOKEN_PROVIDER_BENCH_INTERCEPTOR_BEFORE` names another build of it, with that one
+/// too, one after the other:
+/// - renewals under load: a token endpoint that takes 1 s, 4 s tokens renewed in their
+///   second half, 8 clients sending one request after another for 16 s: how many
+///   requests took over 200 ms, and the slowest;
+/// - a revocation: 24 requests at once (several instances hold the token), the API
+///   revokes it, then 12 GETs and 12 POSTs of 8 bytes at once: how many came back to
+///   the app as 401, and how many tokens were fetched for them.
+async fn spin_scenarios(app: &[u8]) {
+    let mut builds = vec![("embedded".to_string(), EMBEDDED_INTERCEPTOR.to_vec())];
+    if let Some(path) = std::env::var_os("TOKEN_PROVIDER_BENCH_INTERCEPTOR_BEFORE") {
+        let bytes = std::fs::read(&path).expect("a readable interceptor build");
+        builds.push((format!("{}", PathBuf::from(path).display()), bytes));
+    }
+    for (name, interceptor) in &builds {
+        let composed = compose::wrap(app, interceptor).unwrap();
+        println!(
+            "
+Spin's scenarios, interceptor: {name}"
+        );
+        renewals_under_load(&composed).await;
+        revocation(&composed).await;
+    }
+}
+
+async fn renewals_under_load(composed: &[u8]) {
+    let server = MockServer::start(ID, SECRET).await.unwrap();
+    server.set_record_api(false);
+    server.set_expires_in(Some(4.into()));
+    server.set_token_delay(Duration::from_secs(1));
+    let host = builder(&server, Arc::new(MemoryKv::new()))
+        .config("expiry_skew_secs", "0")
+        .config("refresh_ahead_percent", "50")
+        .build()
+        .unwrap();
+    let component = Component::new(host.engine(), composed).unwrap();
+    let pool = host
+        .service_pool(&component, Inherit::ALL, Reuse::SPIN)
+        .unwrap();
+    let api = server.origin();
+    let first = pool.handle(p3_request(&api, None)).await.unwrap().unwrap();
+    assert_eq!(first.status(), 200);
+    let fetched_before = server.token_request_count();
+    let start = Instant::now();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (pool, api) = (pool.clone(), api.clone());
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                let mut failed = 0;
+                while start.elapsed() < Duration::from_secs(16) {
+                    let t = Instant::now();
+                    match pool.handle(p3_request(&api, None)).await {
+                        Ok(Ok(r)) if r.status() == 200 => {}
+                        _ => failed += 1,
+                    }
+                    times.push(t.elapsed());
+                }
+                (times, failed)
+            })
+        })
+        .collect();
+    let (mut times, mut failed) = (Vec::new(), 0);
+    for client in clients {
+        let (t, f) = client.await.unwrap();
+        times.extend(t);
+        failed += f;
+    }
+    let slow = times
+        .iter()
+        .filter(|t| **t > Duration::from_millis(200))
+        .count();
+    let slowest = times.iter().max().unwrap();
+    println!(
+        "renewals under load (1 s token endpoint, 4 s tokens, 8 clients, 16 s): {} requests, {} over 200 ms, slowest {:.0} ms, {} not 200, {} token requests, {} instances",
+        times.len(),
+        slow,
+        slowest.as_secs_f64() * 1e3,
+        failed,
+        server.token_request_count() - fetched_before,
+        pool.instances_made()
+    );
+}
+
+async fn revocation(composed: &[u8]) {
+    let server = MockServer::start(ID, SECRET).await.unwrap();
+    let host = builder(&server, Arc::new(MemoryKv::new())).build().unwrap();
+    let component = Component::new(host.engine(), composed).unwrap();
+    let pool = host
+        .service_pool(&component, Inherit::ALL, Reuse::SPIN)
+        .unwrap();
+    let api = server.origin();
+    let wave = |post: bool| {
+        let calls: Vec<_> = (0..24)
+            .map(|i| {
+                let pool = pool.clone();
+                let mut request = p3_request(&api, None);
+                if post && i % 2 == 1 {
+                    *request.method_mut() = http::Method::POST;
+                    *request.body_mut() = Full::new(Bytes::from_static(b"order=42"));
+                }
+                tokio::spawn(async move { pool.handle(request).await })
+            })
+            .collect();
+        async move {
+            let mut unauthorized = 0;
+            for call in calls {
+                let answer = call.await.unwrap().unwrap().unwrap();
+                if answer.status() == 401 {
+                    unauthorized += 1;
+                }
+            }
+            unauthorized
+        }
+    };
+    assert_eq!(wave(false).await, 0);
+    let before = server.token_request_count();
+    server.revoke_all();
+    let unauthorized = wave(true).await;
+    println!(
+        "a revocation (24 requests at once after it, 12 of them POSTs of 8 bytes, on {} instances): {} answered 401 to the app, {} token requests",
+        pool.instances_made(),
+        unauthorized,
+        server.token_request_count() - before
+    );
+}
+
 /// `TOKEN_PROVIDER_BENCH_OTHER=path/to/other.wasm`: the embedded component and another
 /// build of it (a size or speed trade-off under study), one after the other in one run.
 async fn compare_with(
@@ -547,6 +676,7 @@ async fn main() {
             .unwrap()
             .token;
         interceptor_rows(&server, &host, &format!("Bearer {token}")).await;
+        spin_scenarios(&example_component("p3-app", "p3_app.wasm")).await;
         return;
     }
 
@@ -678,6 +808,7 @@ async fn main() {
 
     // --- the interceptor -----------------------------------------------------------------
     interceptor_rows(&server, &memory, &bearer).await;
+    spin_scenarios(&example_component("p3-app", "p3_app.wasm")).await;
 
     // --- where the time goes -------------------------------------------------------------
     println!("\nwhere the time goes (import calls timed by the host)");

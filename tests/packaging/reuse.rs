@@ -322,8 +322,7 @@ async fn when_the_stores_successor_is_refused_too_one_fetch_follows() {
     let line = rig
         .audit_lines()
         .into_iter()
-        .filter(|v| v["event"] == "intercept.send")
-        .next_back()
+        .rfind(|v| v["event"] == "intercept.send")
         .unwrap();
     assert_eq!(line["status"], 200);
     assert_eq!(
