@@ -426,6 +426,9 @@ async fn spin_scenarios(app: &[u8]) {
         let bytes = std::fs::read(&path).expect("a readable interceptor build");
         builds.push((format!("{}", PathBuf::from(path).display()), bytes));
     }
+    if let [(_, embedded), (before_name, before)] = &builds[..] {
+        per_request_against(app, embedded, before_name, before).await;
+    }
     for (name, interceptor) in &builds {
         let composed = compose::wrap(app, interceptor).unwrap();
         println!(
@@ -435,6 +438,38 @@ Spin's scenarios, interceptor: {name}"
         renewals_under_load(&composed).await;
         revocation(&composed).await;
     }
+}
+
+/// The embedded interceptor against another build, per request under Spin's reuse
+/// (interleaved; the token in memory, one request at a time).
+async fn per_request_against(app: &[u8], embedded: &[u8], before_name: &str, before: &[u8]) {
+    let server = MockServer::start(ID, SECRET).await.unwrap();
+    server.set_record_api(false);
+    let host = builder(&server, Arc::new(MemoryKv::new())).build().unwrap();
+    let pool = |interceptor: &[u8]| {
+        let composed = compose::wrap(app, interceptor).unwrap();
+        let component = Component::new(host.engine(), composed).unwrap();
+        host.service_pool(&component, Inherit::ALL, Reuse::SPIN)
+            .unwrap()
+    };
+    let (now, then) = (pool(embedded), pool(before));
+    let api = server.origin();
+    let ok = |answer: anyhow::Result<Result<ServiceResponse, ErrorCode>>| {
+        assert_eq!(answer.unwrap().unwrap().status(), 200);
+    };
+    println!();
+    measure_pair(
+        &format!("embedded interceptor vs {before_name}, Spin's instance reuse"),
+        (
+            "app + embedded interceptor, Spin's instance reuse",
+            || async { ok(now.handle(p3_request(&api, None)).await) },
+        ),
+        (
+            "app + the other interceptor build, Spin's instance reuse",
+            || async { ok(then.handle(p3_request(&api, None)).await) },
+        ),
+    )
+    .await;
 }
 
 async fn renewals_under_load(composed: &[u8]) {

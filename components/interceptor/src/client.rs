@@ -43,10 +43,11 @@ impl Guest for Component {
         // (The headers handle is a child of the request: dropped before the request is
         // taken apart.)
         let app_authorization = request.get_headers().has("authorization");
-        let scheme = request.get_scheme().map(|s| match s {
-            Scheme::Http => "http".to_string(),
-            Scheme::Https => "https".to_string(),
-            Scheme::Other(other) => other,
+        let scheme = request.get_scheme();
+        let scheme_name = scheme.as_ref().map(|s| match s {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+            Scheme::Other(other) => other.as_str(),
         });
         let authority = request.get_authority();
         // Without settings the interceptor cannot tell where tokens go: nothing is sent
@@ -58,7 +59,7 @@ impl Guest for Component {
         let decision = decide(
             &settings.send,
             &settings.provider.client,
-            scheme.as_deref(),
+            scheme_name,
             authority.as_deref(),
             app_authorization,
         );
@@ -79,7 +80,8 @@ impl Guest for Component {
             }
             Decision::Attach { origin, token } => {
                 let retry_body_bytes = settings.send.intercept.retry_body_bytes;
-                attach(p, request, &origin, &token, retry_body_bytes).await
+                let parts = Parts::of(&request, scheme, authority);
+                attach(p, request, parts, &origin, &token, retry_body_bytes).await
             }
         }
     }
@@ -92,16 +94,16 @@ impl Guest for Component {
 async fn attach(
     p: P3Provider,
     request: Request,
+    parts: Parts,
     origin: &Origin,
     token: &TokenRequest,
     retry_body_bytes: u64,
 ) -> Result<Response, ErrorCode> {
-    let parts = Parts::of(&request);
     let plan = body_plan(&parts.headers.get("content-length"), retry_body_bytes);
     // Dropping the writer reports the body as delivered (`Ok`) to the app's side.
     let (_, body_result) = wit_future::new(|| Ok(()));
     let (body, trailers) = Request::consume_body(request, body_result);
-    let mut body = AppBody::take(body, trailers, plan);
+    let mut body = AppBody::take(body, trailers, plan).await?;
     let mut retries = 0u8;
     loop {
         let issued = token_for(p, token).await.map_err(|e| {
@@ -183,9 +185,11 @@ const CHUNK: usize = 16 * 1024;
 
 /// The app's request body as the interceptor holds it.
 enum AppBody {
+    /// It ended without a byte; its trailers, if any, are kept.
+    Empty(Option<Fields>),
     /// Copied on as it streams by a task, which keeps it (and its trailers) while it
-    /// is within `retry_body_bytes`: the request leaves at once, and after a 401 the
-    /// copy says whether it can be sent again.
+    /// is within `retry_body_bytes`: the request leaves with the first chunk, and
+    /// after a 401 the copy says whether it can be sent again.
     Copied {
         /// The first send's body and trailers (`None` once sent).
         first: Option<(StreamReader<u8>, Trailers)>,
@@ -205,27 +209,42 @@ struct KeptBody {
 }
 
 impl AppBody {
-    /// Take the app's body as `plan` says: passed on unread, or copied and kept.
-    fn take(body: StreamReader<u8>, trailers: Trailers, plan: BodyPlan) -> Self {
-        match plan {
-            BodyPlan::Stream => AppBody::Streamed(Some((body, trailers))),
-            BodyPlan::Read { limit } => {
-                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-                let kept = Rc::new(Oneshot::default());
-                let first = copy_and_keep(body, trailers, limit, kept.clone());
-                AppBody::Copied {
-                    first: Some(first),
-                    kept,
-                    known: None,
-                }
+    /// Take the app's body as `plan` says: passed on unread, or its first chunk read
+    /// (an empty body ends there: most requests have none) and the rest copied on
+    /// and kept.
+    async fn take(
+        mut body: StreamReader<u8>,
+        trailers: Trailers,
+        plan: BodyPlan,
+    ) -> Result<Self, ErrorCode> {
+        let limit = match plan {
+            BodyPlan::Stream => return Ok(AppBody::Streamed(Some((body, trailers)))),
+            BodyPlan::Read { limit } => usize::try_from(limit).unwrap_or(usize::MAX),
+        };
+        let (first, ended) = loop {
+            let (result, chunk) = body.read(Vec::with_capacity(CHUNK)).await;
+            let ended = !matches!(result, StreamResult::Complete(_));
+            if !chunk.is_empty() || ended {
+                break (chunk, ended);
             }
+        };
+        if first.is_empty() {
+            return Ok(AppBody::Empty(trailers.await?));
         }
+        let kept = Rc::new(Oneshot::default());
+        let copy = copy_and_keep((first, ended), body, trailers, limit, kept.clone());
+        Ok(AppBody::Copied {
+            first: Some(copy),
+            kept,
+            known: None,
+        })
     }
 
     /// What the body is for the 401 rule; waits for the copy only as far as needed
     /// (to the body's end, or past `retry_body_bytes`).
     async fn shape(&mut self) -> Body {
         match self {
+            AppBody::Empty(_) => Body::Empty,
             AppBody::Streamed(_) => Body::Bytes,
             AppBody::Copied { kept, known, .. } => {
                 if known.is_none() {
@@ -245,6 +264,7 @@ impl AppBody {
     /// `after_answer`).
     fn next_send(&mut self) -> (Option<StreamReader<u8>>, Option<Trailers>) {
         match self {
+            AppBody::Empty(trailers) => (None, Some(trailers_of(trailers.as_ref()))),
             AppBody::Streamed(taken) => match taken.take() {
                 Some((body, trailers)) => (Some(body), Some(trailers)),
                 None => (None, None),
@@ -261,11 +281,13 @@ impl AppBody {
     }
 }
 
-/// A stream and trailers that carry the app's `body` and `trailers` on, copied by a
-/// task one chunk at a time; the task keeps the bytes while they stay within `limit`
-/// and tells `kept` what it kept (`None`: more than `limit`, or the app's body failed)
-/// as soon as that is known. Memory stays at `limit` plus a chunk.
+/// A stream and trailers that carry the app's body (`first` chunk already read, and
+/// whether the body `ended` with it; then the rest of `body`) and `trailers` on, copied
+/// by a task one chunk at a time; the task keeps the bytes while they stay within
+/// `limit` and tells `kept` what it kept (`None`: more than `limit`, or the app's body
+/// failed) as soon as that is known. Memory stays at `limit` plus a chunk.
 fn copy_and_keep(
+    (first, ended): (Vec<u8>, bool),
     mut body: StreamReader<u8>,
     trailers: Trailers,
     limit: usize,
@@ -276,8 +298,15 @@ fn copy_and_keep(
     wit_bindgen::spawn_local(async move {
         let mut out = Some(writer);
         let mut bytes = Some(Vec::new());
+        let mut next = Some((first, ended));
         let ended = loop {
-            let (result, chunk) = body.read(Vec::with_capacity(CHUNK)).await;
+            let (ended, chunk) = match next.take() {
+                Some(first) => (first.1, first.0),
+                None => {
+                    let (result, chunk) = body.read(Vec::with_capacity(CHUNK)).await;
+                    (!matches!(result, StreamResult::Complete(_)), chunk)
+                }
+            };
             if !chunk.is_empty() {
                 match &mut bytes {
                     Some(b) if b.len() + chunk.len() <= limit => b.extend_from_slice(&chunk),
@@ -296,9 +325,8 @@ fn copy_and_keep(
                     break false; // Nobody wants the rest.
                 }
             }
-            match result {
-                StreamResult::Complete(_) => {}
-                StreamResult::Dropped | StreamResult::Cancelled => break true,
+            if ended {
+                break true;
             }
         };
         drop(out);
@@ -396,12 +424,13 @@ struct Parts {
 }
 
 impl Parts {
-    fn of(request: &Request) -> Self {
+    /// `request`'s parts; its `scheme` and `authority`, already read, are handed in.
+    fn of(request: &Request, scheme: Option<Scheme>, authority: Option<String>) -> Self {
         Parts {
             headers: request.get_headers().clone(),
             method: request.get_method(),
-            scheme: request.get_scheme(),
-            authority: request.get_authority(),
+            scheme,
+            authority,
             path: request.get_path_with_query(),
             options: request.get_options(),
         }
