@@ -39,7 +39,9 @@ impl TokenHost {
 
     /// `requests` handled by one fresh instance of `component`, all at once (the
     /// component model's async lets one instance serve them concurrently); the answers
-    /// in the order of the requests.
+    /// in the order of the requests. The instance is dropped once its tasks have ended
+    /// (a body still streaming, a renewal the interceptor spawned after answering), as
+    /// Spin drops an instance.
     pub async fn handle_http_concurrently<B>(
         &self,
         component: &Component,
@@ -52,7 +54,7 @@ impl TokenHost {
     {
         self.service_instance(component, inherit)
             .await?
-            .handle_all(requests)
+            .serve(requests, true)
             .await
     }
 
@@ -91,9 +93,25 @@ impl ServiceInstance {
     }
 
     /// `requests` handled by this instance, all at once; the answers in their order.
+    /// Tasks the instance has left when they are answered (a renewal spawned after
+    /// answering) go on in the next call.
     pub async fn handle_all<B>(
         &mut self,
         requests: Vec<http::Request<B>>,
+    ) -> anyhow::Result<Vec<Result<ServiceResponse, ErrorCode>>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.serve(requests, false).await
+    }
+
+    /// `requests` handled at once; with `to_the_end`, also every task they leave
+    /// behind, to its end.
+    async fn serve<B>(
+        &mut self,
+        requests: Vec<http::Request<B>>,
+        to_the_end: bool,
     ) -> anyhow::Result<Vec<Result<ServiceResponse, ErrorCode>>>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -126,10 +144,11 @@ impl ServiceInstance {
                     sent.map_err(|e| anyhow::anyhow!("sending the request body: {e:?}"))?;
                     answer
                 });
-                futures::future::join_all(calls)
-                    .await
-                    .into_iter()
-                    .collect::<anyhow::Result<Vec<_>>>()
+                let answers = futures::future::join_all(calls).await;
+                if to_the_end {
+                    std::future::poll_fn(|cx| store.poll_no_interesting_tasks(cx)).await;
+                }
+                answers.into_iter().collect::<anyhow::Result<Vec<_>>>()
             })
             .await?
     }

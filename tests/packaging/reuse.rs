@@ -331,3 +331,39 @@ async fn when_the_stores_successor_is_refused_too_one_fetch_follows() {
         "{line}"
     );
 }
+
+/// A host that makes a fresh instance per request (`handle_http`) keeps it until its
+/// tasks end, as Spin does: a renewal the interceptor starts after answering is not
+/// lost with the instance, and the next request gets the renewed token from the store.
+#[tokio::test]
+async fn a_fresh_instance_is_kept_until_its_renewal_ends() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    server.set_expires_in(Some(4.into()));
+    let rig = rig(
+        &server,
+        &[("expiry_skew_secs", "0"), ("refresh_ahead_percent", "50")],
+    );
+    let composed = composed(&rig);
+    let send = |i| {
+        rig.host
+            .handle_http(&composed, Inherit::ALL, get(&server, i))
+    };
+    assert_eq!(send(0).await.unwrap().unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(send(1).await.unwrap().unwrap().status(), 200);
+    assert_eq!(
+        server.token_request_count(),
+        2,
+        "renewed before the instance went"
+    );
+    assert_eq!(send(2).await.unwrap().unwrap().status(), 200);
+    let tokens = server.issued_tokens();
+    let seen = server.api_requests();
+    let auth = |i: usize| seen[i].header("authorization").map(str::to_string);
+    let bearer = |i: usize| Some(format!("Bearer {}", tokens[i]));
+    assert_eq!(
+        [auth(0), auth(1), auth(2)],
+        [bearer(0), bearer(0), bearer(1)],
+        "the due token served at once, the renewed one next"
+    );
+}
