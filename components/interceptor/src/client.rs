@@ -23,7 +23,7 @@ use std::task::{Poll, Waker};
 use token_provider_core::{
     AccessToken, AfterAnswer, Body, BodyPlan, Decision, Error as CoreError, Event, IssuedToken,
     Origin, Outcome, Provider, RETRIED_AFTER_401, RETRIED_TWICE_AFTER_401, Reading, Sent, Source,
-    TokenRequest, after_answer, body_plan, decide,
+    TokenRequest, after_answer, body_plan, decide, sanitize,
 };
 use token_provider_wasi::Instance;
 use wit_bindgen::{FutureReader, StreamReader, StreamResult};
@@ -116,7 +116,10 @@ async fn attach(
         let outgoing = parts.build(&issued.token, contents, trailers)?;
         let response = client::send(outgoing).await.map_err(|code| {
             audit(&p, Outcome::InterceptError, Some(origin), token, |ev| {
-                ev.with_detail(&format!("the API was not reached: {code:?}"))
+                ev.with_detail(&sanitize(
+                    &format!("the API was not reached: {code:?}"),
+                    200,
+                ))
             });
             code
         })?;
@@ -193,8 +196,8 @@ enum AppBody {
     Copied {
         /// The first send's body and trailers (`None` once sent).
         first: Option<(StreamReader<u8>, Trailers)>,
-        /// What the copy kept: `Some` once known.
-        kept: Rc<Oneshot<Option<KeptBody>>>,
+        /// Shared with the copy task: what it kept, and when to stop feeding the host.
+        copy: Rc<Copy>,
         /// The kept body, once waited for.
         known: Option<Option<KeptBody>>,
     },
@@ -202,10 +205,44 @@ enum AppBody {
     Streamed(Option<(StreamReader<u8>, Trailers)>),
 }
 
-/// A body that ended within `retry_body_bytes`, and its trailers.
+/// A body that ended within `retry_body_bytes` (kept as read, chunk by chunk: no
+/// buffer grows past the limit, and a resend shares them), and its trailers.
 struct KeptBody {
-    bytes: Vec<u8>,
+    chunks: Rc<Vec<Vec<u8>>>,
     trailers: Option<Fields>,
+}
+
+/// Between a request's task and its body's copy task.
+#[derive(Default)]
+struct Copy {
+    /// What the copy kept (`None`: more than `retry_body_bytes`, or the body failed).
+    kept: Oneshot<Option<KeptBody>>,
+    /// Set after a 401: the host has its answer, so the copy stops feeding it the body
+    /// (a host may keep the stream open without reading it) and only keeps the rest.
+    stop: Cell<bool>,
+    stop_waker: RefCell<Option<Waker>>,
+}
+
+impl Copy {
+    fn stop(&self) {
+        self.stop.set(true);
+        if let Some(waker) = self.stop_waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Ready once `stop` was called.
+    async fn stopped(&self) {
+        std::future::poll_fn(|cx| {
+            if self.stop.get() {
+                Poll::Ready(())
+            } else {
+                *self.stop_waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
 }
 
 impl AppBody {
@@ -231,11 +268,11 @@ impl AppBody {
         if first.is_empty() {
             return Ok(AppBody::Empty(trailers.await?));
         }
-        let kept = Rc::new(Oneshot::default());
-        let copy = copy_and_keep((first, ended), body, trailers, limit, kept.clone());
+        let copy = Rc::new(Copy::default());
+        let sent = copy_and_keep((first, ended), body, trailers, limit, copy.clone());
         Ok(AppBody::Copied {
-            first: Some(copy),
-            kept,
+            first: Some(sent),
+            copy,
             known: None,
         })
     }
@@ -246,12 +283,13 @@ impl AppBody {
         match self {
             AppBody::Empty(_) => Body::Empty,
             AppBody::Streamed(_) => Body::Bytes,
-            AppBody::Copied { kept, known, .. } => {
+            AppBody::Copied { copy, known, .. } => {
                 if known.is_none() {
-                    *known = Some(kept.take().await);
+                    copy.stop();
+                    *known = Some(copy.kept.take().await);
                 }
                 match known {
-                    Some(Some(k)) if k.bytes.is_empty() => Body::Empty,
+                    Some(Some(k)) if k.chunks.is_empty() => Body::Empty,
                     Some(Some(_)) => Body::Kept,
                     _ => Body::Bytes,
                 }
@@ -272,7 +310,7 @@ impl AppBody {
             AppBody::Copied { first, known, .. } => match (first.take(), known) {
                 (Some((body, trailers)), _) => (Some(body), Some(trailers)),
                 (None, Some(Some(k))) => (
-                    (!k.bytes.is_empty()).then(|| stream_of(k.bytes.clone())),
+                    (!k.chunks.is_empty()).then(|| stream_of(k.chunks.clone())),
                     Some(trailers_of(k.trailers.as_ref())),
                 ),
                 (None, _) => (None, None),
@@ -283,45 +321,55 @@ impl AppBody {
 
 /// A stream and trailers that carry the app's body (`first` chunk already read, and
 /// whether the body `ended` with it; then the rest of `body`) and `trailers` on, copied
-/// by a task one chunk at a time; the task keeps the bytes while they stay within
-/// `limit` and tells `kept` what it kept (`None`: more than `limit`, or the app's body
-/// failed) as soon as that is known. Memory stays at `limit` plus a chunk.
+/// by a task one chunk at a time. The task keeps the chunks while they stay within
+/// `limit` and tells `copy.kept` what it kept as soon as that is known; after
+/// `copy.stop` it feeds the host no more and only keeps. Memory stays at `limit` plus
+/// a chunk.
 fn copy_and_keep(
     (first, ended): (Vec<u8>, bool),
     mut body: StreamReader<u8>,
     trailers: Trailers,
     limit: usize,
-    kept: Rc<Oneshot<Option<KeptBody>>>,
+    copy: Rc<Copy>,
 ) -> (StreamReader<u8>, Trailers) {
     let (writer, reader) = wit_stream::new::<u8>();
     let (trailers_writer, trailers_reader) = wit_future::new(|| Ok(None));
     wit_bindgen::spawn_local(async move {
         let mut out = Some(writer);
-        let mut bytes = Some(Vec::new());
+        let (mut chunks, mut len) = (Some(Vec::new()), 0usize);
         let mut next = Some((first, ended));
         let ended = loop {
             let (ended, chunk) = match next.take() {
-                Some(first) => (first.1, first.0),
+                Some((first, ended)) => (ended, first),
                 None => {
                     let (result, chunk) = body.read(Vec::with_capacity(CHUNK)).await;
                     (!matches!(result, StreamResult::Complete(_)), chunk)
                 }
             };
+            if copy.stop.get() {
+                out = None;
+            }
             if !chunk.is_empty() {
-                match &mut bytes {
-                    Some(b) if b.len() + chunk.len() <= limit => b.extend_from_slice(&chunk),
+                match &mut chunks {
+                    Some(kept) if len + chunk.len() <= limit => {
+                        len += chunk.len();
+                        kept.push(chunk.clone());
+                    }
                     Some(_) => {
-                        bytes = None;
-                        kept.set(None);
+                        chunks = None;
+                        copy.kept.set(None);
                     }
                     None => {}
                 }
-                if let Some(w) = &mut out
-                    && !w.write_all(chunk).await.is_empty()
-                {
-                    out = None; // The host stopped reading (it has the answer).
+                if let Some(w) = &mut out {
+                    match first_of(w.write_all(chunk), copy.stopped()).await {
+                        // All written.
+                        Some(rest) if rest.is_empty() => {}
+                        // The host stopped reading, or a 401 says it has its answer.
+                        _ => out = None,
+                    }
                 }
-                if out.is_none() && bytes.is_none() {
+                if out.is_none() && chunks.is_none() {
                     break false; // Nobody wants the rest.
                 }
             }
@@ -334,22 +382,30 @@ fn copy_and_keep(
             return;
         }
         let trailers = trailers.await;
-        let copy = match &trailers {
-            Ok(t) => t.as_ref().map(Fields::clone),
-            Err(_) => None,
-        };
-        let failed = trailers.is_err();
-        let _ = trailers_writer.write(trailers).await;
-        if let Some(bytes) = bytes.filter(|_| !failed) {
-            kept.set(Some(KeptBody {
-                bytes,
-                trailers: copy,
-            }));
-        } else {
-            kept.set(None);
+        match (&trailers, chunks) {
+            (Ok(t), Some(chunks)) => copy.kept.set(Some(KeptBody {
+                chunks: Rc::new(chunks),
+                trailers: t.as_ref().map(Fields::clone),
+            })),
+            _ => copy.kept.set(None),
+        }
+        if !copy.stop.get() {
+            let _ = trailers_writer.write(trailers).await;
         }
     });
     (reader, trailers_reader)
+}
+
+/// `future`'s output, or `None` if `other` is ready first (then `future` is dropped).
+async fn first_of<F: Future, G: Future<Output = ()>>(future: F, other: G) -> Option<F::Output> {
+    let (mut future, mut other) = (std::pin::pin!(future), std::pin::pin!(other));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        other.as_mut().poll(cx).map(|()| None)
+    })
+    .await
 }
 
 /// One value handed from the copy task to the request's task (the first `set` wins).
@@ -393,11 +449,15 @@ impl<T> Oneshot<T> {
     }
 }
 
-/// A stream of `bytes`, written by a task.
-fn stream_of(bytes: Vec<u8>) -> StreamReader<u8> {
+/// A stream of the kept `chunks`, written by a task one chunk at a time.
+fn stream_of(chunks: Rc<Vec<Vec<u8>>>) -> StreamReader<u8> {
     let (mut writer, reader) = wit_stream::new::<u8>();
     wit_bindgen::spawn_local(async move {
-        let _ = writer.write_all(bytes).await;
+        for chunk in chunks.iter() {
+            if !writer.write_all(chunk.clone()).await.is_empty() {
+                return;
+            }
+        }
     });
     reader
 }

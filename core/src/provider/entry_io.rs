@@ -73,10 +73,10 @@ impl<P: Platform> Provider<'_, P> {
         Err(Miss::Absent)
     }
 
-    /// Seal `entry` into the store (if there is one).
-    pub(super) fn write_store(&self, l: &Lookup, entry: &Entry) {
+    /// Seal `entry` into the store (if there is one); whether the store has it now.
+    pub(super) fn write_store(&self, l: &Lookup, entry: &Entry) -> bool {
         let Some(store) = self.settings.cache.kv_store.as_deref() else {
-            return;
+            return false;
         };
         let sealed = seal::seal(
             entry,
@@ -84,8 +84,12 @@ impl<P: Platform> Provider<'_, P> {
             &l.key,
             seal::nonce(self.platform),
         );
-        if let Err(e) = self.platform.kv_set(store, &l.key.store_key(), &sealed) {
-            self.store_error(&l.params, e);
+        match self.platform.kv_set(store, &l.key.store_key(), &sealed) {
+            Ok(()) => true,
+            Err(e) => {
+                self.store_error(&l.params, e);
+                false
+            }
         }
     }
 
@@ -99,7 +103,9 @@ impl<P: Platform> Provider<'_, P> {
     pub(super) fn remember_stored(&self, l: &Lookup, entry: Entry) -> IssuedToken {
         let issued = IssuedToken::from_entry(&entry, Source::Store);
         let checked = self.platform.monotonic_ms();
-        self.memory.borrow_mut().put(l.key.clone(), entry, checked);
+        self.memory
+            .borrow_mut()
+            .put(l.key.clone(), entry, checked, true);
         issued
     }
 

@@ -57,9 +57,11 @@ impl<P: Platform> Provider<'_, P> {
 
         let fresh = IssuedToken::from_entry(&entry, Source::Fresh);
         if entry.is_usable(now, self.settings.cache.expiry_skew_secs) {
-            self.write_store(l, &entry);
+            let stored = self.write_store(l, &entry);
             let checked = self.platform.monotonic_ms();
-            self.memory.borrow_mut().put(l.key.clone(), entry, checked);
+            self.memory
+                .borrow_mut()
+                .put(l.key.clone(), entry, checked, stored);
         }
         Ok(fresh)
     }

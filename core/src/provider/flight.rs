@@ -44,7 +44,10 @@ impl Future for Landing {
         if let Some(outcome) = self.0.outcome.borrow().as_ref() {
             return Poll::Ready(outcome.clone());
         }
-        self.0.waiters.borrow_mut().push(cx.waker().clone());
+        let mut waiters = self.0.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
         Poll::Pending
     }
 }
@@ -56,6 +59,11 @@ pub(crate) struct Boarded(pub(crate) Rc<Flight>);
 
 /// What a waiter gets when the request it waited on went away mid-fetch.
 pub(crate) const ABANDONED: &str = "the request fetching this token in this instance was cancelled";
+
+/// Whether a flight's outcome is that its request went away (nothing was learned).
+pub(crate) fn abandoned(e: &Error) -> bool {
+    matches!(e, Error::Transport(m) if m == ABANDONED)
+}
 
 impl Boarded {
     pub(crate) fn land(self, outcome: &Result<IssuedToken, Error>) {

@@ -44,12 +44,14 @@ impl<V> SmallMap<V> {
     }
 }
 
-/// A token in memory, and when (monotonic ms) it was last fetched, read from the store
-/// or found still there.
+/// A token in memory, when (monotonic ms) it was last fetched, read from the store or
+/// found still there, and whether the store had it (a write that failed: no, and then
+/// its absence from the store says nothing).
 #[derive(Debug)]
 struct Remembered {
     entry: Entry,
     checked_ms: u64,
+    stored: bool,
 }
 
 #[derive(Debug, Default)]
@@ -71,13 +73,17 @@ impl MemoryCache {
         self.entries.get(key).map(|r| &r.entry)
     }
 
-    /// The token for `key` and when it was last checked (monotonic ms).
-    pub(crate) fn get_checked(&self, key: &CacheKey) -> Option<(&Entry, u64)> {
-        self.entries.get(key).map(|r| (&r.entry, r.checked_ms))
+    /// The token for `key`, when it was last checked (monotonic ms), and whether the
+    /// store had it.
+    pub(crate) fn get_checked(&self, key: &CacheKey) -> Option<(&Entry, u64, bool)> {
+        self.entries
+            .get(key)
+            .map(|r| (&r.entry, r.checked_ms, r.stored))
     }
 
-    /// Keep `entry`, just fetched or read from the store at `checked_ms` (monotonic).
-    pub(crate) fn put(&mut self, key: CacheKey, entry: Entry, checked_ms: u64) {
+    /// Keep `entry`, just fetched or read from the store at `checked_ms` (monotonic);
+    /// `stored`: the store has it.
+    pub(crate) fn put(&mut self, key: CacheKey, entry: Entry, checked_ms: u64, stored: bool) {
         // Bound memory: drop what has expired before adding.
         if self.entries.len() >= MAX_ENTRIES {
             let now = entry.issued_at_ms;
@@ -86,7 +92,14 @@ impl MemoryCache {
                 self.entries.0.clear();
             }
         }
-        self.entries.insert(key, Remembered { entry, checked_ms });
+        self.entries.insert(
+            key,
+            Remembered {
+                entry,
+                checked_ms,
+                stored,
+            },
+        );
     }
 
     pub(crate) fn remove(&mut self, key: &CacheKey) {
@@ -112,6 +125,7 @@ mod tests {
                     ..entry()
                 },
                 i,
+                true,
             );
         }
         assert!(m.entries.len() <= 256);

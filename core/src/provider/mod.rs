@@ -139,13 +139,14 @@ impl<'a, P: Platform> Provider<'a, P> {
         // A usable token inside its refresh window: served unless this instance renews it.
         let mut valid: Option<(Entry, Source)> = None;
         // A usable token in memory not checked against the store for
-        // `memory_max_age_ms`: served only if the store cannot be read.
-        let mut unchecked: Option<Entry> = None;
-        if let Some((e, checked_ms)) = self.memory.borrow().get_checked(&l.key)
+        // `memory_max_age_ms`, and whether the store had it: served only if the store
+        // cannot tell (it fails, or it never got the token).
+        let mut unchecked: Option<(Entry, bool)> = None;
+        if let Some((e, checked_ms, stored)) = self.memory.borrow().get_checked(&l.key)
             && e.is_usable(now, skew)
         {
             if !self.memory_is_current(checked_ms) {
-                unchecked = Some(e.clone());
+                unchecked = Some((e.clone(), stored));
             } else if !due(e) {
                 self.log_cache(Outcome::CacheHit, Source::Memory, &l, Some(e));
                 return Ok((IssuedToken::from_entry(e, Source::Memory), None));
@@ -161,7 +162,7 @@ impl<'a, P: Platform> Provider<'a, P> {
                 let checked = self.platform.monotonic_ms();
                 self.memory
                     .borrow_mut()
-                    .put(l.key.clone(), e.clone(), checked);
+                    .put(l.key.clone(), e.clone(), checked, true);
                 if valid
                     .as_ref()
                     .is_none_or(|(v, _)| e.expires_at_ms > v.expires_at_ms)
@@ -169,9 +170,15 @@ impl<'a, P: Platform> Provider<'a, P> {
                     valid = Some((e, Source::Store));
                 }
             }
-            // The store cannot tell: what this instance knows is the best there is.
-            Err(Miss::Failed) => {
-                if let Some(e) = unchecked {
+            // The store no longer holds what it held (another instance dropped it after
+            // a 401): this instance's copy goes too.
+            Err(Miss::Absent | Miss::Unusable) if unchecked.as_ref().is_some_and(|u| u.1) => {
+                self.memory.borrow_mut().remove(&l.key)
+            }
+            // The store cannot tell (it fails, or it never got this token): what this
+            // instance knows is the best there is.
+            Err(_) => {
+                if let Some((e, _)) = unchecked {
                     if !due(&e) {
                         self.log_cache(Outcome::CacheHit, Source::Memory, &l, Some(&e));
                         return Ok((IssuedToken::from_entry(&e, Source::Memory), None));
@@ -179,10 +186,6 @@ impl<'a, P: Platform> Provider<'a, P> {
                     valid = Some((e, Source::Memory));
                 }
             }
-            // The store no longer holds it (another instance dropped it after a 401, or
-            // replaced it): this instance's copy goes too.
-            Err(_) if unchecked.is_some() => self.memory.borrow_mut().remove(&l.key),
-            Err(_) => {}
         }
         match valid {
             Some((entry, source)) => Ok(self.refresh_ahead(l, entry, source)),
@@ -201,12 +204,14 @@ impl<'a, P: Platform> Provider<'a, P> {
     /// Nothing usable: wait for the fetch another request of this instance has in
     /// flight, or make it this request's (and fetch across instances on the lease).
     async fn fetch_in_flight(&self, l: &Lookup) -> Result<IssuedToken, Error> {
+        // (A flight whose request was cancelled before it landed: this request flies.)
         if let Some(landing) = self.in_flight(&l.key) {
-            let outcome = landing.await;
-            return outcome.map(|t| IssuedToken {
-                source: Source::Memory,
-                ..t
-            });
+            match landing.await {
+                Err(e) if flight::abandoned(&e) => {}
+                // The token this request waited for was fetched for it (`Source::Fresh`
+                // stays: the 401 rule fetches no other after it).
+                outcome => return outcome,
+            }
         }
         let boarded = self.board(&l.key);
         let outcome = self.fetch_single_flight(l).await;
@@ -240,7 +245,15 @@ impl<'a, P: Platform> Provider<'a, P> {
     }
 
     fn drop_rejected(&self, l: &Lookup, rejected: Option<&AccessToken>) {
-        self.memory.borrow_mut().remove(&l.key);
+        {
+            // Only the rejected token: a late 401 (another request sent the same token)
+            // must not drop the successor this instance already has.
+            let mut memory = self.memory.borrow_mut();
+            let held = memory.get(&l.key).map(|e| e.access_token.fingerprint());
+            if rejected.is_none_or(|r| held.is_some_and(|h| h == r.fingerprint())) {
+                memory.remove(&l.key);
+            }
+        }
         let mut outcome = Outcome::InvalidateOk;
         let mut detail = None;
         if let Some(store) = &self.settings.cache.kv_store {
@@ -317,6 +330,38 @@ mod tests {
         rig.platform.fail_store(true);
         let t = rig.get().unwrap();
         assert_eq!((t.token.expose(), t.source), ("t3", Source::Memory));
+        assert_eq!(rig.platform.sent.borrow().len(), 2);
+    }
+
+    /// A token the store never got (its write failed) is not dropped because the store
+    /// lacks it: that absence says nothing about it.
+    #[test]
+    fn a_token_the_store_never_got_stays_in_memory_past_memory_max_age_ms() {
+        let rig = Rig::new(&[("memory_max_age_ms", "1000")]);
+        rig.platform.respond_token("t1", 3600);
+        rig.platform.fail_store(true);
+        assert_eq!(rig.get().unwrap().source, Source::Fresh);
+        rig.platform.fail_store(false);
+        rig.platform.advance(5_000);
+        let t = rig.get().unwrap();
+        assert_eq!((t.token.expose(), t.source), ("t1", Source::Memory));
+        assert_eq!(rig.platform.sent.borrow().len(), 1, "no second fetch");
+    }
+
+    /// A 401 for a token this instance has already replaced (another request sent it
+    /// too, and its answer came late) leaves the successor in memory.
+    #[test]
+    fn a_late_401_for_a_replaced_token_keeps_its_successor() {
+        let rig = Rig::new(&[("kv_store", "")]);
+        let request = TokenRequest::default();
+        rig.platform.respond_token("t1", 3600);
+        let t1 = rig.get().unwrap().token;
+        rig.provider().invalidate_token(&request, &t1);
+        rig.platform.respond_token("t2", 3600);
+        assert_eq!(rig.get().unwrap().token.expose(), "t2");
+        rig.provider().invalidate_token(&request, &t1); // the late one
+        let t = rig.get().unwrap();
+        assert_eq!((t.token.expose(), t.source), ("t2", Source::Memory));
         assert_eq!(rig.platform.sent.borrow().len(), 2);
     }
 

@@ -3,6 +3,7 @@
 //! token. After a failed renewal, renewals pause fleet-wide for a while.
 
 use super::lease::{Attempt, Lease};
+use super::single_flight::Held;
 use super::{IssuedToken, Lookup, Provider, Renewal, Source};
 use crate::audit::{Event, Outcome};
 use crate::platform::Platform;
@@ -115,27 +116,22 @@ impl<'a, P: Platform> Provider<'a, P> {
             lease,
             boarded,
         } = renewal;
-        let release = |own: &Lease| {
-            if let Some(leases) = self.leases(&l) {
-                self.degrade(&l, leases.release(own));
-            }
-        };
-        if let Some(own) = &lease {
+        // Given back when done, or if this task is dropped mid-renewal.
+        let held = lease.map(|own| Held::new(self, &l, own));
+        if held.is_some() {
             let now = self.platform.now_unix_ms();
             if let Some(e) = self.read_store(&l, now, false)
                 && e.expires_at_ms > entry.expires_at_ms
             {
                 // Another instance renewed it a moment ago.
-                release(own);
+                drop(held);
                 let renewed = self.store_hit(&l, e);
                 boarded.land(&Ok(renewed.clone()));
                 return renewed;
             }
         }
         let result = self.fetch(&l).await;
-        if let Some(own) = &lease {
-            release(own);
-        }
+        drop(held);
         boarded.land(&result);
         result.unwrap_or_else(|e| {
             self.pause_refresh(&l);

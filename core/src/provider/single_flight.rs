@@ -12,6 +12,31 @@ use crate::platform::Platform;
 use crate::store::{CacheKey, Entry};
 use std::rc::Rc;
 
+/// A lease this instance holds, given back when dropped: when its holder is done, and
+/// also when the request holding it is cancelled mid-fetch (the future dropped, as
+/// wit-bindgen does with a cancelled export task and everything it spawned), so no
+/// instance waits for a holder that went away. The store calls are synchronous, so a
+/// drop can make them.
+pub(super) struct Held<'g, 'a, P: Platform> {
+    provider: &'g Provider<'a, P>,
+    l: &'g Lookup,
+    lease: Lease,
+}
+
+impl<'g, 'a, P: Platform> Held<'g, 'a, P> {
+    pub(super) fn new(provider: &'g Provider<'a, P>, l: &'g Lookup, lease: Lease) -> Self {
+        Held { provider, l, lease }
+    }
+}
+
+impl<P: Platform> Drop for Held<'_, '_, P> {
+    fn drop(&mut self) {
+        if let Some(leases) = self.provider.leases(self.l) {
+            self.provider.degrade(self.l, leases.release(&self.lease));
+        }
+    }
+}
+
 /// What a waiter saw.
 enum Waited {
     /// Another instance stored a usable token.
@@ -151,20 +176,22 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     /// Holding the lease: re-read the store (another holder may have just finished),
-    /// fetch if still needed, always release.
+    /// fetch if still needed, always release (also when this request is cancelled
+    /// mid-fetch: `Held`).
     pub(super) async fn fetch_holding(
         &self,
-        leases: &Leases<'_, P>,
+        _leases: &Leases<'_, P>,
         l: &Lookup,
         lease: Lease,
     ) -> Result<IssuedToken, Error> {
+        let held = Held::new(self, l, lease);
         let now = self.platform.now_unix_ms();
         if let Some(e) = self.read_store_as_holder(l, now) {
-            self.degrade(l, leases.release(&lease));
+            drop(held);
             return Ok(self.store_hit(l, e));
         }
         let result = self.fetch(l).await;
-        self.degrade(l, leases.release(&lease));
+        drop(held);
         result
     }
 
@@ -484,9 +511,70 @@ mod tests {
                 panic!("the second request got its token")
             };
             assert_eq!((a.token.expose(), a.source), ("t", Source::Fresh));
-            assert_eq!((b.token.expose(), b.source), ("t", Source::Memory));
+            // Fetched for it too (it waited on that fetch): the 401 rule fetches no
+            // other after it.
+            assert_eq!((b.token.expose(), b.source), ("t", Source::Fresh));
             assert_eq!(rig.platform.sent.borrow().len(), 1, "one token request");
             assert_eq!(rig.platform.slept_ms.get(), 0, "nobody polled the store");
+        }
+
+        /// The request fetching under the lease is cancelled mid-fetch (its future
+        /// dropped, as wit-bindgen drops a cancelled export task): the lease is given
+        /// back at once, and the request that waited on its flight fetches itself.
+        #[test]
+        fn a_cancelled_fetch_gives_the_lease_back_and_its_waiter_fetches() {
+            let rig = Rig::new(&[]);
+            rig.platform.respond_token("t", 3600);
+            rig.platform.hold_sends.set(true);
+            let p = rig.provider();
+            let request = crate::TokenRequest::default();
+            let leases = || {
+                rig.platform
+                    .kv_keys()
+                    .iter()
+                    .filter(|k| k.contains(":lease") || k.contains(":holder"))
+                    .count()
+            };
+            let mut second = std::pin::pin!(p.get_token(&request));
+            {
+                let mut first = std::pin::pin!(p.get_token(&request));
+                assert!(poll_once(first.as_mut()).is_pending());
+                assert!(leases() > 0, "the first request holds the lease");
+                assert!(poll_once(second.as_mut()).is_pending());
+            } // the first request is cancelled
+            assert_eq!(leases(), 0, "given back: {:?}", rig.platform.kv_keys());
+            rig.platform.hold_sends.set(false);
+            let Poll::Ready(Ok(t)) = poll_once(second.as_mut()) else {
+                panic!("the waiter fetched")
+            };
+            assert_eq!((t.token.expose(), t.source), ("t", Source::Fresh));
+            // (The cancelled request never got its request out.)
+            assert_eq!(rig.platform.sent.borrow().len(), 1);
+            assert_eq!(leases(), 0);
+        }
+
+        /// A renewal dropped mid-fetch gives its lease back too.
+        #[test]
+        fn a_cancelled_renewal_gives_the_lease_back() {
+            let rig = Rig::new(&[]);
+            rig.store_token("old", crate::testing::T0, 1000);
+            rig.platform.advance(900_000);
+            rig.platform.hold_sends.set(true);
+            let p = rig.provider();
+            let request = crate::TokenRequest::default();
+            let (_, renewal) = crate::platform::ready(p.get_token_deferring(&request)).unwrap();
+            {
+                let mut renewing = std::pin::pin!(p.renew(renewal.unwrap()));
+                assert!(poll_once(renewing.as_mut()).is_pending());
+            }
+            let left: Vec<String> = rig
+                .platform
+                .kv_keys()
+                .into_iter()
+                .filter(|k| k.contains(":lease") || k.contains(":holder"))
+                .collect();
+            assert!(left.is_empty(), "{left:?}");
+            assert!(p.in_flight(&rig.key()).is_none(), "no renewal in flight");
         }
 
         #[test]

@@ -130,18 +130,19 @@ pub enum AfterAnswer {
 }
 
 /// The rule for a 401: the rejected token is dropped (in the store only if the store
-/// still holds it), and a request whose body can be sent again (none, or one kept) is
-/// sent again with the next token: the one the store holds if another instance
-/// replaced it, else one fetched once for the fleet. If that one is refused too and it
-/// was not fetched for this request, once more with a fetched one: never more than two
-/// retries, and never a fetch for a token that was itself just fetched. A streamed body
-/// goes back to the app with its 401, the token dropped all the same.
+/// still holds it). A request whose body can be sent again (none, or one kept) and whose
+/// token came from the cache is sent again with the next token: the one the store holds
+/// if another instance replaced it, else one fetched once for the fleet. If that one
+/// came from the store and is refused too, once more with a fetched one. So never more
+/// than two retries, and a refused token that was fetched for this request (or for the
+/// requests that waited on its fetch) is never followed by another fetch: the API
+/// refuses this client's tokens, and asking again would only load the token endpoint.
+/// A streamed body goes back to the app with its 401, the token dropped all the same.
 pub fn after_answer(status: u16, body: Body, sent: Sent) -> AfterAnswer {
     let resendable = matches!(body, Body::Empty | Body::Kept);
-    match (status, sent.retries) {
-        (401, 0) if resendable => AfterAnswer::InvalidateAndRetry,
-        (401, 1) if resendable && !sent.fresh => AfterAnswer::InvalidateAndRetry,
-        (401, _) => AfterAnswer::InvalidateAndDeliver,
+    match status {
+        401 if resendable && !sent.fresh && sent.retries < 2 => AfterAnswer::InvalidateAndRetry,
+        401 => AfterAnswer::InvalidateAndDeliver,
         _ => AfterAnswer::Deliver,
     }
 }
@@ -370,12 +371,13 @@ mod tests {
         use AfterAnswer::*;
         let sent = |retries, fresh| Sent { retries, fresh };
         for body in [Body::Empty, Body::Kept] {
-            // The first token refused: whatever it was, try the next one.
+            // A cached token refused: try the next one.
             assert_eq!(after_answer(401, body, sent(0, false)), InvalidateAndRetry);
-            assert_eq!(after_answer(401, body, sent(0, true)), InvalidateAndRetry);
             // The store's successor refused too: once more, with a fetched one.
             assert_eq!(after_answer(401, body, sent(1, false)), InvalidateAndRetry);
-            // A token fetched for this request refused: the API refuses the client.
+            // A token fetched for this request refused: the API refuses the client,
+            // and no other fetch follows, first send or not.
+            assert_eq!(after_answer(401, body, sent(0, true)), InvalidateAndDeliver);
             assert_eq!(after_answer(401, body, sent(1, true)), InvalidateAndDeliver);
             assert_eq!(
                 after_answer(401, body, sent(2, false)),
