@@ -160,11 +160,28 @@ async fn a_token_for_one_apis_audience_is_never_sent_to_another_allowed_origin()
 async fn plain_http_api_urls_need_the_opt_in() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     // An https token endpoint that is never reached: the API URL is refused first.
+    // An http:// origin in allowed_origins is a config error that names the key.
     let rig = rig(
         &server,
         &[
             ("allow_insecure_http", "false"),
             ("token_url", "https://127.0.0.1:1/token"),
+        ],
+    );
+    let err = send(&rig.host, &api_get(server.url("/api/x")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Config(m) if m.starts_with("allowed_origins: http://") && m.contains("allow_insecure_http=true")),
+        "{err:?}"
+    );
+    // Not in allowed_origins: the plain http:// URL is refused at once all the same.
+    let rig = crate::common::rig(
+        &server,
+        &[
+            ("allow_insecure_http", "false"),
+            ("token_url", "https://127.0.0.1:1/token"),
+            ("allowed_origins", "https://api.example.com"),
         ],
     );
     let err = send(&rig.host, &api_get(server.url("/api/x")))

@@ -508,3 +508,70 @@ async fn against_oidc_provider_over_http_and_tls() {
         }
     }
 }
+
+/// The interceptor keeps `send`'s promises: no token with TRACE, TRACK or CONNECT
+/// (an echo would hand it back): the request is refused and never leaves. And no token
+/// over plain http:// unless allow_insecure_http: such an origin is a config error,
+/// and nothing is sent at all.
+#[tokio::test]
+async fn no_token_goes_with_trace_or_over_plain_http_unless_allowed() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let rig = rig(&server, &[]);
+    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
+    for method in ["TRACE", "TRACK"] {
+        let answer = rig
+            .host
+            .handle_http(
+                &composed,
+                Inherit::ALL,
+                forward(method, "/api/echo", &server.origin(), &[], b""),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                answer,
+                Err(token_provider_host::serve::ErrorCode::HttpRequestDenied)
+            ),
+            "{method}: {answer:?}"
+        );
+    }
+    assert!(
+        server.requests().is_empty(),
+        "nothing left, no token fetched"
+    );
+    let lines = intercept_lines(&rig);
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_eq!(line["outcome"], "refused", "{line}");
+        assert!(
+            line["detail"]
+                .as_str()
+                .unwrap()
+                .contains("never sent with a token"),
+            "{line}"
+        );
+    }
+
+    // The mock server is plain http://: without allow_insecure_http its origin is a
+    // config error, and the app's request is not sent (not even without a token).
+    let strict = crate::common::rig(&server, &[("allow_insecure_http", "false")]);
+    let composed = Component::new(strict.host.engine(), with_interceptor(p3_app())).unwrap();
+    let answer = strict
+        .host
+        .handle_http(
+            &composed,
+            Inherit::ALL,
+            forward("GET", "/api/orders", &server.origin(), &[], b""),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            answer,
+            Err(token_provider_host::serve::ErrorCode::ConfigurationError)
+        ),
+        "{answer:?}"
+    );
+    assert!(server.requests().is_empty());
+}

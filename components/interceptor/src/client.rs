@@ -43,6 +43,7 @@ impl Guest for Component {
         // (The headers handle is a child of the request: dropped before the request is
         // taken apart.)
         let app_authorization = request.get_headers().has("authorization");
+        let method = request.get_method();
         let scheme = request.get_scheme();
         let scheme_name = scheme.as_ref().map(|s| match s {
             Scheme::Http => "http",
@@ -59,6 +60,7 @@ impl Guest for Component {
         let decision = decide(
             &settings.send,
             &settings.provider.client,
+            method_name(&method),
             scheme_name,
             authority.as_deref(),
             app_authorization,
@@ -80,7 +82,7 @@ impl Guest for Component {
             }
             Decision::Attach { origin, token } => {
                 let retry_body_bytes = settings.send.intercept.retry_body_bytes;
-                let parts = Parts::of(&request, scheme, authority);
+                let parts = Parts::of(&request, method, scheme, authority);
                 attach(p, request, parts, &origin, &token, retry_body_bytes).await
             }
         }
@@ -484,11 +486,16 @@ struct Parts {
 }
 
 impl Parts {
-    /// `request`'s parts; its `scheme` and `authority`, already read, are handed in.
-    fn of(request: &Request, scheme: Option<Scheme>, authority: Option<String>) -> Self {
+    /// `request`'s parts; its method, scheme and authority, already read, are handed in.
+    fn of(
+        request: &Request,
+        method: Method,
+        scheme: Option<Scheme>,
+        authority: Option<String>,
+    ) -> Self {
         Parts {
             headers: request.get_headers().clone(),
-            method: request.get_method(),
+            method,
             scheme,
             authority,
             path: request.get_path_with_query(),
@@ -523,6 +530,22 @@ impl Parts {
             .set_path_with_query(self.path.as_deref())
             .map_err(invalid)?;
         Ok(outgoing)
+    }
+}
+
+/// The method's name, as `decide` compares it.
+fn method_name(method: &Method) -> &str {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Connect => "CONNECT",
+        Method::Options => "OPTIONS",
+        Method::Trace => "TRACE",
+        Method::Patch => "PATCH",
+        Method::Other(other) => other,
     }
 }
 

@@ -56,7 +56,7 @@ impl Settings {
         let allow_insecure_http = r.boolean("allow_insecure_http")?;
         let kv_store = r.or_none_if_empty("kv_store")?;
         let (client, auth) = read_client(&r, allow_insecure_http, kv_store.is_some())?;
-        let (allowed_origins, origin_audiences) = read_origins(&r)?;
+        let (allowed_origins, origin_audiences) = read_origins(&r, allow_insecure_http)?;
         let expiry_skew_secs = r.number("expiry_skew_secs")?;
         let lifetimes = Lifetimes {
             default_expires_in: r.number("default_expires_in_secs")?,
@@ -77,7 +77,7 @@ impl Settings {
         };
         let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
         let memory_max_age_ms = r.number("memory_max_age_ms")?;
-        let intercept = read_intercept(&r, reading)?;
+        let intercept = read_intercept(&r, reading, allow_insecure_http)?;
         let cache = CacheSettings {
             kv_store,
             expiry_skew_secs,
@@ -149,6 +149,7 @@ fn check_requests(settings: &Settings) -> Result<(), Error> {
 fn read_intercept<G: Fn(&str) -> Result<Option<String>, String>>(
     r: &Reader<G>,
     reading: Reading,
+    allow_insecure_http: bool,
 ) -> Result<InterceptSettings, Error> {
     if reading == Reading::WithoutIntercept {
         return Ok(InterceptSettings {
@@ -158,13 +159,33 @@ fn read_intercept<G: Fn(&str) -> Result<Option<String>, String>>(
         });
     }
     Ok(InterceptSettings {
-        routes: parse_routes(&r.text("intercept_routes")?)?,
+        routes: {
+            let routes = parse_routes(&r.text("intercept_routes")?)?;
+            for route in &routes {
+                plain_http_allowed("intercept_routes", &route.origin, allow_insecure_http)?;
+            }
+            routes
+        },
         unmatched: match r.choice("intercept_unmatched")? {
             "refuse" => Unmatched::Refuse,
             _ => Unmatched::Pass,
         },
         retry_body_bytes: r.number("retry_body_bytes")?,
     })
+}
+
+/// A token never goes over plain `http://` unless `allow_insecure_http`: an `http://`
+/// origin under `key` is a `config` error then (the decisions refuse it too).
+fn plain_http_allowed(key: &str, origin: &Origin, allow_insecure_http: bool) -> Result<(), Error> {
+    if origin.scheme == Scheme::Http && !allow_insecure_http {
+        return Err(Error::config(
+            key,
+            format!(
+                "{origin}: plain http:// would expose the token; use https://, or set allow_insecure_http=true (local tests only)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A holder fetches for up to `token_deadline_ms`; its waiters give up on it after
@@ -186,14 +207,18 @@ type Origins = (Vec<Origin>, Vec<(Origin, String)>);
 
 fn read_origins<G: Fn(&str) -> Result<Option<String>, String>>(
     r: &Reader<G>,
+    allow_insecure_http: bool,
 ) -> Result<Origins, Error> {
     let allowed = r
         .list("allowed_origins")?
         .iter()
         .map(|s| {
-            parse_origin(s).map_err(|e| Error::config("allowed_origins", format!("`{s}`: {e}")))
+            let origin = parse_origin(s)
+                .map_err(|e| Error::config("allowed_origins", format!("`{s}`: {e}")))?;
+            plain_http_allowed("allowed_origins", &origin, allow_insecure_http)?;
+            Ok(origin)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, Error>>()?;
     let bindings = read_bindings(r, &allowed)?;
     Ok((allowed, bindings))
 }
@@ -733,6 +758,34 @@ mod tests {
         assert!(!format!("{s:?}").contains("TOPSECRET"));
     }
 
+    /// A token never goes over plain http:// unless allow_insecure_http: an http://
+    /// origin in allowed_origins or a route is a config error naming the key.
+    #[test]
+    fn plain_http_origins_and_routes_need_allow_insecure_http() {
+        for (key, value) in [
+            (
+                "allowed_origins",
+                "https://api.example.com,http://127.0.0.1:8080",
+            ),
+            (
+                "intercept_routes",
+                r#"[{"origin":"http://127.0.0.1:8080"}]"#,
+            ),
+        ] {
+            match load(&with(&[(key, value)])) {
+                Err(Error::Config(m)) => {
+                    assert!(
+                        m.starts_with(&format!("{key}: http://127.0.0.1:8080: ")),
+                        "{m}"
+                    );
+                    assert!(m.contains("allow_insecure_http=true"), "{m}");
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+            assert!(load(&with(&[(key, value), ("allow_insecure_http", "true")])).is_ok());
+        }
+    }
+
     #[test]
     fn lists_are_split_and_origins_normalised() {
         let s = load(&with(&[
@@ -743,6 +796,7 @@ mod tests {
                 "https://API.example.com, http://127.0.0.1:8080/",
             ),
             ("audience", "https://api.example.com"),
+            ("allow_insecure_http", "true"),
         ]))
         .unwrap();
         assert_eq!(s.provider.client.scope, ["read", "write"]);

@@ -93,6 +93,33 @@ pub(crate) fn is_field_value(value: &[u8]) -> bool {
         .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
+/// A method a token never goes with (`REFUSED_METHODS`), as a refusal; the one rule
+/// for `send` and the interceptor.
+pub(crate) fn refuse_method(method: &str) -> Result<(), Error> {
+    if REFUSED_METHODS
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method))
+    {
+        return Err(Error::Refused(format!(
+            "`{}` is never sent with a token (it echoes the request or opens a tunnel)",
+            sanitize(method, 32)
+        )));
+    }
+    Ok(())
+}
+
+/// A plain `http://` destination unless `allow_insecure_http`, as a refusal; the one rule
+/// for `send` and the interceptor.
+pub(crate) fn refuse_plain_http(settings: &SendSettings, origin: &Origin) -> Result<(), Error> {
+    if origin.scheme == Scheme::Http && !settings.allow_insecure_http {
+        return Err(Error::Refused(
+            "plain http:// would expose the token; use https:// or set allow_insecure_http=true"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Validate `req` without sending anything: method, URL, scheme, origin, headers.
 pub fn prepare(settings: &SendSettings, req: &ApiRequest) -> Result<HttpRequest, Error> {
     let method = req.method.as_str();
@@ -102,21 +129,9 @@ pub fn prepare(settings: &SendSettings, req: &ApiRequest) -> Result<HttpRequest,
             sanitize(method, 32)
         )));
     }
-    if REFUSED_METHODS
-        .iter()
-        .any(|m| m.eq_ignore_ascii_case(method))
-    {
-        return Err(Error::Refused(format!(
-            "`{method}` is never sent with a token (it echoes the request or opens a tunnel)"
-        )));
-    }
+    refuse_method(method)?;
     let url = parse_url(&req.url).map_err(|e| Error::Refused(format!("URL: {e}")))?;
-    if url.origin.scheme == Scheme::Http && !settings.allow_insecure_http {
-        return Err(Error::Refused(
-            "plain http:// would expose the token; use https:// or set allow_insecure_http=true"
-                .into(),
-        ));
-    }
+    refuse_plain_http(settings, &url.origin)?;
     if !settings.allowed_origins.contains(&url.origin) {
         return Err(Error::Refused(format!(
             "origin {} is not in allowed_origins",

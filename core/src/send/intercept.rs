@@ -17,7 +17,7 @@ use crate::oauth::client::ClientSettings;
 use crate::oauth::request::TokenRequest;
 use crate::origin::{Origin, parse_url};
 use crate::send::authorized::SendSettings;
-use crate::send::authorized::bound_to;
+use crate::send::authorized::{bound_to, refuse_method, refuse_plain_http};
 use crate::send::routes::Unmatched;
 
 /// What to do with one request.
@@ -40,11 +40,16 @@ pub const NOT_ROUTED: &str =
 /// Said when the request names no scheme or authority, or one that is not a URL origin.
 pub const NO_ORIGIN: &str = "no http(s) origin in the request; sent without a token";
 
-/// The decision for a request to `scheme://authority`. `scheme` is as the app set it
-/// (`http`, `https`, or another), `None` when it set none.
+/// The decision for a `method` request to `scheme://authority`. `scheme` is as the app
+/// set it (`http`, `https`, or another), `None` when it set none. A token never goes
+/// where `send` would not send it: not over plain `http://` unless
+/// `allow_insecure_http`, and never with TRACE, TRACK or CONNECT (they echo the request,
+/// or open a tunnel); such a request is refused, whatever the settings were checked for
+/// at load.
 pub fn decide(
     settings: &SendSettings,
     client: &ClientSettings,
+    method: &str,
     scheme: Option<&str>,
     authority: Option<&str>,
     app_authorization: bool,
@@ -65,6 +70,9 @@ pub fn decide(
     };
     if app_authorization {
         return Decision::PassThrough(APP_AUTHORIZATION);
+    }
+    if let Err(e) = refuse_plain_http(settings, &origin).and_then(|()| refuse_method(method)) {
+        return Decision::Refuse(e);
     }
     Decision::Attach { origin, token }
 }
@@ -192,6 +200,7 @@ mod tests {
         decide(
             &s.send,
             &s.provider.client,
+            "GET",
             scheme,
             authority,
             app_authorization,
@@ -255,6 +264,7 @@ mod tests {
 
     fn routed() -> Settings {
         settings(&[
+            ("allow_insecure_http", "true"),
             ("scope", "default-scope"),
             (
                 "allowed_origins",
@@ -266,6 +276,59 @@ mod tests {
                     {"origin":"http://127.0.0.1:8080","resource":"urn:local"}]"#,
             ),
         ])
+    }
+
+    /// The decision keeps send's rules whatever was checked at load: no token over
+    /// plain http:// without allow_insecure_http, none with TRACE, TRACK or CONNECT
+    /// (they echo the request, Authorization included, or open a tunnel).
+    #[test]
+    fn a_token_never_goes_over_plain_http_or_with_an_echoing_method() {
+        let mut s = routed();
+        s.send.allow_insecure_http = false;
+        for (scheme, authority) in [
+            (Some("http"), Some("127.0.0.1:8080")),
+            (Some("HTTP"), Some("127.0.0.1:8080")),
+        ] {
+            match decide_on(&s, scheme, authority, false) {
+                Decision::Refuse(Error::Refused(m)) => assert!(m.contains("plain http://"), "{m}"),
+                other => panic!("{scheme:?}: {other:?}"),
+            }
+        }
+        let s = routed();
+        for method in ["TRACE", "TRACK", "CONNECT", "trace", "Connect"] {
+            match decide(
+                &s.send,
+                &s.provider.client,
+                method,
+                Some("https"),
+                Some("billing.example.com"),
+                false,
+            ) {
+                Decision::Refuse(Error::Refused(m)) => {
+                    assert!(m.contains("never sent with a token"), "{m}")
+                }
+                other => panic!("{method}: {other:?}"),
+            }
+        }
+        // Not our token: the app's own Authorization, and origins that get none.
+        let own = decide(
+            &s.send,
+            &s.provider.client,
+            "TRACE",
+            Some("https"),
+            Some("billing.example.com"),
+            true,
+        );
+        assert_eq!(own, Decision::PassThrough(APP_AUTHORIZATION));
+        let elsewhere = decide(
+            &s.send,
+            &s.provider.client,
+            "TRACE",
+            Some("https"),
+            Some("elsewhere.example.com"),
+            false,
+        );
+        assert_eq!(elsewhere, Decision::PassThrough(NOT_ROUTED));
     }
 
     #[test]
