@@ -120,17 +120,12 @@ async fn the_interceptor_and_the_provider_share_a_token_through_the_store() {
     .await
     .unwrap();
     assert_eq!(fetched.source, token_provider_host::TokenSource::Fresh);
-    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
-    let answer = rig
-        .host
-        .handle_http(
-            &composed,
-            Inherit::ALL,
-            forward("GET", "/api/orders", &server.origin(), &[], b""),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let answer = through(
+        &rig,
+        forward("GET", "/api/orders", &server.origin(), &[], b""),
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(server.token_requests().len(), 1);
     let bearer = format!("Bearer {}", server.issued_tokens()[0]);
@@ -175,6 +170,19 @@ async fn a_hundred_concurrent_requests_on_one_instance_make_one_token_request() 
         seen.iter()
             .all(|r| r.header("authorization") == Some(bearer.as_str()))
     );
+}
+
+/// `request` through examples/p3-app composed with the interceptor, in a fresh instance
+/// of `rig`'s host.
+async fn through(
+    rig: &Rig,
+    request: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<token_provider_host::serve::ServiceResponse, token_provider_host::serve::ErrorCode> {
+    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
+    rig.host
+        .handle_http(&composed, Inherit::ALL, request)
+        .await
+        .unwrap()
 }
 
 /// The audit lines of the interceptor, in order.
@@ -517,17 +525,12 @@ async fn against_oidc_provider_over_http_and_tls() {
 async fn no_token_goes_with_trace_or_over_plain_http_unless_allowed() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[]);
-    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
     for method in ["TRACE", "TRACK"] {
-        let answer = rig
-            .host
-            .handle_http(
-                &composed,
-                Inherit::ALL,
-                forward(method, "/api/echo", &server.origin(), &[], b""),
-            )
-            .await
-            .unwrap();
+        let answer = through(
+            &rig,
+            forward(method, "/api/echo", &server.origin(), &[], b""),
+        )
+        .await;
         assert!(
             matches!(
                 answer,
@@ -556,16 +559,11 @@ async fn no_token_goes_with_trace_or_over_plain_http_unless_allowed() {
     // The mock server is plain http://: without allow_insecure_http its origin is a
     // config error, and the app's request is not sent (not even without a token).
     let strict = crate::common::rig(&server, &[("allow_insecure_http", "false")]);
-    let composed = Component::new(strict.host.engine(), with_interceptor(p3_app())).unwrap();
-    let answer = strict
-        .host
-        .handle_http(
-            &composed,
-            Inherit::ALL,
-            forward("GET", "/api/orders", &server.origin(), &[], b""),
-        )
-        .await
-        .unwrap();
+    let answer = through(
+        &strict,
+        forward("GET", "/api/orders", &server.origin(), &[], b""),
+    )
+    .await;
     assert!(
         matches!(
             answer,
