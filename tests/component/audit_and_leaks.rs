@@ -481,7 +481,7 @@ async fn client_assertions_and_private_keys_never_leak() {
             b64(b"platform-signature-bytes-0123456789abcdef")
         )
     };
-    const CACHE_SECRET: &str = "CACHE-SECRET-the-fleet-shares";
+    const CACHE_SECRET: &str = "CACHE-SECRET-the-fleet-shares-32-bytes";
     for extra in [
         vec![("auth_method", "client_secret_jwt")],
         vec![

@@ -432,7 +432,10 @@ async fn a_federated_assertion_is_used_once_and_an_expired_one_is_refused() {
                 &[
                     ("auth_method", "client_assertion"),
                     ("client_assertion", assertion),
-                    ("cache_secret", "a secret the fleet shares"),
+                    (
+                        "cache_secret",
+                        "a secret the fleet shares, 32 bytes or more",
+                    ),
                 ],
             )
         };

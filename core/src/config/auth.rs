@@ -122,6 +122,33 @@ fn credential_key(method: AuthMethod) -> &'static str {
     }
 }
 
+/// The least `cache_secret` may be: it is the whole sealing key of the shared cache,
+/// and every key name carries a 64-bit id derived from it, so a short or repetitive
+/// value could be guessed offline from the names alone.
+const MIN_CACHE_SECRET_BYTES: usize = 32;
+
+/// `cache_secret` is at least [`MIN_CACHE_SECRET_BYTES`] long and not obviously
+/// low-entropy (fewer than 8 distinct characters); the error says how to make one and
+/// echoes nothing of the value.
+fn strong_enough(secret: &str) -> Result<(), Error> {
+    let mut distinct: Vec<char> = secret.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let why = if secret.len() < MIN_CACHE_SECRET_BYTES {
+        format!("is {} bytes", secret.len())
+    } else if distinct.len() < 8 {
+        format!("has only {} distinct characters", distinct.len())
+    } else {
+        return Ok(());
+    };
+    Err(Error::config(
+        "cache_secret",
+        format!(
+            "{why}: it seals the shared cache and names its keys, so it must be at least {MIN_CACHE_SECRET_BYTES} random bytes; make one with `openssl rand -base64 32`"
+        ),
+    ))
+}
+
 /// The credential of the strongest method in use keys the store: the private key's
 /// PEM or the client secret. A federated assertion rotates (and differs per
 /// instance), so it cannot: `cache_secret`, shared by the fleet, does, and a shared
@@ -135,7 +162,10 @@ fn store_credential<G: Fn(&str) -> Result<Option<String>, String>>(
 ) -> Result<Secret, Error> {
     let cache_secret = r.read("cache_secret")?;
     match (used, cache_secret) {
-        (AuthMethod::ClientAssertion, Some(s)) => Ok(Secret::new(s)),
+        (AuthMethod::ClientAssertion, Some(s)) => {
+            strong_enough(&s)?;
+            Ok(Secret::new(s))
+        }
         (AuthMethod::ClientAssertion, None) if kv_store => Err(Error::config(
             "cache_secret",
             "is required with a client_assertion while kv_store is set: a federated assertion rotates, so a secret shared by the fleet must seal the cache (or set kv_store empty)",

@@ -200,7 +200,7 @@ pub const KEYS: &[Key] = &[
         "cache_secret",
         Some(""),
         Kind::Secret,
-        "client_assertion: a secret the fleet shares that seals the shared cache and keys its names (an assertion rotates, so it cannot); required with a client_assertion unless kv_store is empty",
+        "client_assertion: a secret the fleet shares that seals the shared cache and keys its names (an assertion rotates, so it cannot); required with a client_assertion unless kv_store is empty; at least 32 bytes and not repetitive (openssl rand -base64 32)",
     ),
     key(
         "client_assertion_alg",

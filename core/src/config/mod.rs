@@ -561,6 +561,10 @@ mod tests {
         );
     }
 
+    /// 32 bytes or more, as `openssl rand -base64 32` makes them.
+    const FLEET: &str = "hQ3vZ9kWc1rYb7Tn2LxP8sJd5GmEa0Fu";
+    const OTHER_FLEET: &str = "Kp4wX1zNq6Vh8Rt3Jb9Lc2Ms7Dg5Fy0A";
+
     #[test]
     fn a_federated_assertion_needs_a_cache_secret_to_share_the_store() {
         use base64::Engine as _;
@@ -583,8 +587,28 @@ mod tests {
             e.starts_with("config: cache_secret: is required with a client_assertion"),
             "{e}"
         );
-        let shared = federated(&[("cache_secret", "fleet-secret")]).unwrap();
-        assert_eq!(shared.provider.cache.secret.expose(), "fleet-secret");
+        // The whole sealing key: short or repetitive values are refused, and the error
+        // says how to make one without echoing the value.
+        for (weak, why) in [
+            ("fleet-secret", "is 12 bytes"),
+            ("0123456789012345678901234567890", "is 31 bytes"),
+            (
+                "abababababababababababababababababab",
+                "has only 2 distinct characters",
+            ),
+        ] {
+            let e = federated(&[("cache_secret", weak)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("config: cache_secret: {why}: ")),
+                "{e}"
+            );
+            assert!(e.contains("openssl rand -base64 32"), "{e}");
+            assert!(!e.contains(weak), "{e}");
+        }
+        let shared = federated(&[("cache_secret", FLEET)]).unwrap();
+        assert_eq!(shared.provider.cache.secret.expose(), FLEET);
         assert_eq!(
             shared
                 .provider
@@ -600,16 +624,12 @@ mod tests {
         let rotated_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(br#"{"sub":"system:serviceaccount:ns:app","exp":1800004200}"#);
         let rotated = format!("eyJhbGciOiJSUzI1NiJ9.{rotated_payload}.c2ln");
-        let next = federated(&[
-            ("cache_secret", "fleet-secret"),
-            ("client_assertion", &rotated),
-        ])
-        .unwrap();
+        let next = federated(&[("cache_secret", FLEET), ("client_assertion", &rotated)]).unwrap();
         assert_eq!(
             next.provider.cache.key_names,
             shared.provider.cache.key_names
         );
-        let other_fleet = federated(&[("cache_secret", "another-fleet")]).unwrap();
+        let other_fleet = federated(&[("cache_secret", OTHER_FLEET)]).unwrap();
         assert_ne!(
             other_fleet.provider.cache.key_names,
             shared.provider.cache.key_names

@@ -352,7 +352,7 @@ mod tests {
             ("auth_method", "client_assertion"),
             ("client_secret", ""),
             ("client_assertion", &jwt),
-            ("cache_secret", "fleet"),
+            ("cache_secret", "hQ3vZ9kWc1rYb7Tn2LxP8sJd5GmEa0Fu"),
         ]);
         rig.platform.respond_token("T1", 60);
         rig.get().unwrap();
