@@ -115,13 +115,7 @@ impl ServicePool {
                 };
             }
         };
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the response body: {e:?}"))?
-            .to_bytes();
-        Ok(Ok(http::Response::from_parts(parts, body)))
+        Ok(Ok(crate::serve::whole(response).await?))
     }
 
     /// Instances made so far.

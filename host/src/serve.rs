@@ -132,13 +132,7 @@ impl ServiceInstance {
                         };
                         let response =
                             store.with(|store| response.into_http(store, async { Ok(()) }))?;
-                        let (parts, body) = response.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map_err(|e| anyhow::anyhow!("reading the response body: {e:?}"))?
-                            .to_bytes();
-                        Ok(Ok(http::Response::from_parts(parts, body)))
+                        Ok(Ok(whole(response).await?))
                     };
                     let (answer, sent) = tokio::join!(answer, request_io);
                     sent.map_err(|e| anyhow::anyhow!("sending the request body: {e:?}"))?;
@@ -152,4 +146,17 @@ impl ServiceInstance {
             })
             .await?
     }
+}
+
+/// `response` with its whole body read.
+pub(crate) async fn whole(
+    response: http::Response<wasmtime_wasi_http::WasiBody>,
+) -> anyhow::Result<ServiceResponse> {
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the response body: {e:?}"))?
+        .to_bytes();
+    Ok(http::Response::from_parts(parts, body))
 }

@@ -503,27 +503,7 @@ fn handle_runs_a_wrapped_app_against_a_url() {
             && summary.ends_with("instances (Spin 4.1's reuse): 200 ×40"),
         "{summary}"
     );
-    let handle = |component: &std::path::Path| {
-        cli(
-            &[
-                "handle",
-                component.to_str().unwrap(),
-                "http://app.local/api/orders?page=1",
-                "-H",
-                &forward_to,
-                "--allowed-origin",
-                &peer.base(),
-                "--token-url",
-                &token_url,
-                "--client-id",
-                "basic-client",
-                "--client-secret-env",
-                "TP_TEST_SECRET",
-                "--allow-http",
-            ],
-            "basic-secret",
-        )
-    };
+    let handle = |component: &std::path::Path| handle_with(component, &[]);
     let out = handle(&wrapped);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);

@@ -40,6 +40,14 @@ pub struct Rig {
 }
 
 impl Rig {
+    /// The audit log holds none of the tokens `server` ever issued.
+    pub fn assert_log_holds_no_token(&self, server: &MockServer) {
+        let log = String::from_utf8_lossy(&self.log.contents()).into_owned();
+        for token in server.issued_tokens() {
+            assert!(!log.contains(&token), "{log}");
+        }
+    }
+
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {
         audit_lines(&self.log)
     }

@@ -352,17 +352,7 @@ fn copy_and_keep(
                 out = None;
             }
             if !chunk.is_empty() {
-                match &mut chunks {
-                    Some(kept) if len + chunk.len() <= limit => {
-                        len += chunk.len();
-                        kept.push(chunk.clone());
-                    }
-                    Some(_) => {
-                        chunks = None;
-                        copy.kept.set(None);
-                    }
-                    None => {}
-                }
+                keep(&mut chunks, &mut len, &chunk, limit, &copy);
                 if let Some(w) = &mut out {
                     match first_of(w.write_all(chunk), copy.stopped()).await {
                         // All written.
@@ -396,6 +386,28 @@ fn copy_and_keep(
         }
     });
     (reader, trailers_reader)
+}
+
+/// Keep `chunk` with the others while they stay within `limit`; past it, keep none and
+/// say so (`copy.kept`).
+fn keep(
+    chunks: &mut Option<Vec<Vec<u8>>>,
+    len: &mut usize,
+    chunk: &[u8],
+    limit: usize,
+    copy: &Copy,
+) {
+    match chunks {
+        Some(kept) if *len + chunk.len() <= limit => {
+            *len += chunk.len();
+            kept.push(chunk.to_vec());
+        }
+        Some(_) => {
+            *chunks = None;
+            copy.kept.set(None);
+        }
+        None => {}
+    }
 }
 
 /// `future`'s output, or `None` if `other` is ready first (then `future` is dropped).

@@ -14,9 +14,7 @@ use super::bindings::{wit_future, wit_stream};
 use std::future::Future;
 use std::pin::pin;
 use std::task::Poll;
-use token_provider_core::{
-    Error as CoreError, HttpOptions, HttpRequest, HttpResponse, Platform, Scheme as CoreScheme,
-};
+use token_provider_core::{Error as CoreError, HttpOptions, HttpRequest, HttpResponse, Platform};
 use token_provider_wasi::WasiPlatform;
 use wit_bindgen::StreamResult;
 
@@ -141,12 +139,7 @@ fn outgoing_request(request: &HttpRequest, timeout_ms: u64) -> Result<Request, C
             }
         ))
     })?;
-    let timeout_ns = timeout_ms.saturating_mul(1_000_000);
-    let options = RequestOptions::new();
-    // A host that does not support a timeout says so with Err; the others still apply.
-    let _ = options.set_connect_timeout(Some(timeout_ns));
-    let _ = options.set_first_byte_timeout(Some(timeout_ns));
-    let _ = options.set_between_bytes_timeout(Some(timeout_ns));
+    let options = token_provider_wasi::with_timeouts!(RequestOptions::new(), timeout_ms);
     let (mut writer, contents) = wit_stream::new::<u8>();
     let body = request.body.clone();
     wit_bindgen::spawn_local(async move {
@@ -155,27 +148,6 @@ fn outgoing_request(request: &HttpRequest, timeout_ms: u64) -> Result<Request, C
     });
     let (_, trailers) = wit_future::new(|| Ok(None));
     let (outgoing, _) = Request::new(fields, Some(contents), trailers, Some(options));
-    let method = match request.method.as_str() {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        other => Method::Other(other.to_string()),
-    };
-    let scheme = match request.url.origin.scheme {
-        CoreScheme::Https => Scheme::Https,
-        CoreScheme::Http => Scheme::Http,
-    };
-    let invalid = |what: &str| CoreError::Refused(format!("the host refused the request {what}"));
-    outgoing
-        .set_method(&method)
-        .map_err(|()| invalid("method"))?;
-    outgoing
-        .set_scheme(Some(&scheme))
-        .map_err(|()| invalid("scheme"))?;
-    outgoing
-        .set_authority(Some(&request.url.authority))
-        .map_err(|()| invalid("authority"))?;
-    outgoing
-        .set_path_with_query(Some(&request.url.path_and_query))
-        .map_err(|()| invalid("path"))?;
+    token_provider_wasi::set_request_target!(outgoing, request, Method, Scheme)?;
     Ok(outgoing)
 }

@@ -11,11 +11,12 @@
 mod error_code;
 mod outgoing;
 mod platform;
+mod target;
 
 pub use platform::WasiPlatform;
 // What `error_code_mapping!` names, wherever it is expanded.
 #[doc(hidden)]
-pub use token_provider_core::{Error as CoreError, sanitize};
+pub use token_provider_core::{Error as CoreError, Scheme as CoreScheme, sanitize};
 
 use std::cell::{Cell, RefCell};
 use token_provider_core::{MemoryCache, Platform, Provider, Reading, Settings, ready};

@@ -7,9 +7,7 @@
 //! a read open for hours.
 
 use super::wasi;
-use token_provider_core::{
-    Error as CoreError, HttpOptions, HttpRequest, HttpResponse, Scheme as CoreScheme, sanitize,
-};
+use token_provider_core::{Error as CoreError, HttpOptions, HttpRequest, HttpResponse, sanitize};
 use wasi::clocks::monotonic_clock;
 use wasi::http::types as http;
 use wasi::io::poll::{Pollable, poll};
@@ -37,7 +35,7 @@ impl Deadline {
 pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpResponse, CoreError> {
     let deadline = Deadline::after_ms(options.timeout_ms);
     let outgoing = outgoing_request(request)?;
-    let request_options = request_options(options.timeout_ms);
+    let request_options = crate::with_timeouts!(http::RequestOptions::new(), options.timeout_ms);
     let body = outgoing
         .body()
         .map_err(|()| CoreError::Transport("request body unavailable".into()))?;
@@ -94,45 +92,8 @@ fn outgoing_request(request: &HttpRequest) -> Result<http::OutgoingRequest, Core
         )
     })?;
     let outgoing = http::OutgoingRequest::new(fields);
-    let method = match request.method.as_str() {
-        "GET" => http::Method::Get,
-        "POST" => http::Method::Post,
-        "PUT" => http::Method::Put,
-        "DELETE" => http::Method::Delete,
-        "PATCH" => http::Method::Patch,
-        "HEAD" => http::Method::Head,
-        "OPTIONS" => http::Method::Options,
-        other => http::Method::Other(other.to_string()),
-    };
-    let scheme = match request.url.origin.scheme {
-        CoreScheme::Https => http::Scheme::Https,
-        CoreScheme::Http => http::Scheme::Http,
-    };
-    let invalid = |what: &str| CoreError::Refused(format!("the host refused the request {what}"));
-    outgoing
-        .set_method(&method)
-        .map_err(|()| invalid("method"))?;
-    outgoing
-        .set_scheme(Some(&scheme))
-        .map_err(|()| invalid("scheme"))?;
-    outgoing
-        .set_authority(Some(&request.url.authority))
-        .map_err(|()| invalid("authority"))?;
-    outgoing
-        .set_path_with_query(Some(&request.url.path_and_query))
-        .map_err(|()| invalid("path"))?;
+    crate::set_request_target!(outgoing, request, http::Method, http::Scheme)?;
     Ok(outgoing)
-}
-
-/// The same timeout for connect, first byte and between bytes.
-fn request_options(timeout_ms: u64) -> http::RequestOptions {
-    let timeout_ns = timeout_ms.saturating_mul(1_000_000);
-    let options = http::RequestOptions::new();
-    // A host that does not support a timeout says so with Err; the others still apply.
-    let _ = options.set_connect_timeout(Some(timeout_ns));
-    let _ = options.set_first_byte_timeout(Some(timeout_ns));
-    let _ = options.set_between_bytes_timeout(Some(timeout_ns));
-    options
 }
 
 /// Write and finish the request body; `false` if any of it failed.

@@ -75,19 +75,17 @@ impl Settings {
             client_id: client.id.clone(),
             token_host: client.server_host.clone(),
         };
-        let refresh_ahead_percent = r.number("refresh_ahead_percent")?;
-        let memory_max_age_ms = r.number("memory_max_age_ms")?;
-        let intercept = read_intercept(&r, reading, allow_insecure_http)?;
         let cache = CacheSettings {
             kv_store,
             expiry_skew_secs,
             lifetimes,
-            refresh_ahead_percent,
+            refresh_ahead_percent: r.number("refresh_ahead_percent")?,
             lease_ms,
-            memory_max_age_ms,
+            memory_max_age_ms: r.number("memory_max_age_ms")?,
             key_names: KeyNames::new(&auth),
             secret: auth,
         };
+        let intercept = read_intercept(&r, reading, allow_insecure_http)?;
         let settings = Settings {
             provider: ProviderSettings {
                 client,

@@ -82,6 +82,15 @@ pub(crate) struct Lookup {
     pub key: CacheKey,
 }
 
+/// Of the valid token found so far and `found`, the one that expires later (the
+/// earlier one on a tie).
+fn later(valid: Option<(Entry, Source)>, found: (Entry, Source)) -> Option<(Entry, Source)> {
+    match valid {
+        Some(v) if found.0.expires_at_ms <= v.0.expires_at_ms => Some(v),
+        _ => Some(found),
+    }
+}
+
 impl Lookup {
     pub(crate) fn new(request: &TokenRequest, settings: &ProviderSettings) -> Result<Self, Error> {
         let params = TokenParams::resolve(request, &settings.client)?;
@@ -145,13 +154,10 @@ impl<'a, P: Platform> Provider<'a, P> {
         if let Some((e, checked_ms, stored)) = self.memory.borrow().get_checked(&l.key)
             && e.is_usable(now, skew)
         {
-            if !self.memory_is_current(checked_ms) {
-                unchecked = Some((e.clone(), stored));
-            } else if !due(e) {
-                self.log_cache(Outcome::CacheHit, Source::Memory, &l, Some(e));
-                return Ok((IssuedToken::from_entry(e, Source::Memory), None));
-            } else {
-                valid = Some((e.clone(), Source::Memory));
+            match (self.memory_is_current(checked_ms), due(e)) {
+                (false, _) => unchecked = Some((e.clone(), stored)),
+                (true, false) => return Ok((self.memory_hit(&l, e), None)),
+                (true, true) => valid = Some((e.clone(), Source::Memory)),
             }
         }
         match self.read_store_entry(&l, now, true) {
@@ -163,12 +169,7 @@ impl<'a, P: Platform> Provider<'a, P> {
                 self.memory
                     .borrow_mut()
                     .put(l.key.clone(), e.clone(), checked, true);
-                if valid
-                    .as_ref()
-                    .is_none_or(|(v, _)| e.expires_at_ms > v.expires_at_ms)
-                {
-                    valid = Some((e, Source::Store));
-                }
+                valid = later(valid, (e, Source::Store));
             }
             // The store no longer holds what it held (another instance dropped it after
             // a 401): this instance's copy goes too.
@@ -180,8 +181,7 @@ impl<'a, P: Platform> Provider<'a, P> {
             Err(_) => {
                 if let Some((e, _)) = unchecked {
                     if !due(&e) {
-                        self.log_cache(Outcome::CacheHit, Source::Memory, &l, Some(&e));
-                        return Ok((IssuedToken::from_entry(&e, Source::Memory), None));
+                        return Ok((self.memory_hit(&l, &e), None));
                     }
                     valid = Some((e, Source::Memory));
                 }
@@ -191,6 +191,12 @@ impl<'a, P: Platform> Provider<'a, P> {
             Some((entry, source)) => Ok(self.refresh_ahead(l, entry, source)),
             None => Ok((self.fetch_in_flight(&l).await?, None)),
         }
+    }
+
+    /// Serve `entry` from this instance's memory, and say so.
+    fn memory_hit(&self, l: &Lookup, entry: &Entry) -> IssuedToken {
+        self.log_cache(Outcome::CacheHit, Source::Memory, l, Some(entry));
+        IssuedToken::from_entry(entry, Source::Memory)
     }
 
     /// Whether a token checked against the store at `checked_ms` (monotonic) may still
