@@ -196,12 +196,19 @@ pub struct Fetched {
 }
 
 impl Fetched {
-    /// Whether it may still be used at `now_ms` with `ttl_secs`. A fetch time further
-    /// ahead than a whole lifetime (no skewed clock is that far off) is not believed.
+    /// Whether it may still be used at `now_ms` with `ttl_secs` (a fetch time dated
+    /// ahead of this clock is judged by `ahead_ms` first).
     pub(crate) fn fresh(&self, now_ms: u64, ttl_secs: u64) -> bool {
-        let ttl_ms = ttl_secs.saturating_mul(1000);
-        now_ms < self.fetched_at_ms.saturating_add(ttl_ms)
-            && self.fetched_at_ms <= now_ms.saturating_add(ttl_ms)
+        now_ms
+            < self
+                .fetched_at_ms
+                .saturating_add(ttl_secs.saturating_mul(1000))
+    }
+
+    /// How far its fetch time lies ahead of `now_ms`, if more than a skewed clock
+    /// explains (`store::ahead`): such a document would be used beyond its ttl.
+    pub(crate) fn ahead_ms(&self, now_ms: u64) -> Option<u64> {
+        crate::store::ahead::started(self.fetched_at_ms, now_ms).err()
     }
 }
 
@@ -417,8 +424,10 @@ mod tests {
         assert!(f.fresh(1_000_000, 60));
         assert!(f.fresh(1_059_999, 60));
         assert!(!f.fresh(1_060_000, 60));
-        // Fetched a little ahead of this clock: fine; a lifetime ahead: not believed.
-        assert!(f.fresh(990_000, 60));
-        assert!(!f.fresh(900_000, 60));
+        // Fetched a little ahead of this clock: fine; more than the tolerance ahead
+        // (it would be used longer than its ttl): not believed.
+        assert_eq!(f.ahead_ms(999_000), None);
+        assert_eq!(f.ahead_ms(998_999), Some(1_001));
+        assert_eq!(f.ahead_ms(900_000), Some(100_000));
     }
 }

@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::oauth::request::TokenParams;
 use crate::platform::Platform;
 use crate::store::keys::roles;
-use crate::store::seal;
+use crate::store::{ahead, seal};
 
 impl<P: Platform> Provider<'_, P> {
     /// A shared failure seen by this instance or, through the store, by any other, that
@@ -50,6 +50,7 @@ impl<P: Platform> Provider<'_, P> {
                         &key.context(roles::FAILURE),
                     )
                     .ok()
+                    .and_then(|c| self.believed(params, c, now))
                     .filter(|c| c.until_ms > now);
                 }
                 Ok(None) => {}
@@ -61,6 +62,27 @@ impl<P: Platform> Provider<'_, P> {
             .with_error(&error);
         self.audit(&ev);
         Some(error)
+    }
+
+    /// A stored cooldown as far as this instance believes it: never longer than
+    /// `failure_cooldown_secs` from now, and none at all if it claims more than that
+    /// (`store::ahead`).
+    fn believed(&self, params: &TokenParams, mut c: Cooldown, now: u64) -> Option<Cooldown> {
+        let cap_ms = self
+            .settings
+            .retry
+            .failure_cooldown_secs
+            .saturating_mul(1000);
+        match ahead::deadline(c.until_ms, now, cap_ms) {
+            Ok(until) => {
+                c.until_ms = until;
+                Some(c)
+            }
+            Err(by) => {
+                self.ahead_of_clock(&params.scopes, "failure", c.until_ms, by);
+                None
+            }
+        }
     }
 
     /// Share `e` if it starts a cooldown.

@@ -78,7 +78,14 @@ impl<P: Platform> Provider<'_, P> {
                 &key.context(crate::store::keys::roles::METADATA),
             )
             .ok()
-            .filter(|f| f.fresh(self.platform.now_unix_ms(), d.ttl_secs)),
+            .filter(|f| {
+                let now = self.platform.now_unix_ms();
+                if let Some(by) = f.ahead_ms(now) {
+                    self.ahead_of_clock(&l.params.scopes, "discovery", f.fetched_at_ms, by);
+                    return false;
+                }
+                f.fresh(now, d.ttl_secs)
+            }),
             Ok(None) => None,
             Err(e) => {
                 self.store_error(&l.params, e);
@@ -106,6 +113,9 @@ impl<P: Platform> Provider<'_, P> {
             key,
             secret: &self.settings.cache.secret,
             lease_ms,
+            on_ahead: Some(Box::new(|started, by| {
+                self.ahead_of_clock(&l.params.scopes, "lease", started, by);
+            })),
         };
         let watch = match leases.try_acquire(leases.current_slot(), 0) {
             Ok(Attempt::Held(own)) => {

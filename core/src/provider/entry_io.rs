@@ -45,6 +45,10 @@ impl<P: Platform> Provider<'_, P> {
             Ok(None) if log => self.log_cache(Outcome::CacheMiss, Source::Store, l, None),
             Ok(None) => {}
             Ok(Some(bytes)) => match seal::open(&bytes, &self.settings.cache.secret, &l.key) {
+                Ok(e) if let Some(ahead) = e.ahead_ms(now, skew) => {
+                    self.ahead_of_clock(&l.params.scopes, "token", e.issued_at_ms, ahead);
+                    return Err(Miss::Unusable);
+                }
                 Ok(e) if e.is_usable(now, skew) => return Ok(e),
                 Ok(e) => {
                     if log {
@@ -124,6 +128,37 @@ impl<P: Platform> Provider<'_, P> {
         ev.cache = Some(cache.as_str());
         ev.fingerprint = entry.map(|e| e.access_token.fingerprint());
         ev.expires_at = entry.map(Entry::expires_at_secs);
+        self.audit(&ev);
+    }
+
+    /// A record read from the store that claims more time than this instance would
+    /// have given it (its writer's clock runs ahead, `store::ahead`): the caller counts
+    /// it as absent; audited once per record (`dated_ms` tells them apart).
+    pub(super) fn ahead_of_clock(
+        &self,
+        scopes: &[String],
+        record: &'static str,
+        dated_ms: u64,
+        ahead_ms: u64,
+    ) {
+        {
+            let mut memory = self.memory.borrow_mut();
+            let seen = &mut memory.ahead_seen;
+            if seen.contains(&(record, dated_ms)) {
+                return;
+            }
+            if seen.len() >= 16 {
+                seen.clear();
+            }
+            seen.push((record, dated_ms));
+        }
+        let detail = format!(
+            "ahead-of-clock: {record} record dated {} s beyond what this instance allows; ignored",
+            ahead_ms.div_ceil(1000)
+        );
+        let mut ev = Event::new(Outcome::CacheRejected, &self.settings.audit, scopes);
+        ev = ev.with_detail(&detail);
+        ev.cache = Some(Source::Store.as_str());
         self.audit(&ev);
     }
 

@@ -66,6 +66,9 @@ pub struct MemoryCache {
     pub(crate) refresh_paused: SmallMap<u64>,
     /// The issuer's metadata and when it was fetched (`provider::discovery`).
     pub(crate) discovered: Option<crate::oauth::metadata::Fetched>,
+    /// Store records found dated ahead of this clock (record, its date) and audited
+    /// already: each is audited once.
+    pub(crate) ahead_seen: Vec<(&'static str, u64)>,
 }
 
 impl MemoryCache {

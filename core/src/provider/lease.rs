@@ -27,7 +27,7 @@ use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::store::keys::{CacheKey, roles};
 use crate::store::record;
-use crate::store::seal;
+use crate::store::{ahead, seal};
 use serde::Serialize;
 
 /// How long a waiter trusts a busy counter that no holder record backs.
@@ -131,6 +131,9 @@ pub(crate) struct Leases<'a, P: Platform> {
     pub key: &'a CacheKey,
     pub secret: &'a Secret,
     pub lease_ms: u64,
+    /// Told of a holder record dated ahead of this clock (its start, how far ahead),
+    /// which counts as absent (`store::ahead`).
+    pub on_ahead: Option<Box<dyn Fn(u64, u64) + 'a>>,
 }
 
 impl<P: Platform> Leases<'_, P> {
@@ -188,15 +191,31 @@ impl<P: Platform> Leases<'_, P> {
             slot: h.slot,
             generation: h.generation,
             recorded: true,
-            wait_ms: h.until_ms(self.lease_ms).saturating_sub(now),
+            wait_ms: h
+                .until_ms(self.lease_ms)
+                .saturating_sub(now)
+                .min(self.lease_ms),
         }
     }
 
-    /// The holder record, if one is stored and opens.
+    /// The holder record, if one is stored, opens, and is not dated ahead of this
+    /// clock by more than `store::ahead::CLOCK_TOLERANCE_MS` (a holder whose clock
+    /// runs a day ahead must not hold the lease for a day).
     pub(crate) fn holder_record(&self) -> Result<Option<Holder>, String> {
         let bytes = self.platform.kv_get(self.store, &self.key.lease_holder())?;
-        Ok(bytes
-            .and_then(|b| seal::open_value(&b, self.secret, &self.key.context(roles::HOLDER)).ok()))
+        let record = bytes.and_then(|b| {
+            seal::open_value::<Holder>(&b, self.secret, &self.key.context(roles::HOLDER)).ok()
+        });
+        let now = self.platform.now_unix_ms();
+        Ok(record.filter(|h| match ahead::started(h.started_ms, now) {
+            Ok(_) => true,
+            Err(by) => {
+                if let Some(tell) = &self.on_ahead {
+                    tell(h.started_ms, by);
+                }
+                false
+            }
+        }))
     }
 
     /// Write our record: from now on waiters wait for us.
@@ -256,6 +275,7 @@ mod tests {
             key,
             secret,
             lease_ms: 10_000,
+            on_ahead: None,
         }
     }
 

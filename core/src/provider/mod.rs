@@ -20,6 +20,9 @@ pub(crate) mod settings;
 mod single_flight;
 mod token;
 
+#[cfg(test)]
+mod ahead_tests;
+
 use crate::audit::{Event, Outcome};
 use crate::error::Error;
 use crate::oauth::request::{TokenParams, TokenRequest};

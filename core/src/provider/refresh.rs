@@ -10,7 +10,7 @@ use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::store::keys::{CacheKey, roles};
 use crate::store::record;
-use crate::store::{Entry, seal};
+use crate::store::{Entry, ahead, seal};
 use serde::Serialize;
 use std::cell::OnceCell;
 
@@ -49,10 +49,22 @@ impl Pause {
         seal::seal_value(self, secret, &key.context(roles::PAUSE), nonce)
     }
 
-    /// Whether a stored pause value is a pause of `key` that lasts beyond `now_ms`.
-    pub(crate) fn active(value: &[u8], secret: &Secret, key: &CacheKey, now_ms: u64) -> bool {
-        seal::open_value::<Pause>(value, secret, &key.context(roles::PAUSE))
-            .is_ok_and(|p| p.until_ms > now_ms)
+    /// Whether a stored pause value is a pause of `key` that lasts beyond `now_ms`; `Err`
+    /// (its date, how far beyond) for one that lasts longer than `longest_ms` from now,
+    /// the longest this instance would set (`store::ahead`).
+    pub(crate) fn active(
+        value: &[u8],
+        secret: &Secret,
+        key: &CacheKey,
+        now_ms: u64,
+        longest_ms: u64,
+    ) -> Result<bool, (u64, u64)> {
+        match seal::open_value::<Pause>(value, secret, &key.context(roles::PAUSE)) {
+            Ok(p) => ahead::deadline(p.until_ms, now_ms, longest_ms)
+                .map(|until| until > now_ms)
+                .map_err(|by| (p.until_ms, by)),
+            Err(_) => Ok(false),
+        }
     }
 }
 
@@ -175,10 +187,7 @@ impl<'a, P: Platform> Provider<'a, P> {
     /// again for `retry_max_delay_ms` (at least 1 s): an outage during the refresh window
     /// costs one attempt per pause, not one per request.
     fn pause_refresh(&self, l: &Lookup) {
-        let until = self
-            .platform
-            .now_unix_ms()
-            .saturating_add(self.settings.retry.policy.max_delay_ms.max(1000));
+        let until = self.platform.now_unix_ms().saturating_add(self.pause_ms());
         self.memory
             .borrow_mut()
             .refresh_paused
@@ -194,6 +203,11 @@ impl<'a, P: Platform> Provider<'a, P> {
         }
     }
 
+    /// How long a failed renewal pauses the next ones.
+    fn pause_ms(&self) -> u64 {
+        self.settings.retry.policy.max_delay_ms.max(1000)
+    }
+
     fn refresh_paused(&self, l: &Lookup) -> bool {
         let now = self.platform.now_unix_ms();
         let paused_here = self.memory.borrow().refresh_paused.get(&l.key).copied();
@@ -205,7 +219,12 @@ impl<'a, P: Platform> Provider<'a, P> {
         };
         match self.platform.kv_get(store, &l.key.refresh_pause()) {
             Ok(Some(v)) => {
-                let active = Pause::active(&v, &self.settings.cache.secret, &l.key, now);
+                let secret = &self.settings.cache.secret;
+                let active = Pause::active(&v, secret, &l.key, now, self.pause_ms())
+                    .unwrap_or_else(|(until, by)| {
+                        self.ahead_of_clock(&l.params.scopes, "pause", until, by);
+                        false
+                    });
                 if !active {
                     // Lapsed (or not ours): gone, so pauses leave no key behind.
                     let deleted = self.platform.kv_delete(store, &l.key.refresh_pause());
@@ -290,15 +309,41 @@ mod tests {
         let rig = Rig::new(&[]);
         let (secret, key) = (&rig.settings.cache.secret, rig.key());
         let sealed = |until_ms| Pause { until_ms }.seal(secret, &key, [5; 24]);
-        assert!(Pause::active(&sealed(1001), secret, &key, 1000));
-        assert!(!Pause::active(&sealed(1000), secret, &key, 1000));
+        let longest = 5_000;
+        assert_eq!(
+            Pause::active(&sealed(1001), secret, &key, 1000, longest),
+            Ok(true)
+        );
+        assert_eq!(
+            Pause::active(&sealed(1000), secret, &key, 1000, longest),
+            Ok(false)
+        );
         let other = crate::testing::key_for(&rig.settings, &["other"]);
-        assert!(!Pause::active(&sealed(u64::MAX), secret, &other, 0));
+        assert_eq!(
+            Pause::active(&sealed(u64::MAX), secret, &other, 0, longest),
+            Ok(false)
+        );
         let rotated = Secret::new("rotated");
-        assert!(!Pause::active(&sealed(u64::MAX), &rotated, &key, 0));
+        assert_eq!(
+            Pause::active(&sealed(u64::MAX), &rotated, &key, 0, longest),
+            Ok(false)
+        );
         for junk in [&b""[..], b"soon", b"18446744073709551615", b"\xff"] {
-            assert!(!Pause::active(junk, secret, &key, 0), "{junk:?}");
+            assert_eq!(
+                Pause::active(junk, secret, &key, 0, longest),
+                Ok(false),
+                "{junk:?}"
+            );
         }
+        // Longer than this instance would pause, beyond the tolerance: not believed.
+        assert_eq!(
+            Pause::active(&sealed(7000), secret, &key, 1000, longest),
+            Ok(true)
+        );
+        assert_eq!(
+            Pause::active(&sealed(7001), secret, &key, 1000, longest),
+            Err((7001, 1001))
+        );
     }
 
     #[test]
@@ -346,20 +391,46 @@ mod tests {
             rig.platform.respond_token("new", 100);
             assert_eq!(rig.get().unwrap().token.expose(), "new", "{junk:?}");
         }
-        // A genuine pause far in the future stops renewals, never service: the cached
-        // token is served, and once it is due the ordinary miss path fetches.
+        // A sealed pause far in the future (its writer's clock a day ahead) is longer
+        // than any this instance sets: not believed, audited once, the renewal runs.
         let rig = Rig::new(&[]);
         rig.store_token("old", T0, 100);
-        let pause =
-            Pause { until_ms: u64::MAX }.seal(&rig.settings.cache.secret, &rig.key(), [1; 24]);
+        let day_ahead = T0 + 44_000 + 86_400_000;
+        let pause = Pause {
+            until_ms: day_ahead,
+        }
+        .seal(&rig.settings.cache.secret, &rig.key(), [1; 24]);
         rig.platform.kv_put(&pause_key(&rig), &pause);
         rig.platform.advance(44_000);
-        assert_eq!(rig.get().unwrap().token.expose(), "old");
-        assert!(rig.platform.sent.borrow().is_empty());
-        rig.platform.advance(10_000);
-        rig.memory.borrow_mut().remove(&rig.key());
-        rig.platform.respond_token("due", 100);
-        assert_eq!(rig.get().unwrap().token.expose(), "due");
+        rig.platform.respond_token("renewed", 100);
+        assert_eq!(rig.get().unwrap().token.expose(), "renewed");
+        assert_eq!(
+            rig.platform.sent.borrow().len(),
+            1,
+            "renewed despite the pause"
+        );
+        let ahead: Vec<_> = rig
+            .platform
+            .events("token.cache")
+            .into_iter()
+            .filter(|e| {
+                e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("ahead-of-clock"))
+            })
+            .collect();
+        assert_eq!(ahead.len(), 1, "{:?}", rig.platform.logs.borrow());
+        assert!(
+            ahead[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("pause record dated 86395 s beyond"),
+            "{ahead:?}"
+        );
+        assert!(
+            rig.platform.kv_value(&pause_key(&rig)).is_none(),
+            "and removed"
+        );
     }
 
     #[test]

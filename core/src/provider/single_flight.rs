@@ -83,6 +83,9 @@ impl<P: Platform> Provider<'_, P> {
                 key: &l.key,
                 secret: &self.settings.cache.secret,
                 lease_ms: ms,
+                on_ahead: Some(Box::new(|started, by| {
+                    self.ahead_of_clock(&l.params.scopes, "lease", started, by);
+                })),
             }),
             _ => None,
         }
@@ -232,7 +235,8 @@ impl<P: Platform> Provider<'_, P> {
                 watch.recorded = true;
                 let left = h
                     .until_ms(leases.lease_ms)
-                    .saturating_sub(self.platform.now_unix_ms());
+                    .saturating_sub(self.platform.now_unix_ms())
+                    .min(leases.lease_ms);
                 deadline = mono().saturating_add(left).min(bound);
             }
             match look(&watch, record, deadline.saturating_sub(mono())) {

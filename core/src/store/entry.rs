@@ -48,6 +48,17 @@ impl Entry {
         self.expires_at_ms.saturating_sub(skew_ms)
     }
 
+    /// How far (ms) this entry, read at `now_ms`, would be usable beyond its lifetime
+    /// from now, if at all: its `issued_at` lies further ahead of this clock than the
+    /// skew allows, so its writer's clock ran ahead and it may be served past its real
+    /// expiry (`store::ahead`).
+    pub(crate) fn ahead_ms(&self, now_ms: u64, skew_secs: u64) -> Option<u64> {
+        let usable_for = self.usable_until_ms(skew_secs).saturating_sub(now_ms);
+        usable_for
+            .checked_sub(self.lifetime_ms())
+            .filter(|&beyond| beyond > 0)
+    }
+
     pub(crate) fn is_usable(&self, now_ms: u64, skew_secs: u64) -> bool {
         now_ms < self.usable_until_ms(skew_secs)
     }
@@ -109,6 +120,28 @@ mod tests {
             ..entry()
         };
         assert!(!zero.is_usable(1_000_000, 60));
+    }
+
+    #[test]
+    fn an_entry_usable_longer_than_its_lifetime_from_now_is_ahead_of_this_clock() {
+        let e = entry(); // issued at 1000 s, 3600 s lifetime, usable until 4540 s
+        assert_eq!(e.ahead_ms(1_000_000, 60), None);
+        // Read 60 s before its issue time (the writer's clock 60 s ahead): the skew
+        // covers it, it is usable for exactly its lifetime.
+        assert_eq!(e.ahead_ms(940_000, 60), None);
+        assert_eq!(e.ahead_ms(939_999, 60), Some(1));
+        // A day ahead.
+        let later = Entry {
+            issued_at_ms: 100_000_000,
+            expires_at_ms: 103_600_000,
+            ..entry()
+        };
+        assert_eq!(
+            later.ahead_ms(100_000_000 - 86_400_000, 60),
+            Some(86_340_000)
+        );
+        assert_eq!(e.ahead_ms(1_000_000, 0), None);
+        assert_eq!(e.ahead_ms(999_000, 0), Some(1_000));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What the component keeps in the shared key-value store, without touching it: the
 //! key names (`keys`), the sealed format (`seal`), and the cached token with its
-//! window arithmetic (`entry`). The provider does the reads and writes.
+//! window arithmetic (`entry`), and how far a time read back is believed (`ahead`). The provider does the reads and writes.
 
+pub(crate) mod ahead;
 pub(crate) mod entry;
 pub(crate) mod keys;
 pub(crate) mod record;

@@ -1,0 +1,176 @@
+//! Records planted in the store as an instance whose wall clock runs a day ahead would
+//! have written them (`store::ahead`): none may stall the fleet or serve a token past
+//! its expiry; each counts as absent and is audited once.
+
+use super::failure::Cooldown;
+use super::lease::Holder;
+use crate::error::Error;
+use crate::store::keys::roles;
+use crate::store::seal;
+use crate::testing::{Rig, T0, response};
+
+const DAY_MS: u64 = 86_400_000;
+
+fn ahead_lines(rig: &Rig) -> Vec<String> {
+    rig.platform
+        .events("token.cache")
+        .into_iter()
+        .filter_map(|e| e["detail"].as_str().map(str::to_string))
+        .filter(|d| d.contains("ahead-of-clock"))
+        .collect()
+}
+
+fn plant_cooldown(rig: &Rig, until_ms: u64) {
+    let key = rig.settings.client_key();
+    let cooldown = Cooldown {
+        outage: false,
+        kind: "oauth".into(),
+        error: "invalid_client".into(),
+        description: None,
+        status: 401,
+        until_ms,
+    };
+    let sealed = seal::seal_value(
+        &cooldown,
+        &rig.settings.cache.secret,
+        &key.context(roles::FAILURE),
+        [6; 24],
+    );
+    rig.platform.kv_put(&key.failure(), &sealed);
+}
+
+#[test]
+fn a_cooldown_dated_a_day_ahead_fails_nobody_and_is_audited_once() {
+    let rig = Rig::new(&[]);
+    plant_cooldown(&rig, T0 + DAY_MS);
+    rig.platform.respond_token("T1", 3600);
+    assert_eq!(rig.get().unwrap().token.expose(), "T1");
+    // Another miss reads the record again: still ignored, not audited again.
+    rig.memory.borrow_mut().remove(&rig.key());
+    rig.platform.kv_remove(&rig.key().store_key());
+    rig.platform.respond_token("T2", 3600);
+    assert_eq!(rig.get().unwrap().token.expose(), "T2");
+    let lines = ahead_lines(&rig);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    // A day less the 60 s this instance would have written.
+    assert!(
+        lines[0].contains("failure record dated 86340 s beyond"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_cooldown_a_little_ahead_is_believed_and_said_to_last_at_most_failure_cooldown_secs() {
+    let rig = Rig::new(&[]);
+    // 400 ms more than this instance's 60 s: a clock a little ahead.
+    plant_cooldown(&rig, T0 + 60_400);
+    let e = rig.get().unwrap_err();
+    assert!(matches!(e, Error::OAuth(_)), "{e}");
+    assert!(e.to_string().contains("failing fast for 60 s more"), "{e}");
+    // It lapses at its own time, 400 ms (inside the tolerance) after 60 s from here.
+    rig.platform.advance(60_000);
+    assert!(rig.get().unwrap_err().to_string().contains("for 1 s more"));
+    rig.platform.advance(400);
+    rig.platform.respond_token("T1", 3600);
+    assert_eq!(rig.get().unwrap().token.expose(), "T1");
+    assert!(ahead_lines(&rig).is_empty());
+}
+
+#[test]
+fn a_token_dated_a_day_ahead_is_not_served_past_its_lifetime() {
+    let rig = Rig::new(&[]);
+    // Issued "tomorrow" for an hour: served as it is, it would be for a day and an hour.
+    rig.store_token("from-tomorrow", T0 + DAY_MS, 3600);
+    rig.platform.respond_token("T1", 3600);
+    assert_eq!(rig.get().unwrap().token.expose(), "T1");
+    let lines = ahead_lines(&rig);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("token record dated"), "{lines:?}");
+    // Dated 30 s ahead: inside the 60 s skew, which already allows for such a clock.
+    let rig = Rig::new(&[]);
+    rig.store_token("a-little-ahead", T0 + 30_000, 3600);
+    assert_eq!(rig.get().unwrap().token.expose(), "a-little-ahead");
+    assert!(rig.platform.sent.borrow().is_empty());
+}
+
+#[test]
+fn a_lease_holder_dated_a_day_ahead_holds_nobody_back() {
+    let rig = Rig::new(&[]);
+    // It holds this slot's counter, with a record that says it started tomorrow.
+    let key = rig.key();
+    let lease_ms = rig.settings.cache.lease_ms;
+    let holder = Holder {
+        slot: T0 / lease_ms,
+        generation: 0,
+        started_ms: T0 + DAY_MS,
+    };
+    rig.platform.kv_put(&key.lease(holder.slot, 0), b"1");
+    let sealed = seal::seal_value(
+        &holder,
+        &rig.settings.cache.secret,
+        &key.context(roles::HOLDER),
+        [4; 24],
+    );
+    rig.platform.kv_put(&key.lease_holder(), &sealed);
+    rig.platform.respond_token("T1", 3600);
+    assert_eq!(rig.get().unwrap().token.expose(), "T1");
+    // Waited as for a counter nobody backs (at most 500 ms), not for the token
+    // request's whole deadline.
+    let slept = rig.platform.slept_ms.get();
+    assert!(slept <= 500, "waited {slept} ms");
+    let lines = ahead_lines(&rig);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("lease record dated 86400 s beyond"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_discovery_document_dated_ahead_is_fetched_again() {
+    const ISSUER: &str = "https://login.example.com/t1";
+    let rig = Rig::new(&[("token_url", ""), ("issuer", ISSUER)]);
+    // Dated just inside a ttl ahead: it would be used for almost two.
+    let key = rig.settings.discovery_key(ISSUER);
+    let old = crate::oauth::metadata::Fetched {
+        metadata: crate::oauth::metadata::Metadata {
+            token_endpoint: "https://login.example.com/t1/retired-token".into(),
+            auth_methods: vec!["client_secret_basic".into()],
+            signing_algs: None,
+        },
+        fetched_at_ms: T0 + DAY_MS - 1_000,
+    };
+    let sealed = seal::seal_value(
+        &old,
+        &rig.settings.cache.secret,
+        &key.context(roles::METADATA),
+        [5; 24],
+    );
+    rig.platform.kv_put(&key.metadata(), &sealed);
+    rig.platform.respond(Ok(response(
+        200,
+        &[("content-type", "application/json")],
+        &format!(
+            r#"{{"issuer":"{ISSUER}","token_endpoint":"{ISSUER}/oauth2/token","token_endpoint_auth_methods_supported":["client_secret_basic"]}}"#
+        ),
+    )));
+    rig.platform.respond_token("T1", 3600);
+    assert_eq!(rig.get().unwrap().token.expose(), "T1");
+    let sent: Vec<String> = rig
+        .platform
+        .sent
+        .borrow()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path_and_query))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "GET /.well-known/oauth-authorization-server/t1",
+            "POST /t1/oauth2/token"
+        ]
+    );
+    let lines = ahead_lines(&rig);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("discovery record"), "{lines:?}");
+}
