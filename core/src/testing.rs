@@ -37,6 +37,9 @@ pub(crate) struct FakePlatform {
     /// While set, every `send` waits (returns `Pending`) before it is sent: a network
     /// round trip in progress, to test what other requests of the instance do then.
     pub(crate) hold_sends: Cell<bool>,
+    /// Every write and delete made through the platform, in order (`set <key>`,
+    /// `delete <key>`), to test what is written before what.
+    pub(crate) kv_ops: RefCell<Vec<String>>,
 }
 
 impl FakePlatform {
@@ -183,12 +186,14 @@ impl Platform for FakePlatform {
 
     fn kv_set(&self, _store: &str, key: &str, value: &[u8]) -> Result<(), String> {
         self.store()?;
+        self.kv_ops.borrow_mut().push(format!("set {key}"));
         self.kv_put(key, value);
         Ok(())
     }
 
     fn kv_delete(&self, _store: &str, key: &str) -> Result<(), String> {
         self.store()?;
+        self.kv_ops.borrow_mut().push(format!("delete {key}"));
         self.kv_remove(key);
         Ok(())
     }

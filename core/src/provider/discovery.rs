@@ -146,6 +146,11 @@ impl<P: Platform> Provider<'_, P> {
         {
             return Ok(f);
         }
+        // A holder that failed wrote the cooldown before it gave the lease back: an
+        // issuer outage costs the fleet one GET, not one per waiter.
+        if let Some(e) = self.cooling_down(&l.params) {
+            return Err(e);
+        }
         self.fetch_and_store(store, key, d, l).await
     }
 
@@ -208,10 +213,14 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     /// GET the RFC 8414 document, and the OpenID one if there is none (a 4xx); judge
-    /// it; one audit line either way.
+    /// it; one audit line either way. A failure that starts a cooldown starts it here,
+    /// before a lease holder gives its lease back, so its waiters see it.
     async fn fetch_metadata(&self, d: &DiscoverySettings, l: &Lookup) -> Result<Fetched, Error> {
         let started = self.platform.monotonic_ms();
         let result = self.fetch_document(d).await;
+        if let Err(e) = &result {
+            self.start_cooldown(&l.params, e, None);
+        }
         let mut ev = match &result {
             Ok((f, from)) => {
                 Event::new(Outcome::DiscoveryOk, &self.settings.audit, &l.params.scopes)
@@ -567,6 +576,69 @@ mod tests {
         r.platform.respond_token("T1", 3600);
         assert_eq!(r.get().unwrap().token.expose(), "T1");
         assert_eq!(urls(&r).len(), 3);
+    }
+
+    #[test]
+    fn an_issuer_outage_costs_the_fleet_the_holders_get_and_no_more() {
+        let r = rig(&[]);
+        let key = r.settings.discovery_key(ISSUER);
+        let holder = r.plant_holder_of(&key, T0);
+        // The holder's GET fails: as a holder does, it shares the outage cooldown, then
+        // gives its lease back.
+        let cooldown = super::super::failure::Cooldown::after(
+            &Error::Server {
+                status: 503,
+                message: "discovery: down".into(),
+            },
+            &r.settings.retry,
+            None,
+            T0,
+        )
+        .unwrap();
+        let failure = r.settings.client_key();
+        let sealed = seal::seal_value(
+            &cooldown,
+            &r.settings.cache.secret,
+            &failure.context(crate::store::keys::roles::FAILURE),
+            [6; 24],
+        );
+        let (counter, record) = (key.lease(holder.slot, 0), key.lease_holder());
+        r.platform.on_sleep(move |p| {
+            if p.slept_ms.get() >= 30 && p.kv_value(&record).is_some() {
+                p.kv_put(&failure.failure(), &sealed);
+                p.kv_remove(&counter);
+                p.kv_remove(&record);
+            }
+        });
+        // Five waiting instances (their own memory, one store): none sends anything.
+        for i in 0..5 {
+            let memory = std::cell::RefCell::new(crate::provider::instance::MemoryCache::default());
+            let p = crate::provider::Provider {
+                settings: &r.settings,
+                platform: &r.platform,
+                memory: &memory,
+            };
+            let e = ready(p.get_token(&Default::default())).unwrap_err();
+            assert!(e.to_string().contains("failing fast"), "instance {i}: {e}");
+        }
+        assert_eq!(urls(&r), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_discovery_holder_that_fails_shares_the_cooldown_before_it_gives_the_lease_back() {
+        let r = rig(&[]);
+        r.platform.respond(Ok(response(503, &[], "down")));
+        assert!(matches!(r.get(), Err(Error::Server { status: 503, .. })));
+        let key = r.settings.discovery_key(ISSUER);
+        let ops = r.platform.kv_ops.borrow().clone();
+        let at = |op: &str| {
+            ops.iter()
+                .position(|o| o == op)
+                .unwrap_or_else(|| panic!("{op} in {ops:?}"))
+        };
+        let cooldown = at(&format!("set {}", r.settings.client_key().failure()));
+        let released = at(&format!("delete {}", key.lease_holder()));
+        assert!(cooldown < released, "{ops:?}");
     }
 
     #[test]

@@ -67,12 +67,9 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     async fn request_with_retries(&self, l: &Lookup) -> Result<Answer, Error> {
-        // The endpoint first (discovery has its own timeouts): `token_deadline_ms` is
-        // the token request's.
-        let endpoint = self
-            .endpoint(l)
-            .await
-            .inspect_err(|e| self.start_cooldown(&l.params, e, None))?;
+        // The endpoint first (discovery has its own timeouts, and starts the cooldown
+        // when the issuer fails): `token_deadline_ms` is the token request's.
+        let endpoint = self.endpoint(l).await?;
         let policy = self.settings.retry.policy;
         let deadline = self
             .platform
