@@ -127,6 +127,7 @@ pub(crate) const AUTH_METHODS: &[&str] = &[
 ];
 pub(crate) const ASSERTION_ALGS: &[&str] = &["", "ES256", "RS256", "PS256", "EdDSA"];
 pub(crate) const ASSERTION_AUDIENCES: &[&str] = &["token_endpoint", "issuer"];
+pub(crate) const ENDPOINT_ORIGINS: &[&str] = &["issuer", "any"];
 pub(crate) const ASSERTION_TYPS: &[&str] = &["JWT", "client-authentication+jwt"];
 pub(crate) const AUDIT_LEVELS: &[&str] = &["changes", "all", "errors", "off"];
 pub(crate) const UNMATCHED: &[&str] = &["pass", "refuse"];
@@ -151,6 +152,12 @@ pub const KEYS: &[Key] = &[
         60,
         7 * 86_400,
         "How long discovered metadata is kept (in memory and, sealed, in the store) before it is fetched again",
+    ),
+    key(
+        "token_endpoint_origin",
+        Some("issuer"),
+        Kind::Choice(ENDPOINT_ORIGINS),
+        "With issuer: where the discovered token endpoint may be. issuer: on the issuer's own origin (scheme, host and port), so a tampered or stale document cannot send the credentials elsewhere; any: anywhere (Google and Amazon Cognito serve their token endpoint from another host)",
     ),
     key("client_id", None, Kind::Text, "OAuth2 client identifier"),
     key(

@@ -283,7 +283,7 @@ fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
 /// settings.
 type Server = (Option<HttpUrl>, Option<String>, Option<DiscoverySettings>);
 
-/// `token_url` and `issuer` with `discovery_ttl_secs`: at least one of the two, each
+/// `token_url` and `issuer` with `discovery_ttl_secs` and `token_endpoint_origin`: at least one of the two, each
 /// `https://` unless `allow_insecure_http`.
 fn read_server<G: Fn(&str) -> Result<Option<String>, String>>(
     r: &Reader<G>,
@@ -302,6 +302,7 @@ fn read_server<G: Fn(&str) -> Result<Option<String>, String>>(
     let token_url_text = r.read("token_url")?;
     let issuer = r.read("issuer")?;
     let ttl_secs = r.number("discovery_ttl_secs")?;
+    let pin_origin = r.choice("token_endpoint_origin")? == "issuer";
     let discovery = match issuer {
         Some(issuer) => {
             let issuer_url = url("issuer", &issuer)?;
@@ -311,6 +312,7 @@ fn read_server<G: Fn(&str) -> Result<Option<String>, String>>(
                 issuer_url,
                 issuer,
                 ttl_secs,
+                pin_origin,
             })
         }
         None => None,
@@ -909,6 +911,7 @@ mod tests {
                 "token_url",
                 "issuer",
                 "discovery_ttl_secs",
+                "token_endpoint_origin",
                 "client_id",
                 "auth_method",
                 "client_private_key",

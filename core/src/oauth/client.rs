@@ -54,6 +54,9 @@ pub struct DiscoverySettings {
     pub issuer_url: HttpUrl,
     /// `discovery_ttl_secs`.
     pub ttl_secs: u64,
+    /// `token_endpoint_origin = issuer`: the discovered token endpoint must be on the
+    /// issuer's origin.
+    pub pin_origin: bool,
 }
 
 impl ClientSettings {

@@ -4,8 +4,10 @@
 //! and shares the document.
 
 use crate::error::sanitize;
-use crate::oauth::client::{AuthMethod, ClientSettings, Credentials, Endpoint, MethodChoice};
-use crate::origin::{HttpUrl, Scheme, parse_url};
+use crate::oauth::client::{
+    AuthMethod, ClientSettings, Credentials, DiscoverySettings, Endpoint, MethodChoice,
+};
+use crate::origin::{HttpUrl, Origin, Scheme, parse_url};
 use serde::Serialize;
 
 /// Largest metadata document read (Keycloak's and Entra's are 2-8 KiB).
@@ -43,6 +45,10 @@ pub enum Problem {
     BadTokenEndpoint(String),
     #[error("token_endpoint is plain http:// (accepted only with allow_insecure_http)")]
     InsecureTokenEndpoint,
+    #[error(
+        "token_endpoint `{endpoint}` is not on the issuer's origin {origin} (token_endpoint_origin = issuer; set it to any for an identity provider that serves its token endpoint from another host)"
+    )]
+    ForeignTokenEndpoint { endpoint: String, origin: String },
     #[error("{0} is not an array of at most {MAX_LIST} short strings")]
     BadList(&'static str),
     #[error("lists none of the configured methods ({configured}); it supports {supported}")]
@@ -102,16 +108,14 @@ pub fn parse(body: &[u8], issuer: &str, allow_insecure_http: bool) -> Result<Met
         .get("token_endpoint")
         .and_then(|v| v.as_str())
         .ok_or(Problem::NoTokenEndpoint)?;
-    let url = parse_url(token_endpoint).map_err(Problem::BadTokenEndpoint)?;
-    if url.origin.scheme == Scheme::Http && !allow_insecure_http {
-        return Err(Problem::InsecureTokenEndpoint);
-    }
     let methods = list(doc, "token_endpoint_auth_methods_supported")?;
-    Ok(Metadata {
+    let metadata = Metadata {
         token_endpoint: token_endpoint.to_string(),
         auth_methods: methods.unwrap_or_else(|| vec!["client_secret_basic".into()]),
         signing_algs: list(doc, "token_endpoint_auth_signing_alg_values_supported")?,
-    })
+    };
+    metadata.check(allow_insecure_http, None)?;
+    Ok(metadata)
 }
 
 /// An optional array of short strings, bounded.
@@ -136,7 +140,45 @@ fn list(
         .map(Some)
 }
 
+impl DiscoverySettings {
+    /// Whether this instance would use `m` (fetched, or read back from the store, where
+    /// an instance with other settings may have put it): the same judgment on both.
+    pub(crate) fn accepts(&self, m: &Metadata, allow_insecure_http: bool) -> Result<(), Problem> {
+        let pinned = self.pin_origin.then_some(&self.issuer_url.origin);
+        m.check(allow_insecure_http, pinned)
+    }
+}
+
 impl Metadata {
+    /// What is kept of a document, judged again (on every read from the store too): a
+    /// usable token endpoint, `https://` unless `allow_insecure_http`, on the `pinned`
+    /// origin if one is given, and lists within bounds.
+    pub fn check(&self, allow_insecure_http: bool, pinned: Option<&Origin>) -> Result<(), Problem> {
+        let url = parse_url(&self.token_endpoint).map_err(Problem::BadTokenEndpoint)?;
+        if url.origin.scheme == Scheme::Http && !allow_insecure_http {
+            return Err(Problem::InsecureTokenEndpoint);
+        }
+        if let Some(origin) = pinned
+            && url.origin != *origin
+        {
+            return Err(Problem::ForeignTokenEndpoint {
+                endpoint: sanitize(&self.token_endpoint, 200),
+                origin: origin.to_string(),
+            });
+        }
+        let bounded =
+            |l: &[String]| l.len() <= MAX_LIST && l.iter().all(|v| v.len() <= MAX_VALUE_LEN);
+        if !bounded(&self.auth_methods) {
+            return Err(Problem::BadList("token_endpoint_auth_methods_supported"));
+        }
+        if !self.signing_algs.as_deref().is_none_or(bounded) {
+            return Err(Problem::BadList(
+                "token_endpoint_auth_signing_alg_values_supported",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the server lists `method` and, when it lists signing algorithms, the
     /// one this client's assertion would use.
     pub(crate) fn supports(&self, method: AuthMethod, credentials: &Credentials) -> bool {
@@ -197,18 +239,12 @@ pub struct Fetched {
 
 impl Fetched {
     /// Whether it may still be used at `now_ms` with `ttl_secs` (a fetch time dated
-    /// ahead of this clock is judged by `ahead_ms` first).
+    /// ahead of this clock is judged first: `store::ahead`).
     pub(crate) fn fresh(&self, now_ms: u64, ttl_secs: u64) -> bool {
         now_ms
             < self
                 .fetched_at_ms
                 .saturating_add(ttl_secs.saturating_mul(1000))
-    }
-
-    /// How far its fetch time lies ahead of `now_ms`, if more than a skewed clock
-    /// explains (`store::ahead`): such a document would be used beyond its ttl.
-    pub(crate) fn ahead_ms(&self, now_ms: u64) -> Option<u64> {
-        crate::store::ahead::started(self.fetched_at_ms, now_ms).err()
     }
 }
 
@@ -424,10 +460,5 @@ mod tests {
         assert!(f.fresh(1_000_000, 60));
         assert!(f.fresh(1_059_999, 60));
         assert!(!f.fresh(1_060_000, 60));
-        // Fetched a little ahead of this clock: fine; more than the tolerance ahead
-        // (it would be used longer than its ttl): not believed.
-        assert_eq!(f.ahead_ms(999_000), None);
-        assert_eq!(f.ahead_ms(998_999), Some(1_001));
-        assert_eq!(f.ahead_ms(900_000), Some(100_000));
     }
 }

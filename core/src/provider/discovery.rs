@@ -80,11 +80,11 @@ impl<P: Platform> Provider<'_, P> {
             .ok()
             .filter(|f| {
                 let now = self.platform.now_unix_ms();
-                if let Some(by) = f.ahead_ms(now) {
+                if let Err(by) = crate::store::ahead::started(f.fetched_at_ms, now) {
                     self.ahead_of_clock(&l.params.scopes, "discovery", f.fetched_at_ms, by);
                     return false;
                 }
-                f.fresh(now, d.ttl_secs)
+                f.fresh(now, d.ttl_secs) && self.accepted_from_store(f, d, l)
             }),
             Ok(None) => None,
             Err(e) => {
@@ -92,6 +92,25 @@ impl<P: Platform> Provider<'_, P> {
                 None
             }
         }
+    }
+
+    /// Whether a document read from the store passes the judgment a fetched one gets
+    /// here: an instance with other settings (`allow_insecure_http`,
+    /// `token_endpoint_origin`) sharing the credential and the store may have written
+    /// it. One this instance would refuse is a miss (audited): it fetches its own.
+    fn accepted_from_store(&self, f: &Fetched, d: &DiscoverySettings, l: &Lookup) -> bool {
+        let Err(problem) = d.accepts(&f.metadata, self.settings.http.allow_insecure_http) else {
+            return true;
+        };
+        let mut ev = Event::new(
+            Outcome::CacheRejected,
+            &self.settings.audit,
+            &l.params.scopes,
+        )
+        .with_detail(&format!("discovery record refused: {problem}"));
+        ev.cache = Some(super::Source::Store.as_str());
+        self.audit(&ev);
+        false
     }
 
     /// One instance fetches; the others poll the store for its document until its
@@ -261,12 +280,10 @@ impl<P: Platform> Provider<'_, P> {
             let response = self.platform.send(&request, options).await?;
             match response.status {
                 200 => {
-                    let metadata = metadata::parse(
-                        &response.body,
-                        &d.issuer,
-                        self.settings.http.allow_insecure_http,
-                    )
-                    .map_err(|p| discovery_error(d, &p))?;
+                    let insecure = self.settings.http.allow_insecure_http;
+                    let metadata = metadata::parse(&response.body, &d.issuer, insecure)
+                        .and_then(|m| d.accepts(&m, insecure).map(|()| m))
+                        .map_err(|p| discovery_error(d, &p))?;
                     let fetched = Fetched {
                         metadata,
                         fetched_at_ms: sent_at,
@@ -639,6 +656,104 @@ mod tests {
         let cooldown = at(&format!("set {}", r.settings.client_key().failure()));
         let released = at(&format!("delete {}", key.lease_holder()));
         assert!(cooldown < released, "{ops:?}");
+    }
+
+    fn plant_document(r: &Rig, token_endpoint: &str) {
+        let key = r.settings.discovery_key(ISSUER);
+        let doc = crate::oauth::metadata::Fetched {
+            metadata: crate::oauth::metadata::Metadata {
+                token_endpoint: token_endpoint.into(),
+                auth_methods: vec!["client_secret_basic".into()],
+                signing_algs: None,
+            },
+            fetched_at_ms: T0,
+        };
+        let sealed = seal::seal_value(
+            &doc,
+            &r.settings.cache.secret,
+            &key.context(crate::store::keys::roles::METADATA),
+            [5; 24],
+        );
+        r.platform.kv_put(&key.metadata(), &sealed);
+    }
+
+    #[test]
+    fn a_stored_document_this_instance_would_refuse_is_a_miss() {
+        // A staging deployment (allow_insecure_http) with the same credential and
+        // store wrote an http:// token endpoint: this instance must not send the
+        // secret there.
+        let r = rig(&[]);
+        plant_document(&r, "http://login.example.com/t1/oauth2/token");
+        r.platform
+            .respond(Ok(document(ISSUER, r#"["client_secret_basic"]"#)));
+        r.platform.respond_token("T1", 3600);
+        assert_eq!(r.get().unwrap().token.expose(), "T1");
+        assert_eq!(
+            urls(&r),
+            [
+                "GET login.example.com/.well-known/oauth-authorization-server/t1",
+                "POST login.example.com/t1/oauth2/token"
+            ]
+        );
+        assert!(r.platform.sent.borrow()[1].url.origin.scheme == crate::origin::Scheme::Https);
+        let refused = r.platform.events("token.cache");
+        assert!(
+            refused.iter().any(|e| e["detail"].as_str().is_some_and(
+                |d| d.contains("discovery record refused: token_endpoint is plain http://")
+            )),
+            "{refused:?}"
+        );
+        // Same for one on another origin than the issuer's.
+        let r = rig(&[]);
+        plant_document(&r, "https://elsewhere.example.net/token");
+        r.platform
+            .respond(Ok(document(ISSUER, r#"["client_secret_basic"]"#)));
+        r.platform.respond_token("T1", 3600);
+        assert_eq!(r.get().unwrap().token.expose(), "T1");
+        assert_eq!(urls(&r)[1], "POST login.example.com/t1/oauth2/token");
+    }
+
+    #[test]
+    fn the_discovered_token_endpoint_stays_on_the_issuers_origin_unless_any_is_set() {
+        let foreign = |r: &Rig| {
+            r.platform.respond(Ok(response(
+                200,
+                &[("content-type", "application/json")],
+                &format!(
+                    r#"{{"issuer":"{ISSUER}","token_endpoint":"https://oauth2.example.net/token"}}"#
+                ),
+            )));
+        };
+        let r = rig(&[]);
+        foreign(&r);
+        let e = r.get().unwrap_err();
+        assert_eq!(e.kind(), "invalid_response", "{e}");
+        assert!(
+            e.to_string()
+                .contains("is not on the issuer's origin https://login.example.com:443"),
+            "{e}"
+        );
+        assert_eq!(urls(&r).len(), 1, "no token request");
+        let r = rig(&[("token_endpoint_origin", "any")]);
+        foreign(&r);
+        r.platform.respond_token("T1", 3600);
+        assert_eq!(r.get().unwrap().token.expose(), "T1");
+        assert_eq!(urls(&r)[1], "POST oauth2.example.net/token");
+        // The origin is compared whole: another port is another origin.
+        let r = rig(&[]);
+        r.platform.respond(Ok(response(
+            200,
+            &[],
+            &format!(
+                r#"{{"issuer":"{ISSUER}","token_endpoint":"https://login.example.com:8443/token"}}"#
+            ),
+        )));
+        assert!(
+            r.get()
+                .unwrap_err()
+                .to_string()
+                .contains("not on the issuer's origin")
+        );
     }
 
     #[test]
