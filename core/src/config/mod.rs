@@ -130,13 +130,25 @@ fn check_requests(settings: &Settings) -> Result<(), Error> {
         Error::Refused(why) => Error::config("scope, audience or resource", why),
         other => other,
     })?;
+    let client = &settings.provider.client;
     for (i, route) in settings.send.intercept.routes.iter().enumerate() {
+        let bad =
+            |why: String| Error::config("intercept_routes", format!("route {}: {why}", i + 1));
         resolve(&route.token).map_err(|e| match e {
-            Error::Refused(why) => {
-                Error::config("intercept_routes", format!("route {}: {why}", i + 1))
-            }
+            Error::Refused(why) => bad(why),
             other => other,
         })?;
+        // What it takes from the top level must be bound to its origin, as for an
+        // allowed origin: the route binds only what it names itself.
+        if let Some(inherited) = route.inherited(client)
+            && let Err(Error::Refused(why)) =
+                crate::send::authorized::bound_to(&settings.send, client, &inherited, &route.origin)
+        {
+            return Err(bad(format!(
+                "{} takes the top-level audience or resource, and {why}; give the route its own \"audience\" or \"resource\" (\"\" for none), or add {} to allowed_origins and bind it in origin_audiences",
+                route.origin, route.origin
+            )));
+        }
     }
     Ok(())
 }

@@ -58,6 +58,13 @@ pub fn decide(
         return unmatched(settings, NO_ORIGIN);
     };
     let token = if let Some(route) = settings.intercept.route(&origin) {
+        // What the route takes from the top level is bound as for an allowed origin
+        // (checked at load too).
+        if let Some(inherited) = route.inherited(client)
+            && let Err(e) = bound_to(settings, client, &inherited, &origin)
+        {
+            return Decision::Refuse(e);
+        }
         route.token.clone()
     } else if settings.allowed_origins.contains(&origin) {
         let token = TokenRequest::default();
@@ -427,6 +434,79 @@ mod tests {
             Decision::Refuse(Error::Refused(m)) => assert!(m.contains("orders-api"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A route that leaves out `audience` or `resource` takes the top-level one; that
+    /// is bound to its origin only if `origin_audiences` says so (or the resource is
+    /// there), as for an allowed origin: else the table is a config error, and the
+    /// decision refuses it too.
+    #[test]
+    fn a_route_does_not_carry_an_inherited_audience_it_does_not_bind() {
+        let routes = r#"[{"origin":"https://partner.example.net","scope":"x"}]"#;
+        let base = [
+            ("allowed_origins", "https://api.example.com"),
+            ("audience", "orders-api"),
+            ("origin_audiences", "https://api.example.com=orders-api"),
+        ];
+        let e = Settings::from_pairs(&[
+            ("token_url", "https://auth.example.com/token"),
+            ("client_id", "svc"),
+            ("client_secret", "secret"),
+            base[0],
+            base[1],
+            base[2],
+            ("intercept_routes", routes),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("config: intercept_routes: route 1: https://partner.example.net:443 takes the top-level audience"), "{e}");
+        assert!(
+            e.contains("`orders-api` is not bound to https://partner.example.net:443"),
+            "{e}"
+        );
+        // Bound there, its own audience, or none: each is fine.
+        for fix in [
+            r#"[{"origin":"https://partner.example.net","audience":"partner"}]"#,
+            r#"[{"origin":"https://partner.example.net","audience":""}]"#,
+        ] {
+            let s = settings(&[base[0], base[1], base[2], ("intercept_routes", fix)]);
+            assert!(matches!(
+                decide_on(&s, Some("https"), Some("partner.example.net"), false),
+                Decision::Attach { .. }
+            ));
+        }
+        let bound = settings(&[
+            (
+                "allowed_origins",
+                "https://api.example.com,https://partner.example.net",
+            ),
+            base[1],
+            (
+                "origin_audiences",
+                "https://api.example.com=orders-api,https://partner.example.net=orders-api",
+            ),
+            ("intercept_routes", routes),
+        ]);
+        assert!(matches!(
+            decide_on(&bound, Some("https"), Some("partner.example.net"), false),
+            Decision::Attach { .. }
+        ));
+        // Whatever was checked at load, the decision refuses it.
+        let mut unbound = bound;
+        unbound.send.origin_audiences.truncate(1);
+        match decide_on(&unbound, Some("https"), Some("partner.example.net"), false) {
+            Decision::Refuse(Error::Refused(m)) => assert!(m.contains("orders-api"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A resource it inherits is fine at the resource's own origin.
+        let s = settings(&[
+            ("resource", "https://partner.example.net/"),
+            ("intercept_routes", routes),
+        ]);
+        assert!(matches!(
+            decide_on(&s, Some("https"), Some("partner.example.net"), false),
+            Decision::Attach { .. }
+        ));
     }
 
     #[test]

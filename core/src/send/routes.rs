@@ -11,9 +11,13 @@
 //! matched exactly) and which token goes there; a field left out takes the top-level
 //! key (`scope`, `audience`, `resource`), an empty one asks for none. A route's own
 //! audience and resources are bound to its origin: the route is the binding, as an
-//! `origin_audiences` entry is.
+//! `origin_audiences` entry is. An audience or resource it takes from the top level is
+//! not: that one must be bound to the route's origin as for any allowed origin
+//! (`origin_audiences`, or a resource at that origin), or the table is a config error
+//! (`Route::inherited`).
 
 use crate::error::{Error, sanitize};
+use crate::oauth::client::ClientSettings;
 use crate::oauth::request::TokenRequest;
 use crate::origin::{Origin, parse_origin};
 use serde_json::Value;
@@ -52,6 +56,22 @@ pub struct InterceptSettings {
     /// `retry_body_bytes`: a request body up to this size is kept to be sent again
     /// after a 401; 0: none is.
     pub retry_body_bytes: u64,
+}
+
+impl Route {
+    /// The part of the route's token it takes from the top-level keys and does not
+    /// bind itself: its audience and resources if it leaves them out (scopes bind
+    /// nothing). `None` if it takes nothing of the kind from `client`.
+    pub(crate) fn inherited(&self, client: &ClientSettings) -> Option<TokenRequest> {
+        let audience = self.token.audience.is_none() && client.audience.is_some();
+        let resources = self.token.resources.is_none() && !client.resource.is_empty();
+        (audience || resources).then(|| TokenRequest {
+            scopes: Some(Vec::new()),
+            audience: self.token.audience.as_ref().map(|_| String::new()),
+            resources: self.token.resources.as_ref().map(|_| Vec::new()),
+            force_refresh: false,
+        })
+    }
 }
 
 impl InterceptSettings {
