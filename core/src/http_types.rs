@@ -73,6 +73,15 @@ impl HttpResponse {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
+
+    /// Every value of `name` (case-insensitive), as bytes.
+    pub(crate) fn header_values(&self, name: &str) -> Vec<&[u8]> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
 }
 
 /// Per-request limits the adapter enforces while sending and reading.

@@ -47,6 +47,7 @@ pub use secret::AccessToken;
 // Sending with a token: the authorized client and the interceptor's decisions.
 pub use origin::{Origin, Scheme};
 pub use send::authorized::{ApiRequest, RETRIED_AFTER_401, send};
+pub use send::challenge::RenewOn401;
 pub use send::intercept::{
     AfterAnswer, Body, BodyPlan, Decision, RETRIED_TWICE_AFTER_401, Sent, after_answer, body_plan,
     decide,

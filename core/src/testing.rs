@@ -19,6 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 
 type SleepHook = Box<dyn FnMut(&FakePlatform)>;
+type Responder = Box<dyn FnMut(&HttpRequest) -> Result<HttpResponse, Error>>;
 
 #[derive(Default)]
 pub(crate) struct FakePlatform {
@@ -40,6 +41,8 @@ pub(crate) struct FakePlatform {
     /// Every write and delete made through the platform, in order (`set <key>`,
     /// `delete <key>`), to test what is written before what.
     pub(crate) kv_ops: RefCell<Vec<String>>,
+    /// Answers every `send` once the scripted responses are used up.
+    responder: RefCell<Option<Responder>>,
 }
 
 impl FakePlatform {
@@ -93,6 +96,15 @@ impl FakePlatform {
             )
             .into_bytes(),
         }));
+    }
+
+    /// Answer every request with `f` once the scripted responses are used up: a
+    /// server that answers by what is asked.
+    pub(crate) fn answer_with(
+        &self,
+        f: impl FnMut(&HttpRequest) -> Result<HttpResponse, Error> + 'static,
+    ) {
+        *self.responder.borrow_mut() = Some(Box::new(f));
     }
 
     /// Run `hook` at every `sleep_ms`, after the clock moved.
@@ -173,10 +185,11 @@ impl Platform for FakePlatform {
             return Err(Error::Timeout);
         }
         self.advance(self.send_ms.get());
-        self.responses
-            .borrow_mut()
-            .pop_front()
-            .unwrap_or_else(|| Err(Error::Transport("no scripted response".into())))
+        let scripted = self.responses.borrow_mut().pop_front();
+        scripted.unwrap_or_else(|| match self.responder.borrow_mut().as_mut() {
+            Some(answer) => answer(request),
+            None => Err(Error::Transport("no scripted response".into())),
+        })
     }
 
     fn kv_get(&self, _store: &str, key: &str) -> Result<Option<Vec<u8>>, String> {

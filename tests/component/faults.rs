@@ -311,30 +311,48 @@ async fn oidc_provider_stopped_mid_run() {
     );
 }
 
+/// Three hosts on one store, one with a true clock, one two hours behind, one two hours
+/// ahead. None serves a token past its real expiry (docs/design.md, "Times read back
+/// from the store"): the slow host does not believe an entry dated two hours ahead of
+/// its clock (it would serve it two hours too long) and fetches its own; the fast host
+/// sees the slow host's entry expired and fetches its own.
 #[tokio::test]
 async fn clocks_far_ahead_or_behind() {
     let server = FaultServer::start(vec![
         Fault::Reply(Reply::token("from-true-clock", 3600)),
+        Fault::Reply(Reply::token("from-slow-clock", 3600)),
         Fault::Reply(Reply::token("from-fast-clock", 3600)),
+        Fault::Reply(Reply::token("from-true-clock-again", 3600)),
     ])
     .await
     .unwrap();
     let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
     let two_hours: i64 = 2 * 3600 * 1000;
     let (truthful, _) = host_for(&server.token_url(), kv.clone(), 0);
-    let (behind, _) = host_for(&server.token_url(), kv.clone(), -two_hours);
+    let (behind, behind_log) = host_for(&server.token_url(), kv.clone(), -two_hours);
     let (ahead, ahead_log) = host_for(&server.token_url(), kv.clone(), two_hours);
     let t = get(&truthful, false).await.unwrap();
-    // A host two hours behind sees a token that is still valid: a store hit.
+    assert_eq!(t.token.as_str(), "from-true-clock");
+    // A host two hours behind: the stored entry claims to be usable for three hours
+    // from its now, longer than the token's one-hour lifetime. Not believed; audited.
     let b = get(&behind, false).await.unwrap();
     assert_eq!(
         (b.token.as_str(), b.source),
-        ("from-true-clock", TokenSource::Store)
+        ("from-slow-clock", TokenSource::Fresh)
     );
-    assert_eq!(b.expires_at, t.expires_at);
-    // A host two hours ahead sees it expired and fetches its own; its expiry is in its
-    // own future. (A host with a fast clock writes entries that the others would serve
-    // past the token's real expiry; the authorized client's 401 → refresh covers that.)
+    assert!(
+        audit_lines(&behind_log)
+            .iter()
+            .any(|l| l["outcome"] == "rejected"
+                && l["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("ahead-of-clock: token record")),
+        "{:?}",
+        audit_lines(&behind_log)
+    );
+    // A host two hours ahead sees the slow host's entry expired and fetches its own;
+    // its expiry is in its own future.
     let a = get(&ahead, false).await.unwrap();
     assert_eq!(
         (a.token.as_str(), a.source),
@@ -351,7 +369,8 @@ async fn clocks_far_ahead_or_behind() {
             .iter()
             .any(|l| l["outcome"] == "expired")
     );
-    assert_eq!(server.requests(), 2);
-    // Nothing broke: the truthful host keeps working (now reading the fast host's entry).
+    assert_eq!(server.requests(), 3);
+    // Nothing broke: the truthful host keeps working (the fast host's entry, dated two
+    // hours ahead of it, is not believed either).
     assert!(get(&truthful, false).await.is_ok());
 }

@@ -201,7 +201,12 @@ fn intercept_lines(rig: &Rig) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn a_401_is_retried_when_the_body_can_be_sent_again_and_passed_back_otherwise() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
-    let rig = rig(&server, &[("retry_body_bytes", "16")]);
+    // Each step revokes the token of the step before, seconds old: without
+    // min_token_age_secs, which would keep it (`an_api_that_refuses_every_token_…`).
+    let rig = rig(
+        &server,
+        &[("retry_body_bytes", "16"), ("min_token_age_secs", "0")],
+    );
     let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
     let send = |req| rig.host.handle_http(&composed, Inherit::ALL, req);
     let get = || forward("GET", "/api/orders", &server.origin(), &[], b"");
@@ -298,6 +303,165 @@ async fn a_401_is_retried_when_the_body_can_be_sent_again_and_passed_back_otherw
         ]
     );
     rig.assert_log_holds_no_token(&server);
+}
+
+/// An API that answers 401 to every token (it checks them against another issuer),
+/// 200 requests to it through fresh instances, each followed by one to an API that
+/// accepts the token: the refusing API costs the fleet the first token's drop and
+/// no more within `min_token_age_secs` (the run takes seconds), and the other API
+/// answers 200 every time.
+#[tokio::test]
+async fn an_api_that_refuses_every_token_does_not_churn_the_fleets_token() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let refusing = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let allowed = format!("{},{}", server.origin(), refusing.origin());
+    let rig = rig(&server, &[("allowed_origins", &allowed)]);
+    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
+    let send = |req| rig.host.handle_http(&composed, Inherit::ALL, req);
+    let started = std::time::Instant::now();
+    let mut refused = 0;
+    for _ in 0..200 {
+        let to_refusing = forward("GET", "/api/x", &refusing.origin(), &[], b"");
+        refused += usize::from(send(to_refusing).await.unwrap().unwrap().status() == 401);
+        let to_server = forward("GET", "/api/x", &server.origin(), &[], b"");
+        assert_eq!(send(to_server).await.unwrap().unwrap().status(), 200);
+    }
+    let elapsed = started.elapsed();
+    let fetched = server.token_requests().len();
+    eprintln!(
+        "200 refused requests and 200 accepted ones through fresh instances in {elapsed:?}: {fetched} token requests"
+    );
+    assert_eq!(refused, 200);
+    // The first token (dropped after the refusing API's first 401) and its successor;
+    // one more per 30 s of run.
+    assert!(
+        fetched as u64 <= 2 + elapsed.as_secs() / 30,
+        "{fetched} token requests in {elapsed:?}"
+    );
+    let kept = rig
+        .audit_lines()
+        .into_iter()
+        .filter(|v| v["event"] == "token.invalidate" && v["outcome"] == "kept")
+        .count();
+    assert!(kept >= 190, "{kept} young tokens kept");
+    rig.assert_log_holds_no_token(&server);
+}
+
+/// Headers that address the connection or frame the message are the host's: the app
+/// cannot set `host`, `proxy-authorization` or `transfer-encoding` (wasmtime-wasi-http's
+/// default forbidden list, which Spin 4.1 keeps), so no such header can steer a request
+/// that carries the token; the same headers on the request the app received never reach
+/// the app.
+#[tokio::test]
+async fn headers_the_host_forbids_never_travel_with_the_token() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let rig = rig(&server, &[]);
+    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
+    let send = |req| rig.host.handle_http(&composed, Inherit::ALL, req);
+    for (name, value) in [
+        ("host", "evil.example"),
+        ("proxy-authorization", "Basic YWRtaW46YWRtaW4="),
+        ("transfer-encoding", "chunked"),
+    ] {
+        let set = format!("{name}: {value}");
+        let req = forward(
+            "GET",
+            "/api/x",
+            &server.origin(),
+            &[("x-forward-set", &set)],
+            b"",
+        );
+        let answer = send(req).await.unwrap();
+        match answer {
+            Err(token_provider_host::serve::ErrorCode::InternalError(Some(why))) => {
+                assert!(why.starts_with(name) && why.contains("Forbidden"), "{why}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert!(server.api_requests().is_empty(), "nothing was sent");
+    // Sent to the app, they are gone before it sees them: what it forwards has none.
+    let req = forward(
+        "GET",
+        "/api/x",
+        &server.origin(),
+        &[("proxy-authorization", "Basic YWRtaW46YWRtaW4=")],
+        b"",
+    );
+    assert_eq!(send(req).await.unwrap().unwrap().status(), 200);
+    let seen = &server.api_requests()[0];
+    assert_eq!(seen.header("proxy-authorization"), None);
+    assert!(seen.header("authorization").unwrap().starts_with("Bearer "));
+    rig.assert_log_holds_no_token(&server);
+}
+
+/// An app that writes the scheme in capitals (`HTTPS`, which wasi:http passes as
+/// `other`): the interceptor matches the origin case-insensitively, so the token is
+/// due, and it sends the request with the scheme it checked. Sent as the app wrote it,
+/// wasmtime-wasi-http (and Spin 4.1, which keeps its `is_supported_scheme`) refuses
+/// the scheme (`HTTP-protocol-error`); a host that took `other` schemes would see no
+/// `https` and could open a plain connection, the token in clear. Here the origin
+/// `https://127.0.0.1:PORT` is allowed while the server there speaks plain HTTP: the
+/// TLS handshake fails and the server never sees the token.
+#[tokio::test]
+async fn a_scheme_in_capitals_goes_out_as_the_origin_was_checked() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let https_there = format!("https://{}", server.addr());
+    let allowed = format!("{},{https_there}", server.origin());
+    let rig = rig(&server, &[("allowed_origins", &allowed)]);
+    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
+    let send = |req| rig.host.handle_http(&composed, Inherit::ALL, req);
+    let capital_https = format!("HTTPS://{}", server.addr());
+    let answer = send(forward("GET", "/api/x", &capital_https, &[], b""))
+        .await
+        .unwrap();
+    assert!(answer.is_err(), "{answer:?}");
+    assert!(
+        server.api_requests().is_empty(),
+        "the token went in clear: {:?}",
+        server.api_requests()
+    );
+    // `HTTP` in capitals (plain http allowed here): sent as http, with the token.
+    let capital_http = format!("HTTP://{}", server.addr());
+    let answer = send(forward("GET", "/api/x", &capital_http, &[], b""))
+        .await
+        .unwrap();
+    assert_eq!(answer.unwrap().status(), 200);
+    assert_eq!(server.api_requests().len(), 1);
+    rig.assert_log_holds_no_token(&server);
+}
+
+/// A redirect from the API goes back to the app as it came: neither this host nor
+/// Spin's outbound client follows redirects, so the token never follows one to another
+/// origin. A request the app then sends to the new location goes through the
+/// interceptor again, and gets a token only if that origin does.
+#[tokio::test]
+async fn a_redirect_goes_back_to_the_app_and_the_token_does_not_follow_it() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let elsewhere = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let rig = rig(&server, &[]);
+    let composed = Component::new(rig.host.engine(), with_interceptor(p3_app())).unwrap();
+    let to = elsewhere.url("/api/x");
+    // (`http://127.0.0.1:PORT/api/x` needs no escaping in a query.)
+    let path = format!("/api/redirect?to={to}");
+    let req = forward("GET", &path, &server.origin(), &[], b"");
+    let answer = rig
+        .host
+        .handle_http(&composed, Inherit::ALL, req)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), 302);
+    assert_eq!(answer.headers()["location"], to.as_str());
+    assert!(
+        server.api_requests()[0]
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer "))
+    );
+    assert!(elsewhere.requests().is_empty(), "not followed");
+    let lines = intercept_lines(&rig);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["status"], 302);
 }
 
 /// `intercept_routes`: each origin gets its own token (here another scope), origins in

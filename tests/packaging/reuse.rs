@@ -188,7 +188,9 @@ async fn a_renewal_under_load_keeps_the_instance_serving() {
 #[tokio::test]
 async fn after_each_revocation_every_request_succeeds_with_one_fetch() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
-    let rig = rig(&server, &[]);
+    // The successor is revoked seconds after its predecessor: min_token_age_secs would
+    // keep it (an API that refuses every token looks the same, docs/design.md).
+    let rig = rig(&server, &[("min_token_age_secs", "0")]);
     let pool = pool(&rig);
     server.hold_tokens();
     let calls = at_once(&pool, 24, |i| get(&server, i)).await;
@@ -272,7 +274,11 @@ async fn an_instance_follows_the_store_within_memory_max_age_ms() {
 #[tokio::test]
 async fn when_the_stores_successor_is_refused_too_one_fetch_follows() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
-    let rig = rig(&server, &[("memory_max_age_ms", "60000")]);
+    // Consecutive tokens revoked within seconds: without min_token_age_secs.
+    let rig = rig(
+        &server,
+        &[("memory_max_age_ms", "60000"), ("min_token_age_secs", "0")],
+    );
     let composed = composed(&rig);
     let mut kept = rig
         .host

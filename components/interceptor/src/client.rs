@@ -23,7 +23,7 @@ use std::task::{Poll, Waker};
 use token_provider_core::{
     AccessToken, AfterAnswer, Body, BodyPlan, Decision, Error as CoreError, Event, IssuedToken,
     Origin, Outcome, Provider, RETRIED_AFTER_401, RETRIED_TWICE_AFTER_401, Reading, Sent, Source,
-    TokenRequest, after_answer, body_plan, decide, sanitize,
+    TokenRequest, after_answer, body_plan, decide, sanitize, settings::SendSettings,
 };
 use token_provider_wasi::Instance;
 use wit_bindgen::{FutureReader, StreamReader, StreamResult};
@@ -81,26 +81,33 @@ impl Guest for Component {
                 Err(ErrorCode::HttpRequestDenied)
             }
             Decision::Attach { origin, token } => {
-                let retry_body_bytes = settings.send.intercept.retry_body_bytes;
-                let parts = Parts::of(&request, method, scheme, authority);
-                attach(p, request, parts, &origin, &token, retry_body_bytes).await
+                // The scheme goes out as the origin was checked: an app's `HTTPS`
+                // (`other`, to the host: not TLS) would send the token in clear.
+                let checked = match origin.scheme {
+                    token_provider_core::Scheme::Https => Scheme::Https,
+                    token_provider_core::Scheme::Http => Scheme::Http,
+                };
+                let parts = Parts::of(&request, method, Some(checked), authority);
+                attach(p, request, parts, &origin, &token, &settings.send).await
             }
         }
     }
 }
 
-/// Get the token, send `request` with it, and on a 401 drop the token and do what
-/// [`after_answer`] says: a body that can be sent again (none, or one of at most
-/// `retry_body_bytes`, kept) is sent again with the next token; a streamed one goes
-/// back to the app with the API's answer.
+/// Get the token, send `request` with it, and on a 401 that blames the token
+/// (`renew_on_401`) drop it and do what [`after_answer`] says: a body that can be sent
+/// again (none, or one of at most `retry_body_bytes`, kept) is sent again with the next
+/// token; a streamed one goes back to the app with the API's answer. A young token the
+/// provider keeps (`rejected_by`) ends the retries.
 async fn attach(
     p: P3Provider,
     request: Request,
     parts: Parts,
     origin: &Origin,
     token: &TokenRequest,
-    retry_body_bytes: u64,
+    rules: &SendSettings,
 ) -> Result<Response, ErrorCode> {
+    let retry_body_bytes = rules.intercept.retry_body_bytes;
     let plan = body_plan(&parts.headers.get("content-length"), retry_body_bytes);
     // Dropping the writer reports the body as delivered (`Ok`) to the app's side.
     let (_, body_result) = wit_future::new(|| Ok(()));
@@ -130,21 +137,22 @@ async fn attach(
             retries,
             fresh: issued.source == Source::Fresh,
         };
-        // Only a 401 asks what the body was (and may wait for the copy to tell).
-        let shape = if status == 401 {
+        let blamed = status == 401 && rules.renew_on_401.blames(&challenges(&response));
+        // Only a 401 that blames the token asks what the body was (and may wait for
+        // the copy to tell).
+        let shape = if blamed {
             body.shape().await
         } else {
             Body::Bytes
         };
-        let next = after_answer(status, shape, sent);
-        if next != AfterAnswer::Deliver {
-            p.invalidate_token(token, &issued.token);
-        }
-        if next == AfterAnswer::InvalidateAndRetry {
+        let next = after_answer(status, blamed, shape, sent);
+        let dropped = next != AfterAnswer::Deliver && p.rejected_by(token, &issued.token, origin);
+        if next == AfterAnswer::InvalidateAndRetry && dropped {
             retries += 1;
             continue;
         }
-        audit_ok(&p, origin, token, status, &issued.token, retries);
+        let note = (status == 401 && !blamed).then_some(KEPT_AFTER_401);
+        audit_ok(&p, origin, token, (status, note), &issued.token, retries);
         return Ok(response);
     }
 }
@@ -161,25 +169,35 @@ async fn token_for(p: P3Provider, token: &TokenRequest) -> Result<IssuedToken, C
     Ok(issued)
 }
 
-/// The `ok` line: the API answered `status` to a request that carried `sent`, after
-/// `retries` resends. Not even the fingerprint is computed for a line not written.
+/// The `WWW-Authenticate` values of an API's answer.
+fn challenges(response: &Response) -> Vec<Vec<u8>> {
+    response.get_headers().get("www-authenticate")
+}
+
+/// Said when a 401 did not blame the token.
+const KEPT_AFTER_401: &str = "401 without Bearer error=\"invalid_token\" (renew_on_401): the token kept, the request not resent";
+
+/// The `ok` line: the API answered `status` (with a `note`) to a request that carried
+/// `sent`, after `retries` resends. Not even the fingerprint is computed for a line not
+/// written.
 fn audit_ok(
     p: &P3Provider,
     origin: &Origin,
     token: &TokenRequest,
-    status: u16,
+    (status, note): (u16, Option<&str>),
     sent: &AccessToken,
     retries: u8,
 ) {
-    if !p.audits(Outcome::InterceptOk, retries > 0) {
+    if !p.audits(Outcome::InterceptOk, retries > 0 || note.is_some()) {
         return;
     }
     audit(p, Outcome::InterceptOk, Some(origin), token, |mut ev| {
         ev.status = Some(status);
         ev.fingerprint = Some(sent.fingerprint());
-        match retries {
-            0 => ev,
-            1 => ev.with_detail(RETRIED_AFTER_401),
+        match (retries, note) {
+            (_, Some(note)) if retries == 0 => ev.with_detail(note),
+            (0, _) => ev,
+            (1, _) => ev.with_detail(RETRIED_AFTER_401),
             _ => ev.with_detail(RETRIED_TWICE_AFTER_401),
         }
     });

@@ -128,6 +128,7 @@ pub(crate) const AUTH_METHODS: &[&str] = &[
 pub(crate) const ASSERTION_ALGS: &[&str] = &["", "ES256", "RS256", "PS256", "EdDSA"];
 pub(crate) const ASSERTION_AUDIENCES: &[&str] = &["token_endpoint", "issuer"];
 pub(crate) const ENDPOINT_ORIGINS: &[&str] = &["issuer", "any"];
+pub(crate) const RENEW_ON_401: &[&str] = &["unexplained", "invalid_token"];
 pub(crate) const ASSERTION_TYPS: &[&str] = &["JWT", "client-authentication+jwt"];
 pub(crate) const AUDIT_LEVELS: &[&str] = &["changes", "all", "errors", "off"];
 pub(crate) const UNMATCHED: &[&str] = &["pass", "refuse"];
@@ -359,6 +360,19 @@ pub const KEYS: &[Key] = &[
         0,
         3_600_000,
         "With kv_store: a token is served from an instance's memory at most this long after it was last checked against the store, so a token another instance dropped (a 401) leaves every instance within this bound; 0 reads the store on every request",
+    ),
+    key(
+        "renew_on_401",
+        Some("unexplained"),
+        Kind::Choice(RENEW_ON_401),
+        "Which 401 from an API drops the token and tries another: invalid_token: only one whose WWW-Authenticate says Bearer error=\"invalid_token\"; unexplained: that, and one that gives no reason (no WWW-Authenticate, or a Bearer challenge without error). Another error (insufficient_scope, …) or another scheme never does",
+    ),
+    number(
+        "min_token_age_secs",
+        "30",
+        0,
+        3600,
+        "After a 401 from an origin dropped a token, the next one is not dropped for a 401 from that same origin until it is this old: an API that refuses every token costs the fleet one token request per this long, not one per request; 0 disables",
     ),
     intercept_key(
         "intercept_routes",

@@ -18,6 +18,7 @@ use crate::oauth::response::Lifetimes;
 use crate::origin::{HttpUrl, Origin, Scheme, parse_origin, parse_url};
 use crate::provider::settings::{CacheSettings, HttpSettings, ProviderSettings, RetrySettings};
 use crate::retry::RetryPolicy;
+use crate::send::challenge::RenewOn401;
 use crate::send::{InterceptSettings, SendSettings, Unmatched, parse_routes};
 use crate::store::keys::KeyNames;
 
@@ -58,10 +59,7 @@ impl Settings {
         let (client, auth) = read_client(&r, allow_insecure_http, kv_store.is_some())?;
         let (allowed_origins, origin_audiences) = read_origins(&r, allow_insecure_http)?;
         let expiry_skew_secs = r.number("expiry_skew_secs")?;
-        let lifetimes = Lifetimes {
-            default_expires_in: r.number("default_expires_in_secs")?,
-            max_expires_in: r.number("max_expires_in_secs")?,
-        };
+        let lifetimes = read_lifetimes(&r)?;
         let http = HttpSettings {
             timeout_ms: r.number("http_timeout_ms")?,
             allow_insecure_http,
@@ -82,9 +80,11 @@ impl Settings {
             refresh_ahead_percent: r.number("refresh_ahead_percent")?,
             lease_ms,
             memory_max_age_ms: r.number("memory_max_age_ms")?,
+            min_token_age_ms: r.number("min_token_age_secs")? * 1000,
             key_names: KeyNames::new(&auth),
             secret: auth,
         };
+        let renew_on_401 = RenewOn401::from_name(r.choice("renew_on_401")?);
         let intercept = read_intercept(&r, reading, allow_insecure_http)?;
         let settings = Settings {
             provider: ProviderSettings {
@@ -98,6 +98,7 @@ impl Settings {
                 allowed_origins,
                 origin_audiences,
                 max_response_bytes,
+                renew_on_401,
                 allow_insecure_http,
                 intercept,
             },
@@ -105,6 +106,16 @@ impl Settings {
         check_requests(&settings)?;
         Ok(settings)
     }
+}
+
+/// `default_expires_in_secs`, `max_expires_in_secs`.
+fn read_lifetimes<G: Fn(&str) -> Result<Option<String>, String>>(
+    r: &Reader<G>,
+) -> Result<Lifetimes, Error> {
+    Ok(Lifetimes {
+        default_expires_in: r.number("default_expires_in_secs")?,
+        max_expires_in: r.number("max_expires_in_secs")?,
+    })
 }
 
 /// `max_retries`, `retry_base_ms`, `retry_max_delay_ms`, `token_deadline_ms`,
@@ -954,6 +965,8 @@ mod tests {
                 "audit",
                 "refresh_ahead_percent",
                 "memory_max_age_ms",
+                "min_token_age_secs",
+                "renew_on_401",
                 "intercept_routes",
                 "intercept_unmatched",
                 "retry_body_bytes",

@@ -69,6 +69,8 @@ pub struct MemoryCache {
     /// Store records found dated ahead of this clock (record, its date) and audited
     /// already: each is audited once.
     pub(crate) ahead_seen: Vec<(&'static str, u64)>,
+    /// The last token of each key this instance dropped after a 401 (`rejected`).
+    pub(crate) dropped: SmallMap<super::rejected::Dropped>,
 }
 
 impl MemoryCache {

@@ -16,6 +16,7 @@ mod flight;
 pub(crate) mod instance;
 pub(crate) mod lease;
 mod refresh;
+mod rejected;
 pub(crate) mod settings;
 mod single_flight;
 mod token;
@@ -244,15 +245,9 @@ impl<'a, P: Platform> Provider<'a, P> {
         self.drop_rejected(&l, rejected.as_ref());
     }
 
-    /// An API rejected `rejected` (a 401): forget it in this instance, and in the store
-    /// only if the store still holds it. Another instance may have stored its
-    /// successor a moment ago; deleting that would make every instance fetch again.
-    pub fn invalidate_token(&self, request: &TokenRequest, rejected: &AccessToken) {
-        if let Ok(l) = Lookup::new(request, self.settings) {
-            self.drop_rejected(&l, Some(rejected));
-        }
-    }
-
+    /// Forget `rejected` in this instance, and in the store only if the store still
+    /// holds it. Another instance may have stored its successor a moment ago; deleting
+    /// that would make every instance fetch again.
     fn drop_rejected(&self, l: &Lookup, rejected: Option<&AccessToken>) {
         {
             // Only the rejected token: a late 401 (another request sent the same token)
@@ -365,10 +360,11 @@ mod tests {
         let request = TokenRequest::default();
         rig.platform.respond_token("t1", 3600);
         let t1 = rig.get().unwrap().token;
-        rig.provider().invalidate_token(&request, &t1);
+        let api = crate::origin::parse_origin("https://api.example.com").unwrap();
+        assert!(rig.provider().rejected_by(&request, &t1, &api));
         rig.platform.respond_token("t2", 3600);
         assert_eq!(rig.get().unwrap().token.expose(), "t2");
-        rig.provider().invalidate_token(&request, &t1); // the late one
+        assert!(rig.provider().rejected_by(&request, &t1, &api)); // the late one
         let t = rig.get().unwrap();
         assert_eq!((t.token.expose(), t.source), ("t2", Source::Memory));
         assert_eq!(rig.platform.sent.borrow().len(), 2);

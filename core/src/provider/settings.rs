@@ -36,6 +36,9 @@ pub struct CacheSettings {
     /// `memory_max_age_ms`: how long a token in memory is served without looking at
     /// the store again (with a store).
     pub memory_max_age_ms: u64,
+    /// `min_token_age_secs` in ms: a token this young is kept after a 401 from the
+    /// origin whose 401 dropped the one before it (`provider::rejected`).
+    pub min_token_age_ms: u64,
     /// What keys the store's names and sealing: the private key's PEM, the client
     /// secret, or with a federated assertion `cache_secret` (`config::auth`).
     pub secret: Secret,

@@ -74,16 +74,15 @@ pub struct SendSettings {
     pub max_response_bytes: usize,
     /// `allow_insecure_http`.
     pub allow_insecure_http: bool,
+    /// `renew_on_401`: which 401s blame the token (`send::challenge`).
+    pub renew_on_401: crate::send::challenge::RenewOn401,
     /// The token interceptor's route table.
     pub intercept: InterceptSettings,
 }
 
 /// RFC 9110 §5.6.2 `token`: what a method or a header name is made of.
 pub(crate) fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !text.is_empty() && text.bytes().all(crate::send::challenge::is_tchar)
 }
 
 /// RFC 9110 §5.5 field value: no control characters but the tab (so no CR, LF, NUL).
@@ -296,11 +295,17 @@ async fn send_with_token<P: Platform>(
         Ok((token.token, resp))
     };
     match attempt(token_request.force_refresh).await {
-        Ok((rejected, resp)) if resp.status == 401 => {
-            // Drop the rejected token (in the store only if it is still there), then
-            // get one the ordinary way: another instance's successor from the store,
-            // or one fetch under the lease for the whole fleet.
-            provider.invalidate_token(token_request, &rejected);
+        // Drop the rejected token if the 401 blames it (`renew_on_401`), once, and not
+        // a young one again for the origin that dropped the last (`rejected_by`); then
+        // get one the ordinary way: another instance's successor from the store, or
+        // one fetch under the lease for the whole fleet.
+        Ok((rejected, resp))
+            if resp.status == 401
+                && settings
+                    .renew_on_401
+                    .blames(&resp.header_values("www-authenticate"))
+                && provider.rejected_by(token_request, &rejected, &prepared.url.origin) =>
+        {
             (attempt(false).await.map(|(_, resp)| resp), true)
         }
         other => (other.map(|(_, resp)| resp), false),
@@ -446,6 +451,159 @@ mod tests {
         *rig.memory.borrow_mut() = Default::default();
         let t = ready(rig.provider().get_token(&TokenRequest::default())).unwrap();
         assert_eq!(t.token.expose(), "t2");
+    }
+
+    /// An API that answers 401 to every token: a fleet of fresh instances sends 200
+    /// requests to it (one every 500 ms) and one to another origin after each.
+    /// Returns the token requests made and the other origin's answers.
+    fn refusing_api(extra: &[(&str, &str)], challenge: Option<&'static str>) -> (usize, Vec<u16>) {
+        use crate::provider::instance::MemoryCache;
+        use crate::testing::{Rig, response};
+        use std::cell::{Cell, RefCell};
+        use std::rc::Rc;
+        let allowed = (
+            "allowed_origins",
+            "https://refuses.example,https://works.example",
+        );
+        let rig = Rig::new(&[&[allowed], extra].concat());
+        let fetched = Rc::new(Cell::new(0));
+        let count = fetched.clone();
+        rig.platform.answer_with(move |r| {
+            let to = r.url.authority.as_str();
+            if r.method == "POST" {
+                count.set(count.get() + 1);
+                let body = format!(
+                    r#"{{"access_token":"t{}","token_type":"Bearer","expires_in":3600}}"#,
+                    count.get()
+                );
+                return Ok(response(
+                    200,
+                    &[("content-type", "application/json")],
+                    &body,
+                ));
+            }
+            assert!(r.headers.iter().any(|(k, _)| k == "authorization"));
+            match (to, challenge) {
+                ("refuses.example", Some(c)) => Ok(response(401, &[("www-authenticate", c)], "")),
+                ("refuses.example", None) => Ok(response(401, &[], "")),
+                _ => Ok(response(200, &[], "ok")),
+            }
+        });
+        let get = |host: &str| ApiRequest {
+            method: "GET".into(),
+            url: format!("https://{host}/v1"),
+            headers: vec![],
+            body: None,
+            token: None,
+        };
+        let mut works = Vec::new();
+        for _ in 0..200 {
+            let memory = RefCell::new(MemoryCache::default());
+            let p = Provider {
+                settings: &rig.settings,
+                platform: &rig.platform,
+                memory: &memory,
+            };
+            let refused = ready(send(&p, &rig.send, &get("refuses.example"))).unwrap();
+            assert_eq!(refused.status, 401);
+            works.push(
+                ready(send(&p, &rig.send, &get("works.example")))
+                    .unwrap()
+                    .status,
+            );
+            rig.platform.advance(500);
+        }
+        (fetched.get(), works)
+    }
+
+    #[test]
+    fn an_api_that_refuses_every_token_costs_one_token_request_per_min_token_age() {
+        // 100 s of requests: the first token and its successor, then one per 30 s.
+        let (fetched, works) = refusing_api(&[], None);
+        assert!(
+            fetched <= 6,
+            "{fetched} token requests for 200 refused requests"
+        );
+        assert!(works.iter().all(|s| *s == 200), "{works:?}");
+        let (fetched, _) = refusing_api(&[], Some(r#"Bearer error="invalid_token""#));
+        assert!(fetched <= 6, "{fetched}");
+        // A 401 that blames something else never drops the token.
+        let (fetched, works) = refusing_api(&[], Some(r#"Bearer error="insufficient_scope""#));
+        assert_eq!(fetched, 1);
+        assert!(works.iter().all(|s| *s == 200));
+        // renew_on_401 = invalid_token: a 401 that says nothing drops nothing.
+        let (fetched, _) = refusing_api(&[("renew_on_401", "invalid_token")], None);
+        assert_eq!(fetched, 1);
+        // Without the age rule, the fleet fetches for every refused request.
+        let (fetched, _) = refusing_api(&[("min_token_age_secs", "0")], None);
+        assert!(fetched >= 200, "{fetched}");
+    }
+
+    /// Rollback (docs/design.md, "Known limits"): whoever can write the store puts back
+    /// a token that was just dropped after a 401. It cannot be read or forged, and it
+    /// costs one refused API call and one token request per put-back: the 401 drops it
+    /// again at once (the young-token rule never keeps the very token it dropped), and
+    /// the retry carries a new one, so the app sees 200.
+    #[test]
+    fn a_dropped_token_put_back_in_the_store_costs_one_401_and_one_token_request() {
+        use crate::provider::instance::MemoryCache;
+        use crate::testing::{Rig, T0, response};
+        use std::cell::{Cell, RefCell};
+        use std::rc::Rc;
+        let rig = Rig::new(&[("allowed_origins", "https://api.example.com")]);
+        let t1 = rig.sealed("t1", T0, 3600);
+        rig.platform.kv_put(&rig.key().store_key(), &t1);
+        let (fetched, refused) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+        let (f, r) = (fetched.clone(), refused.clone());
+        rig.platform.answer_with(move |req| {
+            if req.method == "POST" {
+                f.set(f.get() + 1);
+                let body = format!(
+                    r#"{{"access_token":"t{}","token_type":"Bearer","expires_in":3600}}"#,
+                    f.get() + 1
+                );
+                return Ok(response(200, &[], &body));
+            }
+            let auth = req
+                .headers
+                .iter()
+                .find(|(k, _)| k == "authorization")
+                .unwrap();
+            if auth.1 == b"Bearer t1" {
+                r.set(r.get() + 1);
+                let challenge = [("www-authenticate", r#"Bearer error="invalid_token""#)];
+                return Ok(response(401, &challenge, ""));
+            }
+            Ok(response(200, &[], "ok"))
+        });
+        let get = ApiRequest {
+            method: "GET".into(),
+            url: "https://api.example.com/v1".into(),
+            headers: vec![],
+            body: None,
+            token: None,
+        };
+        let fresh_instance_sends = || {
+            let memory = RefCell::new(MemoryCache::default());
+            let p = Provider {
+                settings: &rig.settings,
+                platform: &rig.platform,
+                memory: &memory,
+            };
+            ready(send(&p, &rig.send, &get)).unwrap().status
+        };
+        // t1 is revoked: dropped, and replaced once for the fleet.
+        assert_eq!(fresh_instance_sends(), 200);
+        assert_eq!((fetched.get(), refused.get()), (1, 1));
+        assert_eq!(fresh_instance_sends(), 200);
+        assert_eq!((fetched.get(), refused.get()), (1, 1), "t2 from the store");
+        // Put back, seconds later: one more 401 and one more token request, each time.
+        for round in 1..=3 {
+            rig.platform.advance(2_000);
+            rig.platform.kv_put(&rig.key().store_key(), &t1);
+            assert_eq!(fresh_instance_sends(), 200, "round {round}");
+            assert_eq!((fetched.get(), refused.get()), (1 + round, 1 + round));
+        }
     }
 
     #[test]

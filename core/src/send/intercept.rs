@@ -153,9 +153,15 @@ pub enum AfterAnswer {
 /// requests that waited on its fetch) is never followed by another fetch: the API
 /// refuses this client's tokens, and asking again would only load the token endpoint.
 /// A streamed body goes back to the app with its 401, the token dropped all the same.
-pub fn after_answer(status: u16, body: Body, sent: Sent) -> AfterAnswer {
+/// Only a 401 that blames the token (`blamed`, from `renew_on_401` and the answer's
+/// `WWW-Authenticate`) drops it; and the provider may keep a young one
+/// (`Provider::rejected_by`), which ends the retries too.
+pub fn after_answer(status: u16, blamed: bool, body: Body, sent: Sent) -> AfterAnswer {
     let resendable = matches!(body, Body::Empty | Body::Kept);
     match status {
+        // A 401 for another reason than the token (`renew_on_401`): another token
+        // would be refused too.
+        401 if !blamed => AfterAnswer::Deliver,
         401 if resendable && !sent.fresh && sent.retries < 2 => AfterAnswer::InvalidateAndRetry,
         401 => AfterAnswer::InvalidateAndDeliver,
         _ => AfterAnswer::Deliver,
@@ -515,26 +521,42 @@ mod tests {
         let sent = |retries, fresh| Sent { retries, fresh };
         for body in [Body::Empty, Body::Kept] {
             // A cached token refused: try the next one.
-            assert_eq!(after_answer(401, body, sent(0, false)), InvalidateAndRetry);
+            assert_eq!(
+                after_answer(401, true, body, sent(0, false)),
+                InvalidateAndRetry
+            );
             // The store's successor refused too: once more, with a fetched one.
-            assert_eq!(after_answer(401, body, sent(1, false)), InvalidateAndRetry);
+            assert_eq!(
+                after_answer(401, true, body, sent(1, false)),
+                InvalidateAndRetry
+            );
             // A token fetched for this request refused: the API refuses the client,
             // and no other fetch follows, first send or not.
-            assert_eq!(after_answer(401, body, sent(0, true)), InvalidateAndDeliver);
-            assert_eq!(after_answer(401, body, sent(1, true)), InvalidateAndDeliver);
             assert_eq!(
-                after_answer(401, body, sent(2, false)),
+                after_answer(401, true, body, sent(0, true)),
+                InvalidateAndDeliver
+            );
+            assert_eq!(
+                after_answer(401, true, body, sent(1, true)),
+                InvalidateAndDeliver
+            );
+            assert_eq!(
+                after_answer(401, true, body, sent(2, false)),
                 InvalidateAndDeliver
             );
         }
         assert_eq!(
-            after_answer(401, Body::Bytes, sent(0, false)),
+            after_answer(401, true, Body::Bytes, sent(0, false)),
             InvalidateAndDeliver
         );
-        for status in [200, 204, 400, 403, 404, 500] {
-            for body in [Body::Empty, Body::Kept, Body::Bytes] {
-                assert_eq!(after_answer(status, body, sent(0, false)), Deliver);
-                assert_eq!(after_answer(status, body, sent(1, true)), Deliver);
+        for body in [Body::Empty, Body::Kept, Body::Bytes] {
+            // A 401 that does not blame the token: nothing is dropped, nothing resent.
+            assert_eq!(after_answer(401, false, body, sent(0, false)), Deliver);
+            for status in [200, 204, 400, 403, 404, 500] {
+                for blamed in [true, false] {
+                    assert_eq!(after_answer(status, blamed, body, sent(0, false)), Deliver);
+                    assert_eq!(after_answer(status, blamed, body, sent(1, true)), Deliver);
+                }
             }
         }
     }

@@ -1,8 +1,10 @@
 //! Sending to APIs with a token: the authorized client (`authorized`: allow-list,
 //! destination binding, the token attached, one retry after a 401) and the token
-//! interceptor's decisions (`intercept`) with its route table (`routes`).
+//! interceptor's decisions (`intercept`) with its route table (`routes`), and what a
+//! 401 says about the token (`challenge`).
 
 pub(crate) mod authorized;
+pub(crate) mod challenge;
 pub(crate) mod intercept;
 pub(crate) mod routes;
 

@@ -179,6 +179,12 @@ impl CacheKey {
         self.names.name(roles::PAUSE, &self.canonical, &[])
     }
 
+    /// Which origin's 401 dropped this key's last token, and when
+    /// (`provider::rejected`).
+    pub(crate) fn dropped(&self) -> String {
+        self.names.name(roles::DROPPED, &self.canonical, &[])
+    }
+
     /// A shared failure (on [`CacheKey::client`]).
     pub(crate) fn failure(&self) -> String {
         self.names.name(roles::FAILURE, &self.canonical, &[])
@@ -197,6 +203,7 @@ pub mod roles {
     pub const HOLDER: &str = "holder";
     pub const PAUSE: &str = "pause";
     pub const FAILURE: &str = "failure";
+    pub const DROPPED: &str = "dropped";
     pub(crate) const METADATA: &str = "metadata";
 }
 
@@ -233,6 +240,7 @@ mod tests {
             (key.lease_holder(), "holder"),
             (key.refresh_pause(), "pause"),
             (s.client_key().failure(), "failure"),
+            (key.dropped(), "dropped"),
         ] {
             let tag = name
                 .strip_prefix(&format!("{prefix}{role}:"))
@@ -249,6 +257,7 @@ mod tests {
             key.lease(8, 0),
             key.lease_holder(),
             key.refresh_pause(),
+            key.dropped(),
         ];
         for (i, a) in all.iter().enumerate() {
             assert!(!all[..i].contains(a), "{a} repeats");

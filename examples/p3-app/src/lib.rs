@@ -3,7 +3,9 @@
 //! buffered), to the origin named in its `x-forward-to` header, through the standard
 //! `wasi:http/client`; the answer goes back as it came. It knows nothing of OAuth: the
 //! tests compose it with the token interceptor to show that the interceptor adds the
-//! token to an app's requests without changing the app.
+//! token to an app's requests without changing the app. Each `x-forward-set: name:
+//! value` header is set on the request it sends (the tests use it to see what the host
+//! lets an app set).
 
 wit_bindgen::generate!({
     path: "wit",
@@ -29,13 +31,23 @@ impl Guest for App {
         let (scheme, authority) = match target.split_once("://") {
             Some(("http", a)) => (Scheme::Http, a.trim_end_matches('/').to_string()),
             Some(("https", a)) => (Scheme::Https, a.trim_end_matches('/').to_string()),
-            _ => return Err(ErrorCode::HttpRequestUriInvalid),
+            // Any other scheme as written (`HTTPS` is `other` to wasi:http).
+            Some((other, a)) => (Scheme::Other(other.into()), a.trim_end_matches('/').into()),
+            None => return Err(ErrorCode::HttpRequestUriInvalid),
         };
         let forwarded = headers.clone();
         forwarded
             .delete("x-forward-to")
             .map_err(|_| ErrorCode::InternalError(Some("headers".into())))?;
         let _ = forwarded.delete("host");
+        let _ = forwarded.delete("x-forward-set");
+        for set in headers.get("x-forward-set") {
+            let set = String::from_utf8_lossy(&set).into_owned();
+            let (name, value) = set.split_once(':').unwrap_or((&set, ""));
+            forwarded
+                .append(name.trim(), value.trim().as_bytes())
+                .map_err(|e| ErrorCode::InternalError(Some(format!("{name}: {e:?}"))))?;
+        }
         let method = request.get_method();
         let path = request.get_path_with_query();
         let (_, body_result) = wit_future::new(|| Ok(()));

@@ -381,6 +381,18 @@ fn decode_basic(header: &str) -> Option<(String, String)> {
 }
 
 fn api(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
+    // `/api/redirect?to=URL`: a 302 to URL, whatever the token.
+    if r.path == "/api/redirect" {
+        let to = form_urlencoded::parse(r.query.as_deref().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "to")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let mut response = respond(302, "text/plain", "moved");
+        if let Ok(location) = to.parse() {
+            response.headers_mut().insert("location", location);
+        }
+        return response;
+    }
     let Some(token) = r
         .header("authorization")
         .and_then(|h| h.strip_prefix("Bearer "))

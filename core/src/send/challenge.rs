@@ -1,0 +1,232 @@
+//! Whether a 401 blames the token (pure): RFC 6750 §3 has the resource server say why
+//! in `WWW-Authenticate`, and only `error="invalid_token"` says the token itself is the
+//! problem (expired, revoked, malformed). `insufficient_scope` or `invalid_request`, or
+//! a challenge for another scheme only, says another token would be refused too, so
+//! dropping the shared token would only make the fleet fetch again for nothing.
+//!
+//! A 401 that says nothing (no `WWW-Authenticate`, or a `Bearer` challenge without an
+//! `error`) is common in practice; `renew_on_401` decides whether it blames the token.
+
+/// `renew_on_401`: which 401s make the token be dropped and another one be tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewOn401 {
+    /// Only a `Bearer` challenge with `error="invalid_token"`.
+    InvalidToken,
+    /// That, and a 401 that gives no reason: no `WWW-Authenticate`, or a `Bearer`
+    /// challenge without `error` (the default).
+    Unexplained,
+}
+
+/// What the `WWW-Authenticate` values of a 401 say about the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// `Bearer error="invalid_token"`.
+    InvalidToken,
+    /// No reason given.
+    Unexplained,
+    /// Another reason (another error code, or no `Bearer` challenge at all).
+    NotTheToken,
+}
+
+impl RenewOn401 {
+    /// The value of `renew_on_401` (one of `config::keys::RENEW_ON_401`).
+    pub(crate) fn from_name(name: &str) -> Self {
+        match name {
+            "invalid_token" => RenewOn401::InvalidToken,
+            _ => RenewOn401::Unexplained,
+        }
+    }
+
+    /// Whether a 401 with these `WWW-Authenticate` values blames the token.
+    pub fn blames<V: AsRef<[u8]>>(self, www_authenticate: &[V]) -> bool {
+        match verdict(www_authenticate) {
+            Verdict::InvalidToken => true,
+            Verdict::Unexplained => self == RenewOn401::Unexplained,
+            Verdict::NotTheToken => false,
+        }
+    }
+}
+
+/// Read the challenges (RFC 9110 §11.6.1: `scheme [token68 | #auth-param]`, several per
+/// value, comma-separated) for the `Bearer` one's `error`.
+pub(crate) fn verdict<V: AsRef<[u8]>>(www_authenticate: &[V]) -> Verdict {
+    if www_authenticate.is_empty() {
+        return Verdict::Unexplained;
+    }
+    let mut bearer = false;
+    for value in www_authenticate {
+        let mut scheme_is_bearer = false;
+        for item in Items::new(value.as_ref()) {
+            match item {
+                Item::Scheme(s) => {
+                    scheme_is_bearer = s.eq_ignore_ascii_case(b"bearer");
+                    bearer |= scheme_is_bearer;
+                }
+                Item::Param(name, value) if scheme_is_bearer => {
+                    if name.eq_ignore_ascii_case(b"error") {
+                        return if value == b"invalid_token" {
+                            Verdict::InvalidToken
+                        } else {
+                            Verdict::NotTheToken
+                        };
+                    }
+                }
+                Item::Param(..) => {}
+            }
+        }
+    }
+    if bearer {
+        Verdict::Unexplained
+    } else {
+        Verdict::NotTheToken
+    }
+}
+
+/// RFC 9110 §5.6.2 `tchar`: what a token (a method, a header name, a scheme) is made of.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+enum Item<'a> {
+    Scheme(&'a [u8]),
+    /// A parameter; a quoted value is returned with its escapes as they are (an
+    /// `error` value has none: RFC 6750 limits it to %x20-21 / %x23-5B / %x5D-7E).
+    Param(&'a [u8], &'a [u8]),
+}
+
+/// The schemes and parameters of one header value, in order; a token68 is skipped.
+struct Items<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Items<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        Items { text, at: 0 }
+    }
+
+    fn skip(&mut self, what: &[u8]) {
+        while self.at < self.text.len() && what.contains(&self.text[self.at]) {
+            self.at += 1;
+        }
+    }
+
+    fn token(&mut self) -> &'a [u8] {
+        let start = self.at;
+        while self.at < self.text.len() && is_tchar(self.text[self.at]) {
+            self.at += 1;
+        }
+        &self.text[start..self.at]
+    }
+
+    fn quoted(&mut self) -> &'a [u8] {
+        self.at += 1;
+        let start = self.at;
+        while self.at < self.text.len() && self.text[self.at] != b'"' {
+            self.at += if self.text[self.at] == b'\\' { 2 } else { 1 };
+        }
+        let end = self.at.min(self.text.len());
+        self.at = end + 1;
+        &self.text[start..end]
+    }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Item<'a>;
+
+    fn next(&mut self) -> Option<Item<'a>> {
+        loop {
+            self.skip(b" \t,");
+            if self.at >= self.text.len() {
+                return None;
+            }
+            let word = self.token();
+            if word.is_empty() {
+                // Not a token (a stray character, or the rest of a token68): skip it.
+                self.at += 1;
+                continue;
+            }
+            self.skip(b" \t");
+            if self.text.get(self.at) == Some(&b'=') {
+                self.at += 1;
+                self.skip(b" \t");
+                let value = if self.text.get(self.at) == Some(&b'"') {
+                    self.quoted()
+                } else {
+                    self.token()
+                };
+                return Some(Item::Param(word, value));
+            }
+            return Some(Item::Scheme(word));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn says(values: &[&str]) -> Verdict {
+        let values: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        verdict(&values)
+    }
+
+    #[test]
+    fn only_invalid_token_blames_the_token_and_silence_is_unexplained() {
+        use Verdict::*;
+        for (values, expected) in [
+            (&[][..], Unexplained),
+            (&[r#"Bearer error="invalid_token""#][..], InvalidToken),
+            (
+                &[r#"Bearer realm="api", error="invalid_token", error_description="expired""#],
+                InvalidToken,
+            ),
+            (&[r#"bearer ERROR=invalid_token"#], InvalidToken),
+            (&[r#"Bearer realm="api""#], Unexplained),
+            (&["Bearer"], Unexplained),
+            (
+                &[r#"Bearer error="insufficient_scope", scope="orders:write""#],
+                NotTheToken,
+            ),
+            (&[r#"Bearer error="invalid_request""#], NotTheToken),
+            (&[r#"Basic realm="api""#], NotTheToken),
+            (&["Negotiate"], NotTheToken),
+            // Several challenges in one value, or one per value.
+            (
+                &[r#"Basic realm="a", Bearer error="invalid_token""#],
+                InvalidToken,
+            ),
+            (
+                &[r#"Basic realm="a""#, r#"Bearer error="invalid_token""#],
+                InvalidToken,
+            ),
+            // Another scheme's error says nothing about the Bearer token.
+            (
+                &[r#"DPoP error="invalid_token", Bearer realm="x""#],
+                Unexplained,
+            ),
+            // A token68 before, a quoted comma, an escape: still read.
+            (
+                &[r#"Other abc==, Bearer realm="a, \"b\"", error="invalid_token""#],
+                InvalidToken,
+            ),
+            (&[r#"Bearer error="invalid_token"#], InvalidToken),
+            (&["\u{0}\u{7f}=,,="], NotTheToken),
+        ] {
+            assert_eq!(says(values), expected, "{values:?}");
+        }
+    }
+
+    #[test]
+    fn renew_on_401_decides_what_an_unexplained_401_means() {
+        let none: &[&[u8]] = &[];
+        let scope: &[&[u8]] = &[br#"Bearer error="insufficient_scope""#];
+        let invalid: &[&[u8]] = &[br#"Bearer error="invalid_token""#];
+        assert!(RenewOn401::Unexplained.blames(none));
+        assert!(!RenewOn401::InvalidToken.blames(none));
+        for rule in [RenewOn401::Unexplained, RenewOn401::InvalidToken] {
+            assert!(rule.blames(invalid));
+            assert!(!rule.blames(scope));
+        }
+    }
+}
