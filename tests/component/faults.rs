@@ -373,4 +373,15 @@ async fn clocks_far_ahead_or_behind() {
     // Nothing broke: the truthful host keeps working (the fast host's entry, dated two
     // hours ahead of it, is not believed either).
     assert!(get(&truthful, false).await.is_ok());
+    // The price (docs/design.md, "Known limits"): two hosts further apart than
+    // expiry_skew_secs, taking turns with fresh instances, never serve each other's
+    // entry. One token request per request (the first of these finds the truthful
+    // host's own entry), and every host that sees a record dated ahead of it says so
+    // at the `errors` audit level.
+    let before = server.requests();
+    for _ in 0..3 {
+        get(&truthful, false).await.unwrap();
+        get(&behind, false).await.unwrap();
+    }
+    assert_eq!(server.requests() - before, 5);
 }

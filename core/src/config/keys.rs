@@ -1,6 +1,6 @@
 //! The one table of configuration keys: name, default, kind (with its range) and a
 //! one-line meaning. `Settings::load` reads values through it, and the tests check the
-//! README's configuration table and `spin.toml` against it.
+//! configuration table (docs/configuration.md) and `spin.toml` against it.
 
 /// One `wasi:config` key (a Spin variable: lower_snake_case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

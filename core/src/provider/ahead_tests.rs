@@ -94,6 +94,36 @@ fn a_token_dated_a_day_ahead_is_not_served_past_its_lifetime() {
 }
 
 #[test]
+fn a_slow_instance_keeps_its_own_token_beside_an_entry_dated_ahead_of_it() {
+    // This instance fetched t1 and holds it; then an instance whose clock runs a day
+    // ahead stored its own token. Past memory_max_age_ms the store is read: its entry
+    // is not believed, and says nothing about t1, which is served on.
+    let rig = Rig::new(&[]);
+    rig.platform.respond_token("t1", 3600);
+    assert_eq!(rig.get().unwrap().token.expose(), "t1");
+    rig.store_token("from-tomorrow", T0 + DAY_MS, 3600);
+    rig.platform.advance(5_000);
+    let t = rig.get().unwrap();
+    assert_eq!(t.token.expose(), "t1");
+    assert_eq!(rig.platform.sent.borrow().len(), 1, "no second fetch");
+}
+
+#[test]
+fn a_cooldown_up_to_the_skew_ahead_is_believed() {
+    // expiry_skew_secs (60) is the clock difference the deployment allows: a
+    // cooldown written by a clock 30 s ahead (or read by one 30 s behind) holds.
+    let rig = Rig::new(&[]);
+    plant_cooldown(&rig, T0 + 60_000 + 30_000);
+    let e = rig.get().unwrap_err();
+    assert!(e.to_string().contains("failing fast for 60 s more"), "{e}");
+    // With a 1 s skew, the same record is not believed.
+    let rig = Rig::new(&[("expiry_skew_secs", "1")]);
+    plant_cooldown(&rig, T0 + 60_000 + 30_000);
+    rig.platform.respond_token("T1", 3600);
+    assert_eq!(rig.get().unwrap().token.expose(), "T1");
+}
+
+#[test]
 fn a_lease_holder_dated_a_day_ahead_holds_nobody_back() {
     let rig = Rig::new(&[]);
     // It holds this slot's counter, with a record that says it started tomorrow.

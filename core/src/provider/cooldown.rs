@@ -73,7 +73,8 @@ impl<P: Platform> Provider<'_, P> {
             .retry
             .failure_cooldown_secs
             .saturating_mul(1000);
-        match ahead::deadline(c.until_ms, now, cap_ms) {
+        let tolerance = self.settings.cache.clock_tolerance_ms();
+        match ahead::deadline(c.until_ms, now, cap_ms, tolerance) {
             Ok(until) => {
                 c.until_ms = until;
                 Some(c)

@@ -80,7 +80,8 @@ impl<P: Platform> Provider<'_, P> {
             .ok()
             .filter(|f| {
                 let now = self.platform.now_unix_ms();
-                if let Err(by) = crate::store::ahead::started(f.fetched_at_ms, now) {
+                let tolerance = self.settings.cache.clock_tolerance_ms();
+                if let Err(by) = crate::store::ahead::started(f.fetched_at_ms, now, tolerance) {
                     self.ahead_of_clock(&l.params.scopes, "discovery", f.fetched_at_ms, by);
                     return false;
                 }
@@ -97,11 +98,15 @@ impl<P: Platform> Provider<'_, P> {
     /// Whether a document read from the store passes the judgment a fetched one gets
     /// here: an instance with other settings (`allow_insecure_http`,
     /// `token_endpoint_origin`) sharing the credential and the store may have written
-    /// it. One this instance would refuse is a miss (audited): it fetches its own.
+    /// it. One this instance would refuse is a miss (audited once per document and
+    /// instance): it fetches its own.
     fn accepted_from_store(&self, f: &Fetched, d: &DiscoverySettings, l: &Lookup) -> bool {
         let Err(problem) = d.accepts(&f.metadata, self.settings.http.allow_insecure_http) else {
             return true;
         };
+        if !self.first_time("discovery-refused", f.fetched_at_ms) {
+            return false;
+        }
         let mut ev = Event::new(
             Outcome::CacheRejected,
             &self.settings.audit,
@@ -132,6 +137,7 @@ impl<P: Platform> Provider<'_, P> {
             key,
             secret: &self.settings.cache.secret,
             lease_ms,
+            clock_tolerance_ms: self.settings.cache.clock_tolerance_ms(),
             on_ahead: Some(Box::new(|started, by| {
                 self.ahead_of_clock(&l.params.scopes, "lease", started, by);
             })),

@@ -47,7 +47,7 @@ impl<P: Platform> Provider<'_, P> {
             Ok(Some(bytes)) => match seal::open(&bytes, &self.settings.cache.secret, &l.key) {
                 Ok(e) if let Some(ahead) = e.ahead_ms(now, skew) => {
                     self.ahead_of_clock(&l.params.scopes, "token", e.issued_at_ms, ahead);
-                    return Err(Miss::Unusable);
+                    return Err(Miss::Ahead);
                 }
                 Ok(e) if e.is_usable(now, skew) => return Ok(e),
                 Ok(e) => {
@@ -132,8 +132,9 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     /// A record read from the store that claims more time than this instance would
-    /// have given it (its writer's clock runs ahead, `store::ahead`): the caller counts
-    /// it as absent; audited once per record (`dated_ms` tells them apart).
+    /// have given it (its writer's clock runs ahead, or this one's behind:
+    /// `store::ahead`): the caller counts it as absent; audited once per record and
+    /// instance (`dated_ms` tells records apart).
     pub(super) fn ahead_of_clock(
         &self,
         scopes: &[String],
@@ -141,16 +142,8 @@ impl<P: Platform> Provider<'_, P> {
         dated_ms: u64,
         ahead_ms: u64,
     ) {
-        {
-            let mut memory = self.memory.borrow_mut();
-            let seen = &mut memory.ahead_seen;
-            if seen.contains(&(record, dated_ms)) {
-                return;
-            }
-            if seen.len() >= 16 {
-                seen.clear();
-            }
-            seen.push((record, dated_ms));
+        if !self.first_time(record, dated_ms) {
+            return;
         }
         let detail = format!(
             "ahead-of-clock: {record} record dated {} s beyond what this instance allows; ignored",
@@ -160,6 +153,21 @@ impl<P: Platform> Provider<'_, P> {
         ev = ev.with_detail(&detail);
         ev.cache = Some(Source::Store.as_str());
         self.audit(&ev);
+    }
+
+    /// Whether this instance sees the stored `record` dated `dated_ms` for the first
+    /// time (so a record it ignores is audited once per instance, not per read).
+    pub(super) fn first_time(&self, record: &'static str, dated_ms: u64) -> bool {
+        let mut memory = self.memory.borrow_mut();
+        let seen = &mut memory.ahead_seen;
+        if seen.contains(&(record, dated_ms)) {
+            return false;
+        }
+        if seen.len() >= 16 {
+            seen.clear();
+        }
+        seen.push((record, dated_ms));
+        true
     }
 
     pub(super) fn store_error(&self, params: &TokenParams, message: String) {

@@ -66,11 +66,13 @@ pub struct MemoryCache {
     pub(crate) refresh_paused: SmallMap<u64>,
     /// The issuer's metadata and when it was fetched (`provider::discovery`).
     pub(crate) discovered: Option<crate::oauth::metadata::Fetched>,
-    /// Store records found dated ahead of this clock (record, its date) and audited
-    /// already: each is audited once.
+    /// Store records this instance ignored (dated ahead of its clock, or a discovery
+    /// document its settings refuse: record, its date) and audited already: each is
+    /// audited once.
     pub(crate) ahead_seen: Vec<(&'static str, u64)>,
-    /// The last token of each key this instance dropped after a 401 (`rejected`).
-    pub(crate) dropped: SmallMap<super::rejected::Dropped>,
+    /// The recent drops after a 401 of each key's tokens, as this instance knows them
+    /// (`rejected`).
+    pub(crate) dropped: SmallMap<super::rejected::Drops>,
 }
 
 impl MemoryCache {

@@ -131,8 +131,10 @@ pub(crate) struct Leases<'a, P: Platform> {
     pub key: &'a CacheKey,
     pub secret: &'a Secret,
     pub lease_ms: u64,
-    /// Told of a holder record dated ahead of this clock (its start, how far ahead),
-    /// which counts as absent (`store::ahead`).
+    /// How far ahead of this clock a holder record may be dated (`store::ahead`).
+    pub clock_tolerance_ms: u64,
+    /// Told of a holder record dated further ahead (its start, how far ahead), which
+    /// counts as absent.
     pub on_ahead: Option<Box<dyn Fn(u64, u64) + 'a>>,
 }
 
@@ -199,23 +201,25 @@ impl<P: Platform> Leases<'_, P> {
     }
 
     /// The holder record, if one is stored, opens, and is not dated ahead of this
-    /// clock by more than `store::ahead::CLOCK_TOLERANCE_MS` (a holder whose clock
-    /// runs a day ahead must not hold the lease for a day).
+    /// clock by more than the tolerance (a holder whose clock runs a day ahead must not
+    /// hold the lease for a day).
     pub(crate) fn holder_record(&self) -> Result<Option<Holder>, String> {
         let bytes = self.platform.kv_get(self.store, &self.key.lease_holder())?;
         let record = bytes.and_then(|b| {
             seal::open_value::<Holder>(&b, self.secret, &self.key.context(roles::HOLDER)).ok()
         });
         let now = self.platform.now_unix_ms();
-        Ok(record.filter(|h| match ahead::started(h.started_ms, now) {
-            Ok(_) => true,
-            Err(by) => {
-                if let Some(tell) = &self.on_ahead {
-                    tell(h.started_ms, by);
+        Ok(record.filter(
+            |h| match ahead::started(h.started_ms, now, self.clock_tolerance_ms) {
+                Ok(_) => true,
+                Err(by) => {
+                    if let Some(tell) = &self.on_ahead {
+                        tell(h.started_ms, by);
+                    }
+                    false
                 }
-                false
-            }
-        }))
+            },
+        ))
     }
 
     /// Write our record: from now on waiters wait for us.
@@ -275,6 +279,7 @@ mod tests {
             key,
             secret,
             lease_ms: 10_000,
+            clock_tolerance_ms: 60_000,
             on_ahead: None,
         }
     }

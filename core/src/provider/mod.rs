@@ -55,6 +55,10 @@ pub(crate) enum Miss {
     Unusable,
     /// The store could not be read.
     Failed,
+    /// An entry dated further ahead of this clock than the skew allows
+    /// (`store::ahead`): nothing this instance may serve, but nothing that says the
+    /// token in its memory is gone either (this instance's clock may be the slow one).
+    Ahead,
 }
 
 /// A renewal this instance is to run: the token due for refresh, the lease taken for
@@ -180,8 +184,9 @@ impl<'a, P: Platform> Provider<'a, P> {
             Err(Miss::Absent | Miss::Unusable) if unchecked.as_ref().is_some_and(|u| u.1) => {
                 self.memory.borrow_mut().remove(&l.key)
             }
-            // The store cannot tell (it fails, or it never got this token): what this
-            // instance knows is the best there is.
+            // The store cannot tell (it fails, it never got this token, or it holds an
+            // entry dated ahead of this clock): what this instance knows is the best
+            // there is.
             Err(_) => {
                 if let Some((e, _)) = unchecked {
                     if !due(&e) {

@@ -57,10 +57,10 @@ impl Pause {
         secret: &Secret,
         key: &CacheKey,
         now_ms: u64,
-        longest_ms: u64,
+        (longest_ms, tolerance_ms): (u64, u64),
     ) -> Result<bool, (u64, u64)> {
         match seal::open_value::<Pause>(value, secret, &key.context(roles::PAUSE)) {
-            Ok(p) => ahead::deadline(p.until_ms, now_ms, longest_ms)
+            Ok(p) => ahead::deadline(p.until_ms, now_ms, longest_ms, tolerance_ms)
                 .map(|until| until > now_ms)
                 .map_err(|by| (p.until_ms, by)),
             Err(_) => Ok(false),
@@ -220,17 +220,23 @@ impl<'a, P: Platform> Provider<'a, P> {
         match self.platform.kv_get(store, &l.key.refresh_pause()) {
             Ok(Some(v)) => {
                 let secret = &self.settings.cache.secret;
-                let active = Pause::active(&v, secret, &l.key, now, self.pause_ms())
-                    .unwrap_or_else(|(until, by)| {
+                let bounds = (self.pause_ms(), self.settings.cache.clock_tolerance_ms());
+                match Pause::active(&v, secret, &l.key, now, bounds) {
+                    Ok(true) => true,
+                    Ok(false) => {
+                        // Lapsed (or not ours): gone, so pauses leave no key behind.
+                        let deleted = self.platform.kv_delete(store, &l.key.refresh_pause());
+                        self.degrade(l, deleted);
+                        false
+                    }
+                    // Dated ahead of this clock: ignored here, but left for the
+                    // instances that believe it (this one may be the slow one); the
+                    // next pause overwrites it.
+                    Err((until, by)) => {
                         self.ahead_of_clock(&l.params.scopes, "pause", until, by);
                         false
-                    });
-                if !active {
-                    // Lapsed (or not ours): gone, so pauses leave no key behind.
-                    let deleted = self.platform.kv_delete(store, &l.key.refresh_pause());
-                    self.degrade(l, deleted);
+                    }
                 }
-                active
             }
             Ok(None) => false,
             Err(e) => {
@@ -309,7 +315,7 @@ mod tests {
         let rig = Rig::new(&[]);
         let (secret, key) = (&rig.settings.cache.secret, rig.key());
         let sealed = |until_ms| Pause { until_ms }.seal(secret, &key, [5; 24]);
-        let longest = 5_000;
+        let longest = (5_000, 1_000);
         assert_eq!(
             Pause::active(&sealed(1001), secret, &key, 1000, longest),
             Ok(true)
@@ -428,8 +434,8 @@ mod tests {
             "{ahead:?}"
         );
         assert!(
-            rig.platform.kv_value(&pause_key(&rig)).is_none(),
-            "and removed"
+            rig.platform.kv_value(&pause_key(&rig)).is_some(),
+            "left for the instances that believe it"
         );
     }
 

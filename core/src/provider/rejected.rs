@@ -10,9 +10,11 @@
 //!   O: O refuses this client's tokens (a wrong scope, a broken service), and dropping
 //!   each new one would cost the fleet a token request per request until the token
 //!   endpoint answers 429, whose cooldown would then fail every other origin too. A
-//!   401 from another origin still drops it. Which origin dropped the last token, and
-//!   when, is a small sealed record beside the token, so every instance (a fresh one
-//!   too) follows it.
+//!   401 from another origin that has not dropped one moments ago still drops it. The
+//!   recent drops (origin, fingerprint, time; the last [`MAX_DROPS`]) are a small
+//!   sealed record beside the token, so every instance (a fresh one too) follows them;
+//!   two origins that both refuse every token cost a token request each per
+//!   `min_token_age_secs`, not one per request.
 
 use super::{Lookup, Provider};
 use crate::audit::{Event, Outcome};
@@ -24,8 +26,8 @@ use crate::store::keys::roles;
 use crate::store::{ahead, record, seal};
 use serde::Serialize;
 
-/// Which origin's 401 dropped a cache key's last token, that token's fingerprint, and
-/// when (wall clock, Unix ms).
+/// A token dropped after a 401: from which origin, its fingerprint, and when (wall clock,
+/// Unix ms).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Dropped {
     pub(crate) origin: String,
@@ -33,18 +35,52 @@ pub(crate) struct Dropped {
     pub(crate) at_ms: u64,
 }
 
-impl record::Record for Dropped {
+/// The recent drops of a cache key's tokens, oldest first (at most [`MAX_DROPS`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Drops {
+    pub(crate) drops: Vec<Dropped>,
+}
+
+/// How many drops a record keeps: origins that refuse every token take turns, and
+/// each must be remembered for the young-token rule to hold against all of them.
+pub(crate) const MAX_DROPS: usize = 8;
+
+impl record::Record for Drops {
     fn from_fields(f: &record::Fields) -> Option<Self> {
-        Some(Dropped {
-            origin: f.string("origin")?,
-            fingerprint: f.string("fingerprint")?,
-            at_ms: f.u64("at_ms")?,
-        })
+        let drops = f
+            .value("drops")?
+            .as_array()?
+            .iter()
+            .map(|v| {
+                let d = record::Fields::of(v)?;
+                Some(Dropped {
+                    origin: d.string("origin")?,
+                    fingerprint: d.string("fingerprint")?,
+                    at_ms: d.u64("at_ms")?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Drops { drops })
+    }
+}
+
+impl Drops {
+    /// Both lists in one, oldest first, the newest [`MAX_DROPS`] kept.
+    fn merged(mut self, other: Drops) -> Drops {
+        for d in other.drops {
+            if !self.drops.contains(&d) {
+                self.drops.push(d);
+            }
+        }
+        self.drops.sort_by_key(|d| d.at_ms);
+        let excess = self.drops.len().saturating_sub(MAX_DROPS);
+        self.drops.drain(..excess);
+        self
     }
 }
 
 /// Said when a young token is kept after a 401.
-pub(crate) const KEPT_YOUNG: &str = "kept: younger than min_token_age_secs, and a 401 from this origin dropped the token before it; the origin refuses this client's tokens, not this one";
+pub(crate) const KEPT_YOUNG: &str = "kept: younger than min_token_age_secs, and a 401 from this origin dropped a token moments ago; the origin refuses this client's tokens, not this one";
 
 impl<P: Platform> Provider<'_, P> {
     /// The API at `origin` answered 401 to `rejected`, blaming the token: drop it (see
@@ -62,72 +98,80 @@ impl<P: Platform> Provider<'_, P> {
         let origin = origin.to_string();
         let fingerprint = rejected.fingerprint();
         let now = self.platform.now_unix_ms();
-        if self.keeps_young(&l, rejected, &origin, now) {
-            let mut ev = Event::new(
-                Outcome::InvalidateKept,
-                &self.settings.audit,
-                &l.params.scopes,
-            )
-            .with_detail(KEPT_YOUNG);
-            ev.fingerprint = Some(fingerprint);
-            ev.api_origin = Some(origin);
-            self.audit(&ev);
-            return false;
+        let min_age = self.settings.cache.min_token_age_ms;
+        // Only the current token's drop is remembered: a late 401 for a token already
+        // replaced says nothing about its successor.
+        let current = self.issued_at(&l, rejected);
+        if min_age > 0
+            && let Some(issued) = current
+        {
+            let young = now.saturating_sub(issued) < min_age;
+            let drops = self.recent_drops(&l);
+            if young && self.keeps(&drops, &origin, &fingerprint, now) {
+                let mut ev = Event::new(
+                    Outcome::InvalidateKept,
+                    &self.settings.audit,
+                    &l.params.scopes,
+                )
+                .with_detail(KEPT_YOUNG);
+                ev.fingerprint = Some(fingerprint);
+                ev.api_origin = Some(origin);
+                self.audit(&ev);
+                return false;
+            }
+            let dropped = Dropped {
+                origin,
+                fingerprint,
+                at_ms: now,
+            };
+            self.note_dropped(
+                &l,
+                drops.merged(Drops {
+                    drops: vec![dropped],
+                }),
+            );
         }
         self.drop_rejected(&l, Some(rejected));
-        let dropped = Dropped {
-            origin,
-            fingerprint,
-            at_ms: now,
-        };
-        self.note_dropped(&l, dropped);
         true
     }
 
-    /// Whether `rejected` is a young current token whose predecessor a 401 from
-    /// `origin` dropped moments ago. The very token that was dropped (put back in the
-    /// store, or a late 401) is never kept: it is dropped again.
-    fn keeps_young(&self, l: &Lookup, rejected: &AccessToken, origin: &str, now: u64) -> bool {
+    /// Whether a young token `fingerprint` is kept after a 401 from `origin`: a 401
+    /// from `origin` dropped a token within `min_token_age_secs`, and not this very
+    /// token (put back in the store after its drop, it is dropped again).
+    fn keeps(&self, drops: &Drops, origin: &str, fingerprint: &str, now: u64) -> bool {
         let min_age = self.settings.cache.min_token_age_ms;
-        let young = min_age > 0
-            && self
-                .issued_at(l, rejected)
-                .is_some_and(|issued| now.saturating_sub(issued) < min_age);
-        young
-            && self.last_dropped(l).is_some_and(|d| {
-                d.origin == origin
-                    && d.fingerprint != rejected.fingerprint()
-                    && now.saturating_sub(d.at_ms) < min_age
-                    && ahead::started(d.at_ms, now).is_ok()
-            })
+        let tolerance = self.settings.cache.clock_tolerance_ms();
+        let recent_here = drops.drops.iter().any(|d| {
+            d.origin == origin
+                && now.saturating_sub(d.at_ms) < min_age
+                && ahead::started(d.at_ms, now, tolerance).is_ok()
+        });
+        recent_here && !drops.drops.iter().any(|d| d.fingerprint == fingerprint)
     }
 
     /// When `token` was issued, if it is still the current token: the one the store
-    /// holds (with a store), else the one in memory. A token already replaced (the
-    /// store holds its successor) is no current token: its late 401 says nothing about
-    /// the successor, which the caller is to try.
+    /// holds, or (the store holds none, or cannot be read, or there is none) the one
+    /// in memory. A token the store has replaced is no current token.
     fn issued_at(&self, l: &Lookup, token: &AccessToken) -> Option<u64> {
         let fingerprint = token.fingerprint();
         if let Some(store) = self.settings.cache.kv_store.as_deref()
-            && let Ok(bytes) = self.platform.kv_get(store, &l.key.store_key())
+            && let Ok(Some(bytes)) = self.platform.kv_get(store, &l.key.store_key())
+            && let Ok(e) = seal::open(&bytes, &self.settings.cache.secret, &l.key)
         {
-            return bytes
-                .and_then(|b| seal::open(&b, &self.settings.cache.secret, &l.key).ok())
-                .filter(|e| e.access_token.fingerprint() == fingerprint)
-                .map(|e| e.issued_at_ms);
+            return (e.access_token.fingerprint() == fingerprint).then_some(e.issued_at_ms);
         }
         let memory = self.memory.borrow();
         let e = memory.get(&l.key)?;
         (e.access_token.fingerprint() == fingerprint).then_some(e.issued_at_ms)
     }
 
-    /// The last drop of `l`'s token: this instance's, or (newer) the store's.
-    fn last_dropped(&self, l: &Lookup) -> Option<Dropped> {
+    /// The recent drops of `l`'s tokens: this instance's and the store's.
+    fn recent_drops(&self, l: &Lookup) -> Drops {
         let here = self.memory.borrow().dropped.get(&l.key).cloned();
         let stored = self.settings.cache.kv_store.as_deref().and_then(|store| {
             match self.platform.kv_get(store, &l.key.dropped()) {
                 Ok(bytes) => bytes.and_then(|b| {
-                    seal::open_value::<Dropped>(
+                    seal::open_value::<Drops>(
                         &b,
                         &self.settings.cache.secret,
                         &l.key.context(roles::DROPPED),
@@ -140,13 +184,13 @@ impl<P: Platform> Provider<'_, P> {
                 }
             }
         });
-        [here, stored].into_iter().flatten().max_by_key(|d| d.at_ms)
+        here.unwrap_or_default().merged(stored.unwrap_or_default())
     }
 
-    fn note_dropped(&self, l: &Lookup, dropped: Dropped) {
+    fn note_dropped(&self, l: &Lookup, drops: Drops) {
         if let Some(store) = self.settings.cache.kv_store.as_deref() {
             let sealed = seal::seal_value(
-                &dropped,
+                &drops,
                 &self.settings.cache.secret,
                 &l.key.context(roles::DROPPED),
                 seal::nonce(self.platform),
@@ -156,7 +200,7 @@ impl<P: Platform> Provider<'_, P> {
         self.memory
             .borrow_mut()
             .dropped
-            .insert(l.key.clone(), dropped);
+            .insert(l.key.clone(), drops);
     }
 }
 
@@ -238,6 +282,49 @@ mod tests {
             assert_eq!(t.token, t2);
             assert!(!p.rejected_by(&request, &t.token, &a));
         }
+        assert_eq!(rig.platform.sent.borrow().len(), 2);
+    }
+
+    #[test]
+    fn two_origins_that_refuse_every_token_cannot_take_turns_to_churn_it() {
+        let rig = Rig::new(&[]);
+        let (a, b) = (
+            origin("https://a.example.com"),
+            origin("https://b.example.com"),
+        );
+        let request = TokenRequest::default();
+        let mut fetched = 0;
+        for i in 0..40 {
+            let before = rig.platform.sent.borrow().len();
+            rig.platform.respond_token(&format!("t{i}"), 3600);
+            let t = rig.get().unwrap().token;
+            fetched += rig.platform.sent.borrow().len() - before;
+            rig.platform.clear_responses();
+            let refusing = if i % 2 == 0 { &a } else { &b };
+            rig.provider().rejected_by(&request, &t, refusing);
+            rig.platform.advance(500);
+        }
+        // 20 s of A, B, A, B…: the first token, then one drop for each origin.
+        assert_eq!(fetched, 3);
+    }
+
+    #[test]
+    fn a_late_401_for_a_replaced_token_does_not_reset_the_rule() {
+        let rig = Rig::new(&[]);
+        let (a, b) = (
+            origin("https://a.example.com"),
+            origin("https://b.example.com"),
+        );
+        let request = TokenRequest::default();
+        rig.platform.respond_token("t1", 3600);
+        let t1 = rig.get().unwrap().token;
+        assert!(rig.provider().rejected_by(&request, &t1, &a));
+        rig.platform.respond_token("t2", 3600);
+        let t2 = rig.get().unwrap().token;
+        // B's late answer to t1: t2 is not touched, and A's drop is still remembered.
+        assert!(rig.provider().rejected_by(&request, &t1, &b));
+        assert_eq!(rig.get().unwrap().token, t2);
+        assert!(!rig.provider().rejected_by(&request, &t2, &a));
         assert_eq!(rig.platform.sent.borrow().len(), 2);
     }
 

@@ -66,6 +66,16 @@ pub struct HttpSettings {
     pub allow_insecure_http: bool,
 }
 
+impl CacheSettings {
+    /// How far another instance's wall clock may run ahead of this one's for what it
+    /// wrote to be believed (`store::ahead`): `expiry_skew_secs`, at least 1 s.
+    pub(crate) fn clock_tolerance_ms(&self) -> u64 {
+        self.expiry_skew_secs
+            .saturating_mul(1000)
+            .max(crate::store::ahead::MIN_TOLERANCE_MS)
+    }
+}
+
 impl ProviderSettings {
     /// The cache key of a token for `params`.
     pub fn cache_key(&self, params: &TokenParams) -> CacheKey {

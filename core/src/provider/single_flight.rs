@@ -83,6 +83,7 @@ impl<P: Platform> Provider<'_, P> {
                 key: &l.key,
                 secret: &self.settings.cache.secret,
                 lease_ms: ms,
+                clock_tolerance_ms: self.settings.cache.clock_tolerance_ms(),
                 on_ahead: Some(Box::new(|started, by| {
                     self.ahead_of_clock(&l.params.scopes, "lease", started, by);
                 })),

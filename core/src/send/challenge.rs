@@ -48,31 +48,32 @@ impl RenewOn401 {
 }
 
 /// Read the challenges (RFC 9110 §11.6.1: `scheme [token68 | #auth-param]`, several per
-/// value, comma-separated) for the `Bearer` one's `error`.
+/// value, comma-separated; several field lines are one list, RFC 9110 §5.3) for the
+/// `Bearer` one's `error`.
 pub(crate) fn verdict<V: AsRef<[u8]>>(www_authenticate: &[V]) -> Verdict {
     if www_authenticate.is_empty() {
         return Verdict::Unexplained;
     }
-    let mut bearer = false;
-    for value in www_authenticate {
-        let mut scheme_is_bearer = false;
-        for item in Items::new(value.as_ref()) {
-            match item {
-                Item::Scheme(s) => {
-                    scheme_is_bearer = s.eq_ignore_ascii_case(b"bearer");
-                    bearer |= scheme_is_bearer;
-                }
-                Item::Param(name, value) if scheme_is_bearer => {
-                    if name.eq_ignore_ascii_case(b"error") {
-                        return if value == b"invalid_token" {
-                            Verdict::InvalidToken
-                        } else {
-                            Verdict::NotTheToken
-                        };
-                    }
-                }
-                Item::Param(..) => {}
+    let joined = www_authenticate
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(&b", "[..]);
+    let (mut bearer, mut scheme_is_bearer) = (false, false);
+    for item in Items::new(&joined) {
+        match item {
+            Item::Scheme(s) => {
+                scheme_is_bearer = s.eq_ignore_ascii_case(b"bearer");
+                bearer |= scheme_is_bearer;
             }
+            Item::Param(name, value) if scheme_is_bearer && name.eq_ignore_ascii_case(b"error") => {
+                return if *value == *b"invalid_token" {
+                    Verdict::InvalidToken
+                } else {
+                    Verdict::NotTheToken
+                };
+            }
+            Item::Param(..) => {}
         }
     }
     if bearer {
@@ -89,9 +90,8 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 
 enum Item<'a> {
     Scheme(&'a [u8]),
-    /// A parameter; a quoted value is returned with its escapes as they are (an
-    /// `error` value has none: RFC 6750 limits it to %x20-21 / %x23-5B / %x5D-7E).
-    Param(&'a [u8], &'a [u8]),
+    /// A parameter and its value (a quoted one unescaped).
+    Param(&'a [u8], std::borrow::Cow<'a, [u8]>),
 }
 
 /// The schemes and parameters of one header value, in order; a token68 is skipped.
@@ -119,7 +119,9 @@ impl<'a> Items<'a> {
         &self.text[start..self.at]
     }
 
-    fn quoted(&mut self) -> &'a [u8] {
+    /// A quoted-string (RFC 9110 §5.6.4), without its quotes and escapes; an
+    /// unterminated one runs to the end.
+    fn quoted(&mut self) -> std::borrow::Cow<'a, [u8]> {
         self.at += 1;
         let start = self.at;
         while self.at < self.text.len() && self.text[self.at] != b'"' {
@@ -127,7 +129,20 @@ impl<'a> Items<'a> {
         }
         let end = self.at.min(self.text.len());
         self.at = end + 1;
-        &self.text[start..end]
+        let raw = &self.text[start..end];
+        if !raw.contains(&b'\\') {
+            return raw.into();
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        let mut bytes = raw.iter();
+        while let Some(&b) = bytes.next() {
+            out.push(if b == b'\\' {
+                *bytes.next().unwrap_or(&b)
+            } else {
+                b
+            });
+        }
+        out.into()
     }
 }
 
@@ -153,7 +168,7 @@ impl<'a> Iterator for Items<'a> {
                 let value = if self.text.get(self.at) == Some(&b'"') {
                     self.quoted()
                 } else {
-                    self.token()
+                    self.token().into()
                 };
                 return Some(Item::Param(word, value));
             }
@@ -211,6 +226,19 @@ mod tests {
                 InvalidToken,
             ),
             (&[r#"Bearer error="invalid_token"#], InvalidToken),
+            // An escaped character in a quoted value is the character.
+            (&[r#"Bearer error="invalid\_token""#], InvalidToken),
+            // An escaped quote is part of the value (here unterminated).
+            (&[r#"Bearer error="invalid_token\""#], NotTheToken),
+            // One challenge over two field lines (a list split anywhere).
+            (
+                &[r#"Bearer realm="x""#, r#"error="invalid_token""#],
+                InvalidToken,
+            ),
+            (
+                &[r#"Basic realm="x""#, r#"error="invalid_token""#],
+                NotTheToken,
+            ),
             (&["\u{0}\u{7f}=,,="], NotTheToken),
         ] {
             assert_eq!(says(values), expected, "{values:?}");
