@@ -13,8 +13,16 @@
 //! settings must not leak into a wasm build).
 //!
 //! The core module is linked without the component wrapper; `tools/componentize`
-//! (built once per machine into `target/tools`: binaryen's `wasm-opt` is C++ and takes
-//! minutes) shrinks it with `wasm-opt -Oz` and wraps it as a component.
+//! (built once per machine into `target/tools`, Rust only) shrinks it with binaryen's
+//! `wasm-opt -Oz` and wraps it as a component. `wasm-opt` is binaryen's own build from
+//! npm (`npm ci --prefix tools/binaryen`, which `scripts/test.sh` and `spin build` run;
+//! or `TOKEN_PROVIDER_WASM_OPT=PATH`): nothing C++ to compile. Without it the
+//! components are embedded unshrunk (a warning says so, and
+//! `components::wasm_optimized()` is false; the packaging tests require it true).
+//!
+//! The demo app (`examples/p3-app`, a WASIp3 app with no OAuth code, which the demo
+//! and the tests wrap with the interceptor) is built too, and embedded as
+//! `TOKEN_PROVIDER_DEMO_APP_WASM`, prebuilt components or not.
 
 use std::env;
 use std::path::PathBuf;
@@ -29,7 +37,20 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     println!("cargo:rerun-if-env-changed={PREBUILT_ENV}");
+    println!("cargo:rerun-if-env-changed={WASM_OPT_ENV}");
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("examples/p3-app").display()
+    );
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let target_root = env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    check_target_installed();
+    // One target directory for every nested build: the components share most of
+    // their dependencies (each feature set keeps its own artifacts).
+    let nested = target_root.join(format!("component-build{}", checkout_tag(&root)));
+    build_demo_app(&root, &nested, &out_dir);
     if let Some(dir) = env::var_os(PREBUILT_ENV) {
         embed_prebuilt(&PathBuf::from(dir), &out_dir);
         return;
@@ -43,36 +64,84 @@ fn main() {
         "wit-interceptor",
         "wit-p3",
         "tools/componentize",
+        "tools/binaryen",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
 
-    let target_root = env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    check_target_installed();
     let componentize = build_componentize(&root, &target_root.join("tools"));
+    let wasm_opt = find_wasm_opt(&root);
+    if wasm_opt.is_none() {
+        println!(
+            "cargo:warning=no wasm-opt: the components are embedded unshrunk (fine for the demo; `npm ci --prefix tools/binaryen` installs binaryen's prebuilt wasm-opt, as scripts/test.sh does)"
+        );
+    }
+    println!(
+        "cargo:rustc-env=TOKEN_PROVIDER_WASM_OPTIMIZED={}",
+        wasm_opt.is_some()
+    );
 
-    // Each component and flavor in its own target dir (one crate, different features),
-    // then copied to stable paths under target/components/ for spin.toml, wac and users. The
-    // host embeds its own copy from OUT_DIR (unique per checkout), so two checkouts that
-    // share a target directory never embed each other's component.
+    // Each component and flavor built in turn in the shared nested directory, shrunk
+    // and wrapped, then copied to stable paths under target/components/ for spin.toml,
+    // wac and users. The host embeds its own copy from OUT_DIR (unique per checkout),
+    // so two checkouts that share a target directory never embed each other's
+    // component.
     let out = target_root.join("components");
-    let checkout = checkout_tag(&root);
     std::fs::create_dir_all(&out).expect("create target/components");
     for build in BUILDS {
-        let target_dir = target_root.join(format!("component-build-{}{checkout}", build.dir));
-        let core = build_core_module(&root, &target_dir, &build);
-        let built = target_dir.join(build.file);
-        run_componentize(&componentize, &core, &built);
+        let core = build_core_module(&root, &nested, &build);
+        let built = nested.join(build.file);
+        run_componentize(&componentize, wasm_opt.as_deref(), &core, &built);
         std::fs::copy(&built, out.join(build.file))
             .expect("copy the component to target/components");
         embed(&build, &built, &out_dir);
     }
 }
 
+/// Where a prebuilt binaryen `wasm-opt` is: `TOKEN_PROVIDER_WASM_OPT`, else the one
+/// `npm ci --prefix tools/binaryen` installs.
+fn find_wasm_opt(root: &std::path::Path) -> Option<PathBuf> {
+    if let Some(path) = env::var_os(WASM_OPT_ENV) {
+        return Some(PathBuf::from(path));
+    }
+    let npm = root.join("tools/binaryen/node_modules/.bin/wasm-opt");
+    npm.is_file().then_some(npm)
+}
+
+/// `examples/p3-app`, built for the demo and the tests, embedded as
+/// `TOKEN_PROVIDER_DEMO_APP_WASM`.
+fn build_demo_app(root: &std::path::Path, target_dir: &std::path::Path, out_dir: &std::path::Path) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    process::user_environment(&mut cmd);
+    cmd.current_dir(root).args([
+        "build",
+        "--quiet",
+        "--manifest-path",
+        "examples/p3-app/Cargo.toml",
+        "--target",
+        TARGET,
+        "--release",
+        "--target-dir",
+    ]);
+    cmd.arg(target_dir);
+    let status = cmd
+        .status()
+        .expect("could not run cargo to build examples/p3-app");
+    assert!(status.success(), "building examples/p3-app failed");
+    let built = target_dir.join(TARGET).join("release").join("p3_app.wasm");
+    let embedded = out_dir.join("p3_app.wasm");
+    std::fs::copy(&built, &embedded).expect("copy the demo app to OUT_DIR");
+    println!(
+        "cargo:rustc-env=TOKEN_PROVIDER_DEMO_APP_WASM={}",
+        embedded.display()
+    );
+}
+
 /// The variable naming a directory of prebuilt components.
 const PREBUILT_ENV: &str = "TOKEN_PROVIDER_COMPONENTS_DIR";
+/// The variable naming a `wasm-opt` to shrink the components with.
+const WASM_OPT_ENV: &str = "TOKEN_PROVIDER_WASM_OPT";
 
 /// One embedded component: which package, with which features, embedded under which
 /// variable and file name.
@@ -80,7 +149,6 @@ struct Build {
     env: &'static str,
     file: &'static str,
     package: &'static str,
-    dir: &'static str,
     features: Option<&'static str>,
 }
 
@@ -89,28 +157,24 @@ const BUILDS: [Build; 4] = [
         env: "TOKEN_PROVIDER_WASM",
         file: "token_provider.wasm",
         package: "token-provider",
-        dir: "spin",
         features: None,
     },
     Build {
         env: "TOKEN_PROVIDER_WASMTIME_WASM",
         file: "token_provider_wasmtime.wasm",
         package: "token-provider",
-        dir: "wasmtime-flavor",
         features: Some("wasmtime-flavor"),
     },
     Build {
         env: "TOKEN_INTERCEPTOR_WASM",
         file: "token_interceptor.wasm",
         package: "token-interceptor",
-        dir: "interceptor",
         features: None,
     },
     Build {
         env: "TOKEN_INTERCEPTOR_WASMTIME_WASM",
         file: "token_interceptor_wasmtime.wasm",
         package: "token-interceptor",
-        dir: "interceptor-wasmtime",
         features: Some("wasmtime-flavor"),
     },
 ];
@@ -122,8 +186,10 @@ fn embed(build: &Build, component: &std::path::Path, out_dir: &std::path::Path) 
     println!("cargo:rustc-env={}={}", build.env, embedded.display());
 }
 
-/// Embed the four components of `dir` as they are (`TOKEN_PROVIDER_COMPONENTS_DIR`).
+/// Embed the four components of `dir` as they are (`TOKEN_PROVIDER_COMPONENTS_DIR`;
+/// taken as shrunk).
 fn embed_prebuilt(dir: &std::path::Path, out_dir: &std::path::Path) {
+    println!("cargo:rustc-env=TOKEN_PROVIDER_WASM_OPTIMIZED=true");
     for build in BUILDS {
         let from = dir.join(build.file);
         println!("cargo:rerun-if-changed={}", from.display());
@@ -198,11 +264,6 @@ fn build_core_module(
 /// it up to date).
 fn build_componentize(root: &std::path::Path, target_dir: &std::path::Path) -> PathBuf {
     let bin = target_dir.join("release").join("componentize");
-    if !bin.exists() {
-        println!(
-            "cargo:warning=building tools/componentize once (binaryen's wasm-opt is C++: several minutes)"
-        );
-    }
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
     process::user_environment(&mut cmd);
@@ -223,10 +284,21 @@ fn build_componentize(root: &std::path::Path, target_dir: &std::path::Path) -> P
     bin
 }
 
-fn run_componentize(tool: &std::path::Path, core: &std::path::Path, component: &std::path::Path) {
-    let status = Command::new(tool)
+fn run_componentize(
+    tool: &std::path::Path,
+    wasm_opt: Option<&std::path::Path>,
+    core: &std::path::Path,
+    component: &std::path::Path,
+) {
+    let mut cmd = Command::new(tool);
+    match wasm_opt {
+        Some(path) => cmd.arg("--wasm-opt").arg(path),
+        None => cmd.arg("--no-wasm-opt"),
+    };
+    let status = cmd
         .arg(core)
         .arg(component)
+        .stdout(std::process::Stdio::null())
         .status()
         .expect("could not run tools/componentize");
     assert!(

@@ -16,6 +16,9 @@ step "test peer: oidc-provider (npm ci in tests/peers/oidc)"
 command -v node >/dev/null || { echo "node is required for the oidc-provider tests" >&2; exit 1; }
 (cd tests/peers/oidc && npm ci --no-audit --no-fund --loglevel=error)
 
+step "size pass: binaryen's prebuilt wasm-opt (npm ci in tools/binaryen; no C++ compiler)"
+npm ci --prefix tools/binaryen --no-audit --no-fund --loglevel=error
+
 step "test peer: redis-server (Debian package redis-server)"
 if ! command -v redis-server >/dev/null; then
   if [ "$(id -u)" -eq 0 ]; then apt_get() { apt-get "$@"; }; else apt_get() { sudo apt-get "$@"; }; fi

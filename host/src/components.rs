@@ -1,5 +1,5 @@
-//! The two builds of the component this host embeds (see `build.rs`), and compiling
-//! them once per process.
+//! The components this host embeds (see `build.rs`): the provider and the interceptor,
+//! each in two flavors, and the demo app; and compiling them once per process.
 
 use std::sync::OnceLock;
 use wasmtime::Engine;
@@ -19,6 +19,18 @@ pub static EMBEDDED_INTERCEPTOR: &[u8] = include_bytes!(env!("TOKEN_INTERCEPTOR_
 /// The token interceptor, wasmtime flavor (`token_interceptor_wasmtime.wasm`).
 pub static EMBEDDED_INTERCEPTOR_WASMTIME: &[u8] =
     include_bytes!(env!("TOKEN_INTERCEPTOR_WASMTIME_WASM"));
+
+/// Whether the embedded components were shrunk with binaryen's `wasm-opt` (see
+/// `build.rs`: without `tools/binaryen` installed they are not, which only the size
+/// shows).
+pub fn wasm_optimized() -> bool {
+    env!("TOKEN_PROVIDER_WASM_OPTIMIZED") == "true"
+}
+
+/// `examples/p3-app`: a WASIp3 app with no OAuth code that forwards each request to the
+/// origin its `x-forward-to` header names, through `wasi:http/client@0.3.0`. The demo
+/// and the tests wrap it with the interceptor.
+pub static EMBEDDED_DEMO_APP: &[u8] = include_bytes!(env!("TOKEN_PROVIDER_DEMO_APP_WASM"));
 
 /// Which build of the component to run. Both have the same exports; they differ in
 /// the WASI drafts they import (this host implements both).

@@ -192,10 +192,23 @@ fn demo_runs_offline_and_says_what_happened() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("Done: 3 API calls, 2 token requests"),
+        stdout.contains(
+            "Done: 5 API calls (2 of them by an app that holds no token), 2 token requests"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("source: fresh"), "{stdout}");
+    // The interceptor's step: the app's GET and POST carried step 3's token.
+    assert_eq!(
+        stdout
+            .matches(
+                "the API saw Authorization: Bearer <token>, the one get-token returned in step 3"
+            )
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert!(stdout.contains("intercept.send    ok"), "{stdout}");
     assert!(!stdout.contains("demo-secret"));
 }
 
@@ -342,28 +355,13 @@ async fn redis_keys_carry_the_store_label_unless_redis_raw_keys() {
     );
 }
 
-/// examples/p3-app, built.
+/// examples/p3-app as the host embeds it, in a file.
 fn p3_app() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut build = Command::new("cargo");
-    token_provider_host::testkit::process::user_environment(&mut build);
-    let built = build
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--manifest-path",
-            "examples/p3-app/Cargo.toml",
-            "--target",
-            "wasm32-wasip2",
-            "--release",
-            "--target-dir",
-            "target/examples",
-        ])
-        .status()
-        .unwrap();
-    assert!(built.success(), "building examples/p3-app");
-    root.join("target/examples/wasm32-wasip2/release/p3_app.wasm")
+    let dir = std::env::temp_dir().join(format!("token-provider-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("p3_app.wasm");
+    std::fs::write(&path, token_provider_host::components::EMBEDDED_DEMO_APP).unwrap();
+    path
 }
 
 /// `wrap` plugs the interceptor into a WASIp3 app (examples/p3-app): the result exports
@@ -579,6 +577,32 @@ fn token_with_a_private_key_file_uses_private_key_jwt() {
         "{}",
         text(&bad.stderr)
     );
+}
+
+/// `token --help` names each private-key type the component accepts (P-256 and RSA in
+/// this build: EdDSA is an opt-in feature), and a key of each type it names loads as
+/// `client_private_key`.
+#[test]
+fn the_private_key_help_names_the_key_types_that_load() {
+    let help = Command::new(env!("CARGO_BIN_EXE_token-provider"))
+        .args(["token", "--help"])
+        .output()
+        .unwrap();
+    let help = text(&help.stdout);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rsa = std::fs::read_to_string(root.join("tests/fixtures/rsa-2048.pem")).unwrap();
+    let (p256, _) = p256_client_key("help");
+    for (kind, pem) in [("P-256", p256.as_str()), ("RSA of 2048 bits or more", &rsa)] {
+        assert!(help.contains(kind), "--help does not name {kind}: {help}");
+        let loaded = token_provider_core::Settings::from_pairs(&[
+            ("token_url", "https://login.example.com/token"),
+            ("client_id", "svc"),
+            ("auth_method", "private_key_jwt"),
+            ("client_private_key", pem),
+        ]);
+        assert!(loaded.is_ok(), "{kind}: {:?}", loaded.err());
+    }
+    assert!(!help.contains("Ed25519"), "EdDSA is not in this build");
 }
 
 /// `--issuer` with `--auth-method auto`: the token endpoint and the method come from

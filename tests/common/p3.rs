@@ -4,15 +4,11 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use token_provider_host::components::EMBEDDED_INTERCEPTOR;
+use token_provider_host::components::{EMBEDDED_DEMO_APP, EMBEDDED_INTERCEPTOR};
 
-const P3_APP_BUILD: &str = "cargo build --manifest-path examples/p3-app/Cargo.toml --target wasm32-wasip2 --release --target-dir target/examples";
-
-/// examples/p3-app, built.
+/// examples/p3-app, as the host embeds it (`host/build.rs` builds it).
 pub fn p3_app() -> Vec<u8> {
-    super::run_from_root(P3_APP_BUILD);
-    std::fs::read(super::repo_root().join("target/examples/wasm32-wasip2/release/p3_app.wasm"))
-        .unwrap()
+    EMBEDDED_DEMO_APP.to_vec()
 }
 
 /// `app` with the interceptor plugged into its `wasi:http/client` import (what

@@ -133,6 +133,17 @@ fn component_is_a_reasonable_size() {
     assert_eq!(EMBEDDED_COMPONENT, Flavor::Spin.embedded_bytes());
 }
 
+/// What ships is shrunk with binaryen's `wasm-opt` (host/build.rs; `scripts/test.sh`
+/// installs the prebuilt one from npm). A build without it still runs (the demo does
+/// not need it) but is larger, and must not pass for what CI checks.
+#[test]
+fn the_embedded_components_are_size_optimized() {
+    assert!(
+        token_provider_host::components::wasm_optimized(),
+        "the components were built without wasm-opt: run `npm ci --prefix tools/binaryen` (scripts/test.sh does), then build again"
+    );
+}
+
 /// The token interceptor (both flavors): it exports `wasi:http/client@0.3.0` and nothing
 /// else, imports the same client (to send on, its token requests too) and the WASIp3
 /// clock (to wait without blocking), the store and settings interfaces of its flavor,

@@ -1,13 +1,15 @@
-//! The docs stay true: the README's configuration table matches the code's list of keys
-//! and defaults, and every relative link in the README and docs/ leads somewhere.
+//! The docs stay true: docs/configuration.md lists the code's keys with their defaults,
+//! the README's count of them is right and its quick start is what CI runs, and every
+//! relative link in the README and docs/ leads somewhere.
 
 use std::path::PathBuf;
 use token_provider_core::KEYS;
 
 #[test]
-fn readme_config_table_lists_every_key_with_its_default() {
-    let readme = std::fs::read_to_string(crate::common::repo_root().join("README.md")).unwrap();
-    let rows: Vec<Vec<String>> = readme
+fn the_configuration_page_lists_every_key_with_its_default() {
+    let root = crate::common::repo_root();
+    let page = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+    let rows: Vec<Vec<String>> = page
         .lines()
         .filter(|l| l.starts_with("| `"))
         .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
@@ -17,19 +19,46 @@ fn readme_config_table_lists_every_key_with_its_default() {
         let row = rows
             .iter()
             .find(|r| r.get(1).map(String::as_str) == Some(&format!("`{key}`")))
-            .unwrap_or_else(|| panic!("README has no config row for `{key}`"));
+            .unwrap_or_else(|| panic!("docs/configuration.md has no row for `{key}`"));
         let expected = match default {
             None => "(required)".to_string(),
             Some("") => "(empty)".to_string(),
             Some(d) => format!("`{d}`"),
         };
-        assert_eq!(row[2], expected, "default of `{key}` in the README");
+        assert_eq!(
+            row[2], expected,
+            "default of `{key}` in docs/configuration.md"
+        );
     }
     let documented = rows
         .iter()
         .filter(|r| r.len() == 6 && KEYS.iter().any(|k| r[1] == format!("`{}`", k.name)))
         .count();
     assert_eq!(documented, KEYS.len());
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("All {} keys", KEYS.len())),
+        "the README counts the keys wrong (there are {})",
+        KEYS.len()
+    );
+}
+
+/// The README is a front page (at most 180 lines), and its quick start is the two
+/// commands: the demo and the test command CI runs.
+#[test]
+fn the_readme_is_a_front_page_with_the_two_commands() {
+    let root = crate::common::repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.lines().count() <= 180,
+        "{} lines",
+        readme.lines().count()
+    );
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    assert!(ci.contains("./scripts/test.sh"));
+    for command in ["./scripts/demo.sh", "./scripts/test.sh"] {
+        assert!(readme.contains(command), "{command}");
+    }
 }
 
 /// The README and every page in docs/.

@@ -1,13 +1,20 @@
-//! `token-provider demo`: the whole flow, offline, narrated.
+//! `token-provider demo`: the whole flow, offline, narrated: the provider's WIT calls,
+//! then an app with no OAuth code behind the token interceptor, then the audit log and
+//! a stampede.
 
+use bytes::Bytes;
+use http_body_util::Full;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use token_provider_host::components::EMBEDDED_COMPONENT;
+use token_provider_host::components::{
+    EMBEDDED_COMPONENT, EMBEDDED_DEMO_APP, EMBEDDED_INTERCEPTOR, wasm_optimized,
+};
 use token_provider_host::testkit::testserver::MockServer;
 use token_provider_host::{
-    AccessToken, ApiRequest, ApiResponse, LogSink, MemoryOutputPipe, ProviderError, TokenHost,
-    TokenRequest, describe, source_name,
+    AccessToken, ApiRequest, ApiResponse, Inherit, LogSink, MemoryOutputPipe, ProviderError,
+    TokenHost, TokenRequest, compose, describe, source_name,
 };
+use wasmtime::component::Component;
 
 const CLIENT_ID: &str = "demo-service";
 const CLIENT_SECRET: &str = "demo-secret";
@@ -18,24 +25,28 @@ pub async fn run() -> anyhow::Result<()> {
     let demo = Demo::start().await?;
     demo.first_token().await?;
     demo.api_calls().await?;
+    demo.intercepted().await?;
+    demo.renewal().await?;
     demo.print_audit()?;
     let fetches = demo.server.token_requests().len();
     anyhow::ensure!(fetches == 2, "expected 2 token requests, saw {fetches}");
     let herd = demo.herd().await? - fetches;
     anyhow::ensure!(herd == 1, "expected 1 token request, saw {herd}");
     println!(
-        "\nDone: {} API calls, {fetches} token requests (one per token lifetime); then 20 simultaneous instances, {herd} token request.",
+        "\nDone: {} API calls (2 of them by an app that holds no token), {fetches} token requests (one per token lifetime); then 20 simultaneous instances, {herd} token request.",
         demo.server.api_requests().len()
     );
     Ok(())
 }
 
-/// The token server and API, the host, and the audit log it writes.
+/// The token server and API, the host, the audit log it writes, and the demo app
+/// with the interceptor in front of it.
 struct Demo {
     server: MockServer,
     host: TokenHost,
     audit: MemoryOutputPipe,
     api: ApiRequest,
+    app: Component,
 }
 
 fn step(n: u32, what: &str) {
@@ -75,9 +86,22 @@ impl Demo {
             .log(LogSink::Capture(audit.clone()))
             .build()?;
         println!(
-            "2. Loaded the token-provider component into wasmtime ({} KB, compiled in {} ms)",
+            "2. Loaded the token-provider component into wasmtime ({} KB{}, compiled in {} ms)",
             EMBEDDED_COMPONENT.len() / 1024,
+            if wasm_optimized() {
+                ""
+            } else {
+                ", not size-optimized"
+            },
             started.elapsed().as_millis()
+        );
+        // Composed and compiled now, so that step 6 runs while step 3's token is fresh.
+        let wrapped = compose::wrap(EMBEDDED_DEMO_APP, EMBEDDED_INTERCEPTOR)?;
+        let app = Component::new(host.engine(), &wrapped)?;
+        println!(
+            "   and an app with no OAuth code (examples/p3-app, {} KB) wrapped with the token interceptor ({} KB)",
+            EMBEDDED_DEMO_APP.len() / 1024,
+            EMBEDDED_INTERCEPTOR.len() / 1024
         );
         let api = ApiRequest::get(server.url("/api/orders"));
         Ok(Demo {
@@ -85,6 +109,7 @@ impl Demo {
             host,
             audit,
             api,
+            app,
         })
     }
 
@@ -129,7 +154,7 @@ impl Demo {
         Ok(())
     }
 
-    /// Steps 4 to 6: the API through the component, from the store, after expiry.
+    /// Steps 4 and 5: the API through the component, then from the store.
     async fn api_calls(&self) -> anyhow::Result<()> {
         step(4, "Fresh instance: authorized-client.send GET /api/orders");
         let resp = self.send().await?;
@@ -155,14 +180,70 @@ impl Demo {
         );
         println!("   -> HTTP {}", self.send().await?.status);
         self.report();
+        Ok(())
+    }
 
+    /// Step 6: the app sends a GET and a POST through `wasi:http/client`; the
+    /// interceptor attaches the token from the same cache.
+    async fn intercepted(&self) -> anyhow::Result<()> {
+        step(
+            6,
+            "The app (no OAuth code) sends GET and POST /api/orders; the interceptor in front of it adds the token",
+        );
+        let before = self.server.token_requests().len();
+        let provided = self
+            .server
+            .issued_tokens()
+            .last()
+            .cloned()
+            .unwrap_or_default();
+        for (method, body) in [("GET", ""), ("POST", r#"{"item":"book","qty":1}"#)] {
+            let request = http::Request::builder()
+                .method(method)
+                .uri("http://app.local/api/orders")
+                .header("x-forward-to", self.server.origin())
+                .body(Full::new(Bytes::from(body)))?;
+            let answer = self
+                .host
+                .handle_http(&self.app, Inherit::ALL, request)
+                .await?
+                .map_err(|code| anyhow::anyhow!("the app answered error-code {code:?}"))?;
+            let seen = self.server.api_requests().last().cloned();
+            let seen = seen.ok_or_else(|| anyhow::anyhow!("the API saw no request"))?;
+            let bearer = seen.header("authorization").unwrap_or("(none)");
+            let same = bearer == format!("Bearer {provided}");
+            println!(
+                "   app: {method} /api/orders ({} body bytes, no Authorization) -> HTTP {}",
+                body.len(),
+                answer.status().as_u16()
+            );
+            println!(
+                "   the API saw Authorization: Bearer <token>{}, and the body as sent ({} bytes)",
+                if same {
+                    ", the one get-token returned in step 3"
+                } else {
+                    ""
+                },
+                seen.body.len()
+            );
+            anyhow::ensure!(same, "the API saw another token than step 3's");
+        }
+        let fetched = self.server.token_requests().len() - before;
+        println!(
+            "   token requests for the app: {fetched} (the interceptor read the provider's token from the shared store)"
+        );
+        anyhow::ensure!(fetched == 0, "the interceptor fetched its own token");
+        Ok(())
+    }
+
+    /// Step 7: after expiry, the component renews the token.
+    async fn renewal(&self) -> anyhow::Result<()> {
         println!(
             "\n   waiting for the token to come due ({LIFETIME_SECS} s lifetime, renewed before it expires)…"
         );
         tokio::time::sleep(Duration::from_secs(LIFETIME_SECS / 2 + 1)).await;
-
         step(
-            6,
+            7,
             "Fresh instance after expiry: the component renews the token, then calls the API",
         );
         println!("   -> HTTP {}", self.send().await?.status);
@@ -170,10 +251,10 @@ impl Demo {
         Ok(())
     }
 
-    /// Step 7: one line per audit record, its notable fields only.
+    /// Step 8: one line per audit record, its notable fields only.
     fn print_audit(&self) -> anyhow::Result<()> {
         println!(
-            "\n7. The component's audit log (one JSON line per decision; no secret, no token):"
+            "\n8. The components' audit log (one JSON line per decision; no secret, no token):"
         );
         for line in String::from_utf8_lossy(&self.audit.contents()).lines() {
             let v: serde_json::Value = serde_json::from_str(line)?;
@@ -198,11 +279,11 @@ impl Demo {
         Ok(())
     }
 
-    /// Step 8: twenty instances at once, one token request. Returns the token
+    /// Step 9: twenty instances at once, one token request. Returns the token
     /// endpoint's request count after it.
     async fn herd(&self) -> anyhow::Result<usize> {
         step(
-            8,
+            9,
             "Twenty fresh instances ask for a `reports:read` token at the same moment, and the token server takes 300 ms",
         );
         let fetches = self.server.token_requests().len();

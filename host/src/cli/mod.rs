@@ -103,7 +103,8 @@ struct ProviderArgs {
     /// File that holds the client secret (a trailing newline is ignored).
     #[arg(long, value_name = "PATH")]
     client_secret_file: Option<PathBuf>,
-    /// File that holds the client's P-256 private key, PKCS#8 PEM
+    /// File that holds the client's private key, PKCS#8 PEM: P-256 (ES256) or RSA of
+    /// 2048 bits or more (RS256, or PS256 with --config client_assertion_alg=PS256)
     /// (`client_private_key`): private_key_jwt, and no client secret is needed.
     #[arg(long, value_name = "PATH")]
     private_key_file: Option<PathBuf>,
