@@ -184,9 +184,8 @@ impl<'a, P: Platform> Provider<'a, P> {
             Err(Miss::Absent | Miss::Unusable) if unchecked.as_ref().is_some_and(|u| u.1) => {
                 self.memory.borrow_mut().remove(&l.key)
             }
-            // The store cannot tell (it fails, it never got this token, or it holds an
-            // entry dated ahead of this clock): what this instance knows is the best
-            // there is.
+            // The store cannot tell (it fails, never got this token, or holds an entry
+            // dated ahead of this clock): what this instance knows is the best there is.
             Err(_) => {
                 if let Some((e, _)) = unchecked {
                     if !due(&e) {
