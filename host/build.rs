@@ -111,24 +111,15 @@ fn find_wasm_opt(root: &std::path::Path) -> Option<PathBuf> {
 /// `examples/p3-app`, built for the demo and the tests, embedded as
 /// `TOKEN_PROVIDER_DEMO_APP_WASM`.
 fn build_demo_app(root: &std::path::Path, target_dir: &std::path::Path, out_dir: &std::path::Path) {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    process::user_environment(&mut cmd);
-    cmd.current_dir(root).args([
-        "build",
+    let args = [
         "--quiet",
         "--manifest-path",
         "examples/p3-app/Cargo.toml",
         "--target",
         TARGET,
         "--release",
-        "--target-dir",
-    ]);
-    cmd.arg(target_dir);
-    let status = cmd
-        .status()
-        .expect("could not run cargo to build examples/p3-app");
-    assert!(status.success(), "building examples/p3-app failed");
+    ];
+    cargo_build(root, target_dir, &args, None, "examples/p3-app");
     let built = target_dir.join(TARGET).join("release").join("p3_app.wasm");
     let embedded = out_dir.join("p3_app.wasm");
     std::fs::copy(&built, &embedded).expect("copy the demo app to OUT_DIR");
@@ -222,15 +213,7 @@ fn build_core_module(
     target_dir: &std::path::Path,
     build: &Build,
 ) -> PathBuf {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    process::user_environment(&mut cmd);
-    cmd.env(
-        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
-        "-Clink-arg=--skip-wit-component",
-    );
-    cmd.current_dir(root).args([
-        "build",
+    let mut args = vec![
         "--package",
         build.package,
         "--lib",
@@ -238,21 +221,16 @@ fn build_core_module(
         TARGET,
         "--profile",
         "component",
-        "--target-dir",
-    ]);
-    cmd.arg(target_dir);
+    ];
     if let Some(f) = build.features {
-        cmd.args(["--features", f]);
+        args.extend(["--features", f]);
     }
-    let status = cmd
-        .status()
-        .expect("could not run cargo to build the component");
-    assert!(
-        status.success(),
-        "building {} ({:?}) for {TARGET} failed",
-        build.package,
-        build.features
+    let rustflags = (
+        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+        "-Clink-arg=--skip-wit-component",
     );
+    let what = format!("{} ({:?}) for {TARGET}", build.package, build.features);
+    cargo_build(root, target_dir, &args, Some(rustflags), &what);
     // rustc names the core module after the package, `-` written as `_`.
     let lib = format!("{}.wasm", build.package.replace('-', "_"));
     let wasm = target_dir.join(TARGET).join("component").join(lib);
@@ -263,25 +241,41 @@ fn build_core_module(
 /// `tools/componentize`, built in release into `target_dir` (once: later builds find
 /// it up to date).
 fn build_componentize(root: &std::path::Path, target_dir: &std::path::Path) -> PathBuf {
-    let bin = target_dir.join("release").join("componentize");
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    process::user_environment(&mut cmd);
-    cmd.current_dir(root).args([
-        "build",
+    let args = [
         "--quiet",
         "--locked",
         "--release",
         "--manifest-path",
         "tools/componentize/Cargo.toml",
-        "--target-dir",
-    ]);
-    cmd.arg(target_dir);
+    ];
+    cargo_build(root, target_dir, &args, None, "tools/componentize");
+    target_dir.join("release").join("componentize")
+}
+
+/// `cargo build ARGS --target-dir TARGET_DIR` from `root`, in the user's environment
+/// (plus `extra_env`), not the build script's; panics naming `what` if it fails.
+fn cargo_build(
+    root: &std::path::Path,
+    target_dir: &std::path::Path,
+    args: &[&str],
+    extra_env: Option<(&str, &str)>,
+    what: &str,
+) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    process::user_environment(&mut cmd);
+    if let Some((key, value)) = extra_env {
+        cmd.env(key, value);
+    }
+    cmd.current_dir(root)
+        .arg("build")
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir);
     let status = cmd
         .status()
-        .expect("could not run cargo to build tools/componentize");
-    assert!(status.success(), "building tools/componentize failed");
-    bin
+        .unwrap_or_else(|e| panic!("could not run cargo to build {what}: {e}"));
+    assert!(status.success(), "building {what} failed");
 }
 
 fn run_componentize(
