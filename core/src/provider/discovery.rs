@@ -127,20 +127,8 @@ impl<P: Platform> Provider<'_, P> {
         d: &DiscoverySettings,
         l: &Lookup,
     ) -> Result<Fetched, Error> {
-        let lease_ms = self.settings.cache.lease_ms;
-        if lease_ms == 0 {
+        let Some(leases) = self.leases_of(store, key, &l.params.scopes) else {
             return self.fetch_and_store(store, key, d, l).await;
-        }
-        let leases = Leases {
-            platform: self.platform,
-            store,
-            key,
-            secret: &self.settings.cache.secret,
-            lease_ms,
-            clock_tolerance_ms: self.settings.cache.clock_tolerance_ms(),
-            on_ahead: Some(Box::new(|started, by| {
-                self.ahead_of_clock(&l.params.scopes, "lease", started, by);
-            })),
         };
         let watch = match leases.try_acquire(leases.current_slot(), 0) {
             Ok(Attempt::Held(own)) => {

@@ -76,20 +76,30 @@ impl<P: Platform> Provider<'_, P> {
 
     /// The lease operations of `l`'s key, if there is a store and the lease is on.
     pub(super) fn leases<'k>(&'k self, l: &'k Lookup) -> Option<Leases<'k, P>> {
-        match (&self.settings.cache.kv_store, self.settings.cache.lease_ms) {
-            (Some(store), ms) if ms > 0 => Some(Leases {
-                platform: self.platform,
-                store,
-                key: &l.key,
-                secret: &self.settings.cache.secret,
-                lease_ms: ms,
-                clock_tolerance_ms: self.settings.cache.clock_tolerance_ms(),
-                on_ahead: Some(Box::new(|started, by| {
-                    self.ahead_of_clock(&l.params.scopes, "lease", started, by);
-                })),
-            }),
-            _ => None,
-        }
+        let store = self.settings.cache.kv_store.as_deref()?;
+        self.leases_of(store, &l.key, &l.params.scopes)
+    }
+
+    /// The lease operations of `key` in `store` (a token's, or an issuer's discovery),
+    /// if the lease is on; a holder record dated ahead is audited for `scopes`.
+    pub(super) fn leases_of<'k>(
+        &'k self,
+        store: &'k str,
+        key: &'k CacheKey,
+        scopes: &'k [String],
+    ) -> Option<Leases<'k, P>> {
+        let lease_ms = self.settings.cache.lease_ms;
+        (lease_ms > 0).then(|| Leases {
+            platform: self.platform,
+            store,
+            key,
+            secret: &self.settings.cache.secret,
+            lease_ms,
+            clock_tolerance_ms: self.settings.cache.clock_tolerance_ms(),
+            on_ahead: Some(Box::new(move |started, by| {
+                self.ahead_of_clock(scopes, "lease", started, by);
+            })),
+        })
     }
 
     /// No usable token anywhere: fetch, but only one instance at a time per cache key.
