@@ -246,13 +246,30 @@ impl<'a, P: Platform> Provider<'a, P> {
             .borrow()
             .get(&l.key)
             .map(|e| e.access_token.clone());
-        self.drop_rejected(&l, rejected.as_ref());
+        let stored = self.stored_entry(&l);
+        self.drop_rejected(&l, rejected.as_ref(), stored);
+    }
+
+    /// The entry the store holds for `l` (`None` without a store; one that does not
+    /// open counts as none).
+    fn stored_entry(&self, l: &Lookup) -> Option<Result<Option<Entry>, String>> {
+        let store = self.settings.cache.kv_store.as_deref()?;
+        Some(self.platform.kv_get(store, &l.key.store_key()).map(|v| {
+            v.and_then(|b| crate::store::seal::open(&b, &self.settings.cache.secret, &l.key).ok())
+        }))
     }
 
     /// Forget `rejected` in this instance, and in the store only if the store still
     /// holds it. Another instance may have stored its successor a moment ago; deleting
     /// that would make every instance fetch again.
-    fn drop_rejected(&self, l: &Lookup, rejected: Option<&AccessToken>) {
+    /// `stored`: what the store holds for `l` ([`Provider::stored_entry`]), read once by
+    /// the caller.
+    fn drop_rejected(
+        &self,
+        l: &Lookup,
+        rejected: Option<&AccessToken>,
+        stored: Option<Result<Option<Entry>, String>>,
+    ) {
         {
             // Only the rejected token: a late 401 (another request sent the same token)
             // must not drop the successor this instance already has.
@@ -264,13 +281,8 @@ impl<'a, P: Platform> Provider<'a, P> {
         }
         let mut outcome = Outcome::InvalidateOk;
         let mut detail = None;
-        if let Some(store) = &self.settings.cache.kv_store {
+        if let (Some(store), Some(stored)) = (&self.settings.cache.kv_store, stored) {
             let key = l.key.store_key();
-            let stored = self.platform.kv_get(store, &key).map(|v| {
-                v.and_then(|b| {
-                    crate::store::seal::open(&b, &self.settings.cache.secret, &l.key).ok()
-                })
-            });
             let delete = match (&stored, rejected) {
                 (Ok(Some(e)), Some(r)) if e.access_token.fingerprint() != r.fingerprint() => {
                     outcome = Outcome::InvalidateKept;

@@ -23,7 +23,7 @@ use crate::origin::Origin;
 use crate::platform::Platform;
 use crate::secret::AccessToken;
 use crate::store::keys::roles;
-use crate::store::{ahead, record, seal};
+use crate::store::{Entry, ahead, record, seal};
 use serde::Serialize;
 
 /// A token dropped after a 401: from which origin, its fingerprint, and when (wall clock,
@@ -101,7 +101,8 @@ impl<P: Platform> Provider<'_, P> {
         let min_age = self.settings.cache.min_token_age_ms;
         // Only the current token's drop is remembered: a late 401 for a token already
         // replaced says nothing about its successor.
-        let current = self.issued_at(&l, rejected);
+        let stored = self.stored_entry(&l);
+        let current = self.issued_at(&l, rejected, stored.as_ref());
         if min_age > 0
             && let Some(issued) = current
         {
@@ -131,7 +132,7 @@ impl<P: Platform> Provider<'_, P> {
                 }),
             );
         }
-        self.drop_rejected(&l, Some(rejected));
+        self.drop_rejected(&l, Some(rejected), stored);
         true
     }
 
@@ -150,14 +151,16 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     /// When `token` was issued, if it is still the current token: the one the store
-    /// holds, or (the store holds none, or cannot be read, or there is none) the one
-    /// in memory. A token the store has replaced is no current token.
-    fn issued_at(&self, l: &Lookup, token: &AccessToken) -> Option<u64> {
+    /// holds (`stored`), or (the store holds none, or cannot be read, or there is none)
+    /// the one in memory. A token the store has replaced is no current token.
+    fn issued_at(
+        &self,
+        l: &Lookup,
+        token: &AccessToken,
+        stored: Option<&Result<Option<Entry>, String>>,
+    ) -> Option<u64> {
         let fingerprint = token.fingerprint();
-        if let Some(store) = self.settings.cache.kv_store.as_deref()
-            && let Ok(Some(bytes)) = self.platform.kv_get(store, &l.key.store_key())
-            && let Ok(e) = seal::open(&bytes, &self.settings.cache.secret, &l.key)
-        {
+        if let Some(Ok(Some(e))) = stored {
             return (e.access_token.fingerprint() == fingerprint).then_some(e.issued_at_ms);
         }
         let memory = self.memory.borrow();
