@@ -365,15 +365,57 @@ impl Rig {
             generation: 0,
             started_ms,
         };
-        self.platform.kv_put(&key.lease(holder.slot, 0), b"1");
-        let sealed = seal::seal_value(
-            &holder,
-            &self.settings.cache.secret,
-            &key.context(crate::store::keys::roles::HOLDER),
-            [4; 24],
-        );
-        self.platform.kv_put(&key.lease_holder(), &sealed);
+        self.plant_holder_record(key, holder);
         holder
+    }
+
+    /// `holder`'s lease of `key` as its instance leaves it in the store: the counter of
+    /// its slot and generation, and its sealed record (whatever its dates say).
+    pub(crate) fn plant_holder_record(
+        &self,
+        key: &CacheKey,
+        holder: crate::provider::lease::Holder,
+    ) {
+        let lease = key.lease(holder.slot, holder.generation);
+        self.platform.kv_put(&lease, b"1");
+        let sealed = self.sealed_record(&holder, key, crate::store::keys::roles::HOLDER);
+        self.platform.kv_put(&key.lease_holder(), &sealed);
+    }
+
+    /// `value` sealed as `key`'s record of `role`, as another instance would store it.
+    pub(crate) fn sealed_record<T: crate::store::record::Record>(
+        &self,
+        value: &T,
+        key: &CacheKey,
+        role: &str,
+    ) -> Vec<u8> {
+        seal::seal_value(
+            value,
+            &self.settings.cache.secret,
+            &key.context(role),
+            [4; 24],
+        )
+    }
+
+    /// A discovery document for `issuer` naming `token_endpoint` (basic auth), fetched
+    /// at `fetched_at_ms`, sealed: its store key and value.
+    pub(crate) fn sealed_document(
+        &self,
+        issuer: &str,
+        token_endpoint: &str,
+        fetched_at_ms: u64,
+    ) -> (String, Vec<u8>) {
+        let key = self.settings.discovery_key(issuer);
+        let doc = crate::oauth::metadata::Fetched {
+            metadata: crate::oauth::metadata::Metadata {
+                token_endpoint: token_endpoint.into(),
+                auth_methods: vec!["client_secret_basic".into()],
+                signing_algs: None,
+            },
+            fetched_at_ms,
+        };
+        let sealed = self.sealed_record(&doc, &key, crate::store::keys::roles::METADATA);
+        (key.metadata(), sealed)
     }
 
     pub(crate) fn lease_keys(&self) -> Vec<String> {

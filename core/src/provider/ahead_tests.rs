@@ -6,7 +6,6 @@ use super::failure::Cooldown;
 use super::lease::Holder;
 use crate::error::Error;
 use crate::store::keys::roles;
-use crate::store::seal;
 use crate::testing::{Rig, T0, response};
 
 const DAY_MS: u64 = 86_400_000;
@@ -30,12 +29,7 @@ fn plant_cooldown(rig: &Rig, until_ms: u64) {
         status: 401,
         until_ms,
     };
-    let sealed = seal::seal_value(
-        &cooldown,
-        &rig.settings.cache.secret,
-        &key.context(roles::FAILURE),
-        [6; 24],
-    );
+    let sealed = rig.sealed_record(&cooldown, &key, roles::FAILURE);
     rig.platform.kv_put(&key.failure(), &sealed);
 }
 
@@ -134,14 +128,7 @@ fn a_lease_holder_dated_a_day_ahead_holds_nobody_back() {
         generation: 0,
         started_ms: T0 + DAY_MS,
     };
-    rig.platform.kv_put(&key.lease(holder.slot, 0), b"1");
-    let sealed = seal::seal_value(
-        &holder,
-        &rig.settings.cache.secret,
-        &key.context(roles::HOLDER),
-        [4; 24],
-    );
-    rig.platform.kv_put(&key.lease_holder(), &sealed);
+    rig.plant_holder_record(&key, holder);
     rig.platform.respond_token("T1", 3600);
     assert_eq!(rig.get().unwrap().token.expose(), "T1");
     // Waited as for a counter nobody backs (at most 500 ms), not for the token
@@ -161,22 +148,9 @@ fn a_discovery_document_dated_ahead_is_fetched_again() {
     const ISSUER: &str = "https://login.example.com/t1";
     let rig = Rig::new(&[("token_url", ""), ("issuer", ISSUER)]);
     // Dated just inside a ttl ahead: it would be used for almost two.
-    let key = rig.settings.discovery_key(ISSUER);
-    let old = crate::oauth::metadata::Fetched {
-        metadata: crate::oauth::metadata::Metadata {
-            token_endpoint: "https://login.example.com/t1/retired-token".into(),
-            auth_methods: vec!["client_secret_basic".into()],
-            signing_algs: None,
-        },
-        fetched_at_ms: T0 + DAY_MS - 1_000,
-    };
-    let sealed = seal::seal_value(
-        &old,
-        &rig.settings.cache.secret,
-        &key.context(roles::METADATA),
-        [5; 24],
-    );
-    rig.platform.kv_put(&key.metadata(), &sealed);
+    let retired = "https://login.example.com/t1/retired-token";
+    let (name, sealed) = rig.sealed_document(ISSUER, retired, T0 + DAY_MS - 1_000);
+    rig.platform.kv_put(&name, &sealed);
     rig.platform.respond(Ok(response(
         200,
         &[("content-type", "application/json")],

@@ -517,21 +517,8 @@ mod tests {
         // later.
         let key = r.settings.discovery_key(ISSUER);
         r.plant_holder_of(&key, T0);
-        let doc = crate::oauth::metadata::Fetched {
-            metadata: crate::oauth::metadata::Metadata {
-                token_endpoint: "https://login.example.com/t1/oauth2/token".into(),
-                auth_methods: vec!["client_secret_basic".into()],
-                signing_algs: None,
-            },
-            fetched_at_ms: T0,
-        };
-        let sealed = seal::seal_value(
-            &doc,
-            &r.settings.cache.secret,
-            &key.context(crate::store::keys::roles::METADATA),
-            [5; 24],
-        );
-        let name = key.metadata();
+        let endpoint = "https://login.example.com/t1/oauth2/token";
+        let (name, sealed) = r.sealed_document(ISSUER, endpoint, T0);
         r.platform.on_sleep(move |p| {
             if p.slept_ms.get() >= 40 {
                 p.kv_put(&name, &sealed);
@@ -607,12 +594,7 @@ mod tests {
         )
         .unwrap();
         let failure = r.settings.client_key();
-        let sealed = seal::seal_value(
-            &cooldown,
-            &r.settings.cache.secret,
-            &failure.context(crate::store::keys::roles::FAILURE),
-            [6; 24],
-        );
+        let sealed = r.sealed_record(&cooldown, &failure, crate::store::keys::roles::FAILURE);
         let (counter, record) = (key.lease(holder.slot, 0), key.lease_holder());
         r.platform.on_sleep(move |p| {
             if p.slept_ms.get() >= 30 && p.kv_value(&record).is_some() {
@@ -653,22 +635,8 @@ mod tests {
     }
 
     fn plant_document(r: &Rig, token_endpoint: &str) {
-        let key = r.settings.discovery_key(ISSUER);
-        let doc = crate::oauth::metadata::Fetched {
-            metadata: crate::oauth::metadata::Metadata {
-                token_endpoint: token_endpoint.into(),
-                auth_methods: vec!["client_secret_basic".into()],
-                signing_algs: None,
-            },
-            fetched_at_ms: T0,
-        };
-        let sealed = seal::seal_value(
-            &doc,
-            &r.settings.cache.secret,
-            &key.context(crate::store::keys::roles::METADATA),
-            [5; 24],
-        );
-        r.platform.kv_put(&key.metadata(), &sealed);
+        let (name, sealed) = r.sealed_document(ISSUER, token_endpoint, T0);
+        r.platform.kv_put(&name, &sealed);
     }
 
     #[test]

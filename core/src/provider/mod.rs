@@ -315,8 +315,6 @@ mod tests {
     use super::*;
     use crate::platform::ready;
     use crate::provider::lease::Holder;
-    use crate::store::keys::roles;
-    use crate::store::seal;
     use crate::testing::{Rig, key_for, response};
 
     /// `memory_max_age_ms`: a token is served from memory only that long after it was
@@ -482,14 +480,7 @@ mod tests {
                         generation: 0,
                         started_ms: now,
                     };
-                    rig.platform.kv_put(&key.lease(h.slot, 0), b"1");
-                    let sealed = seal::seal_value(
-                        &h,
-                        &rig.settings.cache.secret,
-                        &key.context(roles::HOLDER),
-                        [6; 24],
-                    );
-                    rig.platform.kv_put(&key.lease_holder(), &sealed);
+                    rig.plant_holder_record(&key, h);
                     rig.platform.respond_token(&format!("t{i}"), 60);
                 }
                 _ => rig.platform.respond_token(&format!("t{i}"), 60),
