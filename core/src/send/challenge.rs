@@ -245,6 +245,24 @@ mod tests {
         }
     }
 
+    /// Empty values, and values far larger than any host lets through, read in one pass
+    /// without a panic.
+    #[test]
+    fn empty_and_oversized_values_are_read_without_a_panic() {
+        assert_eq!(
+            says(&[""]),
+            Verdict::NotTheToken,
+            "a value with no challenge"
+        );
+        assert_eq!(says(&["", ""]), Verdict::NotTheToken);
+        let commas = ",".repeat(1 << 20);
+        assert_eq!(says(&[&commas]), Verdict::NotTheToken);
+        let open_quote = format!("Bearer realm=\"{}", "\\".repeat(1 << 19));
+        assert_eq!(says(&[&open_quote]), Verdict::Unexplained);
+        let many = format!("{}Bearer error=\"invalid_token\"", "x=y, ".repeat(1 << 17));
+        assert_eq!(says(&[&many]), Verdict::InvalidToken);
+    }
+
     #[test]
     fn renew_on_401_decides_what_an_unexplained_401_means() {
         let none: &[&[u8]] = &[];
