@@ -58,6 +58,8 @@ cargo test "$@"
 if [ $# -eq 0 ]; then
   # EdDSA is an opt-in feature (not in the embedded component): its signer and parser.
   cargo test -p token-provider-core --lib --features eddsa client_auth
+  # The benchmark's Spin emulation, as a test: one request per app, answers and spans.
+  cargo test -p token-provider-host --bench spin
 fi
 
 if [ $# -eq 0 ]; then

@@ -28,6 +28,9 @@ use token_provider_host::{
 };
 use wasmtime::component::Component;
 
+mod common;
+use common::example_component;
+
 const ID: &str = "bench-client";
 const SECRET: &str = "bench-secret";
 const WARMUP: Duration = Duration::from_millis(300);
@@ -264,39 +267,9 @@ async fn plain_get(host: &TokenHost, component: &Component, authority: &str, bea
     assert_eq!(status, Ok(200));
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// Build the plain wasi:http baseline component (examples/plain-http).
 fn plain_http_component() -> Vec<u8> {
     example_component("plain-http", "plain_http.wasm")
-}
-
-/// Build `examples/{dir}` and read its `.wasm`.
-fn example_component(dir: &str, file: &str) -> Vec<u8> {
-    let mut cmd = std::process::Command::new("cargo");
-    cmd.args(["build", "--quiet", "--manifest-path"])
-        .arg(format!("examples/{dir}/Cargo.toml"))
-        .args([
-            "--target",
-            "wasm32-wasip2",
-            "--release",
-            "--target-dir",
-            "target/examples",
-        ])
-        .current_dir(repo_root());
-    token_provider_host::testkit::process::user_environment(&mut cmd);
-    assert!(
-        cmd.status().unwrap().success(),
-        "building examples/{dir} failed"
-    );
-    std::fs::read(
-        repo_root()
-            .join("target/examples/wasm32-wasip2/release")
-            .join(file),
-    )
-    .unwrap()
 }
 
 /// A request for examples/p3-app: forwarded to the API's `/api/orders`, with
