@@ -1,7 +1,8 @@
 //! The Spin app, as far as CI can prove it without a Spin binary:
-//! - `spin.toml` parses, declares every configuration key as a variable (the secret as
-//!   a secret, required where there is no default), the key-value store, the outbound
-//!   hosts, and the provider as a component dependency;
+//! - `spin.toml` parses; it maps only the keys a user sets, and every other
+//!   configuration key is there to uncomment (the secret as a secret, required where
+//!   there is no default); it declares the key-value store, the outbound hosts, and the
+//!   provider as a component dependency;
 //! - its build commands run and produce every path the manifest names;
 //! - every import of the provider (Spin flavor) and of the gateway is in Spin's platform
 //!   world (read from the spin-sdk crate's WIT), or is satisfied by the provider.
@@ -28,20 +29,46 @@ fn manifest() -> toml::Table {
         .expect("spin.toml is valid TOML")
 }
 
-fn gateway(m: &toml::Table) -> &toml::Table {
-    m["component"]["gateway"]
-        .as_table()
-        .expect("[component.gateway]")
+/// The keys a Spin manifest maps into the component as shipped: what a user sets.
+/// Spin resolves every mapped variable on each request's `get-all`, so the others are
+/// left to the component's defaults (docs/performance.md).
+pub(crate) const MAPPED: &[&str] = &["token_url", "client_id", "client_secret", "scope"];
+
+/// The manifest at `path` with every line of its `# --- more keys: uncomment to set ---`
+/// blocks uncommented: what a user gets who sets every key.
+pub(crate) fn uncommented(path: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(path).unwrap();
+    let (mut out, mut inside, mut blocks) = (String::new(), false, 0);
+    for line in text.lines() {
+        match line {
+            "# --- more keys: uncomment to set ---" => (inside, blocks) = (true, blocks + 1),
+            "# --- end ---" => inside = false,
+            _ if inside => {
+                let uncommented = line.strip_prefix("# ");
+                out.push_str(uncommented.unwrap_or_else(|| panic!("not a commented key: {line}")));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    assert_eq!(
+        blocks,
+        2,
+        "{}: the app's and the component's blocks",
+        path.display()
+    );
+    out.parse()
+        .unwrap_or_else(|e| panic!("{} uncommented: {e}", path.display()))
 }
 
-#[test]
-fn every_config_key_is_a_spin_variable_mapped_into_the_component() {
-    let m = manifest();
-    assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
-    let app_vars = m["variables"].as_table().unwrap();
-    let component_vars = gateway(&m)["variables"].as_table().unwrap();
-    // The gateway's dependency is the provider: the interceptor's keys are not its.
-    for key in KEYS.iter().filter(|k| k.used_by == UsedBy::Both) {
+/// `component_vars` maps each of `keys` to its app variable, which has the key's
+/// default (or is required where there is none).
+pub(crate) fn assert_mapped<'a>(
+    keys: impl IntoIterator<Item = &'a token_provider_core::Key>,
+    app_vars: &toml::Table,
+    component_vars: &toml::Table,
+) {
+    for key in keys {
         let (key, default) = (&key.name, &key.default);
         let mapped = component_vars
             .get(*key)
@@ -73,6 +100,45 @@ fn every_config_key_is_a_spin_variable_mapped_into_the_component() {
             ),
         }
     }
+}
+
+/// The component variables of a manifest's component, as a sorted list of names.
+pub(crate) fn mapped_names(component_vars: &toml::Table) -> Vec<&str> {
+    let mut names: Vec<&str> = component_vars.keys().map(|k| k.as_str()).collect();
+    names.sort_unstable();
+    names
+}
+
+fn gateway(m: &toml::Table) -> &toml::Table {
+    m["component"]["gateway"]
+        .as_table()
+        .expect("[component.gateway]")
+}
+
+#[test]
+fn only_the_keys_a_user_sets_are_mapped_and_every_other_key_can_be_uncommented() {
+    let m = manifest();
+    assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
+    let component_vars = gateway(&m)["variables"].as_table().unwrap();
+    let mut expected: Vec<&str> = MAPPED.to_vec();
+    expected.extend(["allowed_origins", "api_url"]);
+    expected.sort_unstable();
+    assert_eq!(mapped_names(component_vars), expected);
+    let shipped = KEYS.iter().filter(|k| MAPPED.contains(&k.name));
+    assert_mapped(shipped, m["variables"].as_table().unwrap(), component_vars);
+
+    // Every key the provider reads can be set: uncommented, the manifest maps them all.
+    let m = uncommented(&root().join("spin.toml"));
+    let app_vars = m["variables"].as_table().unwrap();
+    let component_vars = gateway(&m)["variables"].as_table().unwrap();
+    // The gateway's dependency is the provider: the interceptor's keys are not its.
+    let provider_keys = KEYS.iter().filter(|k| k.used_by == UsedBy::Both);
+    assert_mapped(provider_keys.clone(), app_vars, component_vars);
+    assert_eq!(
+        component_vars.len(),
+        provider_keys.count() + 1,
+        "the provider's keys and api_url, nothing else"
+    );
     let credentials = credentials_are_secrets(app_vars);
     for (name, var) in app_vars {
         assert!(

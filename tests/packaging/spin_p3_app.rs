@@ -14,7 +14,8 @@
 
 use crate::common;
 use crate::spin_app::{
-    component_imports, credentials_are_secrets, spin_platform_imports, spin_sdk_wit,
+    MAPPED, assert_mapped, component_imports, credentials_are_secrets, mapped_names,
+    spin_platform_imports, spin_sdk_wit, uncommented,
 };
 
 use std::collections::BTreeSet;
@@ -63,27 +64,26 @@ fn strings(v: &toml::Value) -> Vec<&str> {
 }
 
 #[test]
-fn every_key_is_mapped_and_the_interceptor_is_plugged_into_the_client() {
+fn the_keys_a_user_sets_are_mapped_every_key_can_be_and_the_interceptor_is_plugged_in() {
     let m = manifest();
     assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
-    let app_vars = m["variables"].as_table().unwrap();
     let vars = app(&m)["variables"].as_table().unwrap();
-    for key in KEYS {
-        let mapped = vars
-            .get(key.name)
-            .and_then(|v| v.as_str())
-            .unwrap_or_else(|| panic!("{} not mapped", key.name));
-        if key.name == "allowed_origins" {
-            assert_eq!(mapped, "{{ api_origin }}");
-            continue;
-        }
-        assert_eq!(mapped, format!("{{{{ {} }}}}", key.name));
-        let var = app_vars[key.name].as_table().unwrap();
-        match key.default {
-            None => assert_eq!(var["required"].as_bool(), Some(true), "{}", key.name),
-            Some(d) => assert_eq!(var["default"].as_str(), Some(d), "{}", key.name),
-        }
-    }
+    let mut expected: Vec<&str> = MAPPED.to_vec();
+    expected.extend(["allowed_origins", "api_url"]);
+    expected.sort_unstable();
+    assert_eq!(mapped_names(vars), expected);
+    let shipped = KEYS.iter().filter(|k| MAPPED.contains(&k.name));
+    assert_mapped(shipped, m["variables"].as_table().unwrap(), vars);
+    // Every key the interceptor reads can be set: uncommented, the manifest maps them all.
+    let all = uncommented(&app_dir().join("spin.toml"));
+    let app_vars = all["variables"].as_table().unwrap();
+    let all_vars = app(&all)["variables"].as_table().unwrap();
+    assert_mapped(KEYS, app_vars, all_vars);
+    assert_eq!(
+        all_vars.len(),
+        KEYS.len() + 1,
+        "every key and api_url, nothing else"
+    );
     credentials_are_secrets(app_vars);
     assert_eq!(vars["api_url"].as_str(), Some("{{ api_origin }}"));
     let a = app(&m);
