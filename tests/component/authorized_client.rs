@@ -41,6 +41,36 @@ async fn attaches_the_bearer_token_and_returns_the_response() {
     );
 }
 
+/// A GET or HEAD without a body goes out as a plain client sends it, with no
+/// `content-length` (hyper frames it the same); a POST or DELETE with an empty body
+/// says `content-length: 0`, as it must, and a body says its length.
+#[tokio::test]
+async fn content_length_is_sent_only_where_a_request_has_a_body_to_frame() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let rig = rig(&server, &[]);
+    let mut inst = rig.host.instance().await.unwrap();
+    let cases: [(&str, Option<&[u8]>, Option<&str>); 5] = [
+        ("GET", None, None),
+        ("HEAD", None, None),
+        ("POST", None, Some("0")),
+        ("DELETE", None, Some("0")),
+        ("PUT", Some(b"abc"), Some("3")),
+    ];
+    for (method, body, _) in cases {
+        let mut req = api_get(server.url("/api/items"));
+        req.method = method.into();
+        req.body = body.map(<[u8]>::to_vec);
+        assert_eq!(inst.send(&req).await.unwrap().unwrap().status, 200, "{method}");
+    }
+    let api = server.api_requests();
+    assert_eq!(api.len(), cases.len());
+    for (recorded, (method, _, length)) in api.iter().zip(cases) {
+        assert_eq!(recorded.method, method);
+        assert_eq!(recorded.header("content-length"), length, "{method}");
+        assert_eq!(recorded.header("transfer-encoding"), None, "{method}");
+    }
+}
+
 #[tokio::test]
 async fn on_401_the_token_is_invalidated_and_the_request_retried_once() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();

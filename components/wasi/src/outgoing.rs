@@ -13,27 +13,33 @@ use wasi::http::types as http;
 use wasi::io::poll::{Pollable, poll};
 use wasi::io::streams::StreamError;
 
-/// The exchange's end, on the monotonic clock (ns).
-struct Deadline(u64);
+/// The exchange's end, on the monotonic clock, and a timer that fires then (one per
+/// exchange, made at the first wait: most exchanges never wait on anything but the head).
+struct Deadline {
+    at: u64,
+    timer: Option<Pollable>,
+}
 
 impl Deadline {
     fn after_ms(ms: u64) -> Self {
-        Deadline(monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000)))
+        Deadline {
+            at: monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000)),
+            timer: None,
+        }
     }
 
     /// Block until `ready` is ready or the deadline passes; `false` on the deadline.
-    fn wait(&self, ready: &Pollable) -> bool {
-        if ready.ready() {
-            return true;
-        }
-        let timer = monotonic_clock::subscribe_instant(self.0);
-        let fired = poll(&[ready, &timer]);
-        fired.contains(&0)
+    fn wait(&mut self, ready: &Pollable) -> bool {
+        let at = self.at;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| monotonic_clock::subscribe_instant(at));
+        poll(&[ready, timer]).contains(&0)
     }
 }
 
 pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpResponse, CoreError> {
-    let deadline = Deadline::after_ms(options.timeout_ms);
+    let mut deadline = Deadline::after_ms(options.timeout_ms);
     let outgoing = outgoing_request(request)?;
     let request_options = crate::with_timeouts!(http::RequestOptions::new(), options.timeout_ms);
     let body = outgoing
@@ -63,7 +69,7 @@ pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpRe
     let incoming = response
         .consume()
         .map_err(|()| CoreError::Transport("response body unavailable".into()))?;
-    let body = read_body(&incoming, options.read_limit, &deadline)?;
+    let body = read_body(&incoming, options.read_limit, &mut deadline)?;
     drop(http::IncomingBody::finish(incoming));
     Ok(HttpResponse {
         status,
@@ -72,14 +78,26 @@ pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpRe
     })
 }
 
-/// The request's method, URL and headers (plus `content-length`) as the host's type.
+/// The request's method, URL and headers (plus `content-length`, but not on a GET or
+/// HEAD without a body, which has none on the wire either) as the host's type.
 fn outgoing_request(request: &HttpRequest) -> Result<http::OutgoingRequest, CoreError> {
-    let mut headers = request.headers.clone();
-    headers.push((
-        "content-length".into(),
-        request.body.len().to_string().into_bytes(),
-    ));
-    let fields = http::Fields::from_list(&headers).map_err(|e| {
+    let bodiless = request.body.is_empty() && matches!(request.method.as_str(), "GET" | "HEAD");
+    let mut extra = None;
+    if !bodiless {
+        extra = Some((
+            "content-length".to_string(),
+            request.body.len().to_string().into_bytes(),
+        ));
+    }
+    let fields = match extra {
+        None => http::Fields::from_list(&request.headers),
+        Some(length) => {
+            let mut headers = request.headers.clone();
+            headers.push(length);
+            http::Fields::from_list(&headers)
+        }
+    };
+    let fields = fields.map_err(|e| {
         CoreError::Refused(
             match e {
                 http::HeaderError::InvalidSyntax => {
@@ -96,42 +114,45 @@ fn outgoing_request(request: &HttpRequest) -> Result<http::OutgoingRequest, Core
     Ok(outgoing)
 }
 
-/// Write and finish the request body; `false` if any of it failed.
+/// Write and finish the request body; `false` if any of it failed. An empty body is
+/// only finished.
 fn write_body(body: http::OutgoingBody, bytes: &[u8]) -> bool {
-    let mut ok = true;
-    if let Ok(stream) = body.write() {
-        for chunk in bytes.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                ok = false;
-                break;
-            }
-        }
-    } else {
-        ok = false;
-    }
-    if http::OutgoingBody::finish(body, None).is_err() {
-        ok = false;
-    }
-    ok
+    let written = bytes.is_empty() || write_all(&body, bytes);
+    let finished = http::OutgoingBody::finish(body, None).is_ok();
+    written && finished
 }
 
-/// The response body, up to `read_limit` bytes, by `deadline`.
+/// `bytes` through the body's stream (dropped again before the body is finished).
+fn write_all(body: &http::OutgoingBody, bytes: &[u8]) -> bool {
+    let Ok(stream) = body.write() else {
+        return false;
+    };
+    bytes
+        .chunks(4096)
+        .all(|chunk| stream.blocking_write_and_flush(chunk).is_ok())
+}
+
+/// The response body, up to `read_limit` bytes, by `deadline`. What the host has
+/// buffered is read at once; only when nothing is there does it wait.
 fn read_body(
     incoming: &http::IncomingBody,
     read_limit: usize,
-    deadline: &Deadline,
+    deadline: &mut Deadline,
 ) -> Result<Vec<u8>, CoreError> {
     let stream = incoming
         .stream()
         .map_err(|()| CoreError::Transport("response body unavailable".into()))?;
-    let readable = stream.subscribe();
+    let mut readable = None;
     let mut body = Vec::new();
     while body.len() < read_limit {
-        if !deadline.wait(&readable) {
-            return Err(CoreError::Timeout);
-        }
         let want = (read_limit - body.len()).min(64 * 1024) as u64;
         match stream.read(want) {
+            Ok(chunk) if chunk.is_empty() => {
+                let readable = readable.get_or_insert_with(|| stream.subscribe());
+                if !deadline.wait(readable) {
+                    return Err(CoreError::Timeout);
+                }
+            }
             Ok(chunk) => body.extend_from_slice(&chunk),
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => return Err(body_read_error(&e)),
