@@ -105,6 +105,7 @@ fn main() -> Result<()> {
         .context("adding the wasi_snapshot_preview1 adapter")?
         .encode()
         .context("encoding the component")?;
+    let encoded = without_debug_sections(&encoded)?;
     std::fs::write(&args.component, &encoded)
         .with_context(|| format!("writing {}", args.component.display()))?;
     let before = std::fs::metadata(&args.core)?.len();
@@ -115,6 +116,38 @@ fn main() -> Result<()> {
         encoded.len()
     );
     Ok(())
+}
+
+/// Custom sections at the component's top level that only name things for debuggers
+/// and say which tools made it: wit-component writes them, no host reads them (the
+/// core module's own names are gone already unless `--keep-names`).
+const DEBUG_SECTIONS: &[&str] = &["component-name", "producers"];
+
+/// `component` without its top-level [`DEBUG_SECTIONS`] (about 9 KB for the provider).
+fn without_debug_sections(component: &[u8]) -> Result<Vec<u8>> {
+    let mut reader = wasmparser::BinaryReader::new(component, 0);
+    let header = reader.read_bytes(8).context("component header")?;
+    let mut out = header.to_vec();
+    while !reader.eof() {
+        let start = reader.original_position();
+        let id = reader.read_u8().context("section id")?;
+        let size = reader.read_var_u32().context("section size")? as usize;
+        let body = reader.read_bytes(size).context("section body")?;
+        let end = reader.original_position();
+        if id == 0 {
+            let name = wasmparser::BinaryReader::new(body, 0)
+                .read_string()
+                .context("custom section name")?;
+            if DEBUG_SECTIONS.contains(&name) {
+                continue;
+            }
+        }
+        out.extend_from_slice(&component[start as usize..end as usize]);
+    }
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&out)
+        .context("the component without its debug sections")?;
+    Ok(out)
 }
 
 /// The `wasm-opt` to run, if there is one.
