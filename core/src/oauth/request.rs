@@ -136,7 +136,7 @@ fn normalise<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    v.sort();
+    v.sort_unstable();
     v.dedup();
     v
 }

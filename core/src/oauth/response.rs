@@ -108,7 +108,7 @@ fn granted_scopes(obj: &Map<String, Value>, requested: &[String]) -> Result<Vec<
         None | Some(Value::Null) => Ok(requested.to_vec()),
         Some(Value::String(s)) => {
             let mut v: Vec<String> = s.split_ascii_whitespace().map(str::to_string).collect();
-            v.sort();
+            v.sort_unstable();
             v.dedup();
             Ok(v)
         }

@@ -72,7 +72,11 @@ impl Drops {
                 self.drops.push(d);
             }
         }
-        self.drops.sort_by_key(|d| d.at_ms);
+        // By time, then by the rest, so equal times have one order on every instance
+        // (an unstable sort: the stable one is several KB more in the component).
+        self.drops.sort_unstable_by(|a, b| {
+            (a.at_ms, &a.origin, &a.fingerprint).cmp(&(b.at_ms, &b.origin, &b.fingerprint))
+        });
         let excess = self.drops.len().saturating_sub(MAX_DROPS);
         self.drops.drain(..excess);
         self
