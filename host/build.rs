@@ -3,10 +3,14 @@
 //! need nothing else but the `wasm32-wasip2` target (`scripts/test.sh` adds it with
 //! rustup; this script only says so when it is missing).
 //!
-//! `TOKEN_PROVIDER_COMPONENTS_DIR=DIR` skips the nested builds and embeds the four
+//! Also the provider with RS256/PS256 (`token_provider_rsa.wasm`, Spin flavor, the
+//! `rsa` feature), which the host runs for a configuration with an RSA key.
+//!
+//! `TOKEN_PROVIDER_COMPONENTS_DIR=DIR` skips the nested builds and embeds the five
 //! `.wasm` files found in DIR instead (a CI cache, an editor's check, a release build
-//! made elsewhere): `token_provider.wasm`, `token_provider_wasmtime.wasm`,
-//! `token_interceptor.wasm`, `token_interceptor_wasmtime.wasm`.
+//! made elsewhere): `token_provider.wasm`, `token_provider_rsa.wasm`,
+//! `token_provider_wasmtime.wasm`, `token_interceptor.wasm`,
+//! `token_interceptor_wasmtime.wasm`.
 //!
 //! The nested cargo uses its own target directory (no lock contention with the outer
 //! build) and a cleared environment (the outer build's RUSTFLAGS, wrappers and target
@@ -143,12 +147,18 @@ struct Build {
     features: Option<&'static str>,
 }
 
-const BUILDS: [Build; 4] = [
+const BUILDS: [Build; 5] = [
     Build {
         env: "TOKEN_PROVIDER_WASM",
         file: "token_provider.wasm",
         package: "token-provider",
         features: None,
+    },
+    Build {
+        env: "TOKEN_PROVIDER_RSA_WASM",
+        file: "token_provider_rsa.wasm",
+        package: "token-provider",
+        features: Some("rsa"),
     },
     Build {
         env: "TOKEN_PROVIDER_WASMTIME_WASM",
@@ -177,7 +187,7 @@ fn embed(build: &Build, component: &std::path::Path, out_dir: &std::path::Path) 
     println!("cargo:rustc-env={}={}", build.env, embedded.display());
 }
 
-/// Embed the four components of `dir` as they are (`TOKEN_PROVIDER_COMPONENTS_DIR`;
+/// Embed the five components of `dir` as they are (`TOKEN_PROVIDER_COMPONENTS_DIR`;
 /// taken as shrunk).
 fn embed_prebuilt(dir: &std::path::Path, out_dir: &std::path::Path) {
     println!("cargo:rustc-env=TOKEN_PROVIDER_WASM_OPTIMIZED=true");
@@ -186,7 +196,7 @@ fn embed_prebuilt(dir: &std::path::Path, out_dir: &std::path::Path) {
         println!("cargo:rerun-if-changed={}", from.display());
         assert!(
             from.is_file(),
-            "{PREBUILT_ENV}={}: {} is missing (it must hold all four components)",
+            "{PREBUILT_ENV}={}: {} is missing (it must hold all five components)",
             dir.display(),
             build.file
         );

@@ -8,6 +8,11 @@ use wasmtime::component::Component;
 /// The Spin-flavor component this host was built with; the default.
 pub static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("TOKEN_PROVIDER_WASM"));
 
+/// The Spin-flavor component built with the `rsa` feature (`token_provider_rsa.wasm`):
+/// RS256/PS256 client assertions besides everything the default one does. The host
+/// runs it for a configuration with an RSA key ([`needs_rsa`]).
+pub static EMBEDDED_RSA_COMPONENT: &[u8] = include_bytes!(env!("TOKEN_PROVIDER_RSA_WASM"));
+
 /// The wasmtime-flavor component (same source, the drafts wasmtime's CLI implements).
 pub static EMBEDDED_WASMTIME_COMPONENT: &[u8] =
     include_bytes!(env!("TOKEN_PROVIDER_WASMTIME_WASM"));
@@ -91,6 +96,32 @@ pub fn new_pooled_engine() -> anyhow::Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
+/// Whether a configuration signs with an RSA key (`client_assertion_alg` RS256 or PS256,
+/// or a `client_private_key` that is not one of the default build's keys), so that it
+/// needs [`EMBEDDED_RSA_COMPONENT`]. A key that is no key at all also gets that build,
+/// whose error then names every kind it reads.
+pub fn needs_rsa(config: &std::collections::HashMap<String, String>) -> bool {
+    let set = |key: &str| config.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+    if matches!(set("client_assertion_alg"), Some("RS256" | "PS256")) {
+        return true;
+    }
+    set("client_private_key")
+        .is_some_and(|pem| token_provider_core::internal::PrivateKey::from_pem(pem, None).is_err())
+}
+
+/// The embedded RSA build ([`EMBEDDED_RSA_COMPONENT`]), compiled once per process on
+/// the same engine as [`embedded`]'s.
+pub fn embedded_rsa() -> (Engine, Component) {
+    static RSA: OnceLock<Component> = OnceLock::new();
+    let (engine, _) = embedded(Flavor::Spin);
+    let component = RSA
+        .get_or_init(|| {
+            Component::new(&engine, EMBEDDED_RSA_COMPONENT).expect("the RSA build compiles")
+        })
+        .clone();
+    (engine, component)
+}
+
 /// An embedded component, compiled once per process and flavor (one shared engine).
 pub fn embedded(flavor: Flavor) -> (Engine, Component) {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -107,4 +138,41 @@ pub fn embedded(flavor: Flavor) -> (Engine, Component) {
         })
         .clone();
     (engine, component)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_rsa;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_an_rsa_key_or_algorithm_picks_the_rsa_build() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let rsa = std::fs::read_to_string(root.join("rsa-2048.pem")).unwrap();
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem();
+        assert!(!needs_rsa(&config(&[])));
+        assert!(!needs_rsa(&config(&[
+            ("client_secret", "s"),
+            ("client_private_key", " ")
+        ])));
+        assert!(!needs_rsa(&config(&[("client_private_key", &p256)])));
+        assert!(!needs_rsa(&config(&[("client_assertion_alg", "ES256")])));
+        assert!(needs_rsa(&config(&[("client_private_key", &rsa)])));
+        assert!(needs_rsa(&config(&[("client_assertion_alg", "PS256")])));
+        assert!(needs_rsa(&config(&[("client_assertion_alg", "RS256")])));
+        // Not a key at all: the RSA build's error names every kind it reads.
+        assert!(needs_rsa(&config(&[(
+            "client_private_key",
+            "-----BEGIN PRIVATE KEY-----"
+        )])));
+    }
 }

@@ -233,6 +233,9 @@ impl HostBuilder {
                     .map_err(|e| anyhow::Error::from(e).context("compiling the component"))?;
                 (engine, component)
             }
+            None if self.flavor == Flavor::Spin && crate::components::needs_rsa(&self.config) => {
+                crate::components::embedded_rsa()
+            }
             None => embedded(self.flavor),
         };
         self.build_with(engine, component)

@@ -579,9 +579,10 @@ fn token_with_a_private_key_file_uses_private_key_jwt() {
     );
 }
 
-/// `token --help` names each private-key type the component accepts (P-256 and RSA in
-/// this build: EdDSA is an opt-in feature), and a key of each type it names loads as
-/// `client_private_key`.
+/// `token --help` names each private-key type the CLI accepts (P-256 and RSA: the host
+/// runs the RSA build for an RSA key; EdDSA is an opt-in feature), and a key of each
+/// type it names loads as `client_private_key` (the token request then fails on the
+/// closed port, not on the key).
 #[test]
 fn the_private_key_help_names_the_key_types_that_load() {
     let help = Command::new(env!("CARGO_BIN_EXE_token-provider"))
@@ -592,15 +593,27 @@ fn the_private_key_help_names_the_key_types_that_load() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let rsa = std::fs::read_to_string(root.join("tests/fixtures/rsa-2048.pem")).unwrap();
     let (p256, _) = p256_client_key("help");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("client.pem");
     for (kind, pem) in [("P-256", p256.as_str()), ("RSA of 2048 bits or more", &rsa)] {
         assert!(help.contains(kind), "--help does not name {kind}: {help}");
-        let loaded = token_provider_core::Settings::from_pairs(&[
-            ("token_url", "https://login.example.com/token"),
-            ("client_id", "svc"),
-            ("auth_method", "private_key_jwt"),
-            ("client_private_key", pem),
-        ]);
-        assert!(loaded.is_ok(), "{kind}: {:?}", loaded.err());
+        std::fs::write(&key, pem).unwrap();
+        let out = cli(
+            &[
+                "token",
+                "--token-url",
+                "http://127.0.0.1:9/token",
+                "--client-id",
+                "svc",
+                "--private-key-file",
+                key.to_str().unwrap(),
+                "--allow-http",
+            ],
+            "",
+        );
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{kind}: nothing listens on port 9");
+        assert!(!err.contains("client_private_key"), "{kind}: {err}");
     }
     assert!(!help.contains("Ed25519"), "EdDSA is not in this build");
 }

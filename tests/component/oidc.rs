@@ -273,6 +273,28 @@ async fn private_key_jwt_rs256_and_ps256_over_http_and_tls() {
     }
 }
 
+/// The default build carries no RSA: given an RSA key it fails with a configuration
+/// error that names the build that has it, before any request; the host's own builder
+/// runs that build for such a key (the test above).
+#[tokio::test]
+async fn the_default_build_refuses_an_rsa_key_and_names_the_rsa_build() {
+    let host = TokenHost::builder()
+        .component(token_provider_host::components::EMBEDDED_COMPONENT.to_vec())
+        .config("token_url", "https://login.example/token")
+        .config("client_id", "c")
+        .config("auth_method", "private_key_jwt")
+        .config("client_private_key", RSA_2048)
+        .build()
+        .unwrap();
+    match token(&host, &TokenRequest::default_request()).await {
+        Err(ProviderError::Config(m)) => {
+            assert!(m.contains("token_provider_rsa.wasm"), "{m}");
+            assert!(!m.contains("MII"), "no key material: {m}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
 /// `issuer` instead of `token_url`, with `auth_method = auto`: oidc-provider's metadata
 /// gives the token endpoint and the methods (over HTTP its RFC 8414 document; over TLS
 /// the peer serves only the OpenID one, so the fallback is taken); auto picks `private_key_jwt` for a client with a key, `client_secret_jwt`
