@@ -735,6 +735,14 @@ impl App {
         store
     }
 
+    /// Only the instantiation of a request's instance (its store set up as for a request).
+    async fn instantiate_only(&self) -> Duration {
+        let started = Instant::now();
+        let mut store = self.store(&Arc::new(Spans::default()));
+        self.pre.instantiate_async(&mut store).await.unwrap();
+        started.elapsed()
+    }
+
     /// One request as Spin's HTTP trigger makes it: `GET {path}`, its answer's status and
     /// body, and the spans.
     async fn request(self: &Arc<Self>, path: &str) -> (u16, Bytes, Sample) {
@@ -919,6 +927,24 @@ async fn rounds(apps: &[(String, Arc<App>)], rounds: usize) -> Vec<(String, Vec<
     out
 }
 
+/// Instantiation alone (a store as for a request, the instance, nothing called), per
+/// app, in interleaved rounds: what composition costs before the handler runs.
+async fn instantiation_rows(apps: &[(String, Arc<App>)], rounds: usize) {
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); apps.len()];
+    for round in 0..rounds {
+        for i in 0..apps.len() {
+            let k = (i + round) % apps.len();
+            samples[k].push(apps[k].1.instantiate_only().await);
+        }
+    }
+    print!("{:<40}", "instantiation only");
+    for s in &mut samples {
+        s.sort_unstable();
+        print!(" {:>22.1}", s[s.len() / 2].as_secs_f64() * 1e6);
+    }
+    println!();
+}
+
 #[tokio::main]
 async fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
@@ -1021,6 +1047,7 @@ async fn main() {
         "\nSpin 4.1's request path emulated (benches/spin.rs): {measured} interleaved rounds, a fresh\ninstance per request, the provider's token in the store"
     );
     print_table(&samples);
+    instantiation_rows(&apps, measured).await;
     for (name, s) in &samples {
         assert!(
             s.iter().all(|s| s.outbound > Duration::ZERO),

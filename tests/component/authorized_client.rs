@@ -60,7 +60,11 @@ async fn content_length_is_sent_only_where_a_request_has_a_body_to_frame() {
         let mut req = api_get(server.url("/api/items"));
         req.method = method.into();
         req.body = body.map(<[u8]>::to_vec);
-        assert_eq!(inst.send(&req).await.unwrap().unwrap().status, 200, "{method}");
+        assert_eq!(
+            inst.send(&req).await.unwrap().unwrap().status,
+            200,
+            "{method}"
+        );
     }
     let api = server.api_requests();
     assert_eq!(api.len(), cases.len());
