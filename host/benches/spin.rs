@@ -610,6 +610,10 @@ fn spin_engine() -> Engine {
         .wasm_component_model(true)
         .wasm_component_model_async(true)
         .epoch_interruption(true);
+    // `perf record` can name the guest's functions (profiling, not timing).
+    if std::env::var_os("TOKEN_PROVIDER_BENCH_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let max_instances = 100;
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     pool.total_component_instances(max_instances)

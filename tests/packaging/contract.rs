@@ -133,6 +133,58 @@ fn component_is_a_reasonable_size() {
     assert_eq!(EMBEDDED_COMPONENT, Flavor::Spin.embedded_bytes());
 }
 
+/// Every component this host embeds and what its size may be at most: where issue 24
+/// left them (docs/performance.md, "Where the bytes are"), a little over, so that growth
+/// is a decision, not an accident.
+fn budgets() -> [(&'static str, &'static [u8], usize); 5] {
+    use token_provider_host::components::*;
+    [
+        ("token_provider.wasm", EMBEDDED_COMPONENT, 330_000),
+        (
+            "token_provider_wasmtime.wasm",
+            EMBEDDED_WASMTIME_COMPONENT,
+            330_000,
+        ),
+        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 440_000),
+        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 395_000),
+        (
+            "token_interceptor_wasmtime.wasm",
+            EMBEDDED_INTERCEPTOR_WASMTIME,
+            395_000,
+        ),
+    ]
+}
+
+#[test]
+fn every_component_is_within_its_size_budget() {
+    for (name, bytes, budget) in budgets() {
+        assert!(
+            bytes.len() <= budget,
+            "{name}: {} bytes, budget {budget}",
+            bytes.len()
+        );
+    }
+}
+
+/// Each linear memory starts small (the components' build.rs: a 64 KiB stack, not the
+/// toolchain's 1 MiB): a host with pooled slots zeroes or faults in every page of it
+/// for every instance.
+#[test]
+fn every_components_memory_starts_at_a_few_pages() {
+    for (name, bytes, _) in budgets() {
+        let mut memories = Vec::new();
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            if let wasmparser::Payload::MemorySection(section) = payload.unwrap() {
+                for memory in section {
+                    memories.push(memory.unwrap().initial);
+                }
+            }
+        }
+        assert_eq!(memories.len(), 1, "{name}: one memory");
+        assert!(memories[0] <= 4, "{name}: {} pages", memories[0]);
+    }
+}
+
 /// What ships is shrunk with binaryen's `wasm-opt` (host/build.rs; `scripts/test.sh`
 /// installs the prebuilt one from npm). A build without it still runs (the demo does
 /// not need it) but is larger, and must not pass for what CI checks.
