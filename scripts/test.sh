@@ -45,8 +45,8 @@ for flavor in "" "--features wasmtime-flavor"; do
   # shellcheck disable=SC2086 # an empty flavor is no argument
   cargo clippy -p token-provider -p token-interceptor -p token-provider-wasi --lib --target wasm32-wasip2 $flavor -- -D warnings
 done
-# The signing algorithms' build features: without RSA, and with EdDSA.
-cargo clippy -p token-provider --lib --target wasm32-wasip2 --no-default-features -- -D warnings
+# The signing algorithms' build features: the RSA build, and the core without RSA and with EdDSA.
+cargo clippy -p token-provider -p token-interceptor --lib --target wasm32-wasip2 --features rsa -- -D warnings
 cargo clippy -p token-provider-core --lib --no-default-features -- -D warnings
 cargo clippy -p token-provider-core --all-targets --features eddsa -- -D warnings
 for example in examples/*/Cargo.toml; do

@@ -27,10 +27,13 @@
 //! - **Outbound HTTP**: the request checked against the allowed hosts, `Host` removed,
 //!   sent on a task of its own through one pooled client per app.
 //!
-//! The spans timed per request (medians over interleaved rounds): the whole request, the
-//! component's execution (instantiation and the handler), the outbound GET (to the
-//! response's head, as Spin's span), `get-all`, the store, the app's variable reads, and
-//! everything else in the execution.
+//! The spans timed per request (medians over interleaved rounds), each ending where
+//! Spin's does: the whole request and the component's execution (instantiation and the
+//! handler) at the response's head; the outbound GET at its response's head; `get-all`,
+//! the store, the app's variable reads; everything else in the execution. Besides them:
+//! the guest's own time (the call hook, whole handler) and what comes after the head
+//! (the body, the handler's return, the instance's drop: outside Spin's spans, but on
+//! its CPU).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -130,6 +133,8 @@ struct Sample {
     kv: Duration,
     vars: Duration,
     guest: Duration,
+    /// From the response's head to the instance's drop (outside Spin's spans).
+    after: Duration,
 }
 
 impl Sample {
@@ -461,7 +466,7 @@ impl WasiHttpHooks for Outbound {
             uri.scheme_str().unwrap_or("http"),
             uri.authority().map(|a| a.as_str()).unwrap_or("")
         );
-        if !allowed.iter().any(|a| *a == origin) {
+        if !allowed.contains(&origin) {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         request.headers_mut().remove(http::header::HOST);
@@ -751,32 +756,13 @@ impl App {
     /// body, and the spans.
     async fn request(self: &Arc<Self>, path: &str) -> (u16, Bytes, Sample) {
         let started = Instant::now();
-        let mut req = hyper::Request::builder()
-            .method("GET")
-            .uri(format!("http://127.0.0.1:3000{path}"))
-            .header("host", "127.0.0.1:3000")
-            .header("accept", "application/json");
-        for (name, value) in [
-            ("spin-full-url", format!("http://127.0.0.1:3000{path}")),
-            (
-                "spin-path-info",
-                path.trim_start_matches("/api").to_string(),
-            ),
-            ("spin-matched-route", "/api/...".to_string()),
-            ("spin-raw-component-route", "/api/...".to_string()),
-            ("spin-component-route", "/api".to_string()),
-            ("spin-base-path", "/".to_string()),
-            ("spin-client-addr", "127.0.0.1:50000".to_string()),
-        ] {
-            req = req.header(name, value);
-        }
-        let req = req.body(Empty::<Bytes>::new()).unwrap();
+        let req = spin_request(path);
         let spans = Arc::new(Spans::default());
         let app = self.clone();
         let task_spans = spans.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let execution = tokio::spawn(async move {
-            let started = Instant::now();
+        let spawned = Instant::now();
+        let handler = tokio::spawn(async move {
             let mut store = app.store(&task_spans);
             let proxy = app.pre.instantiate_async(&mut store).await.unwrap();
             let req = store
@@ -790,15 +776,19 @@ impl App {
                 .call_handle(&mut store, req, out)
                 .await
                 .unwrap();
-            (started.elapsed(), store.data().guest)
+            store.data().guest
         });
+        // Spin's request and execution spans end with the response's head; the body,
+        // the handler's return and the instance's drop come after.
         let response = rx.await.unwrap().unwrap();
+        let head = Instant::now();
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        let (execution, guest) = execution.await.unwrap();
+        let guest = handler.await.unwrap();
         let sample = Sample {
-            whole: started.elapsed(),
-            execution,
+            whole: head - started,
+            execution: head - spawned,
+            after: head.elapsed(),
             outbound: spans.get(Span::Outbound),
             get_all: spans.get(Span::GetAll),
             kv: spans.get(Span::Kv),
@@ -807,6 +797,31 @@ impl App {
         };
         (status, body, sample)
     }
+}
+
+/// `GET {path}` as Spin's HTTP trigger hands it to a component: scheme `http`, the
+/// client's headers and Spin's seven `spin-*` ones.
+fn spin_request(path: &str) -> hyper::Request<Empty<Bytes>> {
+    let mut req = hyper::Request::builder()
+        .method("GET")
+        .uri(format!("http://127.0.0.1:3000{path}"))
+        .header("host", "127.0.0.1:3000")
+        .header("accept", "application/json");
+    for (name, value) in [
+        ("spin-full-url", format!("http://127.0.0.1:3000{path}")),
+        (
+            "spin-path-info",
+            path.trim_start_matches("/api").to_string(),
+        ),
+        ("spin-matched-route", "/api/...".to_string()),
+        ("spin-raw-component-route", "/api/...".to_string()),
+        ("spin-component-route", "/api".to_string()),
+        ("spin-base-path", "/".to_string()),
+        ("spin-client-addr", "127.0.0.1:50000".to_string()),
+    ] {
+        req = req.header(name, value);
+    }
+    req.body(Empty::<Bytes>::new()).unwrap()
 }
 
 // --- the run ----------------------------------------------------------------------------
@@ -877,7 +892,8 @@ fn print_table(apps: &[(String, Vec<Sample>)]) {
         v.sort_unstable();
         v[v.len() / 2].as_secs_f64() * 1e6
     };
-    let rows: [(&str, &dyn Fn(&Sample) -> Duration); 8] = [
+    type Row<'a> = (&'a str, &'a dyn Fn(&Sample) -> Duration);
+    let rows: [Row; 9] = [
         ("whole request", &|s| s.whole),
         ("component execution", &|s| s.execution),
         ("outbound GET to the API (to its head)", &|s| s.outbound),
@@ -885,7 +901,8 @@ fn print_table(apps: &[(String, Vec<Sample>)]) {
         ("key-value open + get", &|s| s.kv),
         ("the app's own variable reads", &|s| s.vars),
         ("everything else in the execution", &|s| s.rest()),
-        ("  of which guest time (call hook)", &|s| s.guest),
+        ("guest time, whole handler (call hook)", &|s| s.guest),
+        ("after the head: body, return, drop", &|s| s.after),
     ];
     print!("{:<40}", "span (median, us)");
     for (name, _) in apps {
@@ -949,14 +966,14 @@ async fn instantiation_rows(apps: &[(String, Arc<App>)], rounds: usize) {
     println!();
 }
 
-#[tokio::main]
-async fn main() {
-    let bench = std::env::args().any(|a| a == "--bench");
-    let server = MockServer::start(ID, SECRET).await.unwrap();
-    server.set_record_api(false);
-    let dir = tempfile::tempdir().unwrap();
-    let engine = spin_engine();
-
+/// The apps side by side: the static-token app, the gateway with today's provider (SQLite
+/// store), a "before" build or manifest if the environment names one, and with Redis.
+async fn apps(
+    engine: &Engine,
+    server: &MockServer,
+    dir: &Path,
+    redis: Option<&LocalRedis>,
+) -> Vec<(String, Arc<App>)> {
     let deny = common::example_component("deny-environment", "deny_environment.wasm");
     let gateway = common::example_component("spin-gateway", "spin_gateway.wasm");
     let static_app = common::example_component("spin-static", "spin_static.wasm");
@@ -964,39 +981,31 @@ async fn main() {
     // What Spin runs: the gateway with the provider, itself with the deny adapter on
     // what it does not inherit, plugged into its import.
     let composed = |provider: &[u8]| plug(&gateway, &plug(provider, &deny));
+    let sqlite: Arc<dyn KvBackend> = Arc::new(SqliteKv::open(&dir.join("kv.db")));
+    let load = |wasm: &[u8], vars: Resolver, kv: &Arc<dyn KvBackend>| {
+        Arc::new(App::load(engine, wasm, vars, kv.clone(), dir))
+    };
 
-    let sqlite: Arc<dyn KvBackend> = Arc::new(SqliteKv::open(&dir.path().join("kv.db")));
-    let token = static_token(&server).await;
-    let static_vars = Resolver::from_manifest(
-        STATIC_MANIFEST,
-        "gateway",
-        [
-            ("api_origin".to_string(), server.origin()),
-            ("api_token".to_string(), token),
-        ]
-        .into(),
-    );
-    let mut apps = vec![(
-        "static token".to_string(),
-        Arc::new(App::load(
-            &engine,
-            &static_app,
-            static_vars,
-            sqlite.clone(),
-            dir.path(),
-        )),
-    )];
+    let cli = [
+        ("api_origin".to_string(), server.origin()),
+        ("api_token".to_string(), static_token(server).await),
+    ];
+    let static_vars = Resolver::from_manifest(STATIC_MANIFEST, "gateway", cli.into());
     let provider = Flavor::Spin.embedded_bytes();
-    apps.push((
-        "provider, SQLite".into(),
-        Arc::new(App::load(
-            &engine,
-            &composed(provider),
-            provider_resolver(&manifest, &server),
-            sqlite.clone(),
-            dir.path(),
-        )),
-    ));
+    let mut apps = vec![
+        (
+            "static token".to_string(),
+            load(&static_app, static_vars, &sqlite),
+        ),
+        (
+            "provider, SQLite".into(),
+            load(
+                &composed(provider),
+                provider_resolver(&manifest, server),
+                &sqlite,
+            ),
+        ),
+    ];
     // Another build of the provider, or another manifest, side by side (before/after
     // rows of a change: docs/performance.md).
     let before_provider = std::env::var_os("TOKEN_PROVIDER_BENCH_PROVIDER_BEFORE")
@@ -1004,34 +1013,56 @@ async fn main() {
     let before_manifest = std::env::var_os("TOKEN_PROVIDER_BENCH_MANIFEST_BEFORE")
         .map(|p| std::fs::read_to_string(p).expect("a readable spin.toml"));
     if before_provider.is_some() || before_manifest.is_some() {
+        let wasm = composed(before_provider.as_deref().unwrap_or(provider));
+        let vars = provider_resolver(before_manifest.as_deref().unwrap_or(&manifest), server);
+        apps.push(("before, SQLite".into(), load(&wasm, vars, &sqlite)));
+    }
+    if let Some(redis) = redis {
+        let kv: Arc<dyn KvBackend> = Arc::new(PingingRedis::connect(&redis.url()).await);
+        let vars = provider_resolver(&manifest, server);
         apps.push((
-            "before, SQLite".into(),
-            Arc::new(App::load(
-                &engine,
-                &composed(before_provider.as_deref().unwrap_or(provider)),
-                provider_resolver(before_manifest.as_deref().unwrap_or(&manifest), &server),
-                sqlite.clone(),
-                dir.path(),
-            )),
+            "provider, Redis".into(),
+            load(&composed(provider), vars, &kv),
         ));
     }
+    apps
+}
+
+/// What every measured request must have shown: an outbound span and guest time, and for
+/// the provider's apps a `get-all` and a store read.
+fn check_spans(samples: &[(String, Vec<Sample>)]) {
+    for (name, s) in samples {
+        assert!(
+            s.iter().all(|s| s.outbound > Duration::ZERO),
+            "{name}: no outbound span"
+        );
+        assert!(
+            s.iter().all(|s| s.guest > Duration::ZERO),
+            "{name}: no guest time"
+        );
+        if name.starts_with("provider") || name.starts_with("before") {
+            assert!(
+                s.iter()
+                    .all(|s| s.get_all > Duration::ZERO && s.kv > Duration::ZERO),
+                "{name}: no get-all or no store read"
+            );
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let server = MockServer::start(ID, SECRET).await.unwrap();
+    server.set_record_api(false);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = spin_engine();
     let redis = if bench {
         LocalRedis::start().ok()
     } else {
         None
     };
-    if let Some(redis) = &redis {
-        apps.push((
-            "provider, Redis".into(),
-            Arc::new(App::load(
-                &engine,
-                &composed(provider),
-                provider_resolver(&manifest, &server),
-                Arc::new(PingingRedis::connect(&redis.url()).await),
-                dir.path(),
-            )),
-        ));
-    }
+    let apps = apps(&engine, &server, dir.path(), redis.as_ref()).await;
 
     let (warmup, measured) = if bench {
         (WARMUP_ROUNDS, ROUNDS)
@@ -1052,20 +1083,5 @@ async fn main() {
     );
     print_table(&samples);
     instantiation_rows(&apps, measured).await;
-    for (name, s) in &samples {
-        assert!(
-            s.iter().all(|s| s.outbound > Duration::ZERO),
-            "{name}: no outbound span"
-        );
-        assert!(
-            s.iter().all(|s| s.guest > Duration::ZERO),
-            "{name}: no guest time"
-        );
-        if name.starts_with("provider") || name.starts_with("before") {
-            assert!(
-                s.iter()
-                    .all(|s| s.get_all > Duration::ZERO && s.kv > Duration::ZERO)
-            );
-        }
-    }
+    check_spans(&samples);
 }

@@ -105,8 +105,13 @@ pub fn needs_rsa(config: &std::collections::HashMap<String, String>) -> bool {
     if matches!(set("client_assertion_alg"), Some("RS256" | "PS256")) {
         return true;
     }
-    set("client_private_key")
-        .is_some_and(|pem| token_provider_core::internal::PrivateKey::from_pem(pem, None).is_err())
+    // Natively the core may or may not have `rsa` (a dev-dependency turns it on for the
+    // benchmarks): an RSA key either fails to load or loads as RS256.
+    set("client_private_key").is_some_and(|pem| {
+        use token_provider_core::internal::{Alg, PrivateKey};
+        PrivateKey::from_pem(pem, None)
+            .map_or(true, |key| matches!(key.alg(), Alg::Rs256 | Alg::Ps256))
+    })
 }
 
 /// The embedded RSA build ([`EMBEDDED_RSA_COMPONENT`]), compiled once per process on

@@ -49,7 +49,9 @@ async fn content_length_is_sent_only_where_a_request_has_a_body_to_frame() {
     let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
     let rig = rig(&server, &[]);
     let mut inst = rig.host.instance().await.unwrap();
-    let cases: [(&str, Option<&[u8]>, Option<&str>); 5] = [
+    // (method, body, the content-length the API must see)
+    type Case = (&'static str, Option<&'static [u8]>, Option<&'static str>);
+    let cases: [Case; 5] = [
         ("GET", None, None),
         ("HEAD", None, None),
         ("POST", None, Some("0")),

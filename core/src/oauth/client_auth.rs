@@ -174,7 +174,7 @@ impl PrivateKey {
     }
 
     /// The JWS `alg` this key signs with.
-    pub(crate) fn alg(&self) -> Alg {
+    pub fn alg(&self) -> Alg {
         match self.0 {
             Key::Es256(_) => Alg::Es256,
             #[cfg(feature = "eddsa")]
