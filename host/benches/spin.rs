@@ -103,23 +103,20 @@ enum Span {
 }
 
 impl Spans {
-    fn add(&self, span: Span, d: Duration) {
-        let cell = match span {
+    fn cell(&self, span: Span) -> &AtomicU64 {
+        match span {
             Span::Outbound => &self.outbound,
             Span::GetAll => &self.get_all,
             Span::Kv => &self.kv,
             Span::Vars => &self.vars,
-        };
-        cell.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+    fn add(&self, span: Span, d: Duration) {
+        self.cell(span)
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
     fn get(&self, span: Span) -> Duration {
-        let cell = match span {
-            Span::Outbound => &self.outbound,
-            Span::GetAll => &self.get_all,
-            Span::Kv => &self.kv,
-            Span::Vars => &self.vars,
-        };
-        Duration::from_nanos(cell.load(Ordering::Relaxed))
+        Duration::from_nanos(self.cell(span).load(Ordering::Relaxed))
     }
 }
 

@@ -102,11 +102,17 @@ pub(crate) fn assert_mapped<'a>(
     }
 }
 
-/// The component variables of a manifest's component, as a sorted list of names.
-pub(crate) fn mapped_names(component_vars: &toml::Table) -> Vec<&str> {
+/// A manifest as shipped maps the [`MAPPED`] keys (each to its app variable, with the
+/// key's default), `allowed_origins` and `api_url`, and nothing else.
+pub(crate) fn assert_only_user_keys_mapped(app_vars: &toml::Table, component_vars: &toml::Table) {
     let mut names: Vec<&str> = component_vars.keys().map(|k| k.as_str()).collect();
     names.sort_unstable();
-    names
+    let mut expected: Vec<&str> = MAPPED.to_vec();
+    expected.extend(["allowed_origins", "api_url"]);
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    let shipped = KEYS.iter().filter(|k| MAPPED.contains(&k.name));
+    assert_mapped(shipped, app_vars, component_vars);
 }
 
 fn gateway(m: &toml::Table) -> &toml::Table {
@@ -120,12 +126,7 @@ fn only_the_keys_a_user_sets_are_mapped_and_every_other_key_can_be_uncommented()
     let m = manifest();
     assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
     let component_vars = gateway(&m)["variables"].as_table().unwrap();
-    let mut expected: Vec<&str> = MAPPED.to_vec();
-    expected.extend(["allowed_origins", "api_url"]);
-    expected.sort_unstable();
-    assert_eq!(mapped_names(component_vars), expected);
-    let shipped = KEYS.iter().filter(|k| MAPPED.contains(&k.name));
-    assert_mapped(shipped, m["variables"].as_table().unwrap(), component_vars);
+    assert_only_user_keys_mapped(m["variables"].as_table().unwrap(), component_vars);
 
     // Every key the provider reads can be set: uncommented, the manifest maps them all.
     let m = uncommented(&root().join("spin.toml"));

@@ -82,20 +82,13 @@ pub(super) fn send(request: &HttpRequest, options: HttpOptions) -> Result<HttpRe
 /// HEAD without a body, which has none on the wire either) as the host's type.
 fn outgoing_request(request: &HttpRequest) -> Result<http::OutgoingRequest, CoreError> {
     let bodiless = request.body.is_empty() && matches!(request.method.as_str(), "GET" | "HEAD");
-    let mut extra = None;
-    if !bodiless {
-        extra = Some((
-            "content-length".to_string(),
-            request.body.len().to_string().into_bytes(),
-        ));
-    }
-    let fields = match extra {
-        None => http::Fields::from_list(&request.headers),
-        Some(length) => {
-            let mut headers = request.headers.clone();
-            headers.push(length);
-            http::Fields::from_list(&headers)
-        }
+    let fields = if bodiless {
+        http::Fields::from_list(&request.headers)
+    } else {
+        let mut headers = request.headers.clone();
+        let length = request.body.len().to_string().into_bytes();
+        headers.push(("content-length".into(), length));
+        http::Fields::from_list(&headers)
     };
     let fields = fields.map_err(|e| {
         CoreError::Refused(
