@@ -20,10 +20,7 @@ pub(super) struct Auth {
 
 /// `auth_method` and the credentials; every error names its key and echoes no
 /// credential.
-pub(super) fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
-    kv_store: bool,
-) -> Result<Auth, Error> {
+pub(super) fn read_auth(r: &Reader<'_>, kv_store: bool) -> Result<Auth, Error> {
     let choice = match r.choice("auth_method")? {
         "auto" => MethodChoice::Auto,
         "client_secret_post" => MethodChoice::Fixed(AuthMethod::ClientSecretPost),
@@ -53,8 +50,8 @@ pub(super) fn read_auth<G: Fn(&str) -> Result<Option<String>, String>>(
 /// `client_assertion` (its `exp` read); also the key's PEM, which may key the store.
 /// A key or assertion the configured method does not use is not read (`auto` may use
 /// any).
-fn read_credentials<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
+fn read_credentials(
+    r: &Reader<'_>,
     choice: MethodChoice,
 ) -> Result<(Credentials, Option<String>), Error> {
     let may_use =
@@ -160,8 +157,8 @@ fn strong_enough(secret: &str) -> Result<(), Error> {
 /// PEM or the client secret. A federated assertion rotates (and differs per
 /// instance), so it cannot: `cache_secret`, shared by the fleet, does, and a shared
 /// store without it is a configuration error.
-fn store_credential<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
+fn store_credential(
+    r: &Reader<'_>,
     used: AuthMethod,
     credentials: &Credentials,
     pem: Option<String>,

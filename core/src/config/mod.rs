@@ -53,7 +53,7 @@ impl Settings {
     ) -> Result<Self, Error> {
         // Read in a fixed order (the test below pins it), so the first bad key is the
         // one reported.
-        let r = Reader { get };
+        let r = Reader { get: &get };
         let allow_insecure_http = r.boolean("allow_insecure_http")?;
         let kv_store = r.or_none_if_empty("kv_store")?;
         let (client, auth) = read_client(&r, allow_insecure_http, kv_store.is_some())?;
@@ -109,9 +109,7 @@ impl Settings {
 }
 
 /// `default_expires_in_secs`, `max_expires_in_secs`.
-fn read_lifetimes<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
-) -> Result<Lifetimes, Error> {
+fn read_lifetimes(r: &Reader<'_>) -> Result<Lifetimes, Error> {
     Ok(Lifetimes {
         default_expires_in: r.number("default_expires_in_secs")?,
         max_expires_in: r.number("max_expires_in_secs")?,
@@ -120,9 +118,7 @@ fn read_lifetimes<G: Fn(&str) -> Result<Option<String>, String>>(
 
 /// `max_retries`, `retry_base_ms`, `retry_max_delay_ms`, `token_deadline_ms`,
 /// `failure_cooldown_secs`.
-fn read_retry<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
-) -> Result<RetrySettings, Error> {
+fn read_retry(r: &Reader<'_>) -> Result<RetrySettings, Error> {
     Ok(RetrySettings {
         policy: RetryPolicy {
             max_retries: r.number("max_retries")? as u32,
@@ -167,8 +163,8 @@ fn check_requests(settings: &Settings) -> Result<(), Error> {
 /// `intercept_routes` and `intercept_unmatched`, unless `reading` leaves them out (the
 /// provider component: the interceptor's keys, and the code that parses them, stay out
 /// of its `.wasm`).
-fn read_intercept<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
+fn read_intercept(
+    r: &Reader<'_>,
     reading: Reading,
     allow_insecure_http: bool,
 ) -> Result<InterceptSettings, Error> {
@@ -226,10 +222,7 @@ fn lease_outlasts_deadline(lease_ms: u64, token_deadline_ms: u64) -> Result<(), 
 /// `allowed_origins`, then `origin_audiences` (bindings of those origins).
 type Origins = (Vec<Origin>, Vec<(Origin, String)>);
 
-fn read_origins<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
-    allow_insecure_http: bool,
-) -> Result<Origins, Error> {
+fn read_origins(r: &Reader<'_>, allow_insecure_http: bool) -> Result<Origins, Error> {
     let allowed = r
         .list("allowed_origins")?
         .iter()
@@ -253,8 +246,8 @@ impl Settings {
     }
 }
 
-fn read_client<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
+fn read_client(
+    r: &Reader<'_>,
     allow_insecure_http: bool,
     kv_store: bool,
 ) -> Result<(ClientSettings, crate::secret::Secret), Error> {
@@ -308,10 +301,7 @@ type Server = (Option<HttpUrl>, Option<String>, Option<DiscoverySettings>);
 
 /// `token_url` and `issuer` with `discovery_ttl_secs` and `token_endpoint_origin`: at least one of the two, each
 /// `https://` unless `allow_insecure_http`.
-fn read_server<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
-    allow_insecure_http: bool,
-) -> Result<Server, Error> {
+fn read_server(r: &Reader<'_>, allow_insecure_http: bool) -> Result<Server, Error> {
     let url = |key: &str, text: &str| -> Result<HttpUrl, Error> {
         let url = parse_url(text).map_err(|e| Error::config(key, e))?;
         if url.origin.scheme == Scheme::Http && !allow_insecure_http {
@@ -354,10 +344,7 @@ fn read_server<G: Fn(&str) -> Result<Option<String>, String>>(
 }
 
 /// `origin_audiences`: `origin=value` pairs, each origin one of `allowed`.
-fn read_bindings<G: Fn(&str) -> Result<Option<String>, String>>(
-    r: &Reader<G>,
-    allowed: &[Origin],
-) -> Result<Vec<(Origin, String)>, Error> {
+fn read_bindings(r: &Reader<'_>, allowed: &[Origin]) -> Result<Vec<(Origin, String)>, Error> {
     let bad = |item: &str, why: &str| {
         Error::config(
             "origin_audiences",

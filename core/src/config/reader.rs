@@ -4,12 +4,17 @@
 use super::keys::{self, Kind};
 use crate::error::Error;
 
-/// Reads one key at a time, as [`KEYS`](super::keys::KEYS) describes it.
-pub(super) struct Reader<G> {
-    pub(super) get: G,
+/// How the host answers for one key: `Ok(None)` when unset, `Err(message)` when its
+/// config store fails.
+pub(super) type Get<'a> = &'a dyn Fn(&str) -> Result<Option<String>, String>;
+
+/// Reads one key at a time, as [`KEYS`](super::keys::KEYS) describes it. Not generic
+/// over the host's getter: its readers are compiled once for every caller.
+pub(super) struct Reader<'a> {
+    pub(super) get: Get<'a>,
 }
 
-impl<G: Fn(&str) -> Result<Option<String>, String>> Reader<G> {
+impl Reader<'_> {
     /// The trimmed value; `None` when unset or empty.
     pub(super) fn read(&self, key: &str) -> Result<Option<String>, Error> {
         let value =

@@ -9,8 +9,7 @@
 //! ([`FederatedAssertion`], whose `exp` is checked). The claims and the encoding are
 //! shared.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64ct::{Base64UrlUnpadded as B64, Encoding as _};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::Sha256;
@@ -60,7 +59,7 @@ fn signing_input(alg: &str, kid: Option<&str>, c: &Claims<'_>) -> String {
         typ: c.typ,
         kid,
     };
-    let jti = B64.encode(c.jti);
+    let jti = B64::encode_string(&c.jti);
     let payload = Payload {
         iss: c.client_id,
         sub: c.client_id,
@@ -71,8 +70,8 @@ fn signing_input(alg: &str, kid: Option<&str>, c: &Claims<'_>) -> String {
     };
     format!(
         "{}.{}",
-        B64.encode(json(&header)),
-        B64.encode(json(&payload))
+        B64::encode_string(&json(&header)),
+        B64::encode_string(&json(&payload))
     )
 }
 
@@ -87,7 +86,7 @@ pub fn client_secret_jwt(claims: &Claims<'_>, secret: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(input.as_bytes());
     let signature = mac.finalize().into_bytes();
-    format!("{input}.{}", B64.encode(signature))
+    format!("{input}.{}", B64::encode_string(&signature))
 }
 
 /// The JWS algorithm of a `private_key_jwt` assertion.
@@ -318,7 +317,7 @@ fn pkcs8_der(pem: &str) -> Option<Vec<u8>> {
     const END: &str = "-----END PRIVATE KEY-----";
     let body = pem.split_once(BEGIN)?.1.split_once(END)?.0;
     let text: String = body.split_ascii_whitespace().collect();
-    base64::engine::general_purpose::STANDARD.decode(text).ok()
+    base64ct::Base64::decode_vec(&text).ok()
 }
 
 /// `private_key_jwt`: the assertion signed with the client's private key, with `kid`
@@ -331,7 +330,7 @@ pub fn private_key_jwt(
 ) -> String {
     let input = signing_input(key.alg().as_str(), kid, claims);
     let signature = key.sign(input.as_bytes(), random);
-    format!("{input}.{}", B64.encode(signature))
+    format!("{input}.{}", B64::encode_string(&signature))
 }
 
 /// A federated client assertion (RFC 7523 §2.2 with a JWT another party issued: a
@@ -360,8 +359,7 @@ impl FederatedAssertion {
         let [_, payload, _] = parts[..] else {
             return Err("expected a JWT (three base64url parts separated by dots)".into());
         };
-        let bytes = B64
-            .decode(payload.trim_end_matches('='))
+        let bytes = B64::decode_vec(payload.trim_end_matches('='))
             .map_err(|_| "the JWT payload is not base64url")?;
         let claims: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|_| "the JWT payload is not a JSON object with a numeric exp claim")?;
@@ -392,6 +390,8 @@ impl FederatedAssertion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
     fn claims(jti: u8) -> Claims<'static> {
         Claims {

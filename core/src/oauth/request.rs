@@ -4,7 +4,7 @@ use crate::http_types::HttpRequest;
 use crate::oauth::client::Endpoint;
 use crate::oauth::client::{AuthMethod, ClientSettings};
 use crate::oauth::client_auth;
-use base64::Engine as _;
+use base64ct::Encoding as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// What is being asked for, after defaults are applied and lists normalised.
@@ -157,10 +157,7 @@ pub(crate) fn basic_authorization(client_id: &str, client_secret: &str) -> Strin
         utf8_percent_encode(client_id, NOT_UNRESERVED),
         utf8_percent_encode(client_secret, NOT_UNRESERVED)
     );
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
+    format!("Basic {}", base64ct::Base64::encode_string(pair.as_bytes()))
 }
 
 /// What makes each token request's client assertion its own: the clock reading and
@@ -316,6 +313,7 @@ pub fn parse_resource(text: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::oauth::client::ClientSettings;
+    use base64::Engine as _;
 
     const FRESH: Fresh<'static> = Fresh {
         random: &|out: &mut [u8]| out.fill(7),
