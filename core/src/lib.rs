@@ -14,6 +14,7 @@
 mod audit;
 mod config;
 mod error;
+mod http_date;
 mod http_types;
 mod oauth;
 mod origin;

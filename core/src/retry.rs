@@ -66,12 +66,7 @@ pub(crate) fn retry_after_ms(value: &str, now_unix_ms: u64) -> Option<u64> {
                 .saturating_mul(1000),
         );
     }
-    let at = httpdate::parse_http_date(value).ok()?;
-    let at_ms = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_millis()
-        .min(u128::from(u64::MAX)) as u64;
+    let at_ms = crate::http_date::parse(value)?.saturating_mul(1000);
     Some(at_ms.saturating_sub(now_unix_ms))
 }
 
