@@ -193,6 +193,28 @@ fn intercept_lines(rig: &Rig) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// An allowed API that cannot be reached: the app gets the host's error code, and the
+/// audit line says what happened in words (not a `Debug` dump of the error code).
+#[tokio::test]
+async fn an_api_that_cannot_be_reached_is_an_error_the_audit_line_names() {
+    let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let allowed = format!("{} {down}", server.origin());
+    let rig = rig(&server, &[("allowed_origins", allowed.as_str())]);
+    let answer = through(&rig, forward("GET", "/api/orders", &down, &[], b"")).await;
+    assert!(answer.is_err(), "{answer:?}");
+    let lines = intercept_lines(&rig);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["outcome"], "error", "{lines:?}");
+    assert_eq!(
+        lines[0]["detail"], "the API was not reached: transport: connection refused",
+        "{lines:?}"
+    );
+}
+
 /// A 401 to a request whose body can be sent again (none, or one within
 /// `retry_body_bytes`, with or without a length): the token is dropped, a new one
 /// fetched, and the request sent once more with the same body; the app sees only the

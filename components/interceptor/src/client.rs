@@ -125,10 +125,7 @@ async fn attach(
         let outgoing = parts.build(&issued.token, contents, trailers)?;
         let response = client::send(outgoing).await.map_err(|code| {
             audit(&p, Outcome::InterceptError, Some(origin), token, |ev| {
-                ev.with_detail(&sanitize(
-                    &format!("the API was not reached: {code:?}"),
-                    200,
-                ))
+                ev.with_detail(&sanitize(&super::platform::not_reached(&code), 200))
             });
             code
         })?;

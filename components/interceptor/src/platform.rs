@@ -20,6 +20,12 @@ use wit_bindgen::StreamResult;
 
 token_provider_wasi::error_code_mapping!(ErrorCode);
 
+/// What an audit line says when a request to the API got `code` (the same words as a
+/// failed token request; a derived `Debug` would bring kilobytes of formatting code).
+pub(crate) fn not_reached(code: &ErrorCode) -> String {
+    format!("the API was not reached: {}", transport_error(code.clone()))
+}
+
 /// [`Platform`] over this instance's imports, waiting without blocking.
 pub struct P3Platform;
 
