@@ -235,10 +235,8 @@ fn build_core_module(
     if let Some(f) = build.features {
         args.extend(["--features", f]);
     }
-    let rustflags = (
-        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
-        "-Clink-arg=--skip-wit-component",
-    );
+    let flags = format!("-Clink-arg=--skip-wit-component{}", remapped_paths(root));
+    let rustflags = ("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", flags.as_str());
     let what = format!("{} ({:?}) for {TARGET}", build.package, build.features);
     cargo_build(root, target_dir, &args, Some(rustflags), &what);
     // rustc names the core module after the package, `-` written as `_`.
@@ -246,6 +244,29 @@ fn build_core_module(
     let wasm = target_dir.join(TARGET).join("component").join(lib);
     assert!(wasm.exists(), "{} was not produced", wasm.display());
     wasm
+}
+
+/// `--remap-path-prefix` flags that cut the checkout's path and cargo's registry
+/// source directory out of the source paths a component carries (in its panic
+/// locations): 2.4 KB less in the provider, and the same bytes from every checkout and
+/// machine. A path with a space is left as it is (the flags are space-separated).
+fn remapped_paths(root: &std::path::Path) -> String {
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let mut prefixes = vec![root.to_path_buf()];
+    if let Some(home) = cargo_home {
+        // One directory per registry (`index.crates.io-<hash>`), and git checkouts.
+        let registries = std::fs::read_dir(home.join("registry").join("src"));
+        prefixes.extend(registries.into_iter().flatten().flatten().map(|e| e.path()));
+        prefixes.push(home.join("git").join("checkouts"));
+    }
+    prefixes
+        .iter()
+        .filter_map(|p| p.to_str())
+        .filter(|p| !p.contains(' '))
+        .map(|p| format!(" --remap-path-prefix={}/=", p.trim_end_matches('/')))
+        .collect()
 }
 
 /// `tools/componentize`, built in release into `target_dir` (once: later builds find
