@@ -548,7 +548,8 @@ async fn revocation(composed: &[u8]) {
 }
 
 /// `TOKEN_PROVIDER_BENCH_OTHER=path/to/other.wasm`: the embedded component and another
-/// build of it (a size or speed trade-off under study), one after the other in one run.
+/// build of it (a size or speed trade-off under study), side by side in one run: each
+/// compiled three times in turn (the median), then every row interleaved.
 async fn compare_with(
     server: &MockServer,
     kv: &Arc<dyn KvBackend>,
@@ -561,43 +562,58 @@ async fn compare_with(
     );
     let other = std::fs::read(&path).expect("TOKEN_PROVIDER_BENCH_OTHER names a readable file");
     let engine = new_pooled_engine().unwrap();
-    let mut rows = Vec::new();
-    for (name, bytes) in [
+    let builds = [
         ("embedded", Flavor::Spin.embedded_bytes()),
         ("other", &other[..]),
-    ] {
+    ];
+    let mut compile_ms = [Vec::new(), Vec::new()];
+    for _ in 0..3 {
+        for (i, (_, bytes)) in builds.iter().enumerate() {
+            let t = Instant::now();
+            drop(Component::new(&engine, bytes).unwrap());
+            compile_ms[i].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let mut hosts = Vec::new();
+    for (i, (name, bytes)) in builds.iter().enumerate() {
+        compile_ms[i].sort_by(f64::total_cmp);
         println!("{:<58} {:>10} bytes", format!("{name}: size"), bytes.len());
-        let t = Instant::now();
-        let component = Component::new(&engine, bytes).unwrap();
         println!(
             "{:<58} {:>10.1} ms",
-            format!("{name}: Component::new"),
-            t.elapsed().as_secs_f64() * 1e3
+            format!("{name}: Component::new (median of 3, alternating)"),
+            compile_ms[i][1]
         );
+        let component = Component::new(&engine, bytes).unwrap();
         let host = builder(server, kv.clone())
             .build_with(engine.clone(), component)
             .unwrap();
         get_token(&host).await;
-        rows.push((name, host));
+        hosts.push(host);
     }
-    let mut stats = Vec::new();
-    for (name, host) in &rows {
-        let hit = measure(
-            &format!("{name}: get-token, fresh instance, store hit"),
-            || async {
-                assert_eq!(get_token(host).await, TokenSource::Store);
-            },
-        )
-        .await;
-        let send = measure(
-            &format!("{name}: send, fresh instance, cached token"),
-            || send_ok(host, request),
-        )
-        .await;
-        stats.push((hit, send));
-    }
-    ratio("get-token hit: other vs embedded", &stats[1].0, &stats[0].0);
-    ratio("send: other vs embedded", &stats[1].1, &stats[0].1);
+    println!(
+        "  ratio  Component::new: other vs embedded: {:.2}x",
+        compile_ms[1][1] / compile_ms[0][1]
+    );
+    let (embedded, other) = (&hosts[0], &hosts[1]);
+    let hit = async |host| assert_eq!(get_token(host).await, TokenSource::Store);
+    measure_pair(
+        "get-token hit, fresh instance: other vs embedded",
+        ("other: get-token, fresh instance, store hit", || hit(other)),
+        ("embedded: get-token, fresh instance, store hit", || {
+            hit(embedded)
+        }),
+    )
+    .await;
+    measure_pair(
+        "send, fresh instance: other vs embedded",
+        ("other: send, fresh instance, cached token", || {
+            send_ok(other, request)
+        }),
+        ("embedded: send, fresh instance, cached token", || {
+            send_ok(embedded, request)
+        }),
+    )
+    .await;
 }
 
 /// The steps of a store hit in the core, timed natively.
