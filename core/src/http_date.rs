@@ -19,6 +19,9 @@ const DAYS: [&str; 7] = [
     "Sunday",
 ];
 
+/// A date's year, month, day and its `hh:mm:ss`.
+type Parts<'a> = (u16, u8, u8, &'a [u8]);
+
 /// `Sun, 06 Nov 1994 08:49:37 GMT`, `Sunday, 06-Nov-94 08:49:37 GMT` (years 70–99 are
 /// 19xx, 00–69 20xx) or `Sun Nov  6 08:49:37 1994`, surrounding whitespace allowed,
 /// years 1970–9999: its Unix time in seconds. A wrong weekday, a day the month does not
@@ -27,76 +30,17 @@ pub(crate) fn parse(value: &str) -> Option<u64> {
     if !value.is_ascii() {
         return None;
     }
-    let s = value.trim().as_bytes();
-    let (wday, rest) = weekday(s)?;
-    let (day, mon, year, time) = match rest {
-        // IMF-fixdate: ", 06 Nov 1994 08:49:37 GMT"
-        [b',', b' ', d @ .., b' ', b'G', b'M', b'T'] if d.len() == 20 && wday.1 == 3 => {
-            let [
-                d0,
-                d1,
-                b' ',
-                m0,
-                m1,
-                m2,
-                b' ',
-                y0,
-                y1,
-                y2,
-                y3,
-                b' ',
-                time @ ..,
-            ] = d
-            else {
-                return None;
-            };
-            let year = four(&[*y0, *y1, *y2, *y3])?;
-            (two(*d0, *d1)?, month(&[*m0, *m1, *m2])?, year, time)
-        }
-        // rfc850-date: ", 06-Nov-94 08:49:37 GMT"
-        [b',', b' ', d @ .., b' ', b'G', b'M', b'T'] if d.len() == 18 && wday.1 > 3 => {
-            let [d0, d1, b'-', m0, m1, m2, b'-', y0, y1, b' ', time @ ..] = d else {
-                return None;
-            };
-            let yy = u16::from(two(*y0, *y1)?);
-            let year = if yy < 70 { 2000 + yy } else { 1900 + yy };
-            (two(*d0, *d1)?, month(&[*m0, *m1, *m2])?, year, time)
-        }
-        // asctime-date: " Nov  6 08:49:37 1994"
-        [
-            b' ',
-            m0,
-            m1,
-            m2,
-            b' ',
-            d0,
-            d1,
-            b' ',
-            t @ ..,
-            b' ',
-            y0,
-            y1,
-            y2,
-            y3,
-        ] if t.len() == 8 && wday.1 == 3 => {
-            let day = if *d0 == b' ' {
-                digit(*d1)?
-            } else {
-                two(*d0, *d1)?
-            };
-            (
-                day,
-                month(&[*m0, *m1, *m2])?,
-                four(&[*y0, *y1, *y2, *y3])?,
-                t,
-            )
-        }
+    let (wday, name_len, rest) = weekday(value.trim().as_bytes())?;
+    let (year, mon, day, time) = match (name_len, rest) {
+        (3, [b',', b' ', d @ .., b' ', b'G', b'M', b'T']) if d.len() == 20 => imf_fixdate(d)?,
+        (4.., [b',', b' ', d @ .., b' ', b'G', b'M', b'T']) if d.len() == 18 => rfc850(d)?,
+        (3, [b' ', d @ ..]) if d.len() == 20 => asctime(d)?,
         _ => return None,
     };
-    let [h0, h1, b':', m0, m1, b':', s0, s1] = time else {
+    let [h0, h1, b':', m0, m1, b':', s0, s1] = *time else {
         return None;
     };
-    let (hour, min, sec) = (two(*h0, *h1)?, two(*m0, *m1)?, two(*s0, *s1)?);
+    let (hour, min, sec) = (two(h0, h1)?, two(m0, m1)?, two(s0, s1)?);
     if hour > 23 || min > 59 || sec > 59 || !(1970..=9999).contains(&year) {
         return None;
     }
@@ -105,22 +49,58 @@ pub(crate) fn parse(value: &str) -> Option<u64> {
     }
     let days = days_since_epoch(year, mon, day);
     // 1970-01-01 was a Thursday (3, Monday being 0).
-    if (days + 3) % 7 != wday.0 as u64 {
+    if (days + 3) % 7 != wday as u64 {
         return None;
     }
     Some(days * 86_400 + u64::from(hour) * 3_600 + u64::from(min) * 60 + u64::from(sec))
 }
 
-/// The weekday (Monday = 0) and how long its name was (3, or the full name), then the
-/// rest of `s`.
-fn weekday(s: &[u8]) -> Option<((usize, usize), &[u8])> {
+/// IMF-fixdate after the weekday's ", " and before " GMT": `06 Nov 1994 08:49:37`.
+fn imf_fixdate(d: &[u8]) -> Option<Parts<'_>> {
+    if d[2] != b' ' || d[6] != b' ' || d[11] != b' ' {
+        return None;
+    }
+    Some((
+        four(&d[7..11])?,
+        month(&d[3..6])?,
+        two(d[0], d[1])?,
+        &d[12..],
+    ))
+}
+
+/// rfc850-date after the weekday's ", " and before " GMT": `06-Nov-94 08:49:37`.
+fn rfc850(d: &[u8]) -> Option<Parts<'_>> {
+    if d[2] != b'-' || d[6] != b'-' || d[9] != b' ' {
+        return None;
+    }
+    let yy = u16::from(two(d[7], d[8])?);
+    let year = if yy < 70 { 2000 + yy } else { 1900 + yy };
+    Some((year, month(&d[3..6])?, two(d[0], d[1])?, &d[10..]))
+}
+
+/// asctime-date after the weekday's space: `Nov  6 08:49:37 1994`.
+fn asctime(d: &[u8]) -> Option<Parts<'_>> {
+    if d[3] != b' ' || d[6] != b' ' || d[15] != b' ' {
+        return None;
+    }
+    let day = if d[4] == b' ' {
+        digit(d[5])?
+    } else {
+        two(d[4], d[5])?
+    };
+    Some((four(&d[16..20])?, month(&d[..3])?, day, &d[7..15]))
+}
+
+/// The weekday (Monday = 0), how long its name was (3, or the full name), and the rest
+/// of `s`.
+fn weekday(s: &[u8]) -> Option<(usize, usize, &[u8])> {
     DAYS.iter().enumerate().find_map(|(i, name)| {
         let name = name.as_bytes();
         // The full name (rfc850), else its first three letters.
         [name, &name[..3]].into_iter().find_map(|n| {
             s.strip_prefix(n)
                 .filter(|rest| rest.first().is_some_and(|c| matches!(c, b',' | b' ')))
-                .map(|rest| ((i, n.len()), rest))
+                .map(|rest| (i, n.len(), rest))
         })
     })
 }

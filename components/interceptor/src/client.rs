@@ -123,11 +123,10 @@ async fn attach(
         })?;
         let (contents, trailers) = body.next_send();
         let outgoing = parts.build(&issued.token, contents, trailers)?;
-        let response = client::send(outgoing).await.map_err(|code| {
+        let response = client::send(outgoing).await.inspect_err(|code| {
             audit(&p, Outcome::InterceptError, Some(origin), token, |ev| {
-                ev.with_detail(&sanitize(&super::platform::not_reached(&code), 200))
+                ev.with_detail(&sanitize(&super::platform::not_reached(code), 200))
             });
-            code
         })?;
         let status = response.get_status_code();
         let sent = Sent {
