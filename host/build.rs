@@ -248,7 +248,7 @@ fn build_core_module(
 
 /// `--remap-path-prefix` flags that cut the checkout's path and cargo's registry
 /// source directory out of the source paths a component carries (in its panic
-/// locations): 2.4 KB less in the provider, and the same bytes from every checkout and
+/// locations): about 2–3 KB less in each component, and the same bytes from every checkout and
 /// machine. A path with a space is left as it is (the flags are space-separated).
 fn remapped_paths(root: &std::path::Path) -> String {
     let cargo_home = env::var_os("CARGO_HOME")

@@ -272,4 +272,17 @@ mod tests {
             assert_eq!(reference(s), None, "{s}");
         }
     }
+
+    #[test]
+    fn an_oversized_value_is_refused() {
+        // A hostile server's megabyte of header: refused, as by httpdate.
+        for s in [
+            format!("Sun, 06 Nov 1994 08:49:37 GMT{}", " GMT".repeat(250_000)),
+            format!("Sunday, {}", "0".repeat(1 << 20)),
+            "Sun ".repeat(1 << 18),
+        ] {
+            assert_eq!(parse(&s), None);
+            assert_eq!(reference(&s), None);
+        }
+    }
 }

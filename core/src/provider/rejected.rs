@@ -84,10 +84,9 @@ impl Drops {
                 drops.insert(at, d);
             }
         }
-        let mut merged = Drops { drops };
-        let excess = merged.drops.len().saturating_sub(MAX_DROPS);
-        merged.drops.drain(..excess);
-        merged
+        let excess = drops.len().saturating_sub(MAX_DROPS);
+        drops.drain(..excess);
+        Drops { drops }
     }
 }
 
