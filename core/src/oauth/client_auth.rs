@@ -147,8 +147,8 @@ impl PrivateKey {
         let der = pkcs8_der(pem).ok_or(
             "expected a PKCS#8 PEM private key (-----BEGIN PRIVATE KEY-----); convert others with `openssl pkcs8 -topk8 -nocrypt`",
         )?;
-        if let Ok(key) = <p256::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_der(&der)
-            .map(|k| p256::ecdsa::SigningKey::from(&k))
+        if let Some(key) =
+            super::p256_pkcs8::secret_key(&der).map(|k| p256::ecdsa::SigningKey::from(&k))
         {
             return match alg {
                 None | Some(Alg::Es256) => Ok(PrivateKey(Key::Es256(key))),

@@ -5,5 +5,6 @@
 pub(crate) mod client;
 pub mod client_auth;
 pub mod metadata;
+mod p256_pkcs8;
 pub(crate) mod request;
 pub mod response;
