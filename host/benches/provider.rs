@@ -614,6 +614,240 @@ async fn compare_with(
         }),
     )
     .await;
+    compare_on_demand(server, kv, &builds).await;
+}
+
+/// The host bench's own figures for both builds, side by side on the on-demand engine
+/// the main rows use: a fresh instance's store hit and instantiation alone, and a cold
+/// start from a mapped precompiled file (deserialize, link, instantiate, one get-token).
+async fn compare_on_demand(
+    server: &MockServer,
+    kv: &Arc<dyn KvBackend>,
+    builds: &[(&str, &[u8]); 2],
+) {
+    println!(
+        "
+the same, on the on-demand engine of the main rows"
+    );
+    let engine = new_engine().unwrap();
+    let mut hosts = Vec::new();
+    let mut files = Vec::new();
+    for (name, bytes) in builds {
+        let host = builder(server, kv.clone())
+            .build_with(engine.clone(), Component::new(&engine, bytes).unwrap())
+            .unwrap();
+        get_token(&host).await;
+        hosts.push(host);
+        let file = std::env::temp_dir().join(format!(
+            "token-provider-bench-{}-{name}.cwasm",
+            std::process::id()
+        ));
+        std::fs::write(&file, engine.precompile_component(bytes).unwrap()).unwrap();
+        files.push(file);
+    }
+    let (embedded, other) = (&hosts[0], &hosts[1]);
+    let hit = async |host| assert_eq!(get_token(host).await, TokenSource::Store);
+    let inst = async |host: &TokenHost| drop(host.instance().await.unwrap());
+    let (hit_other, hit_embedded) = measure_pair(
+        "fresh-instance hit: other vs embedded",
+        ("other: get-token, fresh instance, store hit", || hit(other)),
+        ("embedded: get-token, fresh instance, store hit", || {
+            hit(embedded)
+        }),
+    )
+    .await;
+    let (inst_other, inst_embedded) = measure_pair(
+        "instantiate only: other vs embedded",
+        ("other: instantiate only (pre-linked)", || inst(other)),
+        ("embedded: instantiate only (pre-linked)", || inst(embedded)),
+    )
+    .await;
+    let cold = |file: &PathBuf| {
+        let (engine, file) = (&engine, file.clone());
+        async move {
+            // SAFETY: the file holds what `precompile_component` on this engine wrote.
+            let component = unsafe { Component::deserialize_file(engine, &file) }.unwrap();
+            let host = builder(server, kv.clone())
+                .build_with(engine.clone(), component)
+                .unwrap();
+            assert_eq!(get_token(&host).await, TokenSource::Store);
+        }
+    };
+    let (cold_other, cold_embedded) = measure_pair(
+        "cold start from a mapped precompiled file: other vs embedded",
+        ("other: cold start, mapped file", || cold(&files[1])),
+        ("embedded: cold start, mapped file", || cold(&files[0])),
+    )
+    .await;
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
+    for (name, hit, inst, cold) in [
+        ("other", &hit_other, &inst_other, &cold_other),
+        ("embedded", &hit_embedded, &inst_embedded, &cold_embedded),
+    ] {
+        ratio(
+            &format!("{name}: fresh-instance hit vs instantiate only"),
+            hit,
+            inst,
+        );
+        ratio(
+            &format!("{name}: cold start from a mapped precompiled file vs instantiate only"),
+            cold,
+            inst,
+        );
+    }
+}
+
+/// `TOKEN_PROVIDER_BENCH_ONLY=hit`: fresh-instance store hits and nothing else, on an
+/// engine that writes perf maps, so that a profile of the run is the hit's.
+async fn profile_hit(server: &MockServer) {
+    let bytes = match std::env::var_os("TOKEN_PROVIDER_BENCH_COMPONENT") {
+        Some(path) => std::fs::read(&path).expect("TOKEN_PROVIDER_BENCH_COMPONENT is readable"),
+        None => Flavor::Spin.embedded_bytes().to_vec(),
+    };
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.wasm_component_model_async(true);
+    config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    let engine = wasmtime::Engine::new(&config).unwrap();
+    let component = Component::new(&engine, &bytes).unwrap();
+    let host = builder(server, Arc::new(MemoryKv::new()))
+        .build_with(engine, component)
+        .unwrap();
+    assert_eq!(get_token(&host).await, TokenSource::Fresh);
+    // Minor page faults per call (the kernel's count for this process): what a fresh
+    // instance's memory costs the host beyond the guest's own instructions.
+    let faults = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        fields
+            .get(7)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    const CALLS: u64 = 2000;
+    let before = faults();
+    for _ in 0..CALLS {
+        host.instance().await.unwrap();
+    }
+    let instantiate = faults() - before;
+    let before = faults();
+    for _ in 0..CALLS {
+        assert_eq!(get_token(&host).await, TokenSource::Store);
+    }
+    let hit = faults() - before;
+    println!(
+        "minor page faults per call: instantiate only {:.1}, fresh-instance hit {:.1}",
+        instantiate as f64 / CALLS as f64,
+        hit as f64 / CALLS as f64
+    );
+    measure_pair(
+        "fresh-instance hit vs instantiate only (profiled engine)",
+        ("fresh instance per call, memory store", || async {
+            assert_eq!(get_token(&host).await, TokenSource::Store);
+        }),
+        ("instantiate only (pre-linked)", || async {
+            host.instance().await.unwrap();
+        }),
+    )
+    .await;
+}
+
+/// Compiling, then a cold start (a new host for a precompiled component: deserialize,
+/// link, instantiate, one get-token) and its parts, against instantiation alone.
+async fn cold_rows(server: &MockServer) {
+    println!("\ncold start");
+    let engine = new_engine().unwrap();
+    let bytes = Flavor::Spin.embedded_bytes();
+    let mut compile = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        Component::new(&engine, bytes).unwrap();
+        compile.push(t.elapsed());
+    }
+    Stats::printed("compile the component (Component::new)", compile);
+    let precompiled = engine.precompile_component(bytes).unwrap();
+    let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
+    // Seed the shared store so the first call is a store hit.
+    let seeded = builder(server, kv.clone()).build().unwrap();
+    get_token(&seeded).await;
+    // A host that keeps precompiled components on disk maps the file instead of copying
+    // bytes (`wasmtime run --allow-precompiled` does).
+    let cwasm =
+        std::env::temp_dir().join(format!("token-provider-bench-{}.cwasm", std::process::id()));
+    std::fs::write(&cwasm, &precompiled).unwrap();
+    // One cold start: load the component, link it, instantiate it, one get-token.
+    let cold_start = |from_file: bool| {
+        let (engine, server, kv, cwasm, precompiled) = (&engine, server, &kv, &cwasm, &precompiled);
+        async move {
+            // SAFETY: both hold what `precompile_component` on this engine produced.
+            let component = if from_file {
+                unsafe { Component::deserialize_file(engine, cwasm) }
+            } else {
+                unsafe { Component::deserialize(engine, precompiled) }
+            }
+            .unwrap();
+            let host = builder(server, kv.clone())
+                .build_with(engine.clone(), component)
+                .unwrap();
+            assert_eq!(get_token(&host).await, TokenSource::Store);
+        }
+    };
+    let cold = measure(
+        "deserialize precompiled + link + instantiate + first get-token",
+        || cold_start(false),
+    )
+    .await;
+    let cold_file = measure(
+        "the same, the precompiled file mapped (deserialize_file)",
+        || cold_start(true),
+    )
+    .await;
+    let _ = std::fs::remove_file(&cwasm);
+    // The parts of a cold start that are not the component's own: the host's linking
+    // (a `Linker` with WASI and the key-value and config imports, then
+    // `instantiate_pre`), and mapping the precompiled file.
+    let component = Component::new(&engine, bytes).unwrap();
+    measure("link only (HostBuilder::build_with)", || async {
+        drop(
+            builder(server, kv.clone())
+                .build_with(engine.clone(), component.clone())
+                .unwrap(),
+        );
+    })
+    .await;
+    std::fs::write(&cwasm, &precompiled).unwrap();
+    measure(
+        "map the precompiled file only (deserialize_file)",
+        || async {
+            // SAFETY: the file holds what `precompile_component` on this engine wrote.
+            drop(unsafe { Component::deserialize_file(&engine, &cwasm) }.unwrap());
+        },
+    )
+    .await;
+    let _ = std::fs::remove_file(&cwasm);
+    let (e, c) = embedded(Flavor::Spin);
+    let linked = builder(server, kv.clone()).build_with(e, c).unwrap();
+    let inst = measure("instantiate only (pre-linked)", || async {
+        linked.instance().await.unwrap();
+    })
+    .await;
+    ratio(
+        "cold start from precompiled bytes vs instantiate only",
+        &cold,
+        &inst,
+    );
+    ratio(
+        "cold start from a mapped precompiled file vs instantiate only",
+        &cold_file,
+        &inst,
+    );
 }
 
 /// The steps of a store hit in the core, timed natively.
@@ -683,6 +917,21 @@ async fn main() {
     if let Some(path) = std::env::var_os("TOKEN_PROVIDER_BENCH_OTHER") {
         let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
         compare_with(&server, &kv, &api_request(&server), PathBuf::from(path)).await;
+        return;
+    }
+
+    // `TOKEN_PROVIDER_BENCH_ONLY=hit`: only a fresh instance's store hit, for a profiler
+    // (`perf record`): on an on-demand engine writing perf maps (`/tmp/perf-PID.map`),
+    // of the component in `TOKEN_PROVIDER_BENCH_COMPONENT` (a build that keeps its
+    // function names) or the embedded one.
+    if std::env::var("TOKEN_PROVIDER_BENCH_ONLY").as_deref() == Ok("hit") {
+        profile_hit(&server).await;
+        return;
+    }
+    // `TOKEN_PROVIDER_BENCH_ONLY=cold`: only the cold start from a mapped precompiled
+    // file, for a profiler.
+    if std::env::var("TOKEN_PROVIDER_BENCH_ONLY").as_deref() == Ok("cold") {
+        cold_rows(&server).await;
         return;
     }
 
@@ -941,72 +1190,7 @@ async fn main() {
     );
     native_rows(&server);
 
-    // --- cold start ----------------------------------------------------------------------
-    println!("\ncold start");
-    let engine = new_engine().unwrap();
-    let bytes = Flavor::Spin.embedded_bytes();
-    let mut compile = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        Component::new(&engine, bytes).unwrap();
-        compile.push(t.elapsed());
-    }
-    Stats::printed("compile the component (Component::new)", compile);
-    let precompiled = engine.precompile_component(bytes).unwrap();
-    let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
-    // Seed the shared store so the first call is a store hit.
-    let seeded = builder(&server, kv.clone()).build().unwrap();
-    get_token(&seeded).await;
-    // A host that keeps precompiled components on disk maps the file instead of copying
-    // bytes (`wasmtime run --allow-precompiled` does).
-    let cwasm =
-        std::env::temp_dir().join(format!("token-provider-bench-{}.cwasm", std::process::id()));
-    std::fs::write(&cwasm, &precompiled).unwrap();
-    // One cold start: load the component, link it, instantiate it, one get-token.
-    let cold_start = |from_file: bool| {
-        let (engine, server, kv, cwasm, precompiled) =
-            (&engine, &server, &kv, &cwasm, &precompiled);
-        async move {
-            // SAFETY: both hold what `precompile_component` on this engine produced.
-            let component = if from_file {
-                unsafe { Component::deserialize_file(engine, cwasm) }
-            } else {
-                unsafe { Component::deserialize(engine, precompiled) }
-            }
-            .unwrap();
-            let host = builder(server, kv.clone())
-                .build_with(engine.clone(), component)
-                .unwrap();
-            assert_eq!(get_token(&host).await, TokenSource::Store);
-        }
-    };
-    let cold = measure(
-        "deserialize precompiled + link + instantiate + first get-token",
-        || cold_start(false),
-    )
-    .await;
-    let cold_file = measure(
-        "the same, the precompiled file mapped (deserialize_file)",
-        || cold_start(true),
-    )
-    .await;
-    let _ = std::fs::remove_file(&cwasm);
-    let (e, c) = embedded(Flavor::Spin);
-    let linked = builder(&server, kv.clone()).build_with(e, c).unwrap();
-    let inst = measure("instantiate only (pre-linked)", || async {
-        linked.instance().await.unwrap();
-    })
-    .await;
-    ratio(
-        "cold start from precompiled bytes vs instantiate only",
-        &cold,
-        &inst,
-    );
-    ratio(
-        "cold start from a mapped precompiled file vs instantiate only",
-        &cold_file,
-        &inst,
-    );
+    cold_rows(&server).await;
 
     signing_rows(&server).await;
 

@@ -80,7 +80,7 @@ impl TokenHost {
         inherit: Inherit,
         reuse: Reuse,
     ) -> anyhow::Result<ServicePool> {
-        let pre = ServicePre::new(self.linker().instantiate_pre(component)?)?;
+        let pre = ServicePre::new(self.linker()?.instantiate_pre(component)?)?;
         Ok(ServicePool {
             handler: ProxyHandler::new(Pool {
                 host: self.clone(),

@@ -13,7 +13,7 @@ use crate::phases::{LogFile, Phases};
 use crate::types::{AccessToken, ApiRequest, ApiResponse, ProviderError, TokenRequest};
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -243,17 +243,7 @@ impl HostBuilder {
 
     /// Link an already compiled component (compiling is the slow part: share it).
     pub fn build_with(self, engine: Engine, component: Component) -> anyhow::Result<TokenHost> {
-        let mut linker = Linker::<State>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        // WASIp3 (`wasi:http@0.3.0` and the WASI 0.3 interfaces) for other components
-        // instantiated in this host, such as apps composed with the interceptor.
-        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
-        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
-        crate::keyvalue::add_to_linker(&mut linker, |s: &mut State| {
-            WasiKeyValue::new(&s.kv, &mut s.table)
-        })?;
-        crate::config::add_to_linker(&mut linker, |s: &mut State| WasiConfig::from(&s.config))?;
+        let linker = provider_linker(&engine)?;
         let pre = bindings::TokenProviderPre::new(linker.instantiate_pre(&component)?)?;
         let log_file = match &self.log {
             LogSink::File(path) => {
@@ -270,7 +260,7 @@ impl HostBuilder {
         };
         Ok(TokenHost {
             engine,
-            linker,
+            other_linker: Arc::new(OnceLock::new()),
             pre,
             kv: self.kv,
             config: Arc::new(self.config),
@@ -285,11 +275,28 @@ impl HostBuilder {
     }
 }
 
+/// What the provider imports: WASIp2 with outbound HTTP, key-value and config.
+fn provider_linker(engine: &Engine) -> anyhow::Result<Linker<State>> {
+    let mut linker = Linker::<State>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::keyvalue::add_to_linker(&mut linker, |s: &mut State| {
+        WasiKeyValue::new(&s.kv, &mut s.table)
+    })?;
+    crate::config::add_to_linker(&mut linker, |s: &mut State| WasiConfig::from(&s.config))?;
+    Ok(linker)
+}
+
 /// A linked component, ready to be instantiated any number of times.
 #[derive(Clone)]
 pub struct TokenHost {
     engine: Engine,
-    linker: Linker<State>,
+    /// The provider's imports and WASIp3 (`wasi:http@0.3.0` and the WASI 0.3
+    /// interfaces), for other components instantiated in this host, such as apps
+    /// composed with the interceptor. Made on first use: adding WASIp3 to a linker
+    /// costs about 80 µs, a third of linking, which a host that only runs the provider
+    /// (the CLI, a cold start) does not pay (docs/performance.md).
+    other_linker: Arc<OnceLock<Linker<State>>>,
     pre: bindings::TokenProviderPre<State>,
     kv: Arc<dyn KvBackend>,
     config: Arc<HashMap<String, String>>,
@@ -362,12 +369,24 @@ impl TokenHost {
         inherit: Inherit,
     ) -> anyhow::Result<(Store<State>, wasmtime::component::Instance)> {
         let mut store = self.new_store(inherit);
-        let instance = self.linker.instantiate_async(&mut store, component).await?;
+        let instance = self
+            .linker()?
+            .instantiate_async(&mut store, component)
+            .await?;
         Ok((store, instance))
     }
 
-    pub(crate) fn linker(&self) -> &Linker<State> {
-        &self.linker
+    /// The linker for other components ([`TokenHost::other_linker`]), made on first use.
+    pub(crate) fn linker(&self) -> anyhow::Result<&Linker<State>> {
+        if let Some(linker) = self.other_linker.get() {
+            return Ok(linker);
+        }
+        let mut linker = provider_linker(&self.engine)?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        // Two callers may both make one; the first kept is the one every caller gets.
+        let _ = self.other_linker.set(linker);
+        Ok(self.other_linker.get().expect("set just above"))
     }
 
     pub(crate) fn new_store(&self, inherit: Inherit) -> Store<State> {
@@ -458,5 +477,28 @@ impl ProviderInstance {
             .oauth2_token_provider_authorized_client()
             .call_send(&mut self.store, request)
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenHost;
+    use wasmtime::component::Component;
+
+    /// The smallest component there is: the preamble and nothing else.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[tokio::test]
+    async fn the_wasip3_linker_is_made_only_when_another_component_needs_it() {
+        let host = TokenHost::builder().build().unwrap();
+        drop(host.instance().await.unwrap());
+        assert!(host.other_linker.get().is_none(), "made for the provider");
+        let clone = host.clone();
+        let other = Component::new(&host.engine, EMPTY_COMPONENT).unwrap();
+        host.instantiate_other(&other).await.unwrap();
+        // Made once, and shared by the host's clones.
+        assert!(clone.other_linker.get().is_some());
+        let first: *const _ = host.linker().unwrap();
+        assert!(std::ptr::eq(first, clone.linker().unwrap()));
     }
 }

@@ -67,7 +67,7 @@ impl TokenHost {
         inherit: Inherit,
     ) -> anyhow::Result<ServiceInstance> {
         let mut store = self.new_store(inherit);
-        let service = Service::instantiate_async(&mut store, component, self.linker()).await?;
+        let service = Service::instantiate_async(&mut store, component, self.linker()?).await?;
         Ok(ServiceInstance { store, service })
     }
 }
