@@ -77,6 +77,7 @@ pub use audit::{Event, Outcome};
 pub mod internal {
     pub use crate::oauth::client::Endpoint;
     pub use crate::oauth::client_auth::{self, Alg, Claims, FederatedAssertion, PrivateKey};
+    pub use crate::oauth::dpop;
     pub use crate::oauth::metadata::{self, MAX_DOCUMENT_BYTES, MAX_LIST, Problem};
     pub use crate::oauth::metadata::{Fetched, Metadata};
     pub use crate::oauth::request::{TokenParams, parse_resource};

@@ -172,6 +172,54 @@ impl PrivateKey {
         rsa_key(&der, alg)
     }
 
+    /// A P-256 key from its 32-byte scalar (a key this component made: DPoP's,
+    /// `oauth::dpop`), or `None` when the bytes are not a valid scalar.
+    pub(crate) fn from_p256_scalar(scalar: &[u8]) -> Option<Self> {
+        let secret = p256::SecretKey::from_slice(scalar).ok()?;
+        Some(PrivateKey(Key::Es256(p256::ecdsa::SigningKey::from(
+            &secret,
+        ))))
+    }
+
+    /// The public key's JWK members that RFC 7638 hashes, in its order (`crv`, `kty`,
+    /// `x`, `y` for EC; `e`, `kty`, `n` for RSA; `crv`, `kty`, `x` for OKP), each value
+    /// a string.
+    pub(crate) fn public_jwk(&self) -> Vec<(&'static str, String)> {
+        match &self.0 {
+            Key::Es256(key) => {
+                use p256::elliptic_curve::sec1::ToSec1Point;
+                let point = key.verifying_key().as_affine().to_sec1_point(false);
+                let xy = &point.as_bytes()[1..];
+                vec![
+                    ("crv", "P-256".into()),
+                    ("kty", "EC".into()),
+                    ("x", B64::encode_string(&xy[..32])),
+                    ("y", B64::encode_string(&xy[32..])),
+                ]
+            }
+            #[cfg(feature = "eddsa")]
+            Key::EdDsa(key) => vec![
+                ("crv", "Ed25519".into()),
+                ("kty", "OKP".into()),
+                ("x", B64::encode_string(key.verifying_key().as_bytes())),
+            ],
+            #[cfg(feature = "rsa")]
+            Key::Rs256(key) | Key::Ps256(key) => {
+                use rsa::traits::PublicKeyParts;
+                let minimal = |n: &rsa::BoxedUint| {
+                    let bytes = n.to_be_bytes();
+                    let zeros = bytes.iter().take_while(|b| **b == 0).count();
+                    B64::encode_string(&bytes[zeros..])
+                };
+                vec![
+                    ("e", minimal(key.e())),
+                    ("kty", "RSA".into()),
+                    ("n", minimal(key.n().as_ref())),
+                ]
+            }
+        }
+    }
+
     /// The JWS `alg` this key signs with.
     pub fn alg(&self) -> Alg {
         match self.0 {
@@ -187,7 +235,7 @@ impl PrivateKey {
 
     /// The JWS signature of `input` (RFC 7518 §3): `r || s` for ES256, the RSA
     /// signature for RS256/PS256 (blinded, and PS256's salt, with `random`'s bytes).
-    fn sign(&self, input: &[u8], random: &dyn Fn(&mut [u8])) -> Vec<u8> {
+    pub(crate) fn sign(&self, input: &[u8], random: &dyn Fn(&mut [u8])) -> Vec<u8> {
         #[cfg(not(feature = "rsa"))]
         let _ = random;
         match &self.0 {

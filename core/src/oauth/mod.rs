@@ -4,6 +4,7 @@
 
 pub(crate) mod client;
 pub mod client_auth;
+pub mod dpop;
 pub mod metadata;
 mod p256_pkcs8;
 pub(crate) mod request;

@@ -1,0 +1,360 @@
+//! DPoP proofs (RFC 9449): the signed JWT a client sends in a `DPoP` header with a
+//! token request or with a request that uses a DPoP-bound token. Pure: the clock
+//! reading, the `jti` bytes and the key are passed in.
+//!
+//! Here: the public key as a JWK and its thumbprint (RFC 7638, the `jkt` a server
+//! binds the token to), `htu` (the target URI without query and fragment), `ath` (the
+//! token's hash), what a `DPoP-Nonce` header may hold, and the proof itself.
+
+use super::client_auth::PrivateKey;
+use base64ct::{Base64UrlUnpadded as B64, Encoding as _};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// `typ` of a DPoP proof (RFC 9449 §4.2).
+pub const PROOF_TYPE: &str = "dpop+jwt";
+
+/// The longest `DPoP-Nonce` kept or sent. RFC 9449 sets no limit; servers send tens
+/// of characters (oidc-provider 43), and a value is sent back in every proof.
+pub const MAX_NONCE_LEN: usize = 512;
+
+/// What one proof says besides the key (RFC 9449 §4.2).
+#[derive(Debug, Clone, Copy)]
+pub struct ProofClaims<'a> {
+    /// `htm`: the request's method.
+    pub method: &'a str,
+    /// The request's URL; `htu` is it without query and fragment ([`htu`]).
+    pub url: &'a str,
+    /// `iat`, Unix seconds.
+    pub now_secs: u64,
+    /// Random bytes for `jti`, fresh for every proof.
+    pub jti: [u8; 16],
+    /// `nonce`: the last `DPoP-Nonce` the server sent, if any.
+    pub nonce: Option<&'a str>,
+    /// The access token the request carries, for `ath`; `None` for a token request.
+    pub access_token: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    typ: &'a str,
+    alg: &'a str,
+    jwk: Jwk<'a>,
+}
+
+/// A JWK of the members RFC 7638 names, serialised in its order.
+struct Jwk<'a>(&'a [(&'static str, String)]);
+
+impl Serialize for Jwk<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    jti: &'a str,
+    htm: &'a str,
+    htu: &'a str,
+    iat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ath: Option<String>,
+}
+
+/// The JWK SHA-256 thumbprint (RFC 7638 §3) of `key`'s public key: base64url of the
+/// SHA-256 of its required members as JSON, in lexicographic order, no whitespace.
+/// A token bound to the key carries it as `cnf.jkt` (RFC 9449 §6).
+pub fn thumbprint(key: &PrivateKey) -> String {
+    thumbprint_of(&key.public_jwk())
+}
+
+fn thumbprint_of(members: &[(&'static str, String)]) -> String {
+    let json = serde_json::to_vec(&Jwk(members)).unwrap_or_default();
+    B64::encode_string(&Sha256::digest(&json))
+}
+
+/// `htu`: `url` without its query and fragment (RFC 9449 §4.2).
+pub fn htu(url: &str) -> &str {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    &url[..end]
+}
+
+/// `ath`: base64url of the SHA-256 of the access token (RFC 9449 §4.2).
+pub fn ath(access_token: &str) -> String {
+    B64::encode_string(&Sha256::digest(access_token.as_bytes()))
+}
+
+/// Whether `value` may be kept and sent back as a nonce: RFC 9449 §8.1's
+/// `1*NQCHAR` (printable ASCII without space, `"` and `\`), at most
+/// [`MAX_NONCE_LEN`] bytes. A header that is anything else is ignored.
+pub fn valid_nonce(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_NONCE_LEN
+        && value
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+}
+
+/// A DPoP proof for one request, signed with `key` (`random` gives the RSA signers
+/// their bytes). A nonce that [`valid_nonce`] refuses is left out.
+pub fn proof(key: &PrivateKey, claims: &ProofClaims<'_>, random: &dyn Fn(&mut [u8])) -> String {
+    let jwk = key.public_jwk();
+    let header = Header {
+        typ: PROOF_TYPE,
+        alg: key.alg().as_str(),
+        jwk: Jwk(&jwk),
+    };
+    let jti = B64::encode_string(&claims.jti);
+    let payload = Payload {
+        jti: &jti,
+        htm: claims.method,
+        htu: htu(claims.url),
+        iat: claims.now_secs,
+        nonce: claims.nonce.filter(|n| valid_nonce(n)),
+        ath: claims.access_token.map(ath),
+    };
+    let input = format!(
+        "{}.{}",
+        B64::encode_string(&serde_json::to_vec(&header).unwrap_or_default()),
+        B64::encode_string(&serde_json::to_vec(&payload).unwrap_or_default())
+    );
+    let signature = key.sign(input.as_bytes(), random);
+    format!("{input}.{}", B64::encode_string(&signature))
+}
+
+/// A new P-256 key from 32 random bytes at a time (`random`), for a client that has
+/// none configured. A draw that is not a valid scalar (zero, or not below the group
+/// order: odds about 2^-32) is drawn again, at most 8 times.
+pub fn generate_p256(random: &dyn Fn(&mut [u8])) -> Option<(PrivateKey, [u8; 32])> {
+    for _ in 0..8 {
+        let mut scalar = [0u8; 32];
+        random(&mut scalar);
+        if let Some(key) = PrivateKey::from_p256_scalar(&scalar) {
+            return Some((key, scalar));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::client_auth::Alg;
+    use base64::Engine as _;
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+    fn key() -> PrivateKey {
+        PrivateKey::from_p256_scalar(&[0x42; 32]).unwrap()
+    }
+
+    fn claims(access_token: Option<&str>) -> ProofClaims<'_> {
+        ProofClaims {
+            method: "GET",
+            url: "https://api.example/v1/things?page=2#top",
+            now_secs: 1_800_000_000,
+            jti: [7; 16],
+            nonce: Some("eyJ7S_zG.eyJH0-Z.HX4w-7v"),
+            access_token,
+        }
+    }
+
+    /// The proof's header and payload as JSON, read with an independent base64.
+    fn parts(proof: &str) -> (serde_json::Value, serde_json::Value) {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut it = proof.split('.');
+        let mut next = || -> serde_json::Value {
+            serde_json::from_slice(&b64.decode(it.next().unwrap()).unwrap()).unwrap()
+        };
+        (next(), next())
+    }
+
+    #[test]
+    fn the_thumbprint_of_rfc_9449s_example_key_is_its_jkt() {
+        // RFC 9449 §6.1: the example proof's key and the `jkt` of the token bound to it.
+        let members = [
+            ("crv", "P-256".to_string()),
+            ("kty", "EC".into()),
+            ("x", "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs".into()),
+            ("y", "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA".into()),
+        ];
+        assert_eq!(
+            thumbprint_of(&members),
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+        );
+    }
+
+    #[test]
+    fn ath_is_rfc_9449s_example() {
+        // RFC 9449 §7.1: the example access token and its `ath`.
+        assert_eq!(
+            ath("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"),
+            "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+        );
+    }
+
+    #[test]
+    fn a_proof_verifies_with_the_key_in_its_header_and_says_what_the_request_is() {
+        let key = key();
+        let proof = proof(&key, &claims(Some("the-token")), &|_| {});
+        let (header, payload) = parts(&proof);
+        assert_eq!(header["typ"], "dpop+jwt");
+        assert_eq!(header["alg"], "ES256");
+        let jwk = &header["jwk"];
+        assert_eq!(jwk.as_object().unwrap().len(), 4, "only the public members");
+        assert_eq!((&jwk["kty"], &jwk["crv"]), (&"EC".into(), &"P-256".into()));
+        // The signature, checked by jsonwebtoken against the header's own key.
+        let decoding =
+            DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+                .unwrap();
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<serde_json::Value>(&proof, &decoding, &validation).unwrap();
+        assert_eq!(payload["htm"], "GET");
+        assert_eq!(payload["htu"], "https://api.example/v1/things");
+        assert_eq!(payload["iat"], 1_800_000_000u64);
+        assert_eq!(payload["jti"], B64::encode_string(&[7; 16]));
+        assert_eq!(payload["nonce"], "eyJ7S_zG.eyJH0-Z.HX4w-7v");
+        assert_eq!(payload["ath"], ath("the-token"));
+        // The header's key is the thumbprint's.
+        let members: Vec<(&'static str, String)> = ["crv", "kty", "x", "y"]
+            .into_iter()
+            .map(|m| (m, jwk[m].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(thumbprint_of(&members), thumbprint(&key));
+    }
+
+    #[test]
+    fn a_token_request_proof_has_no_ath_and_a_bad_nonce_is_left_out() {
+        let mut c = claims(None);
+        c.nonce = Some("has space");
+        let (_, payload) = parts(&proof(&key(), &c, &|_| {}));
+        assert!(payload.get("ath").is_none(), "{payload}");
+        assert!(payload.get("nonce").is_none(), "{payload}");
+        // Every proof its own jti.
+        let mut other = claims(None);
+        other.jti = [8; 16];
+        assert_ne!(proof(&key(), &c, &|_| {}), proof(&key(), &other, &|_| {}));
+    }
+
+    #[test]
+    fn htu_is_the_url_without_query_and_fragment() {
+        for (url, want) in [
+            ("https://as.example/token", "https://as.example/token"),
+            ("https://as.example/token?a=b", "https://as.example/token"),
+            ("https://as.example/t#frag", "https://as.example/t"),
+            ("https://as.example/t#f?g", "https://as.example/t"),
+            (
+                "https://as.example:8443/a/b/?",
+                "https://as.example:8443/a/b/",
+            ),
+        ] {
+            assert_eq!(htu(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_nonce_is_printable_ascii_without_space_quote_or_backslash_and_not_too_long() {
+        for good in [
+            "a",
+            "eyJ7S_zG.eyJH0-Z.HX4w-7v",
+            "!#[]~",
+            &"n".repeat(MAX_NONCE_LEN),
+        ] {
+            assert!(valid_nonce(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a\"b",
+            "a\\b",
+            "a\r\nSet-Cookie: x",
+            "a\tb",
+            "caf\u{e9}",
+            "a\u{7f}",
+            &"n".repeat(MAX_NONCE_LEN + 1),
+        ] {
+            assert!(!valid_nonce(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_generated_key_is_a_p256_key_from_the_random_bytes() {
+        let (key, scalar) = generate_p256(&|b| b.fill(0x11)).unwrap();
+        assert_eq!(key.alg(), Alg::Es256);
+        assert_eq!(scalar, [0x11; 32]);
+        // The same bytes, the same key.
+        let again = PrivateKey::from_p256_scalar(&scalar).unwrap();
+        assert_eq!(thumbprint(&key), thumbprint(&again));
+        // Bytes that are never a scalar (zero; all ones is above the order): no key.
+        assert!(generate_p256(&|b| b.fill(0)).is_none());
+        assert!(generate_p256(&|b| b.fill(0xff)).is_none());
+        // A bad draw is drawn again.
+        let draws = std::cell::Cell::new(0);
+        let (_, scalar) = generate_p256(&|b| {
+            draws.set(draws.get() + 1);
+            b.fill(if draws.get() == 1 { 0xff } else { 0x22 });
+        })
+        .unwrap();
+        assert_eq!((draws.get(), scalar), (2, [0x22; 32]));
+    }
+
+    #[cfg(feature = "rsa")]
+    #[test]
+    fn an_rsa_proof_carries_n_and_e_and_verifies_with_them() {
+        let pem = include_str!("../../../tests/fixtures/rsa-2048.pem");
+        let key = PrivateKey::from_pem(pem, Some(Alg::Ps256)).unwrap();
+        let proof = proof(&key, &claims(None), &|b| b.fill(9));
+        let (header, _) = parts(&proof);
+        let jwk = &header["jwk"];
+        assert_eq!(
+            (&header["alg"], &jwk["kty"], &jwk["e"]),
+            (&"PS256".into(), &"RSA".into(), &"AQAB".into())
+        );
+        let decoding = DecodingKey::from_rsa_components(
+            jwk["n"].as_str().unwrap(),
+            jwk["e"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut validation = Validation::new(Algorithm::PS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<serde_json::Value>(&proof, &decoding, &validation).unwrap();
+        // n without a leading zero byte: 2048 bits are 256 bytes, 342 base64url characters.
+        assert_eq!(jwk["n"].as_str().unwrap().len(), 342);
+    }
+
+    #[cfg(feature = "eddsa")]
+    #[test]
+    fn an_eddsa_proof_carries_the_okp_key_and_verifies_with_it() {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let key = PrivateKey::from_pem(&pair.serialize_pem(), None).unwrap();
+        let proof = proof(&key, &claims(None), &|_| {});
+        let (header, _) = parts(&proof);
+        let jwk = &header["jwk"];
+        assert_eq!(
+            (&header["alg"], &jwk["kty"], &jwk["crv"]),
+            (&"EdDSA".into(), &"OKP".into(), &"Ed25519".into())
+        );
+        let decoding = DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<serde_json::Value>(&proof, &decoding, &validation).unwrap();
+    }
+
+    #[test]
+    fn debug_of_a_key_shows_no_key_material() {
+        let (key, scalar) = generate_p256(&|b| b.fill(0x33)).unwrap();
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "PrivateKey(ES256)");
+        assert!(!shown.contains(&B64::encode_string(&scalar)));
+    }
+}
