@@ -173,9 +173,11 @@ impl PrivateKey {
     }
 
     /// A P-256 key from its 32-byte scalar (a key this component made: DPoP's,
-    /// `oauth::dpop`), or `None` when the bytes are not a valid scalar.
+    /// `oauth::dpop`), or `None` when the bytes are not 32 or not a valid scalar (a
+    /// shorter slice is refused, not padded into another key).
     pub(crate) fn from_p256_scalar(scalar: &[u8]) -> Option<Self> {
-        let secret = p256::SecretKey::from_slice(scalar).ok()?;
+        let bytes: &[u8; 32] = scalar.try_into().ok()?;
+        let secret = p256::SecretKey::from_bytes(&(*bytes).into()).ok()?;
         Some(PrivateKey(Key::Es256(p256::ecdsa::SigningKey::from(
             &secret,
         ))))

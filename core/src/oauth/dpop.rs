@@ -18,8 +18,9 @@ pub const PROOF_TYPE: &str = "dpop+jwt";
 /// of characters (oidc-provider 43), and a value is sent back in every proof.
 pub const MAX_NONCE_LEN: usize = 512;
 
-/// What one proof says besides the key (RFC 9449 §4.2).
-#[derive(Debug, Clone, Copy)]
+/// What one proof says besides the key (RFC 9449 §4.2). Its `Debug` shows the method,
+/// `htu` and time, not the access token or the nonce.
+#[derive(Clone, Copy)]
 pub struct ProofClaims<'a> {
     /// `htm`: the request's method.
     pub method: &'a str,
@@ -33,6 +34,24 @@ pub struct ProofClaims<'a> {
     pub nonce: Option<&'a str>,
     /// The access token the request carries, for `ath`; `None` for a token request.
     pub access_token: Option<&'a str>,
+}
+
+impl std::fmt::Debug for ProofClaims<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ProofClaims({} {} at {}{}{})",
+            self.method,
+            htu(self.url),
+            self.now_secs,
+            if self.nonce.is_some() { ", nonce" } else { "" },
+            if self.access_token.is_some() {
+                ", ath"
+            } else {
+                ""
+            },
+        )
+    }
 }
 
 #[derive(Serialize)]
@@ -129,15 +148,36 @@ pub fn proof(key: &PrivateKey, claims: &ProofClaims<'_>, random: &dyn Fn(&mut [u
     format!("{input}.{}", B64::encode_string(&signature))
 }
 
+/// A P-256 key this component made, with the scalar it was made from (to be sealed
+/// in the store). The scalar is wiped when this is dropped; `Debug` shows neither.
+pub struct GeneratedKey {
+    /// The key, to sign proofs with.
+    pub key: PrivateKey,
+    scalar: zeroize::Zeroizing<[u8; 32]>,
+}
+
+impl GeneratedKey {
+    /// The 32-byte scalar ([`PrivateKey::from_p256_scalar`] makes the key again).
+    pub fn scalar(&self) -> &[u8; 32] {
+        &self.scalar
+    }
+}
+
+impl std::fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GeneratedKey({})", self.key.alg().as_str())
+    }
+}
+
 /// A new P-256 key from 32 random bytes at a time (`random`), for a client that has
 /// none configured. A draw that is not a valid scalar (zero, or not below the group
-/// order: odds about 2^-32) is drawn again, at most 8 times.
-pub fn generate_p256(random: &dyn Fn(&mut [u8])) -> Option<(PrivateKey, [u8; 32])> {
+/// order: odds about 2^-32) is wiped and drawn again, at most 8 times.
+pub fn generate_p256(random: &dyn Fn(&mut [u8])) -> Option<GeneratedKey> {
     for _ in 0..8 {
-        let mut scalar = [0u8; 32];
-        random(&mut scalar);
-        if let Some(key) = PrivateKey::from_p256_scalar(&scalar) {
-            return Some((key, scalar));
+        let mut scalar = zeroize::Zeroizing::new([0u8; 32]);
+        random(&mut scalar[..]);
+        if let Some(key) = PrivateKey::from_p256_scalar(&scalar[..]) {
+            return Some(GeneratedKey { key, scalar });
         }
     }
     None
@@ -224,11 +264,12 @@ mod tests {
         assert_eq!(payload["nonce"], "eyJ7S_zG.eyJH0-Z.HX4w-7v");
         assert_eq!(payload["ath"], ath("the-token"));
         // The header's key is the thumbprint's.
-        let members: Vec<(&'static str, String)> = ["crv", "kty", "x", "y"]
-            .into_iter()
-            .map(|m| (m, jwk[m].as_str().unwrap().to_string()))
-            .collect();
-        assert_eq!(thumbprint_of(&members), thumbprint(&key));
+        let by_hand = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk["x"].as_str().unwrap(),
+            jwk["y"].as_str().unwrap()
+        );
+        assert_eq!(thumbprint(&key), thumbprint_by_hand(by_hand));
     }
 
     #[test]
@@ -287,23 +328,25 @@ mod tests {
 
     #[test]
     fn a_generated_key_is_a_p256_key_from_the_random_bytes() {
-        let (key, scalar) = generate_p256(&|b| b.fill(0x11)).unwrap();
-        assert_eq!(key.alg(), Alg::Es256);
-        assert_eq!(scalar, [0x11; 32]);
-        // The same bytes, the same key.
-        let again = PrivateKey::from_p256_scalar(&scalar).unwrap();
-        assert_eq!(thumbprint(&key), thumbprint(&again));
+        let generated = generate_p256(&|b| b.fill(0x11)).unwrap();
+        assert_eq!(generated.key.alg(), Alg::Es256);
+        assert_eq!(generated.scalar(), &[0x11; 32]);
+        // The same bytes, the same key; other than 32 bytes, no key (not a padded one).
+        let again = PrivateKey::from_p256_scalar(generated.scalar()).unwrap();
+        assert_eq!(thumbprint(&generated.key), thumbprint(&again));
+        assert!(PrivateKey::from_p256_scalar(&[0x11; 31]).is_none());
+        assert!(PrivateKey::from_p256_scalar(&[0x11; 33]).is_none());
         // Bytes that are never a scalar (zero; all ones is above the order): no key.
         assert!(generate_p256(&|b| b.fill(0)).is_none());
         assert!(generate_p256(&|b| b.fill(0xff)).is_none());
         // A bad draw is drawn again.
         let draws = std::cell::Cell::new(0);
-        let (_, scalar) = generate_p256(&|b| {
+        let generated = generate_p256(&|b| {
             draws.set(draws.get() + 1);
             b.fill(if draws.get() == 1 { 0xff } else { 0x22 });
         })
         .unwrap();
-        assert_eq!((draws.get(), scalar), (2, [0x22; 32]));
+        assert_eq!((draws.get(), generated.scalar()), (2, &[0x22; 32]));
     }
 
     #[cfg(feature = "rsa")]
@@ -329,6 +372,11 @@ mod tests {
         jsonwebtoken::decode::<serde_json::Value>(&proof, &decoding, &validation).unwrap();
         // n without a leading zero byte: 2048 bits are 256 bytes, 342 base64url characters.
         assert_eq!(jwk["n"].as_str().unwrap().len(), 342);
+        let by_hand = format!(
+            r#"{{"e":"AQAB","kty":"RSA","n":"{}"}}"#,
+            jwk["n"].as_str().unwrap()
+        );
+        assert_eq!(thumbprint(&key), thumbprint_by_hand(by_hand));
     }
 
     #[cfg(feature = "eddsa")]
@@ -343,7 +391,10 @@ mod tests {
             (&header["alg"], &jwk["kty"], &jwk["crv"]),
             (&"EdDSA".into(), &"OKP".into(), &"Ed25519".into())
         );
-        let decoding = DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
+        let x = jwk["x"].as_str().unwrap();
+        let by_hand = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+        assert_eq!(thumbprint(&key), thumbprint_by_hand(by_hand));
+        let decoding = DecodingKey::from_ed_components(x).unwrap();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;
@@ -351,10 +402,19 @@ mod tests {
     }
 
     #[test]
-    fn debug_of_a_key_shows_no_key_material() {
-        let (key, scalar) = generate_p256(&|b| b.fill(0x33)).unwrap();
-        let shown = format!("{key:?}");
-        assert_eq!(shown, "PrivateKey(ES256)");
-        assert!(!shown.contains(&B64::encode_string(&scalar)));
+    fn debug_shows_no_key_token_or_nonce() {
+        let generated = generate_p256(&|b| b.fill(0x33)).unwrap();
+        assert_eq!(format!("{generated:?}"), "GeneratedKey(ES256)");
+        assert_eq!(format!("{:?}", generated.key), "PrivateKey(ES256)");
+        let shown = format!("{:?}", claims(Some("the-secret-token")));
+        assert_eq!(
+            shown,
+            "ProofClaims(GET https://api.example/v1/things at 1800000000, nonce, ath)"
+        );
+    }
+
+    /// RFC 7638's member order, written out: `thumbprint` must hash exactly this JSON.
+    fn thumbprint_by_hand(json: String) -> String {
+        B64::encode_string(&Sha256::digest(json.as_bytes()))
     }
 }
