@@ -56,8 +56,9 @@ done
 step "tests"
 cargo test "$@"
 if [ $# -eq 0 ]; then
-  # EdDSA is an opt-in feature (not in the embedded component): its signer and parser.
-  cargo test -p token-provider-core --lib --features eddsa client_auth
+  # EdDSA is an opt-in feature (not in the embedded component): its signer, its parser
+  # and its DPoP proofs.
+  cargo test -p token-provider-core --lib --features eddsa -- client_auth dpop
   # The benchmark's Spin emulation, as a test: one request per app, answers and spans.
   cargo test -p token-provider-host --bench spin
 fi
