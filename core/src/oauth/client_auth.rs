@@ -68,10 +68,16 @@ fn signing_input(alg: &str, kid: Option<&str>, c: &Claims<'_>) -> String {
         iat: c.now_secs,
         exp: c.now_secs.saturating_add(c.lifetime_secs),
     };
+    jws_input(&header, &payload)
+}
+
+/// `base64url(JSON header) "." base64url(JSON payload)`: what a JWS signs (RFC 7515
+/// §7.1); the assertions here and DPoP's proofs (`oauth::dpop`).
+pub(crate) fn jws_input(header: &impl Serialize, payload: &impl Serialize) -> String {
     format!(
         "{}.{}",
-        B64::encode_string(&json(&header)),
-        B64::encode_string(&json(&payload))
+        B64::encode_string(&json(header)),
+        B64::encode_string(&json(payload))
     )
 }
 
@@ -235,9 +241,16 @@ impl PrivateKey {
         }
     }
 
+    /// The compact JWS of `input` ([`jws_input`]): it, `.`, and its signature in
+    /// base64url.
+    pub(crate) fn sign_jws(&self, input: String, random: &dyn Fn(&mut [u8])) -> String {
+        let signature = self.sign(input.as_bytes(), random);
+        format!("{input}.{}", B64::encode_string(&signature))
+    }
+
     /// The JWS signature of `input` (RFC 7518 §3): `r || s` for ES256, the RSA
     /// signature for RS256/PS256 (blinded, and PS256's salt, with `random`'s bytes).
-    pub(crate) fn sign(&self, input: &[u8], random: &dyn Fn(&mut [u8])) -> Vec<u8> {
+    fn sign(&self, input: &[u8], random: &dyn Fn(&mut [u8])) -> Vec<u8> {
         #[cfg(not(feature = "rsa"))]
         let _ = random;
         match &self.0 {
@@ -378,9 +391,7 @@ pub fn private_key_jwt(
     kid: Option<&str>,
     random: &dyn Fn(&mut [u8]),
 ) -> String {
-    let input = signing_input(key.alg().as_str(), kid, claims);
-    let signature = key.sign(input.as_bytes(), random);
-    format!("{input}.{}", B64::encode_string(&signature))
+    key.sign_jws(signing_input(key.alg().as_str(), kid, claims), random)
 }
 
 /// A federated client assertion (RFC 7523 §2.2 with a JWT another party issued: a

@@ -6,7 +6,7 @@
 //! binds the token to), `htu` (the target URI without query and fragment), `ath` (the
 //! token's hash), what a `DPoP-Nonce` header may hold, and the proof itself.
 
-use super::client_auth::PrivateKey;
+use super::client_auth::{PrivateKey, jws_input};
 use base64ct::{Base64UrlUnpadded as B64, Encoding as _};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -139,13 +139,7 @@ pub fn proof(key: &PrivateKey, claims: &ProofClaims<'_>, random: &dyn Fn(&mut [u
         nonce: claims.nonce.filter(|n| valid_nonce(n)),
         ath: claims.access_token.map(ath),
     };
-    let input = format!(
-        "{}.{}",
-        B64::encode_string(&serde_json::to_vec(&header).unwrap_or_default()),
-        B64::encode_string(&serde_json::to_vec(&payload).unwrap_or_default())
-    );
-    let signature = key.sign(input.as_bytes(), random);
-    format!("{input}.{}", B64::encode_string(&signature))
+    key.sign_jws(jws_input(&header, &payload), random)
 }
 
 /// A P-256 key this component made, with the scalar it was made from (to be sealed
