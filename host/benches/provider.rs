@@ -640,6 +640,7 @@ ES256 signing: a forced private_key_jwt fetch on a warm instance"
     };
     let mut instances = Vec::new();
     for (name, bytes) in builds {
+        let component = Component::new(engine, bytes).unwrap();
         for es256 in [true, false] {
             let mut b = builder(server, Arc::new(MemoryKv::new())).config("kv_store", "");
             if es256 {
@@ -647,8 +648,7 @@ ES256 signing: a forced private_key_jwt fetch on a warm instance"
                     .config("auth_method", "private_key_jwt")
                     .config("client_private_key", p256.as_str());
             }
-            let component = Component::new(engine, bytes).unwrap();
-            let host = b.build_with(engine.clone(), component).unwrap();
+            let host = b.build_with(engine.clone(), component.clone()).unwrap();
             let label = if es256 {
                 "ES256"
             } else {
@@ -818,16 +818,22 @@ async fn profile_hit(server: &MockServer) {
         instantiate as f64 / CALLS as f64,
         hit as f64 / CALLS as f64
     );
+    hit_vs_instantiate("profiled engine", &host).await;
+}
+
+/// A fresh instance's store hit against instantiation alone, interleaved, on `host`
+/// (its store already holds the token).
+async fn hit_vs_instantiate(engine: &str, host: &TokenHost) -> (Stats, Stats) {
     measure_pair(
-        "fresh-instance hit vs instantiate only (profiled engine)",
+        &format!("fresh-instance hit vs instantiate only ({engine})"),
         ("fresh instance per call, memory store", || async {
-            assert_eq!(get_token(&host).await, TokenSource::Store);
+            assert_eq!(get_token(host).await, TokenSource::Store);
         }),
         ("instantiate only (pre-linked)", || async {
             host.instance().await.unwrap();
         }),
     )
-    .await;
+    .await
 }
 
 /// Compiling, then a cold start (a new host for a precompiled component: deserialize,
@@ -880,7 +886,6 @@ async fn cold_rows(server: &MockServer) {
         || cold_start(true),
     )
     .await;
-    let _ = std::fs::remove_file(&cwasm);
     // The parts of a cold start that are not the component's own: the host's linking
     // (a `Linker` with WASI and the key-value and config imports, then
     // `instantiate_pre`), and mapping the precompiled file.
@@ -893,7 +898,6 @@ async fn cold_rows(server: &MockServer) {
         );
     })
     .await;
-    std::fs::write(&cwasm, &precompiled).unwrap();
     measure(
         "map the precompiled file only (deserialize_file)",
         || async {
@@ -999,8 +1003,8 @@ async fn main() {
         profile_hit(&server).await;
         return;
     }
-    // `TOKEN_PROVIDER_BENCH_ONLY=cold`: only the cold start from a mapped precompiled
-    // file, for a profiler.
+    // `TOKEN_PROVIDER_BENCH_ONLY=cold`: only compiling and the cold-start rows (both
+    // cold starts, linking alone, mapping alone), for a profiler or a quick look.
     if std::env::var("TOKEN_PROVIDER_BENCH_ONLY").as_deref() == Ok("cold") {
         cold_rows(&server).await;
         return;
@@ -1035,16 +1039,7 @@ async fn main() {
     let memory_kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
     let memory = builder(&server, memory_kv.clone()).build().unwrap();
     assert_eq!(get_token(&memory).await, TokenSource::Fresh);
-    let (fresh_memory, _) = measure_pair(
-        "fresh-instance hit vs instantiate only (on-demand engine)",
-        ("fresh instance per call, memory store", || async {
-            assert_eq!(get_token(&memory).await, TokenSource::Store);
-        }),
-        ("instantiate only (pre-linked)", || async {
-            memory.instance().await.unwrap();
-        }),
-    )
-    .await;
+    let (fresh_memory, _) = hit_vs_instantiate("on-demand engine", &memory).await;
     let redis = LocalRedis::start();
     let fresh_redis = match &redis {
         Ok(redis) => {
