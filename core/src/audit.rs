@@ -64,10 +64,13 @@ pub enum Outcome {
     DiscoveryOk,
     /// `issuer.discovery`: the metadata could not be had or was refused.
     DiscoveryError,
+    /// `dpop.nonce`: a server sent a new `DPoP-Nonce` (its origin in `detail`, never
+    /// the value).
+    DpopNonce,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 27] = [
+    pub const ALL: [Outcome; 28] = [
         Outcome::FetchOk,
         Outcome::FetchRetry,
         Outcome::FetchError,
@@ -95,6 +98,7 @@ impl Outcome {
         Outcome::InterceptRefused,
         Outcome::DiscoveryOk,
         Outcome::DiscoveryError,
+        Outcome::DpopNonce,
     ];
 
     /// The `event` field.
@@ -110,6 +114,7 @@ impl Outcome {
             SendOk | SendError | SendRefused => "client.send",
             InterceptOk | InterceptPassed | InterceptError | InterceptRefused => "intercept.send",
             DiscoveryOk | DiscoveryError => "issuer.discovery",
+            DpopNonce => "dpop.nonce",
         }
     }
 
@@ -135,6 +140,7 @@ impl Outcome {
             InvalidateStoreError => "store_error",
             StoreDegraded => "degraded",
             SendRefused | InterceptRefused => "refused",
+            DpopNonce => "new",
         }
     }
 
@@ -160,6 +166,7 @@ impl Outcome {
                 Some("refresh ahead failed, serving the cached token until it is due: {}")
             }
             StoreDegraded => Some("key-value store failed, continuing without it: {}"),
+            DpopNonce => Some("a new DPoP-Nonce from {}; sent in the next proofs to it"),
             InvalidateKept => {
                 Some("the store holds another token (renewed by another instance); kept it")
             }

@@ -113,6 +113,7 @@ mod tests {
                     jti: [0; 16],
                     random: &|out: &mut [u8]| out.fill(0),
                 },
+                None,
             )
             .unwrap();
             request

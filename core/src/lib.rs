@@ -88,7 +88,7 @@ pub mod internal {
     pub use crate::secret::Secret;
     pub use crate::send::authorized::{bound_to, prepare};
     pub use crate::send::intercept::{APP_AUTHORIZATION, NO_ORIGIN, NOT_ROUTED};
-    pub use crate::store::entry::Entry;
+    pub use crate::store::entry::{Binding, Entry};
     pub use crate::store::keys::{CacheKey, KEY_PREFIX, KeyNames, roles};
     pub use crate::store::record::{Fields, Record};
     pub use crate::store::seal::{self, Rejected};

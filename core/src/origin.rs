@@ -43,6 +43,15 @@ pub struct HttpUrl {
     pub path_and_query: String,
 }
 
+impl HttpUrl {
+    /// The URL without its query: what a DPoP proof's `htu` says (RFC 9449 §4.2; a
+    /// parsed URL keeps no fragment).
+    pub fn htu(&self) -> String {
+        let path = self.path_and_query.split('?').next().unwrap_or("/");
+        format!("{}://{}{path}", self.origin.scheme.as_str(), self.authority)
+    }
+}
+
 /// The port after the host: nothing (the scheme's default) or `:` and 1-65535.
 /// (`http::Uri` is more lenient, `:99999` or `:42p.x=[]y` parse there with no port,
 /// and such a URL must not pass the origin check as port 443.)

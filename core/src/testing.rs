@@ -262,6 +262,7 @@ pub(crate) fn entry() -> Entry {
         scopes: vec!["read".into()],
         issued_at_ms: 1_000_000,
         expires_at_ms: 4_600_000,
+        dpop: None,
     }
 }
 
@@ -324,6 +325,7 @@ impl Rig {
             scopes: vec![],
             issued_at_ms,
             expires_at_ms: issued_at_ms + lifetime_secs * 1000,
+            dpop: None,
         };
         seal::seal(&entry, &self.settings.cache.secret, &self.key(), [3; 24])
     }

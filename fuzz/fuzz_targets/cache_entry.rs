@@ -25,6 +25,7 @@ fn fixture() -> &'static (Settings, CacheKey, Vec<u8>) {
             scopes: vec!["read".into()],
             issued_at_ms: 1,
             expires_at_ms: 2,
+            dpop: None,
         };
         let sealed = seal::seal(&entry, &s.provider.cache.secret, &key, [9; 24]);
         (s, key, sealed)

@@ -961,6 +961,7 @@ fn native_rows(server: &MockServer) {
         scopes: vec![],
         issued_at_ms: 1,
         expires_at_ms: u64::MAX / 2,
+        dpop: None,
     };
     let sealed = seal::seal(&entry, &settings.cache.secret, &key, [7; 24]);
     measure_sync(

@@ -378,6 +378,7 @@ async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_audit_log_sch
         scopes: vec!["read".into()],
         issued_at_ms: 1,
         expires_at_ms: 2,
+        dpop: None,
     };
     seen.texts.push(format!("{settings:?}"));
     seen.texts.push(format!("{:?}", Secret::new(CLIENT_SECRET)));

@@ -1,12 +1,13 @@
 //! How the client authenticates: `auth_method` and the credentials it needs
 //! (`client_secret`, `client_private_key`, `client_assertion`), how assertions are
 //! made, and which credential keys the store's names and sealing (`cache_secret` for a
-//! federated assertion, which rotates).
+//! federated assertion, which rotates); the DPoP key (`dpop`).
 
 use super::reader::Reader;
 use crate::error::Error;
 use crate::oauth::client::{AssertionSettings, AuthMethod, Credentials, MethodChoice};
 use crate::oauth::client_auth::{Alg, FederatedAssertion, PrivateKey};
+use crate::oauth::dpop::{DpopKey, DpopSettings};
 use crate::secret::Secret;
 
 /// What `read_auth` gives the client settings.
@@ -87,6 +88,27 @@ fn read_credentials(
         },
     };
     Ok((credentials, pem))
+}
+
+/// `dpop`, `dpop_private_key` and `dpop_require_binding`: `None` when `dpop = off`
+/// (the other two are read, not used).
+pub(super) fn read_dpop(r: &Reader<'_>) -> Result<Option<DpopSettings>, Error> {
+    let on = r.choice("dpop")? == "on";
+    let pem = r.read("dpop_private_key")?;
+    let require_binding = r.boolean("dpop_require_binding")?;
+    if !on {
+        return Ok(None);
+    }
+    let configured = match pem {
+        Some(pem) => Some(DpopKey::new(
+            PrivateKey::from_pem(&pem, None).map_err(|e| Error::config("dpop_private_key", e))?,
+        )),
+        None => None,
+    };
+    Ok(Some(DpopSettings {
+        configured,
+        require_binding,
+    }))
 }
 
 /// The configured method, if its credential is there; with `auto`, the strongest

@@ -128,6 +128,7 @@ pub(crate) const AUTH_METHODS: &[&str] = &[
 pub(crate) const ASSERTION_ALGS: &[&str] = &["", "ES256", "RS256", "PS256", "EdDSA"];
 pub(crate) const ASSERTION_AUDIENCES: &[&str] = &["token_endpoint", "issuer"];
 pub(crate) const ENDPOINT_ORIGINS: &[&str] = &["issuer", "any"];
+pub(crate) const ON_OFF: &[&str] = &["off", "on"];
 pub(crate) const RENEW_ON_401: &[&str] = &["unexplained", "invalid_token"];
 pub(crate) const ASSERTION_TYPS: &[&str] = &["JWT", "client-authentication+jwt"];
 pub(crate) const AUDIT_LEVELS: &[&str] = &["changes", "all", "errors", "off"];
@@ -221,6 +222,24 @@ pub const KEYS: &[Key] = &[
         Some(""),
         Kind::Text,
         "private_key_jwt: the kid header (the key's id in the JWKS registered for the client); empty: no kid",
+    ),
+    key(
+        "dpop",
+        Some("off"),
+        Kind::Choice(ON_OFF),
+        "on: tokens bound to a key with DPoP (RFC 9449): every token request and every request that uses the token carries a proof signed with dpop_private_key, or else with a P-256 key generated for each cache key and sealed in the store beside its token",
+    ),
+    key(
+        "dpop_private_key",
+        Some(""),
+        Kind::Secret,
+        "dpop = on: the proof key, PKCS#8 PEM: P-256 (ES256), Ed25519 (EdDSA, where built) or RSA of 2048 bits or more (RS256); empty: generated (mark it secret in Spin); its thumbprint is part of the cache key, so a new key is a new cache",
+    ),
+    key(
+        "dpop_require_binding",
+        Some("true"),
+        Kind::Bool,
+        "dpop = on: a token_type Bearer answer (the server ignored the proof) is an error; false: such a token is used as a Bearer token",
     ),
     key(
         "scope",

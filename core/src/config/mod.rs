@@ -268,6 +268,7 @@ fn read_client(
             ));
         }
     }
+    let dpop = auth::read_dpop(r)?;
     let scope = r.words("scope")?;
     let audience = r.read("audience")?;
     let resource = r.words("resource")?;
@@ -288,6 +289,7 @@ fn read_client(
         auth_method: auth.choice,
         credentials: auth.credentials,
         assertion: auth.assertion,
+        dpop,
         scope,
         audience,
         resource,
@@ -933,6 +935,9 @@ mod tests {
                 "client_assertion_typ",
                 "client_key_id",
                 "client_assertion_audience",
+                "dpop",
+                "dpop_private_key",
+                "dpop_require_binding",
                 "scope",
                 "audience",
                 "resource",

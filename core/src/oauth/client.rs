@@ -5,6 +5,7 @@
 //! store's names use them.
 
 use crate::oauth::client_auth::{FederatedAssertion, PrivateKey};
+use crate::oauth::dpop::DpopSettings;
 use crate::origin::HttpUrl;
 use crate::secret::Secret;
 
@@ -37,6 +38,8 @@ pub struct ClientSettings {
     pub credentials: Credentials,
     /// How assertions are made.
     pub assertion: AssertionSettings,
+    /// `dpop` and its keys; `None`: off (Bearer tokens).
+    pub dpop: Option<DpopSettings>,
     /// `scope`, split.
     pub scope: Vec<String>,
     /// `audience`.

@@ -177,6 +177,98 @@ pub fn generate_p256(random: &dyn Fn(&mut [u8])) -> Option<GeneratedKey> {
     None
 }
 
+/// The key tokens are bound to, as this instance holds it: shared by every token and
+/// proof that uses it, with its thumbprint worked out once. Two are equal when their
+/// thumbprints are; `Debug` shows the thumbprint only.
+#[derive(Clone)]
+pub struct DpopKey {
+    key: std::sync::Arc<PrivateKey>,
+    jkt: String,
+}
+
+impl DpopKey {
+    /// `key`, with its thumbprint.
+    pub fn new(key: PrivateKey) -> Self {
+        let jkt = thumbprint(&key);
+        DpopKey {
+            key: std::sync::Arc::new(key),
+            jkt,
+        }
+    }
+
+    /// The key's JWK thumbprint (RFC 7638): the `jkt` a server binds a token to.
+    pub fn jkt(&self) -> &str {
+        &self.jkt
+    }
+
+    /// A proof for one request ([`proof`]).
+    pub fn proof(&self, claims: &ProofClaims<'_>, random: &dyn Fn(&mut [u8])) -> String {
+        proof(&self.key, claims, random)
+    }
+}
+
+impl PartialEq for DpopKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.jkt == other.jkt
+    }
+}
+
+impl Eq for DpopKey {}
+
+impl std::fmt::Debug for DpopKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DpopKey({} {})", self.key.alg().as_str(), self.jkt)
+    }
+}
+
+/// `dpop = on`: where the key comes from, and whether a Bearer answer is an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopSettings {
+    /// `dpop_private_key`; `None`: a P-256 key is generated per cache key and sealed
+    /// in the store beside its token.
+    pub configured: Option<DpopKey>,
+    /// `dpop_require_binding`: a `Bearer` answer to a DPoP token request fails (the
+    /// server ignored the proof).
+    pub require_binding: bool,
+}
+
+impl DpopSettings {
+    /// What the cache key says of the key: its thumbprint, or that it is generated
+    /// (rotating `dpop_private_key` makes a new cache key).
+    pub(crate) fn cache_part(&self) -> String {
+        match &self.configured {
+            Some(k) => format!("dpop:{}", k.jkt),
+            None => "dpop:generated".to_string(),
+        }
+    }
+}
+
+/// The `token_type` of a token (RFC 6749 §7.1, RFC 9449 §5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenType {
+    /// Sent as `Authorization: Bearer <token>`.
+    #[default]
+    Bearer,
+    /// Bound to a DPoP key: sent as `Authorization: DPoP <token>` with a proof.
+    DPoP,
+}
+
+impl TokenType {
+    /// As the `Authorization` scheme and `token_type` write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Bearer => "Bearer",
+            TokenType::DPoP => "DPoP",
+        }
+    }
+}
+
+/// The `DPoP-Nonce` header of a response, if it holds a nonce that may be sent back
+/// ([`valid_nonce`]); a header that is anything else is ignored.
+pub fn response_nonce(resp: &crate::http_types::HttpResponse) -> Option<&str> {
+    resp.header("dpop-nonce").filter(|n| valid_nonce(n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

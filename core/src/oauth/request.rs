@@ -4,6 +4,7 @@ use crate::http_types::HttpRequest;
 use crate::oauth::client::Endpoint;
 use crate::oauth::client::{AuthMethod, ClientSettings};
 use crate::oauth::client_auth;
+use crate::oauth::dpop::{DpopKey, ProofClaims};
 use base64ct::Encoding as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -170,13 +171,23 @@ pub(crate) struct Fresh<'a> {
     pub random: &'a dyn Fn(&mut [u8]),
 }
 
+/// The DPoP proof a token request carries (`dpop = on`): the key, and the last nonce
+/// the token endpoint's origin sent.
+#[derive(Clone, Copy)]
+pub(crate) struct DpopProof<'a> {
+    pub key: &'a DpopKey,
+    pub nonce: Option<&'a str>,
+}
+
 /// The token request for `params` to `endpoint` (no I/O); `fresh` is used by the
-/// assertion methods. Fails only when the federated assertion has expired.
+/// assertion methods and the DPoP proof (which draws its own `jti`). Fails only when
+/// the federated assertion has expired.
 pub(crate) fn build(
     client: &ClientSettings,
     endpoint: &Endpoint,
     params: &TokenParams,
     fresh: Fresh<'_>,
+    dpop: Option<DpopProof<'_>>,
 ) -> Result<HttpRequest, crate::Error> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials");
@@ -218,6 +229,23 @@ pub(crate) fn build(
             form.append_pair("client_assertion_type", client_auth::JWT_BEARER);
             form.append_pair("client_assertion", &assertion);
         }
+    }
+    if let Some(d) = dpop {
+        let mut jti = [0u8; 16];
+        (fresh.random)(&mut jti);
+        let url = endpoint.url.htu();
+        let claims = ProofClaims {
+            method: "POST",
+            url: &url,
+            now_secs: fresh.now_secs,
+            jti,
+            nonce: d.nonce,
+            access_token: None,
+        };
+        headers.push((
+            "dpop".to_string(),
+            d.key.proof(&claims, fresh.random).into_bytes(),
+        ));
     }
     Ok(HttpRequest {
         method: "POST".into(),
@@ -369,7 +397,7 @@ mod tests {
     fn basic_request_has_exact_body_and_headers() {
         let s = settings(&[("scope", "write read")]);
         let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
-        let req = build(&s, &s.static_endpoint().unwrap(), &p, FRESH).unwrap();
+        let req = build(&s, &s.static_endpoint().unwrap(), &p, FRESH, None).unwrap();
         assert_eq!(req.method, "POST");
         assert_eq!(req.url.path_and_query, "/oauth/token");
         assert_eq!(
@@ -391,7 +419,7 @@ mod tests {
     fn post_method_puts_credentials_in_the_body_and_sends_no_authorization() {
         let s = settings(&[("auth_method", "client_secret_post")]);
         let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
-        let req = build(&s, &s.static_endpoint().unwrap(), &p, FRESH).unwrap();
+        let req = build(&s, &s.static_endpoint().unwrap(), &p, FRESH, None).unwrap();
         assert_eq!(
             std::str::from_utf8(&req.body).unwrap(),
             "grant_type=client_credentials&client_id=svc&client_secret=s3cret"
@@ -407,7 +435,7 @@ mod tests {
         ]);
         let p = TokenParams::resolve(&TokenRequest::default(), &s).unwrap();
         let body = String::from_utf8(
-            build(&s, &s.static_endpoint().unwrap(), &p, FRESH)
+            build(&s, &s.static_endpoint().unwrap(), &p, FRESH, None)
                 .unwrap()
                 .body,
         )
@@ -430,7 +458,7 @@ mod tests {
         let p = TokenParams::resolve(&req, &s).unwrap();
         assert_eq!(p.scopes, ["a", "b"]);
         let body = String::from_utf8(
-            build(&s, &s.static_endpoint().unwrap(), &p, FRESH)
+            build(&s, &s.static_endpoint().unwrap(), &p, FRESH, None)
                 .unwrap()
                 .body,
         )
@@ -456,7 +484,7 @@ mod tests {
         assert!(p.scopes.is_empty());
         assert_eq!(p.audience.as_deref(), Some("aud1"));
         let body = String::from_utf8(
-            build(&s, &s.static_endpoint().unwrap(), &p, FRESH)
+            build(&s, &s.static_endpoint().unwrap(), &p, FRESH, None)
                 .unwrap()
                 .body,
         )
@@ -533,7 +561,7 @@ mod tests {
             ("client_assertion_lifetime_secs", "90"),
         ]);
         let p = TokenParams::resolve(&Default::default(), &s).unwrap();
-        let req = build(&s, &s.static_endpoint().unwrap(), &p, FRESH).unwrap();
+        let req = build(&s, &s.static_endpoint().unwrap(), &p, FRESH, None).unwrap();
         assert!(!req.headers.iter().any(|(k, _)| k == "authorization"));
         let body = String::from_utf8(req.body.clone()).unwrap();
         assert!(!body.contains("jwt-secret"), "{body}");
@@ -568,6 +596,7 @@ mod tests {
                 jti: [1; 16],
                 ..FRESH
             },
+            None,
         )
         .unwrap();
         assert_ne!(again.body, req.body);

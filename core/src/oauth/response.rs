@@ -3,6 +3,7 @@
 
 use crate::error::{Error, OAuthError, sanitize};
 use crate::http_types::HttpResponse;
+use crate::oauth::dpop::{DpopSettings, TokenType};
 use crate::secret::AccessToken;
 use serde_json::{Map, Value};
 
@@ -23,6 +24,8 @@ pub struct TokenResponse {
     pub expires_in_ignored: Option<&'static str>,
     /// Granted scopes (response `scope`, else the requested ones), sorted.
     pub scopes: Vec<String>,
+    /// `token_type` (absent: Bearer).
+    pub token_type: TokenType,
 }
 
 /// Lifetime limits from the settings.
@@ -69,13 +72,14 @@ pub fn parse(
     }
     let access_token = access_token(&obj)?;
     check_token(access_token)?;
-    check_token_type(&obj)?;
+    let token_type = token_type(&obj)?;
     let (expires_in, expires_in_ignored) = lifetime(obj.get("expires_in"), limits);
     Ok(TokenResponse {
         access_token: AccessToken::new(access_token.to_string()),
         expires_in,
         expires_in_ignored,
         scopes: granted_scopes(&obj, requested_scopes)?,
+        token_type,
     })
 }
 
@@ -89,16 +93,37 @@ fn access_token(obj: &Map<String, Value>) -> Result<&str, Error> {
     }
 }
 
-fn check_token_type(obj: &Map<String, Value>) -> Result<(), Error> {
+fn token_type(obj: &Map<String, Value>) -> Result<TokenType, Error> {
     match obj.get("token_type") {
-        // Some servers omit it; Bearer is the only type we can use anyway.
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => Ok(()),
+        // Some servers omit it: Bearer, the default of RFC 6750.
+        None | Some(Value::Null) => Ok(TokenType::Bearer),
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => Ok(TokenType::Bearer),
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("dpop") => Ok(TokenType::DPoP),
         Some(Value::String(t)) => Err(Error::InvalidResponse(format!(
-            "token_type `{}` is not supported (only Bearer)",
+            "token_type `{}` is not supported (only Bearer and DPoP)",
             sanitize(t, 32)
         ))),
         Some(_) => Err(Error::InvalidResponse("token_type is not a string".into())),
+    }
+}
+
+/// Whether a token answered with `token_type` is bound to the DPoP key the request
+/// proved (`dpop`: the settings, `None` when off). A DPoP token without DPoP is no use;
+/// a Bearer answer to a DPoP request means the server ignored the proof, an error
+/// unless `dpop_require_binding = false`.
+pub fn bound(token_type: TokenType, dpop: Option<&DpopSettings>) -> Result<bool, Error> {
+    match (token_type, dpop) {
+        (TokenType::Bearer, None) => Ok(false),
+        (TokenType::DPoP, Some(_)) => Ok(true),
+        (TokenType::DPoP, None) => Err(Error::InvalidResponse(
+            "token_type `DPoP`: the server bound the token to a key, but dpop is off".into(),
+        )),
+        (TokenType::Bearer, Some(d)) if d.require_binding => Err(Error::InvalidResponse(
+            "token_type `Bearer` answered a DPoP token request: the server ignored the proof \
+             (dpop_require_binding = false uses such a token as a Bearer token)"
+                .into(),
+        )),
+        (TokenType::Bearer, Some(_)) => Ok(false),
     }
 }
 
@@ -289,21 +314,50 @@ mod tests {
 
     #[test]
     fn token_type_is_case_insensitive_and_may_be_missing() {
-        assert!(ok(r#"{"access_token":"t","token_type":"BEARER"}"#).is_ok());
-        assert!(ok(r#"{"access_token":"t"}"#).is_ok());
+        let t = |body: &str| ok(body).unwrap().token_type;
+        assert_eq!(
+            t(r#"{"access_token":"t","token_type":"BEARER"}"#),
+            TokenType::Bearer
+        );
+        assert_eq!(t(r#"{"access_token":"t"}"#), TokenType::Bearer);
+        assert_eq!(
+            t(r#"{"access_token":"t","token_type":"dpop"}"#),
+            TokenType::DPoP
+        );
     }
 
     #[test]
     fn other_token_types_are_refused() {
-        let e = ok(r#"{"access_token":"t","token_type":"DPoP"}"#).unwrap_err();
+        let e = ok(r#"{"access_token":"t","token_type":"MAC"}"#).unwrap_err();
         assert_eq!(
             e,
-            Error::InvalidResponse("token_type `DPoP` is not supported (only Bearer)".into())
+            Error::InvalidResponse(
+                "token_type `MAC` is not supported (only Bearer and DPoP)".into()
+            )
         );
         assert!(matches!(
             ok(r#"{"access_token":"t","token_type":5}"#),
             Err(Error::InvalidResponse(_))
         ));
+    }
+
+    #[test]
+    fn a_token_is_bound_only_when_dpop_asked_and_the_server_said_dpop() {
+        let on = |require_binding| DpopSettings {
+            configured: None,
+            require_binding,
+        };
+        assert_eq!(bound(TokenType::Bearer, None), Ok(false));
+        assert_eq!(bound(TokenType::DPoP, Some(&on(true))), Ok(true));
+        assert_eq!(bound(TokenType::Bearer, Some(&on(false))), Ok(false));
+        let ignored = bound(TokenType::Bearer, Some(&on(true))).unwrap_err();
+        assert!(
+            ignored.to_string().contains("the server ignored the proof")
+                && ignored.to_string().contains("dpop_require_binding"),
+            "{ignored}"
+        );
+        let off = bound(TokenType::DPoP, None).unwrap_err();
+        assert!(off.to_string().contains("dpop is off"), "{off}");
     }
 
     #[test]

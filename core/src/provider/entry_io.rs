@@ -49,7 +49,25 @@ impl<P: Platform> Provider<'_, P> {
                     self.ahead_of_clock(&l.params.scopes, "token", e.issued_at_ms, ahead);
                     return Err(Miss::Ahead);
                 }
-                Ok(e) if e.is_usable(now, skew) => return Ok(e),
+                Ok(mut e) if e.is_usable(now, skew) => {
+                    if self.bind_stored(l, &mut e) {
+                        return Ok(e);
+                    }
+                    // A DPoP token without its key is no use here: a miss, and the
+                    // fetch that follows makes a new key.
+                    if log {
+                        let ev = Event::new(
+                            Outcome::CacheRejected,
+                            &self.settings.audit,
+                            &l.params.scopes,
+                        );
+                        let mut ev =
+                            ev.with_detail("the DPoP key the token is bound to is not there");
+                        ev.cache = Some(Source::Store.as_str());
+                        self.audit(&ev);
+                    }
+                    return Err(Miss::Unusable);
+                }
                 Ok(e) => {
                     if log {
                         self.log_cache(Outcome::CacheExpired, Source::Store, l, Some(&e));

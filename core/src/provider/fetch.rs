@@ -5,6 +5,7 @@ use super::{IssuedToken, Lookup, Provider, Source};
 use crate::audit::{Event, Outcome};
 use crate::error::Error;
 use crate::http_types::{HttpOptions, HttpRequest};
+use crate::oauth::dpop;
 use crate::oauth::request;
 use crate::oauth::response::{self, MAX_TOKEN_RESPONSE_BYTES, TokenResponse};
 use crate::platform::Platform;
@@ -23,6 +24,8 @@ struct Answer {
     sent_at_ms: u64,
     /// How the client authenticated.
     method: crate::oauth::client::AuthMethod,
+    /// The DPoP binding of the token (`None`: Bearer).
+    dpop: Option<crate::store::entry::Binding>,
 }
 
 impl<P: Platform> Provider<'_, P> {
@@ -40,6 +43,7 @@ impl<P: Platform> Provider<'_, P> {
             scopes: answer.token.scopes,
             issued_at_ms: sent,
             expires_at_ms: sent.saturating_add(answer.token.expires_in.saturating_mul(1000)),
+            dpop: answer.dpop,
         };
         let mut ev = Event::new(Outcome::FetchOk, &self.settings.audit, &entry.scopes);
         if let Some(why) = answer.token.expires_in_ignored {
@@ -70,24 +74,41 @@ impl<P: Platform> Provider<'_, P> {
         // The endpoint first (discovery has its own timeouts, and starts the cooldown
         // when the issuer fails): `token_deadline_ms` is the token request's.
         let endpoint = self.endpoint(l).await?;
+        let dpop = self.dpop_key_to_fetch_with(l);
+        if self.settings.client.dpop.is_some() && dpop.is_none() {
+            return Err(Error::Refused(
+                "dpop: the host's random source gave no P-256 key in 8 draws".into(),
+            ));
+        }
+        let origin = endpoint.url.origin.to_string();
         let policy = self.settings.retry.policy;
         let deadline = self
             .platform
             .monotonic_ms()
             .saturating_add(self.settings.retry.token_deadline_ms);
         let mut attempt = 0u32;
+        // A `use_dpop_nonce` answer is tried again at once with the new nonce, once.
+        let mut nonce_retried = false;
         loop {
             let started = self.platform.monotonic_ms();
             let sent_at_ms = self.platform.now_unix_ms();
-            // Built for each attempt: a client assertion is never sent twice.
-            let request = self.request_for(&endpoint, l, sent_at_ms)?;
+            // Built for each attempt: a client assertion (or proof) is never sent twice.
+            let nonce = dpop.as_ref().and_then(|_| self.dpop_nonce(&origin));
+            let proof = dpop.as_ref().map(|key| request::DpopProof {
+                key,
+                nonce: nonce.as_deref(),
+            });
+            let request = self.request_for(&endpoint, l, sent_at_ms, proof)?;
             let (outcome, retry_after) = self
-                .attempt(&request, l, deadline.saturating_sub(started))
+                .attempt(&request, l, deadline.saturating_sub(started), &origin)
                 .await;
             let now = self.platform.monotonic_ms();
             let duration_ms = now.saturating_sub(started);
-            let e = match outcome {
-                Ok((status, token)) => {
+            let e = match outcome.and_then(|(status, token)| {
+                let bound = response::bound(token.token_type, self.settings.client.dpop.as_ref())?;
+                Ok((status, token, bound))
+            }) {
+                Ok((status, token, bound)) => {
                     return Ok(Answer {
                         status,
                         token,
@@ -95,9 +116,19 @@ impl<P: Platform> Provider<'_, P> {
                         duration_ms,
                         sent_at_ms,
                         method: endpoint.method,
+                        dpop: Self::binding(dpop.as_ref(), bound),
                     });
                 }
                 Err(e) => e,
+            };
+            let e = match (asks_for_nonce(&e), nonce_retried) {
+                (true, false) if dpop.is_some() && self.dpop_nonce(&origin) != nonce => {
+                    nonce_retried = true;
+                    continue;
+                }
+                (true, true) => with_nonce_detail(e, NONCE_LOOP),
+                (true, false) => with_nonce_detail(e, NO_USABLE_NONCE),
+                _ => e,
             };
             let next = retry::next(&policy, attempt, &e, retry_after, now, deadline, |n| {
                 self.platform.random_below(n)
@@ -131,6 +162,7 @@ impl<P: Platform> Provider<'_, P> {
         endpoint: &crate::oauth::client::Endpoint,
         l: &Lookup,
         sent_at_ms: u64,
+        dpop: Option<request::DpopProof<'_>>,
     ) -> Result<HttpRequest, Error> {
         let mut jti = [0u8; 16];
         self.platform.random_bytes(&mut jti);
@@ -140,7 +172,7 @@ impl<P: Platform> Provider<'_, P> {
             jti,
             random: &random,
         };
-        request::build(&self.settings.client, endpoint, &l.params, fresh).inspect_err(|e| {
+        request::build(&self.settings.client, endpoint, &l.params, fresh, dpop).inspect_err(|e| {
             let mut ev = Event::new(Outcome::FetchError, &self.settings.audit, &l.params.scopes)
                 .with_error(e);
             ev.auth_method = Some(endpoint.method.as_str());
@@ -149,12 +181,14 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     /// One request, its timeouts cut to `left_ms` (what is left of the deadline); also
-    /// the answer's `Retry-After`, if any.
+    /// the answer's `Retry-After`, if any. A `DPoP-Nonce` in the answer (`dpop = on`)
+    /// is kept for `origin`, whatever the status.
     async fn attempt(
         &self,
         request: &HttpRequest,
         l: &Lookup,
         left_ms: u64,
+        origin: &str,
     ) -> (Result<(u16, TokenResponse), Error>, Option<u64>) {
         let options = HttpOptions {
             timeout_ms: self.settings.http.timeout_ms.min(left_ms).max(1),
@@ -165,10 +199,41 @@ impl<P: Platform> Provider<'_, P> {
             retry_after = resp
                 .header("retry-after")
                 .and_then(|v| retry::retry_after_ms(v, self.platform.now_unix_ms()));
+            if self.settings.client.dpop.is_some()
+                && let Some(nonce) = dpop::response_nonce(&resp)
+            {
+                self.keep_dpop_nonce(origin, nonce);
+            }
             response::parse(&resp, &l.params.scopes, self.settings.cache.lifetimes)
                 .map(|t| (resp.status, t))
         });
         (outcome, retry_after)
+    }
+}
+
+/// The token endpoint asks for a DPoP nonce (RFC 9449 §8): `use_dpop_nonce`.
+fn asks_for_nonce(e: &Error) -> bool {
+    matches!(e, Error::OAuth(o) if o.error == "use_dpop_nonce")
+}
+
+/// A second `use_dpop_nonce` in a row.
+const NONCE_LOOP: &str = "the token endpoint asked for a new DPoP nonce again right after \
+    the retry with the one it sent; not tried again";
+
+/// A `use_dpop_nonce` without a nonce that may be sent back.
+const NO_USABLE_NONCE: &str = "the token endpoint asked for a DPoP nonce but sent none that \
+    may be used (no DPoP-Nonce header, or one that is empty, over 512 bytes, or has \
+    characters RFC 9449 does not allow)";
+
+/// A `use_dpop_nonce` error that is not tried again, and why (our words, not the
+/// server's description).
+fn with_nonce_detail(e: Error, why: &str) -> Error {
+    match e {
+        Error::OAuth(mut o) => {
+            o.description = Some(why.into());
+            Error::OAuth(o)
+        }
+        other => other,
     }
 }
 

@@ -73,6 +73,11 @@ pub struct MemoryCache {
     /// The recent drops after a 401 of each key's tokens, as this instance knows them
     /// (`rejected`).
     pub(crate) dropped: SmallMap<super::rejected::Drops>,
+    /// The DPoP keys generated for (or read back for) each cache key
+    /// (`provider::dpop`).
+    pub(crate) dpop_keys: SmallMap<crate::oauth::dpop::DpopKey>,
+    /// The last valid `DPoP-Nonce` of each origin: (origin, nonce).
+    pub(crate) dpop_nonces: Vec<(String, String)>,
 }
 
 impl MemoryCache {

@@ -9,6 +9,7 @@
 
 pub(crate) mod cooldown;
 mod discovery;
+mod dpop;
 mod entry_io;
 pub(crate) mod failure;
 mod fetch;

@@ -506,6 +506,7 @@ mod tests {
             scopes: vec![],
             issued_at_ms: T0,
             expires_at_ms: T0 + 100_000,
+            dpop: None,
         };
         let at = entry.refresh_from_ms(60, 15, 500);
         let early = (0..1000)

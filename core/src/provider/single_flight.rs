@@ -501,6 +501,8 @@ mod tests {
                 expires_at: 1,
                 scopes: vec![],
                 source: Source::Fresh,
+                token_type: crate::oauth::dpop::TokenType::Bearer,
+                dpop: None,
             }
         }
 

@@ -1,5 +1,6 @@
 //! The token handed to a caller, and where it came from.
 
+use crate::oauth::dpop::{DpopKey, TokenType};
 use crate::secret::AccessToken;
 use crate::store::Entry;
 
@@ -28,6 +29,10 @@ pub struct IssuedToken {
     pub expires_at: u64,
     pub scopes: Vec<String>,
     pub source: Source,
+    /// `Bearer`, or `DPoP` for a token bound to a key.
+    pub token_type: TokenType,
+    /// The key a `DPoP` token is bound to, to sign the proofs that go with it.
+    pub dpop: Option<DpopKey>,
 }
 
 impl IssuedToken {
@@ -37,6 +42,8 @@ impl IssuedToken {
             expires_at: e.expires_at_secs(),
             scopes: e.scopes.clone(),
             source,
+            token_type: e.token_type(),
+            dpop: e.dpop.as_ref().and_then(|b| b.key.clone()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A cached token and the arithmetic of its windows: usable until `expires_at` minus
 //! the skew, and renewed ahead inside the last part of that.
 
+use crate::oauth::dpop::{DpopKey, TokenType};
 use crate::secret::AccessToken;
 use crate::store::record::{Fields, Record};
 use serde::Serialize;
@@ -15,6 +16,36 @@ pub struct Entry {
     pub issued_at_ms: u64,
     /// Unix milliseconds.
     pub expires_at_ms: u64,
+    /// A DPoP token's binding (`token_type` `DPoP`); `None`: a Bearer token. Stored as
+    /// `jkt` (no field for a Bearer token, as every earlier version wrote it).
+    #[serde(
+        rename = "jkt",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "binding_serde::serialize"
+    )]
+    pub dpop: Option<Binding>,
+}
+
+/// The key a DPoP token is bound to: its thumbprint (stored) and, once this instance
+/// has it, the key itself (never stored with the token: a generated key has a record
+/// of its own, `provider::dpop`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The key's JWK thumbprint, as the token request's proof carried it.
+    pub jkt: String,
+    /// The key, when this instance holds it.
+    pub key: Option<DpopKey>,
+}
+
+mod binding_serde {
+    use crate::store::entry::Binding;
+    use serde::Serializer;
+    pub(crate) fn serialize<S: Serializer>(b: &Option<Binding>, s: S) -> Result<S::Ok, S::Error> {
+        match b {
+            Some(b) => s.serialize_str(&b.jkt),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 mod token_serde {
@@ -32,11 +63,26 @@ impl Record for Entry {
             scopes: f.strings("scopes")?,
             issued_at_ms: f.u64("issued_at_ms")?,
             expires_at_ms: f.u64("expires_at_ms")?,
+            dpop: match f.value("jkt") {
+                None => None,
+                Some(_) => Some(Binding {
+                    jkt: f.string("jkt")?,
+                    key: None,
+                }),
+            },
         })
     }
 }
 
 impl Entry {
+    /// `DPoP` for a bound token, else `Bearer`.
+    pub fn token_type(&self) -> TokenType {
+        match self.dpop {
+            Some(_) => TokenType::DPoP,
+            None => TokenType::Bearer,
+        }
+    }
+
     pub(crate) fn lifetime_ms(&self) -> u64 {
         self.expires_at_ms.saturating_sub(self.issued_at_ms)
     }

@@ -19,6 +19,8 @@
 //! | `pause` | the end of a refresh pause, sealed | [`CacheKey::refresh_pause`] |
 //! | `failure` | a shared failure of one client (cooldown or outage), sealed | [`CacheKey::failure`] |
 //! | `metadata` | an issuer's discovered metadata and when it was fetched, sealed | [`CacheKey::metadata`] (on [`CacheKey::discovery`], whose lease is the discovery's single flight) |
+//! | `dpop-key` | the P-256 key generated for a cache key's DPoP tokens, sealed | [`CacheKey::dpop_key`] |
+//! | `dpop-nonce` | the last `DPoP-Nonce` of one origin, sealed | [`CacheKey::dpop_nonce`] (on [`CacheKey::dpop_origin`]) |
 //!
 //! Every value that is not a counter is sealed under the credential with the key's
 //! canonical text and role as associated data (`store::seal`), so a value written by a
@@ -114,9 +116,15 @@ impl CacheKey {
             &params.audience,
             &params.resources,
         );
+        // With DPoP, one more part: the key's thumbprint, or `generated` (so a Bearer
+        // token is never served as a DPoP one, nor one bound to a rotated key). Without
+        // it, the text of every earlier version: an upgrade keeps the cache.
+        let canonical = match &c.dpop {
+            None => serde_json::to_string(&parts),
+            Some(d) => serde_json::to_string(&(parts, d.cache_part())),
+        };
         CacheKey {
-            canonical: serde_json::to_string(&parts)
-                .unwrap_or_else(|_| unreachable!("strings serialise")),
+            canonical: canonical.unwrap_or_else(|_| unreachable!("strings serialise")),
             names,
         }
     }
@@ -190,6 +198,28 @@ impl CacheKey {
         self.names.name(roles::FAILURE, &self.canonical, &[])
     }
 
+    /// The DPoP key generated for this key's tokens (with `dpop = on` and no
+    /// `dpop_private_key`).
+    pub(crate) fn dpop_key(&self) -> String {
+        self.names.name(roles::DPOP_KEY, &self.canonical, &[])
+    }
+
+    /// The key of the last `DPoP-Nonce` a server sent (`origin`: the token endpoint's
+    /// or an API's), shared by every client of the store that has the credential.
+    pub(crate) fn dpop_origin(names: KeyNames, origin: &str) -> Self {
+        let parts = ("v2", "dpop-nonce", origin);
+        CacheKey {
+            canonical: serde_json::to_string(&parts)
+                .unwrap_or_else(|_| unreachable!("strings serialise")),
+            names,
+        }
+    }
+
+    /// The nonce (on [`CacheKey::dpop_origin`]).
+    pub(crate) fn dpop_nonce(&self) -> String {
+        self.names.name(roles::DPOP_NONCE, &self.canonical, &[])
+    }
+
     /// Discovered metadata (on [`CacheKey::discovery`]).
     pub fn metadata(&self) -> String {
         self.names.name(roles::METADATA, &self.canonical, &[])
@@ -205,6 +235,8 @@ pub mod roles {
     pub const FAILURE: &str = "failure";
     pub const DROPPED: &str = "dropped";
     pub(crate) const METADATA: &str = "metadata";
+    pub(crate) const DPOP_KEY: &str = "dpop-key";
+    pub(crate) const DPOP_NONCE: &str = "dpop-nonce";
 }
 
 #[cfg(test)]
