@@ -41,6 +41,7 @@ pub use platform::{Platform, ready};
 // Errors, and the one way to shorten a foreign text for an error.
 pub use error::{Error, OAuthError, sanitize};
 // Tokens: asking for one, and what comes back.
+pub use oauth::dpop::TokenType;
 pub use oauth::request::TokenRequest;
 pub use provider::instance::MemoryCache;
 pub use provider::{IssuedToken, Provider, Renewal, Source};
@@ -48,11 +49,12 @@ pub use secret::AccessToken;
 // Sending with a token: the authorized client and the interceptor's decisions.
 pub use origin::{Origin, Scheme};
 pub use send::authorized::{ApiRequest, RETRIED_AFTER_401, send};
-pub use send::challenge::RenewOn401;
+pub use send::challenge::{RenewOn401, asks_for_dpop_nonce};
 pub use send::intercept::{
     AfterAnswer, Body, BodyPlan, Decision, RETRIED_TWICE_AFTER_401, Sent, after_answer, body_plan,
-    decide,
+    decide, retry_with_nonce,
 };
+pub use send::proof::{keep_api_nonce, keep_nonce, proof_for, token_headers};
 /// The settings each part of the core defines, as [`Settings`] assembles them.
 pub mod settings {
     pub use crate::audit::{AuditSettings, Level};

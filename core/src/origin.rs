@@ -19,7 +19,8 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Http => "http",
             Scheme::Https => "https",

@@ -97,7 +97,8 @@ pub fn new_pooled_engine() -> anyhow::Result<Engine> {
 }
 
 /// Whether a configuration signs with an RSA key (`client_assertion_alg` RS256 or PS256,
-/// or a `client_private_key` that is not one of the default build's keys), so that it
+/// or a `client_private_key`, or with `dpop = on` a `dpop_private_key`, that is not one
+/// of the default build's keys), so that it
 /// needs [`EMBEDDED_RSA_COMPONENT`]. A key that is no key at all also gets that build,
 /// whose error then names every kind it reads.
 pub fn needs_rsa(config: &std::collections::HashMap<String, String>) -> bool {
@@ -107,11 +108,13 @@ pub fn needs_rsa(config: &std::collections::HashMap<String, String>) -> bool {
     }
     // Natively the core may or may not have `rsa` (a dev-dependency turns it on for the
     // benchmarks): an RSA key either fails to load or loads as RS256.
-    set("client_private_key").is_some_and(|pem| {
+    let rsa_key = |pem: &str| {
         use token_provider_core::internal::{Alg, PrivateKey};
         PrivateKey::from_pem(pem, None)
             .map_or(true, |key| matches!(key.alg(), Alg::Rs256 | Alg::Ps256))
-    })
+    };
+    set("client_private_key").is_some_and(rsa_key)
+        || (set("dpop") == Some("on") && set("dpop_private_key").is_some_and(rsa_key))
 }
 
 /// The embedded RSA build ([`EMBEDDED_RSA_COMPONENT`]), compiled once per process on
@@ -174,6 +177,18 @@ mod tests {
         assert!(needs_rsa(&config(&[("client_private_key", &rsa)])));
         assert!(needs_rsa(&config(&[("client_assertion_alg", "PS256")])));
         assert!(needs_rsa(&config(&[("client_assertion_alg", "RS256")])));
+        assert!(needs_rsa(&config(&[
+            ("dpop", "on"),
+            ("dpop_private_key", &rsa)
+        ])));
+        assert!(!needs_rsa(&config(&[
+            ("dpop", "off"),
+            ("dpop_private_key", &rsa)
+        ])));
+        assert!(!needs_rsa(&config(&[
+            ("dpop", "on"),
+            ("dpop_private_key", &p256)
+        ])));
         // Not a key at all: the RSA build's error names every kind it reads.
         assert!(needs_rsa(&config(&[(
             "client_private_key",

@@ -64,6 +64,6 @@ pub use memory_peak::MemoryPeak;
 pub use phases::Phases;
 pub use runtime::{HostBuilder, Inherit, LogSink, ProviderInstance, State, TokenHost};
 pub use types::{
-    AccessToken, ApiRequest, ApiResponse, OauthError, ProviderError, ServerError, TokenRequest,
-    TokenSource, describe, source_name,
+    AccessToken, ApiRequest, ApiResponse, OauthError, Proven, ProviderError, ServerError,
+    TokenRequest, TokenSource, describe, source_name,
 };

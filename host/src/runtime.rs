@@ -10,7 +10,7 @@ use crate::kv::{KvBackend, MemoryKv};
 use crate::memory_peak::{MemoryPeak, Recorder};
 use crate::outbound::{Hooks, tls_config};
 use crate::phases::{LogFile, Phases};
-use crate::types::{AccessToken, ApiRequest, ApiResponse, ProviderError, TokenRequest};
+use crate::types::{AccessToken, ApiRequest, ApiResponse, Proven, ProviderError, TokenRequest};
 use rustls_pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -476,6 +476,34 @@ impl ProviderInstance {
             .bindings
             .oauth2_token_provider_authorized_client()
             .call_send(&mut self.store, request)
+            .await?)
+    }
+
+    /// `dpop.proof`: the token for `request` and a DPoP proof for one `method` request
+    /// to `url` with it.
+    pub async fn dpop_proof(
+        &mut self,
+        request: &TokenRequest,
+        method: &str,
+        url: &str,
+    ) -> anyhow::Result<Result<Proven, ProviderError>> {
+        Ok(self
+            .bindings
+            .oauth2_token_provider_dpop()
+            .call_proof(&mut self.store, request, method, url)
+            .await?)
+    }
+
+    /// `dpop.keep-nonce`: the `DPoP-Nonce` a server at `url` answered with.
+    pub async fn dpop_keep_nonce(
+        &mut self,
+        url: &str,
+        nonce: &str,
+    ) -> anyhow::Result<Result<(), ProviderError>> {
+        Ok(self
+            .bindings
+            .oauth2_token_provider_dpop()
+            .call_keep_nonce(&mut self.store, url, nonce)
             .await?)
     }
 }

@@ -5,6 +5,7 @@
 pub use crate::bindings::exports::oauth2::token_provider::authorized_client::{
     Request as ApiRequest, Response as ApiResponse,
 };
+pub use crate::bindings::exports::oauth2::token_provider::dpop::Proven;
 pub use crate::bindings::oauth2::token_provider::types::{
     AccessToken, Error as ProviderError, OauthError, ServerError, TokenRequest, TokenSource,
 };

@@ -187,6 +187,19 @@ impl OidcPeer {
         )
     }
 
+    /// API requests whose DPoP proof verified, and why the API refused others.
+    pub async fn dpop_stats(&self, host_ca: Option<&TestPki>) -> (u64, Vec<String>) {
+        let body = fetch_stats(self.port, host_ca.map(|p| p.ca_pem.clone())).await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
+        let refusals = v["api_refusals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect();
+        (v["api_dpop"].as_u64().unwrap(), refusals)
+    }
+
     /// Requests for `/.well-known/…` (discovery) the server has seen.
     pub async fn discovery_requests(&self, host_ca: Option<&TestPki>) -> u64 {
         let body = fetch_stats(self.port, host_ca.map(|p| p.ca_pem.clone())).await;

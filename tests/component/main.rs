@@ -7,6 +7,7 @@ use token_provider_tests as common;
 
 mod audit_and_leaks;
 mod authorized_client;
+mod dpop;
 mod faults;
 mod flavors;
 mod oidc;

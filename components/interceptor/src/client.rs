@@ -23,7 +23,8 @@ use std::task::{Poll, Waker};
 use token_provider_core::{
     AccessToken, AfterAnswer, Body, BodyPlan, Decision, Error as CoreError, Event, IssuedToken,
     Origin, Outcome, Provider, RETRIED_AFTER_401, RETRIED_TWICE_AFTER_401, Reading, Sent, Source,
-    TokenRequest, after_answer, body_plan, decide, sanitize, settings::SendSettings,
+    TokenRequest, after_answer, asks_for_dpop_nonce, body_plan, decide, keep_api_nonce,
+    retry_with_nonce, sanitize, settings::SendSettings, token_headers,
 };
 use token_provider_wasi::Instance;
 use wit_bindgen::{FutureReader, StreamReader, StreamResult};
@@ -114,6 +115,7 @@ async fn attach(
     let (body, trailers) = Request::consume_body(request, body_result);
     let mut body = AppBody::take(body, trailers, plan).await?;
     let mut retries = 0u8;
+    let mut nonce_retried = false;
     loop {
         let issued = token_for(p, token).await.map_err(|e| {
             audit(&p, Outcome::InterceptError, Some(origin), token, |ev| {
@@ -122,7 +124,7 @@ async fn attach(
             error_code(&e)
         })?;
         let (contents, trailers) = body.next_send();
-        let outgoing = parts.build(&issued.token, contents, trailers)?;
+        let outgoing = parts.build(&p, &issued, origin, contents, trailers)?;
         let response = client::send(outgoing).await.inspect_err(|code| {
             audit(&p, Outcome::InterceptError, Some(origin), token, |ev| {
                 ev.with_detail(&sanitize(&super::platform::not_reached(code), 200))
@@ -133,7 +135,30 @@ async fn attach(
             retries,
             fresh: issued.source == Source::Fresh,
         };
-        let blamed = status == 401 && rules.renew_on_401.blames(&challenges(&response));
+        let nonce = issued.dpop.is_some()
+            && keep_api_nonce(
+                &p,
+                &issued,
+                origin,
+                &response.get_headers().get("dpop-nonce"),
+            );
+        let challenges = if status == 401 {
+            challenges(&response)
+        } else {
+            Vec::new()
+        };
+        if nonce && status == 401 && asks_for_dpop_nonce(&challenges) {
+            // A DPoP nonce asked for and given: the token is fine; again at once with
+            // a proof that carries it, if the body can go again.
+            if retry_with_nonce(body.shape().await, nonce_retried) {
+                nonce_retried = true;
+                continue;
+            }
+        }
+        let blamed = status == 401
+            && rules
+                .renew_on_401
+                .blames_token(&challenges, issued.token_type);
         // Only a 401 that blames the token asks what the body was (and may wait for
         // the copy to tell).
         let shape = if blamed {
@@ -529,20 +554,34 @@ impl Parts {
         }
     }
 
-    /// The request with `Authorization: Bearer {token}` on a copy of its headers (the
-    /// app's own `Authorization` was checked absent), around `body` and `trailers` (none
+    /// The request with `Authorization` for `issued` on a copy of its headers (the
+    /// app's own `Authorization` was checked absent), and for a DPoP token its proof
+    /// (`DPoP`), made for this request at `origin`; around `body` and `trailers` (none
     /// given: an empty body and no trailers).
     fn build(
         &self,
-        token: &AccessToken,
+        p: &P3Provider,
+        issued: &IssuedToken,
+        origin: &Origin,
         body: Option<StreamReader<u8>>,
         trailers: Option<Trailers>,
     ) -> Result<Request, ErrorCode> {
         let headers = self.headers.clone();
-        let bearer = format!("Bearer {}", token.expose());
+        let url = format!(
+            "{}://{}{}",
+            origin.scheme.as_str(),
+            self.authority.as_deref().unwrap_or_default(),
+            self.path.as_deref().unwrap_or("/")
+        );
+        let (authorization, proof) =
+            token_headers(p, issued, method_name(&self.method), &url, origin);
+        let unset = |what: &str| ErrorCode::InternalError(Some(format!("could not set {what}")));
         headers
-            .set("authorization", &[bearer.into_bytes()])
-            .map_err(|_| ErrorCode::InternalError(Some("could not set Authorization".into())))?;
+            .set("authorization", &[authorization])
+            .map_err(|_| unset("Authorization"))?;
+        if let Some(proof) = proof {
+            headers.set("dpop", &[proof]).map_err(|_| unset("DPoP"))?;
+        }
         let trailers = trailers.unwrap_or_else(|| wit_future::new(|| Ok(None)).1);
         let options = self.options.as_ref().map(RequestOptions::clone);
         let (outgoing, _) = Request::new(headers, body, trailers, options);

@@ -17,7 +17,7 @@ pub(super) fn core_token_request(r: wit::TokenRequest) -> CoreTokenRequest {
 pub(super) fn wit_token(t: IssuedToken) -> wit::AccessToken {
     wit::AccessToken {
         token: t.token.expose().to_string(),
-        token_type: "Bearer".into(),
+        token_type: t.token_type.as_str().into(),
         expires_at: t.expires_at,
         scopes: t.scopes,
         source: match t.source {

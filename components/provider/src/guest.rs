@@ -1,9 +1,11 @@
-//! The provider's exports, `provider` and `authorized-client`, over the core.
+//! The provider's exports, `provider`, `authorized-client` and `dpop`, over the core.
 
 use super::convert::{core_token_request, wit_error, wit_token};
-use super::exports::oauth2::token_provider::{authorized_client, provider};
+use super::exports::oauth2::token_provider::{authorized_client, dpop, provider};
 use super::{Component, wit};
-use token_provider_core::{ApiRequest, Error as CoreError, Provider, Reading, send};
+use token_provider_core::{
+    ApiRequest, Error as CoreError, Provider, Reading, keep_nonce, proof_for, send,
+};
 use token_provider_wasi::{WasiPlatform, with_provider as with_instance};
 
 /// The provider reads no interceptor key (their parser stays out of its `.wasm`).
@@ -56,5 +58,25 @@ impl authorized_client::Guest for Component {
             body: r.body,
         })
         .map_err(wit_error)
+    }
+}
+
+impl dpop::Guest for Component {
+    fn proof(
+        request: wit::TokenRequest,
+        method: String,
+        url: String,
+    ) -> Result<dpop::Proven, wit::Error> {
+        let request = core_token_request(request);
+        with_provider(|p| async move { proof_for(&p, &request, &method, &url).await })
+            .map(|(token, proof)| dpop::Proven {
+                token: wit_token(token),
+                proof,
+            })
+            .map_err(wit_error)
+    }
+
+    fn keep_nonce(url: String, nonce: String) -> Result<(), wit::Error> {
+        with_provider(|p| async move { keep_nonce(&p, &url, &nonce) }).map_err(wit_error)
     }
 }

@@ -1,4 +1,4 @@
-//! The token provider component: the `provider` and `authorized-client` exports of
+//! The token provider component: the `provider`, `authorized-client` and `dpop` exports of
 //! `wit/token-provider.wit` over the core, with the shared WASI adapters
 //! (`token-provider-wasi`). Built for `wasm32-wasip2` only; the flavor (feature
 //! `wasmtime-flavor`) picks the world, and with it which drafts are imported.

@@ -9,9 +9,10 @@
 //!   read from the store is served only with the key its `jkt` names: a key record
 //!   that does not open, or is another key, makes the token a miss, and the fetch that
 //!   follows makes a new key.
-//! - Nonces (RFC 9449 §8, §9): per origin, in memory and sealed in the store (role
-//!   `dpop-nonce`), so that the fleet does not each pay the round trip that asks for
-//!   one. Only a value `dpop::valid_nonce` takes is kept.
+//! - Nonces (RFC 9449 §8, §9): per server (the token endpoint, or an API, each named
+//!   with its origin: `token endpoint https://…`, `API https://…`), in memory and
+//!   sealed in the store (role `dpop-nonce`), so that the fleet does not each pay the
+//!   round trip that asks for one. Only a value `dpop::valid_nonce` takes is kept.
 
 use super::{Lookup, Provider};
 use crate::audit::{Event, Outcome};
@@ -183,7 +184,9 @@ impl<P: Platform> Provider<'_, P> {
         })
     }
 
-    /// The last nonce `origin` sent: from memory, else the store.
+    /// The last nonce `origin` sent: from memory, else the store (read once per
+    /// instance and origin: that none is there is remembered too, so an API that sends
+    /// no nonces costs no store read per request).
     pub(crate) fn dpop_nonce(&self, origin: &str) -> Option<String> {
         let known = self
             .memory
@@ -192,19 +195,22 @@ impl<P: Platform> Provider<'_, P> {
             .iter()
             .find(|(o, _)| o == origin)
             .map(|(_, n)| n.clone());
-        if known.is_some() {
-            return known;
+        if let Some(n) = known {
+            return Some(n).filter(|n| !n.is_empty());
         }
+        let stored = self.stored_nonce(origin).unwrap_or_default();
+        self.remember_nonce(origin, &stored);
+        Some(stored).filter(|n| !n.is_empty())
+    }
+
+    fn stored_nonce(&self, origin: &str) -> Option<String> {
         let store = self.settings.cache.kv_store.as_deref()?;
-        let key = CacheKey::dpop_origin(self.settings.cache.key_names, origin);
+        let key = CacheKey::dpop_server(self.settings.cache.key_names, origin);
         let bytes = self.platform.kv_get(store, &key.dpop_nonce()).ok()??;
         let context = key.context(roles::DPOP_NONCE);
         let record =
             seal::open_value::<NonceRecord>(&bytes, &self.settings.cache.secret, &context).ok()?;
-        dpop::valid_nonce(&record.nonce).then(|| {
-            self.remember_nonce(origin, &record.nonce);
-            record.nonce
-        })
+        dpop::valid_nonce(&record.nonce).then_some(record.nonce)
     }
 
     /// Keep `nonce`, which `origin` just sent, if it is new: in memory and the store
@@ -215,7 +221,7 @@ impl<P: Platform> Provider<'_, P> {
         }
         self.remember_nonce(origin, nonce);
         if let Some(store) = self.settings.cache.kv_store.as_deref() {
-            let key = CacheKey::dpop_origin(self.settings.cache.key_names, origin);
+            let key = CacheKey::dpop_server(self.settings.cache.key_names, origin);
             let record = NonceRecord {
                 nonce: nonce.to_string(),
             };
@@ -603,7 +609,13 @@ mod tests {
             assert_eq!(rig.platform.sent.borrow().len(), 1, "{bad:?}");
             assert!(e.to_string().contains("sent none that may be used"), "{e}");
             assert!(rig.platform.events("dpop.nonce").is_empty());
-            assert!(rig.memory.borrow().dpop_nonces.is_empty());
+            assert!(
+                rig.memory
+                    .borrow()
+                    .dpop_nonces
+                    .iter()
+                    .all(|(_, n)| n.is_empty())
+            );
         }
     }
 

@@ -80,7 +80,8 @@ impl<P: Platform> Provider<'_, P> {
                 "dpop: the host's random source gave no P-256 key in 8 draws".into(),
             ));
         }
-        let origin = endpoint.url.origin.to_string();
+        // Nonces are the token endpoint's own (an API on the same origin has others).
+        let origin = format!("token endpoint {}", endpoint.url.origin);
         let policy = self.settings.retry.policy;
         let deadline = self
             .platform

@@ -76,7 +76,8 @@ pub struct MemoryCache {
     /// The DPoP keys generated for (or read back for) each cache key
     /// (`provider::dpop`).
     pub(crate) dpop_keys: SmallMap<crate::oauth::dpop::DpopKey>,
-    /// The last valid `DPoP-Nonce` of each origin: (origin, nonce).
+    /// The last valid `DPoP-Nonce` of each origin: (origin, nonce; empty: none known,
+    /// the store looked at once).
     pub(crate) dpop_nonces: Vec<(String, String)>,
 }
 

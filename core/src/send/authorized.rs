@@ -8,8 +8,9 @@ use crate::oauth::client::ClientSettings;
 use crate::oauth::request::{TokenParams, TokenRequest};
 use crate::origin::{Origin, Scheme, parse_url};
 use crate::platform::Platform;
-use crate::provider::Provider;
-use crate::secret::AccessToken;
+use crate::provider::{IssuedToken, Provider};
+use crate::send::challenge::asks_for_dpop_nonce;
+use crate::send::proof::{keep_api_nonce, token_headers};
 use crate::send::routes::InterceptSettings;
 
 /// Methods never sent with a token: TRACE (and the old TRACK) echo the request, its
@@ -157,7 +158,10 @@ fn checked_headers(req: &ApiRequest) -> Result<Vec<(String, Vec<u8>)>, Error> {
             )));
         }
         let name = name.to_ascii_lowercase();
-        if name == "authorization" || name == "proxy-authorization" {
+        if matches!(
+            name.as_str(),
+            "authorization" | "proxy-authorization" | "dpop"
+        ) {
             return Err(Error::Refused(format!(
                 "the `{name}` header is set by the authorized client, not the caller"
             )));
@@ -272,19 +276,23 @@ async fn send_with_token<P: Platform>(
         timeout_ms: provider.settings.http.timeout_ms,
         read_limit: settings.max_response_bytes.saturating_add(1),
     };
-    // The token sent, and the answer.
-    let attempt = async |force_refresh: bool| -> Result<(AccessToken, HttpResponse), Error> {
-        let token = provider
-            .get_token(&TokenRequest {
-                force_refresh,
-                ..token_request.clone()
-            })
-            .await?;
+    let origin = &prepared.url.origin;
+    // One request with `token`; a DPoP token's proof is made for it alone.
+    let send_with = async |token: &IssuedToken| -> Result<HttpResponse, Error> {
+        let (authorization, proof) = token_headers(
+            provider,
+            token,
+            &prepared.method,
+            &prepared.url.htu(),
+            origin,
+        );
         let mut with_token = prepared.clone();
-        with_token.headers.push((
-            "authorization".into(),
-            format!("Bearer {}", token.token.expose()).into_bytes(),
-        ));
+        with_token
+            .headers
+            .push(("authorization".into(), authorization));
+        if let Some(proof) = proof {
+            with_token.headers.push(("dpop".into(), proof));
+        }
         let resp = provider.platform.send(&with_token, options).await?;
         if resp.body.len() > settings.max_response_bytes {
             return Err(Error::InvalidResponse(format!(
@@ -292,7 +300,29 @@ async fn send_with_token<P: Platform>(
                 settings.max_response_bytes
             )));
         }
-        Ok((token.token, resp))
+        keep_api_nonce(provider, token, origin, &resp.header_values("dpop-nonce"));
+        Ok(resp)
+    };
+    // The token sent, and the answer: a 401 that asks for a DPoP nonce it has just
+    // sent is answered at once, once, with a new proof carrying it.
+    let attempt = async |force_refresh: bool| -> Result<(IssuedToken, HttpResponse), Error> {
+        let token = provider
+            .get_token(&TokenRequest {
+                force_refresh,
+                ..token_request.clone()
+            })
+            .await?;
+        let mut resp = send_with(&token).await?;
+        if resp.status == 401
+            && token.dpop.is_some()
+            && asks_for_dpop_nonce(&resp.header_values("www-authenticate"))
+            && resp
+                .header("dpop-nonce")
+                .is_some_and(crate::oauth::dpop::valid_nonce)
+        {
+            resp = send_with(&token).await?;
+        }
+        Ok((token, resp))
     };
     match attempt(token_request.force_refresh).await {
         // Drop the rejected token if the 401 blames it (`renew_on_401`), once, and not
@@ -303,8 +333,8 @@ async fn send_with_token<P: Platform>(
             if resp.status == 401
                 && settings
                     .renew_on_401
-                    .blames(&resp.header_values("www-authenticate"))
-                && provider.rejected_by(token_request, &rejected, &prepared.url.origin) =>
+                    .blames_token(&resp.header_values("www-authenticate"), rejected.token_type)
+                && provider.rejected_by(token_request, &rejected.token, origin) =>
         {
             (attempt(false).await.map(|(_, resp)| resp), true)
         }

@@ -7,6 +7,8 @@
 //! A 401 that says nothing (no `WWW-Authenticate`, or a `Bearer` challenge without an
 //! `error`) is common in practice; `renew_on_401` decides whether it blames the token.
 
+use crate::oauth::dpop::TokenType;
+
 /// `renew_on_401`: which 401s make the token be dropped and another one be tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenewOn401 {
@@ -26,6 +28,9 @@ pub(crate) enum Verdict {
     Unexplained,
     /// Another reason (another error code, or no `Bearer` challenge at all).
     NotTheToken,
+    /// `DPoP error="use_dpop_nonce"` (RFC 9449 §9): the proof lacked the nonce the
+    /// server wants; the token is fine.
+    UseDpopNonce,
 }
 
 impl RenewOn401 {
@@ -37,20 +42,34 @@ impl RenewOn401 {
         }
     }
 
-    /// Whether a 401 with these `WWW-Authenticate` values blames the token.
+    /// Whether a 401 with these `WWW-Authenticate` values blames a Bearer token.
     pub fn blames<V: AsRef<[u8]>>(self, www_authenticate: &[V]) -> bool {
-        match verdict(www_authenticate) {
+        self.blames_token(www_authenticate, TokenType::Bearer)
+    }
+
+    /// Whether a 401 with these `WWW-Authenticate` values blames a token of this type
+    /// (the challenge of its own scheme: `Bearer`, or `DPoP` for a DPoP token).
+    pub fn blames_token<V: AsRef<[u8]>>(self, www_authenticate: &[V], kind: TokenType) -> bool {
+        match verdict(www_authenticate, kind) {
             Verdict::InvalidToken => true,
             Verdict::Unexplained => self == RenewOn401::Unexplained,
-            Verdict::NotTheToken => false,
+            Verdict::NotTheToken | Verdict::UseDpopNonce => false,
         }
     }
 }
 
+/// Whether a 401 asks for a DPoP nonce: `WWW-Authenticate: DPoP error="use_dpop_nonce"`
+/// (the new nonce is in the response's `DPoP-Nonce`).
+pub fn asks_for_dpop_nonce<V: AsRef<[u8]>>(www_authenticate: &[V]) -> bool {
+    !www_authenticate.is_empty()
+        && verdict(www_authenticate, TokenType::DPoP) == Verdict::UseDpopNonce
+}
+
 /// Read the challenges (RFC 9110 §11.6.1: `scheme [token68 | #auth-param]`, several per
 /// value, comma-separated; several field lines are one list, RFC 9110 §5.3) for the
-/// `Bearer` one's `error`.
-pub(crate) fn verdict<V: AsRef<[u8]>>(www_authenticate: &[V]) -> Verdict {
+/// `error` of the one of `kind`'s scheme (`Bearer` or `DPoP`).
+pub(crate) fn verdict<V: AsRef<[u8]>>(www_authenticate: &[V], kind: TokenType) -> Verdict {
+    let own = kind.as_str().as_bytes();
     if www_authenticate.is_empty() {
         return Verdict::Unexplained;
     }
@@ -63,14 +82,14 @@ pub(crate) fn verdict<V: AsRef<[u8]>>(www_authenticate: &[V]) -> Verdict {
     for item in Items::new(&joined) {
         match item {
             Item::Scheme(s) => {
-                scheme_is_bearer = s.eq_ignore_ascii_case(b"bearer");
+                scheme_is_bearer = s.eq_ignore_ascii_case(own);
                 bearer |= scheme_is_bearer;
             }
             Item::Param(name, value) if scheme_is_bearer && name.eq_ignore_ascii_case(b"error") => {
-                return if *value == *b"invalid_token" {
-                    Verdict::InvalidToken
-                } else {
-                    Verdict::NotTheToken
+                return match &*value {
+                    b"invalid_token" => Verdict::InvalidToken,
+                    b"use_dpop_nonce" if kind == TokenType::DPoP => Verdict::UseDpopNonce,
+                    _ => Verdict::NotTheToken,
                 };
             }
             Item::Param(..) => {}
@@ -183,7 +202,7 @@ mod tests {
 
     fn says(values: &[&str]) -> Verdict {
         let values: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
-        verdict(&values)
+        verdict(&values, TokenType::Bearer)
     }
 
     #[test]
@@ -274,5 +293,45 @@ mod tests {
             assert!(rule.blames(invalid));
             assert!(!rule.blames(scope));
         }
+    }
+
+    #[test]
+    fn a_dpop_token_reads_the_dpop_challenge_and_its_nonce_request() {
+        let dpop = |values: &[&str]| verdict(values, TokenType::DPoP);
+        assert_eq!(
+            dpop(&[r#"DPoP error="invalid_token", algs="ES256 PS256""#]),
+            Verdict::InvalidToken
+        );
+        assert_eq!(
+            dpop(&[r#"Bearer realm="x", DPoP error="use_dpop_nonce""#]),
+            Verdict::UseDpopNonce
+        );
+        assert_eq!(dpop(&[r#"dpop algs="ES256""#]), Verdict::Unexplained);
+        // The Bearer challenge's error says nothing of a DPoP token, nor the other way.
+        assert_eq!(
+            dpop(&[r#"Bearer error="invalid_token""#]),
+            Verdict::NotTheToken
+        );
+        assert_eq!(
+            verdict(&[r#"DPoP error="invalid_token""#], TokenType::Bearer),
+            Verdict::NotTheToken
+        );
+        // A Bearer challenge cannot ask for a DPoP nonce.
+        assert_eq!(
+            verdict(&[r#"Bearer error="use_dpop_nonce""#], TokenType::Bearer),
+            Verdict::NotTheToken
+        );
+        assert!(asks_for_dpop_nonce(&[br#"DPoP error="use_dpop_nonce""#]));
+        assert!(!asks_for_dpop_nonce(&[br#"Bearer error="use_dpop_nonce""#]));
+        let none: &[&[u8]] = &[];
+        assert!(!asks_for_dpop_nonce(none));
+        assert!(
+            !RenewOn401::Unexplained
+                .blames_token(&[br#"DPoP error="use_dpop_nonce""#], TokenType::DPoP)
+        );
+        assert!(
+            RenewOn401::InvalidToken
+                .blames_token(&[br#"DPoP error="invalid_token""#], TokenType::DPoP)
+        );
     }
 }

@@ -168,6 +168,15 @@ pub fn after_answer(status: u16, blamed: bool, body: Body, sent: Sent) -> AfterA
     }
 }
 
+/// After a 401 that asks for a DPoP nonce (`DPoP error="use_dpop_nonce"`) and brought
+/// one this instance kept: send again at once with a proof that carries it, once per
+/// request, and only a body that can be sent again (none, or one kept), as after a
+/// 401 that blames the token. Otherwise the 401 goes back to the app, and the nonce
+/// goes with the next request.
+pub fn retry_with_nonce(body: Body, nonce_retried: bool) -> bool {
+    !nonce_retried && matches!(body, Body::Empty | Body::Kept)
+}
+
 /// How the interceptor takes a request's body before sending it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyPlan {
@@ -576,5 +585,16 @@ mod tests {
         assert_eq!(body_plan(&[b"1".to_vec()], 0), BodyPlan::Stream);
         assert_eq!(body_plan(&[b"0".to_vec()], 0), BodyPlan::Read { limit: 0 });
         assert_eq!(body_plan(&[], 0), BodyPlan::Read { limit: 0 });
+    }
+
+    #[test]
+    fn a_nonce_request_is_answered_once_and_only_with_a_body_that_can_be_sent_again() {
+        assert!(retry_with_nonce(Body::Empty, false));
+        assert!(retry_with_nonce(Body::Kept, false));
+        assert!(
+            !retry_with_nonce(Body::Bytes, false),
+            "streamed: to the app"
+        );
+        assert!(!retry_with_nonce(Body::Empty, true), "once per request");
     }
 }

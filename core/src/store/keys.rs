@@ -20,7 +20,7 @@
 //! | `failure` | a shared failure of one client (cooldown or outage), sealed | [`CacheKey::failure`] |
 //! | `metadata` | an issuer's discovered metadata and when it was fetched, sealed | [`CacheKey::metadata`] (on [`CacheKey::discovery`], whose lease is the discovery's single flight) |
 //! | `dpop-key` | the P-256 key generated for a cache key's DPoP tokens, sealed | [`CacheKey::dpop_key`] |
-//! | `dpop-nonce` | the last `DPoP-Nonce` of one origin, sealed | [`CacheKey::dpop_nonce`] (on [`CacheKey::dpop_origin`]) |
+//! | `dpop-nonce` | the last `DPoP-Nonce` of one server (the token endpoint, or an API at one origin), sealed | [`CacheKey::dpop_nonce`] (on [`CacheKey::dpop_server`]) |
 //!
 //! Every value that is not a counter is sealed under the credential with the key's
 //! canonical text and role as associated data (`store::seal`), so a value written by a
@@ -204,10 +204,10 @@ impl CacheKey {
         self.names.name(roles::DPOP_KEY, &self.canonical, &[])
     }
 
-    /// The key of the last `DPoP-Nonce` a server sent (`origin`: the token endpoint's
+    /// The key of the last `DPoP-Nonce` a server sent (`server`: the token endpoint's
     /// or an API's), shared by every client of the store that has the credential.
-    pub(crate) fn dpop_origin(names: KeyNames, origin: &str) -> Self {
-        let parts = ("v2", "dpop-nonce", origin);
+    pub(crate) fn dpop_server(names: KeyNames, server: &str) -> Self {
+        let parts = ("v2", "dpop-nonce", server);
         CacheKey {
             canonical: serde_json::to_string(&parts)
                 .unwrap_or_else(|_| unreachable!("strings serialise")),
@@ -215,7 +215,7 @@ impl CacheKey {
         }
     }
 
-    /// The nonce (on [`CacheKey::dpop_origin`]).
+    /// The nonce (on [`CacheKey::dpop_server`]).
     pub(crate) fn dpop_nonce(&self) -> String {
         self.names.name(roles::DPOP_NONCE, &self.canonical, &[])
     }

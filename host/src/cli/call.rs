@@ -37,8 +37,19 @@ pub async fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
         body: args.data.map(String::into_bytes),
         token: None,
     };
-    match host.instance().await?.send(&request).await? {
+    let mut instance = host.instance().await?;
+    match instance.send(&request).await? {
         Ok(resp) => {
+            if args.provider.dpop_asked() {
+                // The token the call went with (from this instance's memory now): its
+                // type, so that a server that ignored the proof is seen.
+                if let Ok(t) = instance
+                    .get_token(&token_provider_host::TokenRequest::default_request())
+                    .await?
+                {
+                    eprintln!("token_type: {}", t.token_type);
+                }
+            }
             println!("HTTP {}", resp.status);
             println!("{}", String::from_utf8_lossy(&resp.body));
             Ok(if resp.status < 400 {

@@ -141,6 +141,15 @@ struct ProviderArgs {
     /// Allow plain http:// URLs (`allow_insecure_http=true`); for loopback testing.
     #[arg(long)]
     allow_http: bool,
+    /// Bind tokens to a key with DPoP (RFC 9449; `dpop=on`): every token request and
+    /// API call carries a proof; the key is generated and kept in the store unless
+    /// --dpop-key-file gives one.
+    #[arg(long)]
+    dpop: bool,
+    /// File that holds the DPoP key, PKCS#8 PEM: P-256 (ES256) or RSA (RS256)
+    /// (`dpop_private_key`; implies --dpop).
+    #[arg(long, value_name = "PATH")]
+    dpop_key_file: Option<PathBuf>,
     /// Any other configuration key, `key=value` (repeatable), e.g. `http_timeout_ms=3000`.
     #[arg(long = "config", value_name = "KEY=VALUE")]
     extra: Vec<String>,
@@ -191,6 +200,14 @@ impl ProviderArgs {
             .log(log)
             .flavor(self.flavor);
         b = b.configs(self.credential()?);
+        if self.dpop || self.dpop_key_file.is_some() {
+            b = b.config("dpop", "on");
+        }
+        if let Some(path) = &self.dpop_key_file {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--dpop-key-file {}: {e}", path.display()))?;
+            b = b.config("dpop_private_key", pem);
+        }
         if let Some(m) = &self.auth_method {
             b = b.config("auth_method", m);
         }
@@ -257,6 +274,18 @@ impl ProviderArgs {
             self.secret()?;
         }
         Ok(pairs)
+    }
+
+    /// Whether DPoP is asked for (`--dpop`, `--dpop-key-file` or `--config dpop=on`).
+    fn dpop_asked(&self) -> bool {
+        self.dpop
+            || self.dpop_key_file.is_some()
+            || self
+                .extra
+                .iter()
+                .rev()
+                .find_map(|kv| kv.strip_prefix("dpop="))
+                == Some("on")
     }
 
     /// The `auth_method` this run configures.

@@ -6,7 +6,12 @@
 // Prints one line `listening <port>` when ready. Besides oidc-provider's own routes it
 // serves, for the tests only:
 //   GET  /test/stats   {"token_requests": n, "api_requests": n, "discovery_requests": n}
-//   *    /api/…        a protected API: 200 for an active access token, else 401
+//   *    /api/…        a protected API: 200 for an active access token, else 401; a
+//                      DPoP-bound token only as `Authorization: DPoP` with a proof that
+//                      verifies (signature, typ, jwk, htm, htu, iat, jti replay, ath,
+//                      the token's cnf.jkt, and with API_DPOP_NONCE=1 the API's nonce)
+// DPoP (RFC 9449) is on, as oidc-provider has it by default; with DPOP_NONCE=1 the token
+// endpoint requires its nonces; with DPOP_OFF=1 it has no DPoP.
 // With NO_RFC8414=1, /.well-known/oauth-authorization-server is a 404 (a server with
 // only the OpenID Connect discovery document).
 import http from 'node:http';
@@ -14,6 +19,7 @@ import https from 'node:https';
 import fs from 'node:fs';
 import crypto from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
+import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify } from 'jose';
 
 const tlsCert = process.env.TLS_CERT;
 const tlsKey = process.env.TLS_KEY;
@@ -51,6 +57,37 @@ const jwk = { ...crypto.createPrivateKey(pem).export({ format: 'jwk' }), kid: 't
 let tokenRequests = 0;
 let apiRequests = 0;
 let discoveryRequests = 0;
+// API requests whose DPoP proof verified, and why the others were refused.
+let apiDpop = 0;
+const apiRefusals = [];
+// The API's DPoP nonce (API_DPOP_NONCE=1): a new one every 5 requests.
+let apiNonce = crypto.randomBytes(16).toString('base64url');
+const seenJti = new Set();
+
+// Whether a DPoP `proof` for `req` to `url` with `token` (a bound one) verifies; the
+// reason when it does not.
+async function dpopRefusal(req, url, accessToken, token) {
+  if (!token.jkt) return 'a Bearer token sent as DPoP';
+  const proof = req.headers.dpop;
+  if (!proof || Array.isArray(proof)) return 'no DPoP proof';
+  let jwt;
+  try {
+    jwt = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256'] });
+  } catch (e) {
+    return `proof does not verify: ${e.code || e.message}`;
+  }
+  const { payload, protectedHeader } = jwt;
+  if (protectedHeader.jwk.d) return 'private key in the proof';
+  if (payload.htm !== req.method) return 'htm';
+  if (payload.htu !== url) return `htu ${payload.htu} for ${url}`;
+  if (typeof payload.iat !== 'number' || Math.abs(Date.now() / 1000 - payload.iat) > 60) return 'iat';
+  if (typeof payload.jti !== 'string' || seenJti.has(payload.jti)) return 'jti replayed';
+  seenJti.add(payload.jti);
+  if (payload.ath !== crypto.createHash('sha256').update(accessToken).digest('base64url')) return 'ath';
+  if (await calculateJwkThumbprint(protectedHeader.jwk) !== token.jkt) return 'cnf.jkt';
+  if (process.env.API_DPOP_NONCE && payload.nonce !== apiNonce) return 'use_dpop_nonce';
+  return undefined;
+}
 
 function start(port) {
   const issuer = `${scheme}://127.0.0.1:${port}`;
@@ -58,11 +95,16 @@ function start(port) {
     clients,
     jwks: { keys: [jwk] },
     scopes: ['read', 'write', 'admin'],
+    enabledJWA: { dPoPSigningAlgValues: ['ES256', 'EdDSA', 'Ed25519', 'RS256', 'PS256'] },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
+      // DPOP_OFF=1: a server without DPoP (it ignores the proof, answers Bearer).
+      dPoP: process.env.DPOP_NONCE
+        ? { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true }
+        : { enabled: !process.env.DPOP_OFF },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => undefined,
@@ -88,7 +130,10 @@ function start(port) {
     if (path.startsWith('/.well-known/')) discoveryRequests += 1;
     if (path === '/test/stats') {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ token_requests: tokenRequests, api_requests: apiRequests, discovery_requests: discoveryRequests }));
+      res.end(JSON.stringify({
+        token_requests: tokenRequests, api_requests: apiRequests, discovery_requests: discoveryRequests,
+        api_dpop: apiDpop, api_refusals: apiRefusals,
+      }));
       return;
     }
     // NO_RFC8414=1: a server with only the OpenID Connect discovery document.
@@ -100,21 +145,40 @@ function start(port) {
     if (path.startsWith('/api/')) {
       apiRequests += 1;
       const auth = req.headers.authorization || '';
-      const value = auth.startsWith('Bearer ') ? auth.slice(7) : '';
-      const token = value ? await provider.ClientCredentials.find(value) : undefined;
+      const [scheme, value] = auth.split(' ', 2);
+      const dpop = scheme === 'DPoP';
+      const token = value && (dpop || scheme === 'Bearer') ? await provider.ClientCredentials.find(value) : undefined;
       res.setHeader('content-type', 'application/json');
-      if (!token || token.isExpired) {
+      const refuse = (error, why) => {
+        apiRefusals.push(why);
         res.statusCode = 401;
-        res.setHeader('www-authenticate', 'Bearer error="invalid_token"');
-        res.end(JSON.stringify({ error: 'invalid_token' }));
-        return;
+        res.setHeader('www-authenticate', `${dpop ? 'DPoP' : 'Bearer'} error="${error}"`);
+        if (error === 'use_dpop_nonce') res.setHeader('dpop-nonce', apiNonce);
+        res.end(JSON.stringify({ error }));
+      };
+      if (!token || token.isExpired) return refuse('invalid_token', 'no active token');
+      if (token.jkt && !dpop) return refuse('invalid_token', 'a DPoP token sent as Bearer');
+      if (dpop) {
+        const why = await dpopRefusal(req, `${issuerOf(req)}${path}`, value, token);
+        if (why === 'use_dpop_nonce') return refuse('use_dpop_nonce', why);
+        if (why) return refuse('invalid_token', why);
+        apiDpop += 1;
+        if (process.env.API_DPOP_NONCE && apiDpop % 5 === 0) {
+          apiNonce = crypto.randomBytes(16).toString('base64url');
+          res.setHeader('dpop-nonce', apiNonce);
+        }
       }
-      res.end(JSON.stringify({ ok: true, client_id: token.clientId, path }));
+      res.end(JSON.stringify({ ok: true, client_id: token.clientId, path, token_type: token.tokenType }));
       return;
     }
     callback(req, res);
   };
   return handler;
+}
+
+// The issuer's scheme, host and port, as the API's htu starts.
+function issuerOf(req) {
+  return `${scheme}://${req.headers.host}`;
 }
 
 // Listen first (port 0 picks a free one), then build the provider with the real issuer.
