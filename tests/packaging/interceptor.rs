@@ -700,6 +700,99 @@ async fn against_oidc_provider_over_http_and_tls() {
     }
 }
 
+/// DPoP through the interceptor against oidc-provider, whose token endpoint and API
+/// both ask for nonces and whose API verifies every proof (`tests/peers/oidc`). A
+/// request with a body over `retry_body_bytes` that is asked for a nonce gets its 401
+/// (the nonce is kept for the next request); a request without one, or with a kept
+/// body, is sent again at once with the nonce. Over HTTP and TLS.
+#[tokio::test]
+async fn dpop_proofs_and_nonces_against_oidc_provider_over_http_and_tls() {
+    for tls in [false, true] {
+        let pki = tls.then(TestPki::generate);
+        let nonces = [
+            ("DPOP_NONCE", "1".to_string()),
+            ("API_DPOP_NONCE", "1".to_string()),
+        ];
+        let peer = OidcPeer::start_with(pki.as_ref(), &nonces);
+        let mut builder = TokenHost::builder()
+            .config("token_url", peer.token_url())
+            .config("client_id", "basic-client")
+            .config("client_secret", "basic-secret")
+            .config("allow_insecure_http", (!tls).to_string())
+            .config("allowed_origins", peer.base())
+            .config("dpop", "on")
+            .config("retry_body_bytes", "16");
+        if let Some(pki) = &pki {
+            use rustls_pki_types::pem::PemObject;
+            builder = builder.trust([rustls_pki_types::CertificateDer::from_pem_slice(
+                pki.ca_pem.as_bytes(),
+            )
+            .unwrap()]);
+        }
+        let host = builder.build().unwrap();
+        let composed = Component::new(host.engine(), with_interceptor(p3_app())).unwrap();
+        let send = |req| host.handle_http(&composed, Inherit::ALL, req);
+        let large = b"{\"order\":42,\"note\":\"more than sixteen bytes\"}";
+        let length = large.len().to_string();
+        let big_post = || {
+            forward(
+                "POST",
+                "/api/orders",
+                &peer.base(),
+                &[
+                    ("content-type", "application/json"),
+                    ("content-length", &length),
+                ],
+                large,
+            )
+        };
+        // Streamed: the API's nonce request goes back to the app.
+        let first = send(big_post()).await.unwrap().unwrap();
+        assert_eq!(first.status(), 401, "tls={tls}: {first:?}");
+        // The next one carries the nonce (a fresh instance: from the store).
+        let again = send(big_post()).await.unwrap().unwrap();
+        assert_eq!(again.status(), 200, "tls={tls}: {again:?}");
+        let body: serde_json::Value = serde_json::from_slice(again.body()).unwrap();
+        assert_eq!(body["token_type"], "DPoP");
+        let get = send(forward("GET", "/api/orders?page=1", &peer.base(), &[], b""))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(get.status(), 200, "tls={tls}");
+        let (ok, refusals) = peer.dpop_stats(pki.as_ref()).await;
+        assert_eq!(
+            (ok, refusals.as_slice()),
+            (2, &["use_dpop_nonce".to_string()][..])
+        );
+        // One token (after the token endpoint's own nonce round trip).
+        assert_eq!(peer.stats(pki.as_ref()).await, (2, 3), "tls={tls}");
+    }
+    // No body: a nonce request is answered at once and the app sees the 200.
+    let peer = OidcPeer::start_with(None, &[("API_DPOP_NONCE", "1".to_string())]);
+    let host = TokenHost::builder()
+        .config("token_url", peer.token_url())
+        .config("client_id", "basic-client")
+        .config("client_secret", "basic-secret")
+        .config("allow_insecure_http", "true")
+        .config("allowed_origins", peer.base())
+        .config("dpop", "on")
+        .build()
+        .unwrap();
+    let composed = Component::new(host.engine(), with_interceptor(p3_app())).unwrap();
+    let get = forward("GET", "/api/orders", &peer.base(), &[], b"");
+    let answer = host
+        .handle_http(&composed, Inherit::ALL, get)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{answer:?}");
+    let (ok, refusals) = peer.dpop_stats(None).await;
+    assert_eq!(
+        (ok, refusals.as_slice()),
+        (1, &["use_dpop_nonce".to_string()][..])
+    );
+}
+
 /// The interceptor keeps `send`'s promises: no token with TRACE, TRACK or CONNECT
 /// (an echo would hand it back): the request is refused and never leaves. And no token
 /// over plain http:// unless allow_insecure_http: such an origin is a config error,
