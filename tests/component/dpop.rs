@@ -267,3 +267,164 @@ async fn a_rotated_key_is_a_new_cache_and_the_old_token_never_goes_with_it() {
     assert_eq!(resp.status, 200, "{:?}", body(&resp));
     assert_eq!(peer.dpop_stats(None).await, (1, vec![]));
 }
+
+mod test_kit {
+    //! The same against the test kit's server (`testkit::testserver` with
+    //! `testkit::dpop`'s checker), which can also be hostile.
+    use super::*;
+    use crate::common::{CLIENT_ID, CLIENT_SECRET};
+    use token_provider_host::testkit::testserver::MockServer;
+
+    fn kit_host(
+        server: &MockServer,
+        kv: &Arc<MemoryKv>,
+        extra: &[(&str, &str)],
+    ) -> (TokenHost, MemoryOutputPipe) {
+        let log = MemoryOutputPipe::new(1 << 20);
+        let mut b = TokenHost::builder()
+            .config("token_url", server.url("/token"))
+            .config("client_id", CLIENT_ID)
+            .config("client_secret", CLIENT_SECRET)
+            .config("allow_insecure_http", "true")
+            .config("allowed_origins", server.origin())
+            .config("dpop", "on")
+            .config("audit", "all")
+            .kv(kv.clone() as Arc<dyn KvBackend>)
+            .log(LogSink::Capture(log.clone()));
+        for (k, v) in extra {
+            b = b.config(*k, *v);
+        }
+        (b.build().unwrap(), log)
+    }
+
+    #[tokio::test]
+    async fn every_proof_verifies_and_the_token_is_bound_to_the_stored_key() {
+        let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+        server.set_dpop_nonces(Some("as-nonce-1"), Some("rs-nonce-1"));
+        let kv = Arc::new(MemoryKv::new());
+        let (host, log) = kit_host(&server, &kv, &[]);
+        for i in 0..3 {
+            let resp = send(&host, &api_get(server.url(&format!("/api/k/{i}?q=1"))))
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.status,
+                200,
+                "{i}: {}",
+                String::from_utf8_lossy(&resp.body)
+            );
+        }
+        let (verified, refusals) = server.dpop_stats();
+        assert_eq!(
+            verified, 4,
+            "a token request and three API calls: {refusals:?}"
+        );
+        assert_eq!(refusals, ["token: use_dpop_nonce", "api: use_dpop_nonce"]);
+        let token = server.issued_tokens()[0].clone();
+        let jkt = server.bound_to(&token).unwrap();
+        // A key record that is not a key: a miss, a new key, a new token bound to it.
+        for (name, _) in kv.entries("default") {
+            if name.contains(":dpop-key:") {
+                kv.set("default", &name, b"not a sealed key").await.unwrap();
+            }
+        }
+        let again = token_of(&host).await;
+        assert_eq!(again.source, TokenSource::Fresh);
+        let new_jkt = server.bound_to(&again.token).unwrap();
+        assert_ne!(new_jkt, jkt);
+        let resp = send(&host, &api_get(server.url("/api/after")))
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 200);
+        let lines = String::from_utf8_lossy(&log.contents()).into_owned();
+        assert!(lines.contains("dpop-key record does not open"), "{lines}");
+        assert!(
+            !lines.contains(&token)
+                && !lines.contains("as-nonce-1")
+                && !lines.contains("rs-nonce-1")
+        );
+    }
+
+    async fn token_of(host: &TokenHost) -> token_provider_host::AccessToken {
+        token(host, &TokenRequest::default_request()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn hostile_nonces_are_never_sent_back_and_a_nonce_loop_ends_after_two_requests() {
+        for (nonce, rotates) in [
+            ("n".repeat(600), false),
+            ("caf\u{e9}-nonce".to_string(), false),
+            ("two words".to_string(), false),
+            ("first".to_string(), true),
+        ] {
+            let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+            server.set_dpop_nonces(Some(&nonce), None);
+            server.set_dpop_nonce_rotates(rotates);
+            let kv = Arc::new(MemoryKv::new());
+            let (host, log) = kit_host(&server, &kv, &[]);
+            let e = token(&host, &TokenRequest::default_request())
+                .await
+                .unwrap_err();
+            let text = token_provider_host::describe(&e);
+            let (requests, why) = if rotates {
+                (2, "again right after")
+            } else {
+                (1, "sent none that may be used")
+            };
+            assert_eq!(server.token_requests().len(), requests, "{text}");
+            assert!(text.contains(why), "{text}");
+            assert!(!text.contains(nonce.as_str()), "{text}");
+            let lines = String::from_utf8_lossy(&log.contents()).into_owned();
+            assert!(!lines.contains(&nonce), "{lines}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_configured_key_never_shows_in_a_line_an_error_or_a_result() {
+        let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+        let (pem, _) = crate::common::oidc::p256_client_key("leak");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let kv = Arc::new(MemoryKv::new());
+        let (host, log) = kit_host(&server, &kv, &[("dpop_private_key", &pem)]);
+        let t = token_of(&host).await;
+        assert_eq!(t.token_type, "DPoP");
+        let mut inst = host.instance().await.unwrap();
+        let proven = inst
+            .dpop_proof(
+                &TokenRequest::default_request(),
+                "GET",
+                &server.url("/api/x"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        // A bad key: the error names the key, shows none of it.
+        let mut bad = pem.clone();
+        bad.replace_range(40..48, "AAAAAAAA");
+        let (broken, _) = kit_host(&server, &kv, &[("dpop_private_key", &bad)]);
+        let e = token(&broken, &TokenRequest::default_request())
+            .await
+            .unwrap_err();
+        let text = token_provider_host::describe(&e);
+        assert!(text.contains("dpop_private_key"), "{text}");
+        let lines = String::from_utf8_lossy(&log.contents()).into_owned();
+        for (what, haystack) in [("log", &lines), ("error", &text), ("proof", &proven.proof)] {
+            for chunk in body.as_bytes().chunks(16) {
+                let chunk = std::str::from_utf8(chunk).unwrap();
+                assert!(
+                    !haystack.contains(chunk),
+                    "{what} holds key material {chunk}"
+                );
+            }
+        }
+        // The proof carries the public key only.
+        use base64::Engine as _;
+        let header: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(proven.proof.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(header["jwk"].get("d").is_none());
+    }
+}

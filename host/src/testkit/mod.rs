@@ -2,6 +2,7 @@
 //! of the host an embedder links (the `testkit` feature).
 
 pub mod bulk;
+pub mod dpop;
 pub mod faultserver;
 pub mod load;
 pub mod process;

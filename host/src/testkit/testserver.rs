@@ -68,6 +68,27 @@ struct State {
     record_api: bool,
     /// Every token ever issued (for leak checks; `revoke_all` does not clear it).
     all_issued: Vec<String>,
+    /// DPoP (`set_dpop`): the checker of every proof, the thumbprint each bound token
+    /// is bound to, the nonces the token endpoint and the API want, and what was
+    /// refused and why.
+    dpop: Dpop,
+}
+
+/// The server's DPoP state.
+#[derive(Default)]
+struct Dpop {
+    /// Proofs are checked (signature and all); off: a token request's proof only has
+    /// its key read (benchmarks of the client side).
+    check: bool,
+    checker: super::dpop::Checker,
+    bound: HashMap<String, String>,
+    token_nonce: Option<String>,
+    api_nonce: Option<String>,
+    /// Every `use_dpop_nonce` answer of the token endpoint comes with a new nonce (a
+    /// server that never takes the one it gave).
+    rotate: bool,
+    verified: usize,
+    refusals: Vec<String>,
 }
 
 /// The server. Dropping it stops accepting connections.
@@ -106,6 +127,10 @@ impl MockServer {
             token_arrivals: 0,
             record_api: true,
             all_issued: Vec::new(),
+            dpop: Dpop {
+                check: true,
+                ..Dpop::default()
+            },
         }));
         let task = super::serve_http1(listener, state.clone(), handle);
         Ok(MockServer {
@@ -216,6 +241,36 @@ impl MockServer {
     }
 
     /// Forget every token issued so far: the API answers 401 to them.
+    /// The nonces the token endpoint and the API ask DPoP proofs for (`None`: none).
+    pub fn set_dpop_nonces(&self, token: Option<&str>, api: Option<&str>) {
+        let mut s = self.state.lock().unwrap();
+        s.dpop.token_nonce = token.map(str::to_string);
+        s.dpop.api_nonce = api.map(str::to_string);
+    }
+
+    /// Every `use_dpop_nonce` answer of the token endpoint brings a new nonce.
+    pub fn set_dpop_nonce_rotates(&self, rotates: bool) {
+        self.state.lock().unwrap().dpop.rotate = rotates;
+    }
+
+    /// Whether proofs are checked (by default they are); off, a token request's proof
+    /// only has its key read and an API request's is not looked at: benchmarks of the
+    /// client's side.
+    pub fn set_check_dpop(&self, check: bool) {
+        self.state.lock().unwrap().dpop.check = check;
+    }
+
+    /// (DPoP proofs that were checked and good, why others were refused).
+    pub fn dpop_stats(&self) -> (usize, Vec<String>) {
+        let s = self.state.lock().unwrap();
+        (s.dpop.verified, s.dpop.refusals.clone())
+    }
+
+    /// The thumbprint `token` is bound to, if it is a DPoP token.
+    pub fn bound_to(&self, token: &str) -> Option<String> {
+        self.state.lock().unwrap().dpop.bound.get(token).cloned()
+    }
+
     pub fn revoke_all(&self) {
         let mut s = self.state.lock().unwrap();
         s.issued.clear();
@@ -324,13 +379,24 @@ fn token_endpoint(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
             serde_json::json!({"error": "invalid_client", "error_description": "client authentication failed"}),
         );
     }
+    let bound = match r.header("dpop") {
+        None => None,
+        Some(proof) => match token_request_proof(s, r, proof) {
+            Ok(jkt) => Some(jkt),
+            Err(refused) => return refused,
+        },
+    };
     s.counter += 1;
     let token = format!(
         "mock-at-{}-{:x}",
         s.counter,
         Instant::now().elapsed().subsec_nanos() ^ 0x5eed
     );
-    let mut body = serde_json::json!({"access_token": token, "token_type": "Bearer"});
+    let token_type = if bound.is_some() { "DPoP" } else { "Bearer" };
+    let mut body = serde_json::json!({"access_token": token, "token_type": token_type});
+    if let Some(jkt) = bound {
+        s.dpop.bound.insert(token.clone(), jkt);
+    }
     if let Some(e) = &s.expires_in {
         body["expires_in"] = e.clone();
         if let Some(secs) = e
@@ -346,6 +412,113 @@ fn token_endpoint(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
     s.all_issued.push(token.clone());
     s.issued.insert(token, Instant::now());
     json(200, body)
+}
+
+/// The thumbprint of a token request's good proof, or the answer that refuses it.
+fn token_request_proof(
+    s: &mut State,
+    r: &Recorded,
+    proof: &str,
+) -> Result<String, Response<Full<Bytes>>> {
+    use super::dpop::{Expect, Refusal, thumbprint};
+    if !s.dpop.check {
+        let header = proof.split('.').next().unwrap_or_default();
+        return decode_b64_json(header)
+            .and_then(|h| thumbprint(&h["jwk"]))
+            .ok_or_else(|| json(400, serde_json::json!({"error": "invalid_dpop_proof"})));
+    }
+    let htu = format!("http://{}{}", r.header("host").unwrap_or_default(), r.path);
+    let expect = Expect {
+        method: "POST",
+        htu: &htu,
+        access_token: None,
+        jkt: None,
+        nonce: s.dpop.token_nonce.as_deref(),
+    };
+    let outcome = s.dpop.checker.check(proof, &expect, unix_now());
+    match outcome {
+        Ok(jkt) => {
+            s.dpop.verified += 1;
+            Ok(jkt)
+        }
+        Err(Refusal::UseNonce) => {
+            s.dpop.refusals.push("token: use_dpop_nonce".into());
+            let mut answer = json(400, serde_json::json!({"error": "use_dpop_nonce"}));
+            let nonce = s.dpop.token_nonce.clone().unwrap_or_default();
+            if s.dpop.rotate {
+                // The nonce given is never the one wanted next.
+                s.dpop.token_nonce = Some(format!("rotated-{}", s.dpop.refusals.len()));
+            }
+            // As bytes: a hostile test's nonce may hold what no nonce may.
+            if let Ok(value) = hyper::header::HeaderValue::from_bytes(nonce.as_bytes()) {
+                answer.headers_mut().insert("dpop-nonce", value);
+            }
+            Err(answer)
+        }
+        Err(Refusal::Invalid(why)) => {
+            s.dpop.refusals.push(format!("token: {why}"));
+            Err(json(
+                400,
+                serde_json::json!({"error": "invalid_dpop_proof"}),
+            ))
+        }
+    }
+}
+
+/// Whether an API request with DPoP-bound `token` proves possession of its key; the
+/// 401 that says why not.
+fn api_proof(s: &mut State, r: &Recorded, token: &str, jkt: &str) -> Option<Response<Full<Bytes>>> {
+    use super::dpop::{Expect, Refusal};
+    if !s.dpop.check {
+        return None;
+    }
+    let refuse = |s: &mut State, error: &str, why: String| {
+        s.dpop.refusals.push(format!("api: {why}"));
+        let mut answer = json(401, serde_json::json!({"error": error}));
+        if let Ok(v) = format!("DPoP error=\"{error}\"").parse() {
+            answer.headers_mut().insert("www-authenticate", v);
+        }
+        if error == "use_dpop_nonce"
+            && let Some(Ok(v)) = s.dpop.api_nonce.as_ref().map(|n| n.parse())
+        {
+            answer.headers_mut().insert("dpop-nonce", v);
+        }
+        Some(answer)
+    };
+    let Some(proof) = r.header("dpop").map(str::to_string) else {
+        return refuse(s, "invalid_token", "no proof".into());
+    };
+    let htu = format!("http://{}{}", r.header("host").unwrap_or_default(), r.path);
+    let api_nonce = s.dpop.api_nonce.clone();
+    let expect = Expect {
+        method: &r.method,
+        htu: &htu,
+        access_token: Some(token),
+        jkt: Some(jkt),
+        nonce: api_nonce.as_deref(),
+    };
+    match s.dpop.checker.check(&proof, &expect, unix_now()) {
+        Ok(_) => {
+            s.dpop.verified += 1;
+            None
+        }
+        Err(Refusal::UseNonce) => refuse(s, "use_dpop_nonce", "use_dpop_nonce".into()),
+        Err(Refusal::Invalid(why)) => refuse(s, "invalid_token", why),
+    }
+}
+
+fn decode_b64_json(part: &str) -> Option<serde_json::Value> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Basic credentials, form-decoded per RFC 6749 §2.3.1.
@@ -393,10 +566,13 @@ fn api(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
         }
         return response;
     }
-    let Some(token) = r
-        .header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer "))
-    else {
+    let authorization = r.header("authorization").unwrap_or_default();
+    let (dpop, token) = match authorization.split_once(' ') {
+        Some(("DPoP", t)) => (true, Some(t)),
+        Some(("Bearer", t)) => (false, Some(t)),
+        _ => (false, None),
+    };
+    let Some(token) = token else {
         return json(
             401,
             serde_json::json!({"error": "invalid_token", "error_description": "no bearer token"}),
@@ -409,6 +585,17 @@ fn api(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
     };
     if !valid {
         return json(401, serde_json::json!({"error": "invalid_token"}));
+    }
+    match s.dpop.bound.get(token).cloned() {
+        // A DPoP token as Bearer, or a Bearer token as DPoP: refused.
+        Some(_) if !dpop => return json(401, serde_json::json!({"error": "invalid_token"})),
+        None if dpop => return json(401, serde_json::json!({"error": "invalid_token"})),
+        Some(jkt) => {
+            if let Some(refused) = api_proof(s, r, token, &jkt) {
+                return refused;
+            }
+        }
+        None => {}
     }
     json(
         200,
