@@ -383,6 +383,98 @@ the token interceptor: app -> interceptor -> host vs app -> host (examples/p3-ap
     .await;
 }
 
+/// DPoP (issue 25): a request with a DPoP token against the same request with a Bearer
+/// token, side by side, for `send` and for the interceptor. The difference is what a
+/// proof costs per request inside the component (an ES256 signature over the proof,
+/// the token's hash, the JSON and base64url): the test server's checks are off here
+/// (`set_check_dpop(false)`), so the rows time the client's side only.
+async fn dpop_rows() {
+    println!("\nDPoP: a proof per request (ES256, generated key) vs a Bearer token, interleaved");
+    let server = MockServer::start(ID, SECRET).await.unwrap();
+    server.set_record_api(false);
+    server.set_check_dpop(false);
+    let bearer = builder(&server, Arc::new(MemoryKv::new())).build().unwrap();
+    let dpop = builder(&server, Arc::new(MemoryKv::new()))
+        .config("dpop", "on")
+        .build()
+        .unwrap();
+    let request = api_request(&server);
+    // Warm instances (token and key in memory), one request after another.
+    let mut warm_dpop = dpop.instance().await.unwrap();
+    let mut warm_bearer = bearer.instance().await.unwrap();
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let mut one = async |i: &mut ProviderInstance, samples: Option<&mut Vec<Duration>>| {
+        let t = Instant::now();
+        assert_eq!(i.send(&request).await.unwrap().unwrap().status, 200);
+        if let Some(s) = samples {
+            s.push(t.elapsed());
+        }
+    };
+    let warm = Instant::now();
+    while warm.elapsed() < WARMUP {
+        one(&mut warm_dpop, None).await;
+        one(&mut warm_bearer, None).await;
+    }
+    let start = Instant::now();
+    while start.elapsed() < 2 * RUN && with.len() < MAX_SAMPLES {
+        one(&mut warm_dpop, Some(&mut with)).await;
+        one(&mut warm_bearer, Some(&mut without)).await;
+    }
+    let with = Stats::printed("send, DPoP token, warm instance", with);
+    let without = Stats::printed("send, Bearer token, warm instance", without);
+    ratio("send DPoP vs Bearer, warm (interleaved)", &with, &without);
+    println!(
+        "  a proof adds {:.1} us to send (median difference)",
+        with.median_us() - without.median_us()
+    );
+    // Fresh instances (token and key from the store), as Spin runs the provider.
+    let (with, without) = measure_pair(
+        "send DPoP vs Bearer, fresh instances",
+        ("send, DPoP token, fresh instance", || async {
+            send_ok(&dpop, &request).await
+        }),
+        ("send, Bearer token, fresh instance", || async {
+            send_ok(&bearer, &request).await
+        }),
+    )
+    .await;
+    println!(
+        "  a proof and the key's store read add {:.1} us to send (median difference)",
+        with.median_us() - without.median_us()
+    );
+    // The interceptor, under Spin's instance reuse (token and key in memory).
+    let app = example_component("p3-app", "p3_app.wasm");
+    let composed = compose::wrap(&app, EMBEDDED_INTERCEPTOR).unwrap();
+    let composed = Component::new(dpop.engine(), &composed).unwrap();
+    let pool_dpop = dpop
+        .service_pool(&composed, Inherit::ALL, Reuse::SPIN)
+        .unwrap();
+    let pool_bearer = bearer
+        .service_pool(&composed, Inherit::ALL, Reuse::SPIN)
+        .unwrap();
+    let api = server.origin();
+    let ok = |answer: anyhow::Result<Result<ServiceResponse, ErrorCode>>| {
+        let response = answer.unwrap().unwrap();
+        assert_eq!(response.status(), 200, "{response:?}");
+    };
+    let (with, without) = measure_pair(
+        "interceptor DPoP vs Bearer, Spin's instance reuse",
+        (
+            "app + interceptor, DPoP token, Spin's instance reuse",
+            || async { ok(pool_dpop.handle(p3_request(&api, None)).await) },
+        ),
+        (
+            "app + interceptor, Bearer token, Spin's instance reuse",
+            || async { ok(pool_bearer.handle(p3_request(&api, None)).await) },
+        ),
+    )
+    .await;
+    println!(
+        "  a proof adds {:.1} us to an intercepted request (median difference)",
+        with.median_us() - without.median_us()
+    );
+}
+
 /// The two scenarios measured in a real Spin 4.1 (issue 21), reproduced under Spin's
 /// instance reuse (`Reuse::SPIN`) with the embedded interceptor and, if
 /// `TOKEN_PROVIDER_BENCH_INTERCEPTOR_BEFORE` names another build of it, with that one
@@ -1035,6 +1127,12 @@ async fn main() {
         return;
     }
 
+    // `TOKEN_PROVIDER_BENCH_ONLY=dpop`: only the DPoP rows.
+    if std::env::var("TOKEN_PROVIDER_BENCH_ONLY").as_deref() == Ok("dpop") {
+        dpop_rows().await;
+        return;
+    }
+
     // --- get-token, cache hit ---------------------------------------------------------
     println!("\nget-token, cache hit");
     let memory_kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
@@ -1148,6 +1246,7 @@ async fn main() {
 
     // --- the interceptor -----------------------------------------------------------------
     interceptor_rows(&server, &memory, &bearer).await;
+    dpop_rows().await;
     spin_scenarios(&example_component("p3-app", "p3_app.wasm")).await;
 
     // --- where the time goes -------------------------------------------------------------

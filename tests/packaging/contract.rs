@@ -133,24 +133,26 @@ fn component_is_a_reasonable_size() {
     assert_eq!(EMBEDDED_COMPONENT, Flavor::Spin.embedded_bytes());
 }
 
-/// Every component this host embeds and what its size may be at most: issue 24's goals
-/// (300,000 and 350,000 bytes, docs/performance.md, "Where the bytes are"), and the RSA
-/// build a little over where it stands, so that growth is a decision, not an accident.
+/// Every component this host embeds and what its size may be at most, a little over
+/// where each stands, so that growth is a decision, not an accident: issue 24's goals
+/// (300,000 and 350,000 bytes, docs/performance.md, "Where the bytes are") plus what
+/// DPoP (issue 25) added: 26,618 bytes to the provider (its `dpop` export, proofs,
+/// keys and nonces), 18,147 to the interceptor and 27,462 to the RSA build.
 fn budgets() -> [(&'static str, &'static [u8], usize); 5] {
     use token_provider_host::components::*;
     [
-        ("token_provider.wasm", EMBEDDED_COMPONENT, 300_000),
+        ("token_provider.wasm", EMBEDDED_COMPONENT, 322_000),
         (
             "token_provider_wasmtime.wasm",
             EMBEDDED_WASMTIME_COMPONENT,
-            300_000,
+            322_000,
         ),
-        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 420_000),
-        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 350_000),
+        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 446_000),
+        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 366_000),
         (
             "token_interceptor_wasmtime.wasm",
             EMBEDDED_INTERCEPTOR_WASMTIME,
-            350_000,
+            366_000,
         ),
     ]
 }
