@@ -721,3 +721,54 @@ fn token_with_an_issuer_auto_and_a_client_assertion_file() {
         text(&out.stderr)
     );
 }
+
+/// `token --dpop` and `call --dpop` against oidc-provider over TLS: the token comes
+/// back bound (`token_type` DPoP), the API verifies the proof, and the key never
+/// shows; `--dpop-key-file` uses a configured key; `--help` names both flags.
+#[test]
+fn token_and_call_with_dpop() {
+    let pki = TestPki::generate();
+    let peer = OidcPeer::start(Some(&pki));
+    let ca = pki.ca_path();
+    let (url, base_url) = (peer.token_url(), peer.base());
+    let common = [
+        "--token-url",
+        &url,
+        "--client-id",
+        "basic-client",
+        "--client-secret-env",
+        "TP_TEST_SECRET",
+        "--ca-cert",
+        ca.to_str().unwrap(),
+    ];
+    let mut token_args = vec!["token", "--dpop"];
+    token_args.extend_from_slice(&common);
+    let out = cli(&token_args, "basic-secret");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["token_type"], "DPoP");
+    let api = format!("{base_url}/api/orders");
+    let mut call_args = vec!["call", &api, "--allowed-origin", &base_url, "--dpop"];
+    call_args.extend_from_slice(&common);
+    let out = cli(&call_args, "basic-secret");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("HTTP 200"), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("token_type: DPoP"), "{}", text(&out.stderr));
+    // A configured key, from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, _) = p256_client_key("cli");
+    let key = dir.path().join("dpop.pem");
+    std::fs::write(&key, &pem).unwrap();
+    let mut keyed = call_args.clone();
+    keyed.retain(|a| *a != "--dpop");
+    keyed.extend_from_slice(&["--dpop-key-file", key.to_str().unwrap(), "--audit"]);
+    let out = cli(&keyed, "basic-secret");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    for chunk in body.as_bytes().chunks(16) {
+        let chunk = std::str::from_utf8(chunk).unwrap();
+        assert!(!text(&out.stdout).contains(chunk) && !text(&out.stderr).contains(chunk));
+    }
+    let help = cli(&["call", "--help"], "");
+    assert!(text(&help.stdout).contains("--dpop") && text(&help.stdout).contains("--dpop-key-file"));
+}

@@ -241,6 +241,17 @@ async fn run_scenarios(seen: &mut Seen) -> Vec<String> {
     seen.error(&token(&nowhere.host, &get).await.unwrap_err());
     seen.rig(&nowhere);
 
+    // DPoP: the token endpoint and the API each ask for a nonce (a `dpop.nonce` line
+    // each, naming the server, never the value).
+    server.set_dpop_nonces(Some("as-nonce-canary"), Some("rs-nonce-canary"));
+    let dpop = rig(&server, &[("dpop", "on"), ("scope", "dpop")]);
+    let answer = send(&dpop.host, &api_get(server.url("/api/dpop")))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    seen.rig(&dpop);
+    server.set_dpop_nonces(None, None);
+
     // Configuration errors.
     let broken = rig(
         &server,
@@ -387,7 +398,7 @@ async fn no_secret_or_token_leaks_and_every_audit_line_matches_the_audit_log_sch
     seen.texts
         .push(format!("{:?}", settings.provider.cache.secret));
 
-    let secrets = [CLIENT_SECRET, WRONG_SECRET];
+    let secrets = [CLIENT_SECRET, WRONG_SECRET, "nonce-canary"];
     let all: Vec<&String> = seen.texts.iter().chain(&seen.audit).collect();
     assert!(
         all.len() > 60,

@@ -43,7 +43,7 @@ fn imports(flavor: Flavor) -> Vec<String> {
 }
 
 #[test]
-fn exports_provider_and_authorized_client_only() {
+fn exports_provider_authorized_client_and_dpop_only() {
     for (flavor, _) in FLAVORS {
         let (engine, component) = embedded(flavor);
         let mut exports: Vec<String> = component
@@ -56,6 +56,7 @@ fn exports_provider_and_authorized_client_only() {
             exports,
             [
                 "oauth2:token-provider/authorized-client@0.1.0",
+                "oauth2:token-provider/dpop@0.1.0",
                 "oauth2:token-provider/provider@0.1.0"
             ],
             "{flavor:?}"
