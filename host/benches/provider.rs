@@ -403,7 +403,7 @@ async fn dpop_rows() {
     let mut warm_dpop = dpop.instance().await.unwrap();
     let mut warm_bearer = bearer.instance().await.unwrap();
     let (mut with, mut without) = (Vec::new(), Vec::new());
-    let mut one = async |i: &mut ProviderInstance, samples: Option<&mut Vec<Duration>>| {
+    let one = async |i: &mut ProviderInstance, samples: Option<&mut Vec<Duration>>| {
         let t = Instant::now();
         assert_eq!(i.send(&request).await.unwrap().unwrap().status, 200);
         if let Some(s) = samples {

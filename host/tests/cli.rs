@@ -752,8 +752,16 @@ fn token_and_call_with_dpop() {
     call_args.extend_from_slice(&common);
     let out = cli(&call_args, "basic-secret");
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("HTTP 200"), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("token_type: DPoP"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("HTTP 200"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("token_type: DPoP"),
+        "{}",
+        text(&out.stderr)
+    );
     // A configured key, from a file.
     let dir = tempfile::tempdir().unwrap();
     let (pem, _) = p256_client_key("cli");
@@ -770,5 +778,7 @@ fn token_and_call_with_dpop() {
         assert!(!text(&out.stdout).contains(chunk) && !text(&out.stderr).contains(chunk));
     }
     let help = cli(&["call", "--help"], "");
-    assert!(text(&help.stdout).contains("--dpop") && text(&help.stdout).contains("--dpop-key-file"));
+    assert!(
+        text(&help.stdout).contains("--dpop") && text(&help.stdout).contains("--dpop-key-file")
+    );
 }

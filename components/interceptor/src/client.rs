@@ -117,43 +117,23 @@ async fn attach(
     let mut retries = 0u8;
     let mut nonce_retried = false;
     loop {
-        let issued = token_for(p, token).await.map_err(|e| {
-            audit(&p, Outcome::InterceptError, Some(origin), token, |ev| {
-                ev.with_error(&e)
-            });
-            error_code(&e)
-        })?;
+        let issued = token_for(p, token, origin).await?;
         let (contents, trailers) = body.next_send();
         let outgoing = parts.build(&p, &issued, origin, contents, trailers)?;
-        let response = client::send(outgoing).await.inspect_err(|code| {
-            audit(&p, Outcome::InterceptError, Some(origin), token, |ev| {
-                ev.with_detail(&sanitize(&super::platform::not_reached(code), 200))
-            });
-        })?;
+        let response = sent_on(&p, outgoing, origin, token).await?;
         let status = response.get_status_code();
         let sent = Sent {
             retries,
             fresh: issued.source == Source::Fresh,
         };
-        let nonce = issued.dpop.is_some()
-            && keep_api_nonce(
-                &p,
-                &issued,
-                origin,
-                &response.get_headers().get("dpop-nonce"),
-            );
-        let challenges = if status == 401 {
-            challenges(&response)
-        } else {
-            Vec::new()
-        };
-        if nonce && status == 401 && asks_for_dpop_nonce(&challenges) {
-            // A DPoP nonce asked for and given: the token is fine; again at once with
-            // a proof that carries it, if the body can go again.
-            if retry_with_nonce(body.shape().await, nonce_retried) {
-                nonce_retried = true;
-                continue;
-            }
+        let challenges = challenges(&response);
+        // A DPoP nonce asked for and given: the token is fine; again at once with a
+        // proof that carries it, if the body can go again.
+        if nonce_asked(&p, &issued, origin, &response, &challenges)
+            && retry_with_nonce(body.shape().await, nonce_retried)
+        {
+            nonce_retried = true;
+            continue;
         }
         let blamed = status == 401
             && rules
@@ -178,10 +158,34 @@ async fn attach(
     }
 }
 
+/// `outgoing` through the imported client; not reached: an `error` line for `origin`.
+async fn sent_on(
+    p: &P3Provider,
+    outgoing: Request,
+    origin: &Origin,
+    token: &TokenRequest,
+) -> Result<Response, ErrorCode> {
+    client::send(outgoing).await.inspect_err(|code| {
+        audit(p, Outcome::InterceptError, Some(origin), token, |ev| {
+            ev.with_detail(&sanitize(&super::platform::not_reached(code), 200))
+        });
+    })
+}
+
 /// The token to send now. A renewal this request is to run (the token is due and this
-/// instance took the lease) goes on in a task of its own after the request.
-async fn token_for(p: P3Provider, token: &TokenRequest) -> Result<IssuedToken, CoreError> {
-    let (issued, renewal) = p.get_token_deferring(token).await?;
+/// instance took the lease) goes on in a task of its own after the request. No token:
+/// an `error` line for `origin`, and the error code the app gets.
+async fn token_for(
+    p: P3Provider,
+    token: &TokenRequest,
+    origin: &Origin,
+) -> Result<IssuedToken, ErrorCode> {
+    let (issued, renewal) = p.get_token_deferring(token).await.map_err(|e| {
+        audit(&p, Outcome::InterceptError, Some(origin), token, |ev| {
+            ev.with_error(&e)
+        });
+        error_code(&e)
+    })?;
     if let Some(renewal) = renewal {
         wit_bindgen::spawn_local(async move {
             p.renew(renewal).await;
@@ -190,8 +194,28 @@ async fn token_for(p: P3Provider, token: &TokenRequest) -> Result<IssuedToken, C
     Ok(issued)
 }
 
-/// The `WWW-Authenticate` values of an API's answer.
+/// Whether the API's answer to a request with DPoP token `issued` is a 401 that asks
+/// for a nonce (`DPoP error="use_dpop_nonce"`) and brought a new one (kept for the next
+/// proofs to `origin` whatever the status).
+fn nonce_asked(
+    p: &P3Provider,
+    issued: &IssuedToken,
+    origin: &Origin,
+    response: &Response,
+    challenges: &[Vec<u8>],
+) -> bool {
+    issued.dpop.is_some()
+        && keep_api_nonce(p, issued, origin, &response.get_headers().get("dpop-nonce"))
+        && response.get_status_code() == 401
+        && asks_for_dpop_nonce(challenges)
+}
+
+/// The `WWW-Authenticate` values of an API's answer, if it is a 401 (none are looked
+/// at otherwise).
 fn challenges(response: &Response) -> Vec<Vec<u8>> {
+    if response.get_status_code() != 401 {
+        return Vec::new();
+    }
     response.get_headers().get("www-authenticate")
 }
 

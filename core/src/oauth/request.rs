@@ -231,21 +231,7 @@ pub(crate) fn build(
         }
     }
     if let Some(d) = dpop {
-        let mut jti = [0u8; 16];
-        (fresh.random)(&mut jti);
-        let url = endpoint.url.htu();
-        let claims = ProofClaims {
-            method: "POST",
-            url: &url,
-            now_secs: fresh.now_secs,
-            jti,
-            nonce: d.nonce,
-            access_token: None,
-        };
-        headers.push((
-            "dpop".to_string(),
-            d.key.proof(&claims, fresh.random).into_bytes(),
-        ));
+        headers.push(("dpop".to_string(), token_request_proof(endpoint, fresh, d)));
     }
     Ok(HttpRequest {
         method: "POST".into(),
@@ -253,6 +239,23 @@ pub(crate) fn build(
         headers,
         body: form.finish().into_bytes(),
     })
+}
+
+/// The `DPoP` header of a token request to `endpoint`: `POST`, the endpoint without
+/// query, its own `jti`, and the server's nonce if any.
+fn token_request_proof(endpoint: &Endpoint, fresh: Fresh<'_>, d: DpopProof<'_>) -> Vec<u8> {
+    let mut jti = [0u8; 16];
+    (fresh.random)(&mut jti);
+    let url = endpoint.url.htu();
+    let claims = ProofClaims {
+        method: "POST",
+        url: &url,
+        now_secs: fresh.now_secs,
+        jti,
+        nonce: d.nonce,
+        access_token: None,
+    };
+    d.key.proof(&claims, fresh.random).into_bytes()
 }
 
 /// The `client_assertion` of an assertion method: signed now, or the federated one

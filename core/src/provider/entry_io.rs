@@ -56,15 +56,7 @@ impl<P: Platform> Provider<'_, P> {
                     // A DPoP token without its key is no use here: a miss, and the
                     // fetch that follows makes a new key.
                     if log {
-                        let ev = Event::new(
-                            Outcome::CacheRejected,
-                            &self.settings.audit,
-                            &l.params.scopes,
-                        );
-                        let mut ev =
-                            ev.with_detail("the DPoP key the token is bound to is not there");
-                        ev.cache = Some(Source::Store.as_str());
-                        self.audit(&ev);
+                        self.rejected(l, "the DPoP key the token is bound to is not there");
                     }
                     return Err(Miss::Unusable);
                 }
@@ -75,14 +67,7 @@ impl<P: Platform> Provider<'_, P> {
                     return Err(Miss::Unusable);
                 }
                 Err(why) if log => {
-                    let ev = Event::new(
-                        Outcome::CacheRejected,
-                        &self.settings.audit,
-                        &l.params.scopes,
-                    );
-                    let mut ev = ev.with_detail(why.as_str());
-                    ev.cache = Some(Source::Store.as_str());
-                    self.audit(&ev);
+                    self.rejected(l, why.as_str());
                     return Err(Miss::Unusable);
                 }
                 Err(_) => return Err(Miss::Unusable),
@@ -93,6 +78,18 @@ impl<P: Platform> Provider<'_, P> {
             }
         }
         Err(Miss::Absent)
+    }
+
+    /// A `token.cache` `rejected` line for `l`'s stored entry, saying `why`.
+    fn rejected(&self, l: &Lookup, why: &str) {
+        let ev = Event::new(
+            Outcome::CacheRejected,
+            &self.settings.audit,
+            &l.params.scopes,
+        );
+        let mut ev = ev.with_detail(why);
+        ev.cache = Some(Source::Store.as_str());
+        self.audit(&ev);
     }
 
     /// Seal `entry` into the store (if there is one); whether the store has it now.

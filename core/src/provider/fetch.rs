@@ -5,7 +5,7 @@ use super::{IssuedToken, Lookup, Provider, Source};
 use crate::audit::{Event, Outcome};
 use crate::error::Error;
 use crate::http_types::{HttpOptions, HttpRequest};
-use crate::oauth::dpop;
+use crate::oauth::dpop::{self, DpopKey};
 use crate::oauth::request;
 use crate::oauth::response::{self, MAX_TOKEN_RESPONSE_BYTES, TokenResponse};
 use crate::platform::Platform;
@@ -74,15 +74,9 @@ impl<P: Platform> Provider<'_, P> {
         // The endpoint first (discovery has its own timeouts, and starts the cooldown
         // when the issuer fails): `token_deadline_ms` is the token request's.
         let endpoint = self.endpoint(l).await?;
-        let dpop = self.dpop_key_to_fetch_with(l);
-        if self.settings.client.dpop.is_some() && dpop.is_none() {
-            return Err(Error::Refused(
-                "dpop: the host's random source gave no P-256 key in 8 draws".into(),
-            ));
-        }
+        let dpop = self.fetch_key(l)?;
         // Nonces are the token endpoint's own (an API on the same origin has others).
         let origin = format!("token endpoint {}", endpoint.url.origin);
-        let policy = self.settings.retry.policy;
         let deadline = self
             .platform
             .monotonic_ms()
@@ -100,15 +94,11 @@ impl<P: Platform> Provider<'_, P> {
                 nonce: nonce.as_deref(),
             });
             let request = self.request_for(&endpoint, l, sent_at_ms, proof)?;
-            let (outcome, retry_after) = self
-                .attempt(&request, l, deadline.saturating_sub(started), &origin)
-                .await;
+            let left_ms = deadline.saturating_sub(started);
+            let (outcome, retry_after) = self.attempt(&request, l, left_ms, &origin).await;
             let now = self.platform.monotonic_ms();
             let duration_ms = now.saturating_sub(started);
-            let e = match outcome.and_then(|(status, token)| {
-                let bound = response::bound(token.token_type, self.settings.client.dpop.as_ref())?;
-                Ok((status, token, bound))
-            }) {
+            let e = match outcome {
                 Ok((status, token, bound)) => {
                     return Ok(Answer {
                         status,
@@ -122,37 +112,60 @@ impl<P: Platform> Provider<'_, P> {
                 }
                 Err(e) => e,
             };
-            let e = match (asks_for_nonce(&e), nonce_retried) {
-                (true, false) if dpop.is_some() && self.dpop_nonce(&origin) != nonce => {
-                    nonce_retried = true;
-                    continue;
-                }
-                (true, true) => with_nonce_detail(e, NONCE_LOOP),
-                (true, false) => with_nonce_detail(e, NO_USABLE_NONCE),
-                _ => e,
-            };
-            let next = retry::next(&policy, attempt, &e, retry_after, now, deadline, |n| {
-                self.platform.random_below(n)
-            });
-            let outcome = match next {
-                Next::RetryIn(_) => Outcome::FetchRetry,
-                Next::Stop(_) => Outcome::FetchError,
-            };
-            let mut ev = Event::new(outcome, &self.settings.audit, &l.params.scopes).with_error(&e);
-            ev.duration_ms = Some(duration_ms);
-            ev.attempt = Some(attempt + 1);
-            ev.auth_method = Some(endpoint.method.as_str());
-            if let Next::RetryIn(ms) = next {
-                ev.retry_in_ms = Some(ms);
-                self.audit(&ev);
-                self.platform.sleep_ms(ms).await;
-                attempt += 1;
+            let new_nonce = dpop.is_some() && self.dpop_nonce(&origin) != nonce;
+            let Some(e) = after_nonce_request(e, dpop.is_some(), nonce_retried, new_nonce) else {
+                nonce_retried = true;
                 continue;
-            }
-            self.audit(&ev);
-            self.start_cooldown(&l.params, &e, retry_after);
-            return Err(e);
+            };
+            let failed = (attempt, duration_ms, retry_after);
+            self.after_failure(l, endpoint.method, e, failed, (now, deadline))
+                .await?;
+            attempt += 1;
         }
+    }
+
+    /// An attempt failed with `e`: audit it and, if `retry::next` says so, wait for the
+    /// next (`Ok`); else start the cooldown and give the error back.
+    async fn after_failure(
+        &self,
+        l: &Lookup,
+        method: crate::oauth::client::AuthMethod,
+        e: Error,
+        (attempt, duration_ms, retry_after): (u32, u64, Option<u64>),
+        (now, deadline): (u64, u64),
+    ) -> Result<(), Error> {
+        let policy = self.settings.retry.policy;
+        let next = retry::next(&policy, attempt, &e, retry_after, now, deadline, |n| {
+            self.platform.random_below(n)
+        });
+        let outcome = match next {
+            Next::RetryIn(_) => Outcome::FetchRetry,
+            Next::Stop(_) => Outcome::FetchError,
+        };
+        let mut ev = Event::new(outcome, &self.settings.audit, &l.params.scopes).with_error(&e);
+        ev.duration_ms = Some(duration_ms);
+        ev.attempt = Some(attempt + 1);
+        ev.auth_method = Some(method.as_str());
+        if let Next::RetryIn(ms) = next {
+            ev.retry_in_ms = Some(ms);
+            self.audit(&ev);
+            self.platform.sleep_ms(ms).await;
+            return Ok(());
+        }
+        self.audit(&ev);
+        self.start_cooldown(&l.params, &e, retry_after);
+        Err(e)
+    }
+
+    /// The DPoP key this fetch binds its token to (`None`: `dpop = off`).
+    fn fetch_key(&self, l: &Lookup) -> Result<Option<DpopKey>, Error> {
+        let key = self.dpop_key_to_fetch_with(l);
+        if self.settings.client.dpop.is_some() && key.is_none() {
+            return Err(Error::Refused(
+                "dpop: the host's random source gave no P-256 key in 8 draws".into(),
+            ));
+        }
+        Ok(key)
     }
 
     /// The token request of one attempt sent at `sent_at_ms`: a new `jti` (and RSA
@@ -183,14 +196,15 @@ impl<P: Platform> Provider<'_, P> {
 
     /// One request, its timeouts cut to `left_ms` (what is left of the deadline); also
     /// the answer's `Retry-After`, if any. A `DPoP-Nonce` in the answer (`dpop = on`)
-    /// is kept for `origin`, whatever the status.
+    /// is kept for `origin`, whatever the status. A token comes with whether it is
+    /// bound to the DPoP key (`response::bound`).
     async fn attempt(
         &self,
         request: &HttpRequest,
         l: &Lookup,
         left_ms: u64,
         origin: &str,
-    ) -> (Result<(u16, TokenResponse), Error>, Option<u64>) {
+    ) -> (Result<(u16, TokenResponse, bool), Error>, Option<u64>) {
         let options = HttpOptions {
             timeout_ms: self.settings.http.timeout_ms.min(left_ms).max(1),
             read_limit: MAX_TOKEN_RESPONSE_BYTES + 1,
@@ -205,8 +219,9 @@ impl<P: Platform> Provider<'_, P> {
             {
                 self.keep_dpop_nonce(origin, nonce);
             }
-            response::parse(&resp, &l.params.scopes, self.settings.cache.lifetimes)
-                .map(|t| (resp.status, t))
+            let token = response::parse(&resp, &l.params.scopes, self.settings.cache.lifetimes)?;
+            let bound = response::bound(token.token_type, self.settings.client.dpop.as_ref())?;
+            Ok((resp.status, token, bound))
         });
         (outcome, retry_after)
     }
@@ -215,6 +230,18 @@ impl<P: Platform> Provider<'_, P> {
 /// The token endpoint asks for a DPoP nonce (RFC 9449 §8): `use_dpop_nonce`.
 fn asks_for_nonce(e: &Error) -> bool {
     matches!(e, Error::OAuth(o) if o.error == "use_dpop_nonce")
+}
+
+/// After a failed attempt (pure): `None` to send again at once with the nonce the
+/// server has just sent (`new_nonce`), once per fetch; else the error, with our words
+/// when a `use_dpop_nonce` cannot be met.
+fn after_nonce_request(e: Error, dpop: bool, retried: bool, new_nonce: bool) -> Option<Error> {
+    match (dpop && asks_for_nonce(&e), retried) {
+        (true, false) if new_nonce => None,
+        (true, true) => Some(with_nonce_detail(e, NONCE_LOOP)),
+        (true, false) => Some(with_nonce_detail(e, NO_USABLE_NONCE)),
+        (false, _) => Some(e),
+    }
 }
 
 /// A second `use_dpop_nonce` in a row.

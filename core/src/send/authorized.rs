@@ -277,32 +277,8 @@ async fn send_with_token<P: Platform>(
         read_limit: settings.max_response_bytes.saturating_add(1),
     };
     let origin = &prepared.url.origin;
-    // One request with `token`; a DPoP token's proof is made for it alone.
-    let send_with = async |token: &IssuedToken| -> Result<HttpResponse, Error> {
-        let (authorization, proof) = token_headers(
-            provider,
-            token,
-            &prepared.method,
-            &prepared.url.htu(),
-            origin,
-        );
-        let mut with_token = prepared.clone();
-        with_token
-            .headers
-            .push(("authorization".into(), authorization));
-        if let Some(proof) = proof {
-            with_token.headers.push(("dpop".into(), proof));
-        }
-        let resp = provider.platform.send(&with_token, options).await?;
-        if resp.body.len() > settings.max_response_bytes {
-            return Err(Error::InvalidResponse(format!(
-                "API response body larger than max_response_bytes ({})",
-                settings.max_response_bytes
-            )));
-        }
-        keep_api_nonce(provider, token, origin, &resp.header_values("dpop-nonce"));
-        Ok(resp)
-    };
+    let send_with =
+        async |token: &IssuedToken| send_once(provider, settings, prepared, token, options).await;
     // The token sent, and the answer: a 401 that asks for a DPoP nonce it has just
     // sent is answered at once, once, with a new proof carrying it.
     let attempt = async |force_refresh: bool| -> Result<(IssuedToken, HttpResponse), Error> {
@@ -340,6 +316,41 @@ async fn send_with_token<P: Platform>(
         }
         other => (other.map(|(_, resp)| resp), false),
     }
+}
+
+/// One request with `token` (a DPoP token's proof made for it alone); an API's new
+/// `DPoP-Nonce` is kept.
+async fn send_once<P: Platform>(
+    provider: &Provider<'_, P>,
+    settings: &SendSettings,
+    prepared: &HttpRequest,
+    token: &IssuedToken,
+    options: HttpOptions,
+) -> Result<HttpResponse, Error> {
+    let origin = &prepared.url.origin;
+    let (authorization, proof) = token_headers(
+        provider,
+        token,
+        &prepared.method,
+        &prepared.url.htu(),
+        origin,
+    );
+    let mut with_token = prepared.clone();
+    with_token
+        .headers
+        .push(("authorization".into(), authorization));
+    if let Some(proof) = proof {
+        with_token.headers.push(("dpop".into(), proof));
+    }
+    let resp = provider.platform.send(&with_token, options).await?;
+    if resp.body.len() > settings.max_response_bytes {
+        return Err(Error::InvalidResponse(format!(
+            "API response body larger than max_response_bytes ({})",
+            settings.max_response_bytes
+        )));
+    }
+    keep_api_nonce(provider, token, origin, &resp.header_values("dpop-nonce"));
+    Ok(resp)
 }
 
 #[cfg(test)]

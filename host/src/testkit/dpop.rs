@@ -48,32 +48,7 @@ impl Checker {
         now_secs: u64,
     ) -> Result<String, Refusal> {
         let invalid = |why: &str| Refusal::Invalid(why.to_string());
-        let header = proof.split('.').next().unwrap_or_default();
-        let header: serde_json::Value = B64
-            .decode(header)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| invalid("header is not base64url JSON"))?;
-        if header["typ"] != "dpop+jwt" {
-            return Err(invalid("typ is not dpop+jwt"));
-        }
-        let jwk = &header["jwk"];
-        if jwk.get("d").is_some() || jwk.get("p").is_some() {
-            return Err(invalid("the jwk holds a private key"));
-        }
-        let alg: jsonwebtoken::Algorithm = header["alg"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| invalid("alg"))?;
-        let key: jsonwebtoken::jwk::Jwk =
-            serde_json::from_value(jwk.clone()).map_err(|_| invalid("jwk"))?;
-        let key = jsonwebtoken::DecodingKey::from_jwk(&key).map_err(|_| invalid("jwk"))?;
-        let mut validation = jsonwebtoken::Validation::new(alg);
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        let claims = jsonwebtoken::decode::<serde_json::Value>(proof, &key, &validation)
-            .map_err(|e| Refusal::Invalid(format!("signature: {e}")))?
-            .claims;
+        let (jwk, claims) = verified(proof)?;
         if claims["htm"] != expect.method {
             return Err(invalid("htm"));
         }
@@ -97,7 +72,7 @@ impl Checker {
         if claims.get("ath").and_then(|a| a.as_str()) != ath.as_deref() {
             return Err(invalid("ath"));
         }
-        let jkt = thumbprint(jwk).ok_or_else(|| invalid("jwk members"))?;
+        let jkt = thumbprint(&jwk).ok_or_else(|| invalid("jwk members"))?;
         if expect.jkt.is_some_and(|bound| bound != jkt) {
             return Err(invalid("cnf.jkt"));
         }
@@ -108,6 +83,39 @@ impl Checker {
         }
         Ok(jkt)
     }
+}
+
+/// The public key in `proof`'s header and its claims, if it is a `dpop+jwt` signed by
+/// that key (and the key holds no private part).
+fn verified(proof: &str) -> Result<(serde_json::Value, serde_json::Value), Refusal> {
+    let invalid = |why: &str| Refusal::Invalid(why.to_string());
+    let header = proof.split('.').next().unwrap_or_default();
+    let header: serde_json::Value = B64
+        .decode(header)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| invalid("header is not base64url JSON"))?;
+    if header["typ"] != "dpop+jwt" {
+        return Err(invalid("typ is not dpop+jwt"));
+    }
+    let jwk = header["jwk"].clone();
+    if jwk.get("d").is_some() || jwk.get("p").is_some() {
+        return Err(invalid("the jwk holds a private key"));
+    }
+    let alg: jsonwebtoken::Algorithm = header["alg"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| invalid("alg"))?;
+    let key: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(jwk.clone()).map_err(|_| invalid("jwk"))?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(&key).map_err(|_| invalid("jwk"))?;
+    let mut validation = jsonwebtoken::Validation::new(alg);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let claims = jsonwebtoken::decode::<serde_json::Value>(proof, &key, &validation)
+        .map_err(|e| Refusal::Invalid(format!("signature: {e}")))?
+        .claims;
+    Ok((jwk, claims))
 }
 
 /// RFC 7638: the SHA-256 of the required members, in order, as JSON.

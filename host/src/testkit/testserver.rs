@@ -355,24 +355,7 @@ fn token_endpoint(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return json(400, serde_json::json!({"error": "unsupported_grant_type"}));
     }
-    let credentials = match r.header("authorization") {
-        Some(h) => decode_basic(h),
-        None => form
-            .get("client_id")
-            .cloned()
-            .zip(form.get("client_secret").cloned()),
-    };
-    let assertion = s.accept_assertions
-        && form.get("client_id") == Some(&s.client_id)
-        && form.get("client_assertion_type").map(String::as_str)
-            == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-        && form
-            .get("client_assertion")
-            .is_some_and(|a| a.split('.').count() == 3);
-    let accepted = assertion
-        || credentials.is_some_and(|(id, secret)| {
-            id == s.client_id && (secret == s.client_secret || s.more_secrets.contains(&secret))
-        });
+    let accepted = authenticated(s, r, &form);
     if !accepted {
         return json(
             401,
@@ -383,7 +366,7 @@ fn token_endpoint(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
         None => None,
         Some(proof) => match token_request_proof(s, r, proof) {
             Ok(jkt) => Some(jkt),
-            Err(refused) => return refused,
+            Err(refused) => return *refused,
         },
     };
     s.counter += 1;
@@ -414,18 +397,46 @@ fn token_endpoint(s: &mut State, r: &Recorded) -> Response<Full<Bytes>> {
     json(200, body)
 }
 
+/// Whether the token request authenticates the client: Basic or post credentials, or
+/// (`accept_assertions`) any well-formed client assertion for its id.
+fn authenticated(s: &State, r: &Recorded, form: &HashMap<String, String>) -> bool {
+    let credentials = match r.header("authorization") {
+        Some(h) => decode_basic(h),
+        None => form
+            .get("client_id")
+            .cloned()
+            .zip(form.get("client_secret").cloned()),
+    };
+    let assertion = s.accept_assertions
+        && form.get("client_id") == Some(&s.client_id)
+        && form.get("client_assertion_type").map(String::as_str)
+            == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && form
+            .get("client_assertion")
+            .is_some_and(|a| a.split('.').count() == 3);
+    assertion
+        || credentials.is_some_and(|(id, secret)| {
+            id == s.client_id && (secret == s.client_secret || s.more_secrets.contains(&secret))
+        })
+}
+
 /// The thumbprint of a token request's good proof, or the answer that refuses it.
 fn token_request_proof(
     s: &mut State,
     r: &Recorded,
     proof: &str,
-) -> Result<String, Response<Full<Bytes>>> {
+) -> Result<String, Box<Response<Full<Bytes>>>> {
     use super::dpop::{Expect, Refusal, thumbprint};
     if !s.dpop.check {
         let header = proof.split('.').next().unwrap_or_default();
         return decode_b64_json(header)
             .and_then(|h| thumbprint(&h["jwk"]))
-            .ok_or_else(|| json(400, serde_json::json!({"error": "invalid_dpop_proof"})));
+            .ok_or_else(|| {
+                Box::new(json(
+                    400,
+                    serde_json::json!({"error": "invalid_dpop_proof"}),
+                ))
+            });
     }
     let htu = format!("http://{}{}", r.header("host").unwrap_or_default(), r.path);
     let expect = Expect {
@@ -453,14 +464,12 @@ fn token_request_proof(
             if let Ok(value) = hyper::header::HeaderValue::from_bytes(nonce.as_bytes()) {
                 answer.headers_mut().insert("dpop-nonce", value);
             }
-            Err(answer)
+            Err(Box::new(answer))
         }
         Err(Refusal::Invalid(why)) => {
             s.dpop.refusals.push(format!("token: {why}"));
-            Err(json(
-                400,
-                serde_json::json!({"error": "invalid_dpop_proof"}),
-            ))
+            let refused = json(400, serde_json::json!({"error": "invalid_dpop_proof"}));
+            Err(Box::new(refused))
         }
     }
 }
