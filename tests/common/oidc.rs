@@ -187,6 +187,28 @@ impl OidcPeer {
         )
     }
 
+    /// A host for client `id` with `secret` against this server, its API's origin
+    /// allowed, plain HTTP allowed when the server speaks it, and `pki`'s CA trusted.
+    pub fn host_builder(
+        &self,
+        pki: Option<&TestPki>,
+        id: &str,
+        secret: &str,
+    ) -> token_provider_host::HostBuilder {
+        let mut b = token_provider_host::TokenHost::builder()
+            .config("token_url", self.token_url())
+            .config("client_id", id)
+            .config("client_secret", secret)
+            .config("allow_insecure_http", (!self.tls).to_string())
+            .config("allowed_origins", self.base());
+        if let Some(pki) = pki {
+            use rustls_pki_types::pem::PemObject;
+            let ca = rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes());
+            b = b.trust([ca.unwrap()]);
+        }
+        b
+    }
+
     /// API requests whose DPoP proof verified, and why the API refused others.
     pub async fn dpop_stats(&self, host_ca: Option<&TestPki>) -> (u64, Vec<String>) {
         let body = fetch_stats(self.port, host_ca.map(|p| p.ca_pem.clone())).await;

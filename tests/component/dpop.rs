@@ -16,12 +16,8 @@ fn dpop_host(
     extra: &[(&str, &str)],
 ) -> (TokenHost, MemoryOutputPipe) {
     let log = MemoryOutputPipe::new(1 << 20);
-    let mut b = TokenHost::builder()
-        .config("token_url", peer.token_url())
-        .config("client_id", "basic-client")
-        .config("client_secret", "basic-secret")
-        .config("allow_insecure_http", (!peer.tls).to_string())
-        .config("allowed_origins", peer.base())
+    let mut b = peer
+        .host_builder(pki, "basic-client", "basic-secret")
         .config("dpop", "on")
         .config("audit", "all")
         .kv(kv.clone() as Arc<dyn KvBackend>)
@@ -29,13 +25,16 @@ fn dpop_host(
     for (k, v) in extra {
         b = b.config(*k, *v);
     }
-    if let Some(pki) = pki {
-        use rustls_pki_types::pem::PemObject;
-        b = b.trust([
-            rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap(),
-        ]);
-    }
     (b.build().unwrap(), log)
+}
+
+/// `dpop.proof` for the default request on a fresh instance of `host`.
+async fn proof(host: &TokenHost, method: &str, url: &str) -> token_provider_host::Proven {
+    let mut inst = host.instance().await.unwrap();
+    inst.dpop_proof(&TokenRequest::default_request(), method, url)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// The API's answer as JSON.
@@ -66,16 +65,7 @@ async fn a_generated_key_binds_the_token_and_every_api_call_proves_it_over_http_
         assert_eq!(peer.dpop_stats(pki.as_ref()).await, (3, vec![]));
         assert_eq!(peer.stats(pki.as_ref()).await, (1, 3), "one token request");
         // A caller that sends the token itself: `dpop.proof`.
-        let mut inst = host.instance().await.unwrap();
-        let proven = inst
-            .dpop_proof(
-                &TokenRequest::default_request(),
-                "GET",
-                &format!("{}/api/self", peer.base()),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let proven = proof(&host, "GET", &format!("{}/api/self", peer.base())).await;
         assert_eq!(proven.token.token, t.token);
         assert_eq!(proven.token.source, TokenSource::Store);
         assert_eq!(proven.proof.split('.').count(), 3);
@@ -156,16 +146,7 @@ async fn configured_es256_and_rs256_keys_over_tls() {
             .await
             .unwrap();
         assert_eq!(resp.status, 200, "{alg}: {:?}", body(&resp));
-        let mut inst = host.instance().await.unwrap();
-        let proven = inst
-            .dpop_proof(
-                &TokenRequest::default_request(),
-                "POST",
-                &format!("{}/x", peer.base()),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let proven = proof(&host, "POST", &format!("{}/x", peer.base())).await;
         let header = proven.proof.split('.').next().unwrap();
         use base64::Engine as _;
         let header: serde_json::Value = serde_json::from_slice(
@@ -388,16 +369,7 @@ mod test_kit {
         let (host, log) = kit_host(&server, &kv, &[("dpop_private_key", &pem)]);
         let t = token_of(&host).await;
         assert_eq!(t.token_type, "DPoP");
-        let mut inst = host.instance().await.unwrap();
-        let proven = inst
-            .dpop_proof(
-                &TokenRequest::default_request(),
-                "GET",
-                &server.url("/api/x"),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let proven = proof(&host, "GET", &server.url("/api/x")).await;
         // A bad key: the error names the key, shows none of it.
         let mut bad = pem.clone();
         bad.replace_range(40..48, "AAAAAAAA");

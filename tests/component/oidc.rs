@@ -13,21 +13,11 @@ fn make_host(
     extra: &[(&str, &str)],
 ) -> (TokenHost, MemoryOutputPipe) {
     let log = MemoryOutputPipe::new(1 << 20);
-    let mut b = TokenHost::builder()
-        .config("token_url", peer.token_url())
-        .config("client_id", id)
-        .config("client_secret", secret)
-        .config("allow_insecure_http", (!peer.tls).to_string())
-        .config("allowed_origins", peer.base())
+    let mut b = peer
+        .host_builder(pki, id, secret)
         .log(LogSink::Capture(log.clone()));
     for (k, v) in extra {
         b = b.config(*k, *v);
-    }
-    if let Some(pki) = pki {
-        use rustls_pki_types::pem::PemObject;
-        b = b.trust([
-            rustls_pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap(),
-        ]);
     }
     (b.build().unwrap(), log)
 }

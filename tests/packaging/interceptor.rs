@@ -645,21 +645,11 @@ async fn against_oidc_provider_over_http_and_tls() {
         let pki = tls.then(TestPki::generate);
         let peer = OidcPeer::start(pki.as_ref());
         let log = token_provider_host::MemoryOutputPipe::new(1 << 20);
-        let mut builder = TokenHost::builder()
-            .config("token_url", peer.token_url())
-            .config("client_id", "basic-client")
-            .config("client_secret", "basic-secret")
-            .config("allow_insecure_http", (!tls).to_string())
-            .config("allowed_origins", peer.base())
-            .log(LogSink::Capture(log.clone()));
-        if let Some(pki) = &pki {
-            use rustls_pki_types::pem::PemObject;
-            builder = builder.trust([rustls_pki_types::CertificateDer::from_pem_slice(
-                pki.ca_pem.as_bytes(),
-            )
-            .unwrap()]);
-        }
-        let host = builder.build().unwrap();
+        let host = peer
+            .host_builder(pki.as_ref(), "basic-client", "basic-secret")
+            .log(LogSink::Capture(log.clone()))
+            .build()
+            .unwrap();
         let composed = Component::new(host.engine(), with_interceptor(p3_app())).unwrap();
         let send = |req| host.handle_http(&composed, Inherit::ALL, req);
         let get = || forward("GET", "/api/orders?page=1", &peer.base(), &[], b"");
@@ -714,22 +704,12 @@ async fn dpop_proofs_and_nonces_against_oidc_provider_over_http_and_tls() {
             ("API_DPOP_NONCE", "1".to_string()),
         ];
         let peer = OidcPeer::start_with(pki.as_ref(), &nonces);
-        let mut builder = TokenHost::builder()
-            .config("token_url", peer.token_url())
-            .config("client_id", "basic-client")
-            .config("client_secret", "basic-secret")
-            .config("allow_insecure_http", (!tls).to_string())
-            .config("allowed_origins", peer.base())
+        let host = peer
+            .host_builder(pki.as_ref(), "basic-client", "basic-secret")
             .config("dpop", "on")
-            .config("retry_body_bytes", "16");
-        if let Some(pki) = &pki {
-            use rustls_pki_types::pem::PemObject;
-            builder = builder.trust([rustls_pki_types::CertificateDer::from_pem_slice(
-                pki.ca_pem.as_bytes(),
-            )
-            .unwrap()]);
-        }
-        let host = builder.build().unwrap();
+            .config("retry_body_bytes", "16")
+            .build()
+            .unwrap();
         let composed = Component::new(host.engine(), with_interceptor(p3_app())).unwrap();
         let send = |req| host.handle_http(&composed, Inherit::ALL, req);
         let large = b"{\"order\":42,\"note\":\"more than sixteen bytes\"}";
@@ -769,12 +749,8 @@ async fn dpop_proofs_and_nonces_against_oidc_provider_over_http_and_tls() {
     }
     // No body: a nonce request is answered at once and the app sees the 200.
     let peer = OidcPeer::start_with(None, &[("API_DPOP_NONCE", "1".to_string())]);
-    let host = TokenHost::builder()
-        .config("token_url", peer.token_url())
-        .config("client_id", "basic-client")
-        .config("client_secret", "basic-secret")
-        .config("allow_insecure_http", "true")
-        .config("allowed_origins", peer.base())
+    let host = peer
+        .host_builder(None, "basic-client", "basic-secret")
         .config("dpop", "on")
         .build()
         .unwrap();

@@ -314,6 +314,12 @@ mod tests {
         B64::encode_string(&sha2::Sha256::digest(json.as_bytes()))
     }
 
+    /// The thumbprint of the rig's `dpop_private_key`.
+    fn configured_jkt(rig: &Rig) -> String {
+        let dpop = rig.settings.client.dpop.as_ref().unwrap();
+        dpop.configured.as_ref().unwrap().jkt().to_string()
+    }
+
     /// Another instance: the same settings and store, its own memory.
     fn other_instance(rig: &Rig) -> RefCell<MemoryCache> {
         let _ = rig;
@@ -332,17 +338,7 @@ mod tests {
     #[test]
     fn a_configured_key_proves_every_token_request_and_binds_the_token() {
         let rig = Rig::new(&[("dpop", "on"), ("dpop_private_key", p256_pem())]);
-        let jkt = rig
-            .settings
-            .client
-            .dpop
-            .as_ref()
-            .unwrap()
-            .configured
-            .as_ref()
-            .unwrap()
-            .jkt()
-            .to_string();
+        let jkt = configured_jkt(&rig);
         rig.platform.respond(Ok(response(503, &[], "busy")));
         rig.platform.respond(Ok(dpop_token("bound")));
         let t = rig.get().unwrap();
@@ -391,17 +387,7 @@ mod tests {
                 .unwrap()
                 .contains("dpop")
         );
-        let jkt = a
-            .settings
-            .client
-            .dpop
-            .as_ref()
-            .unwrap()
-            .configured
-            .as_ref()
-            .unwrap()
-            .jkt()
-            .to_string();
+        let jkt = configured_jkt(&a);
         assert!(
             String::from_utf8(a.key().context(""))
                 .unwrap()
