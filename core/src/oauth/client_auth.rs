@@ -125,13 +125,41 @@ const MIN_RSA_BITS: u32 = 2048;
 
 #[derive(Clone)]
 enum Key {
-    Es256(p256::ecdsa::SigningKey),
+    Es256(Box<P256Key>),
     #[cfg(feature = "eddsa")]
     EdDsa(Box<ed25519_dalek::SigningKey>),
     #[cfg(feature = "rsa")]
     Rs256(Box<rsa::PrivateKey>),
     #[cfg(feature = "rsa")]
     Ps256(Box<rsa::PrivateKey>),
+}
+
+/// A P-256 key: the secret (wiped on drop) and its public key, derived once.
+#[derive(Clone)]
+struct P256Key {
+    secret: p256::SecretKey,
+    public: p256::PublicKey,
+}
+
+impl P256Key {
+    /// `secret` with its public key derived (a scalar multiplication).
+    fn derived(secret: p256::SecretKey) -> Self {
+        let public = secret.public_key();
+        P256Key { secret, public }
+    }
+
+    /// The ES256 signature `r || s` of `input`: RFC 6979's deterministic nonce over its
+    /// SHA-256, as `p256`'s `SigningKey` signs (the same bytes: tested).
+    fn sign(&self, input: &[u8]) -> Vec<u8> {
+        use sha2::Digest as _;
+        let z = sha2::Sha256::digest(input);
+        let (signature, _) = ecdsa::hazmat::sign_prehashed_rfc6979::<p256::NistP256, sha2::Sha256>(
+            &self.secret.to_nonzero_scalar(),
+            &z,
+            &[],
+        );
+        signature.to_bytes().to_vec()
+    }
 }
 
 /// A client's private key for `private_key_jwt`, read once per instance. Its `Debug`
@@ -153,9 +181,8 @@ impl PrivateKey {
         let der = pkcs8_der(pem).ok_or(
             "expected a PKCS#8 PEM private key (-----BEGIN PRIVATE KEY-----); convert others with `openssl pkcs8 -topk8 -nocrypt`",
         )?;
-        if let Some(key) =
-            super::p256_pkcs8::secret_key(&der).map(|k| p256::ecdsa::SigningKey::from(&k))
-        {
+        if let Some((secret, public)) = super::p256_pkcs8::key_pair(&der) {
+            let key = Box::new(P256Key { secret, public });
             return match alg {
                 None | Some(Alg::Es256) => Ok(PrivateKey(Key::Es256(key))),
                 Some(other) => Err(format!("a P-256 key signs ES256, not {}", other.as_str())),
@@ -184,9 +211,39 @@ impl PrivateKey {
     pub(crate) fn from_p256_scalar(scalar: &[u8]) -> Option<Self> {
         let bytes: &[u8; 32] = scalar.try_into().ok()?;
         let secret = p256::SecretKey::from_bytes(&(*bytes).into()).ok()?;
-        Some(PrivateKey(Key::Es256(p256::ecdsa::SigningKey::from(
-            &secret,
-        ))))
+        Some(PrivateKey(Key::Es256(Box::new(P256Key::derived(secret)))))
+    }
+
+    /// A P-256 key from its scalar and its public key as [`PrivateKey::p256_public`]
+    /// gave it (a key this component made and sealed with both), without deriving the
+    /// public key again. `None` when either is not one; that the two belong together
+    /// is what the sealed record vouches for.
+    pub(crate) fn from_p256_parts(scalar: &[u8], public: &[u8]) -> Option<Self> {
+        let bytes: &[u8; 32] = scalar.try_into().ok()?;
+        let secret = p256::SecretKey::from_bytes(&(*bytes).into()).ok()?;
+        // Uncompressed only (`0x04 || x || y`), read as coordinates: a point on the
+        // curve, without the decompression code a SEC1 reader brings (6.6 KB).
+        use p256::elliptic_curve::point::AffineCoordinates as _;
+        let (&[4], xy) = public.split_at_checked(1)? else {
+            return None;
+        };
+        let (x, y) = xy.split_at_checked(32).filter(|(_, y)| y.len() == 32)?;
+        let point = p256::AffinePoint::from_coordinates(
+            &p256::FieldBytes::try_from(x).ok()?,
+            &p256::FieldBytes::try_from(y).ok()?,
+        );
+        let public = p256::PublicKey::from_affine(Option::from(point)?).ok()?;
+        Some(PrivateKey(Key::Es256(Box::new(P256Key { secret, public }))))
+    }
+
+    /// A P-256 key's public key, SEC1 uncompressed (65 bytes); `None` for other keys.
+    pub(crate) fn p256_public(&self) -> Option<Vec<u8>> {
+        use p256::elliptic_curve::sec1::ToSec1Point;
+        match &self.0 {
+            Key::Es256(key) => Some(key.public.to_sec1_point(false).as_bytes().to_vec()),
+            #[cfg(any(feature = "eddsa", feature = "rsa"))]
+            _ => None,
+        }
     }
 
     /// The public key's JWK members that RFC 7638 hashes, in its order (`crv`, `kty`,
@@ -196,7 +253,7 @@ impl PrivateKey {
         match &self.0 {
             Key::Es256(key) => {
                 use p256::elliptic_curve::sec1::ToSec1Point;
-                let point = key.verifying_key().as_affine().to_sec1_point(false);
+                let point = key.public.to_sec1_point(false);
                 let xy = &point.as_bytes()[1..];
                 vec![
                     ("crv", "P-256".into()),
@@ -254,11 +311,7 @@ impl PrivateKey {
         #[cfg(not(feature = "rsa"))]
         let _ = random;
         match &self.0 {
-            Key::Es256(key) => {
-                let signature: p256::ecdsa::Signature =
-                    p256::ecdsa::signature::Signer::sign(key, input);
-                signature.to_bytes().to_vec()
-            }
+            Key::Es256(key) => key.sign(input),
             #[cfg(feature = "eddsa")]
             Key::EdDsa(key) => ed25519_dalek::Signer::sign(key.as_ref(), input)
                 .to_bytes()
@@ -748,5 +801,33 @@ mod tests {
             assert!(e.contains(says), "{jwt}: {e}");
             assert!(!e.contains("secret"), "{e}");
         }
+    }
+
+    #[test]
+    fn es256_signs_the_bytes_p256s_signing_key_signs_and_parts_make_the_same_key() {
+        use p256::ecdsa::signature::Signer as _;
+        let scalar = [0x42u8; 32];
+        let key = PrivateKey::from_p256_scalar(&scalar).unwrap();
+        let reference =
+            p256::ecdsa::SigningKey::from(p256::SecretKey::from_bytes(&scalar.into()).unwrap());
+        for input in [&b""[..], b"a.b", &[0xffu8; 300][..]] {
+            let theirs: p256::ecdsa::Signature = reference.sign(input);
+            assert_eq!(key.sign(input, &|_| {}), theirs.to_bytes().to_vec());
+        }
+        // The key from its parts (as a sealed record holds them) is the same key.
+        let public = key.p256_public().unwrap();
+        assert_eq!(public.len(), 65);
+        let parts = PrivateKey::from_p256_parts(&scalar, &public).unwrap();
+        assert_eq!(parts.public_jwk(), key.public_jwk());
+        assert_eq!(parts.sign(b"x", &|_| {}), key.sign(b"x", &|_| {}));
+        // Not a point, or not a scalar: no key.
+        assert!(PrivateKey::from_p256_parts(&scalar, &public[..64]).is_none());
+        assert!(PrivateKey::from_p256_parts(&[0; 32], &public).is_none());
+        let mut compressed = public[..33].to_vec();
+        compressed[0] = 2 + (public[64] & 1);
+        assert!(PrivateKey::from_p256_parts(&scalar, &compressed).is_none());
+        let mut off_curve = public.clone();
+        off_curve[64] ^= 1;
+        assert!(PrivateKey::from_p256_parts(&scalar, &off_curve).is_none());
     }
 }

@@ -11,7 +11,7 @@
 //! 18.2 KB larger than with this walk (docs/performance.md).
 
 use der::{Decode, Header, Reader, SliceReader, Tag, TagNumber};
-use p256::elliptic_curve::sec1::ValidatePublicKey;
+use p256::elliptic_curve::sec1::ToSec1Point;
 
 /// The content of `AlgorithmIdentifier { id-ecPublicKey, prime256v1 }`: DER has one
 /// encoding of it, so the bytes are the check.
@@ -26,7 +26,14 @@ const NAMED_CURVE: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0
 /// The key in `der`, or `None` when it is not a well-formed P-256 PKCS#8 key whose
 /// `ECPrivateKey` public key (when it carries one) is its own. A v2 key's outer
 /// `publicKey` is only checked to be a bit string, as `pkcs8` does.
+#[cfg(test)]
 pub(crate) fn secret_key(der: &[u8]) -> Option<p256::SecretKey> {
+    key_pair(der).map(|(secret, _)| secret)
+}
+
+/// [`secret_key`] with its public key, derived once (and compared with the one the key
+/// carries, if it carries one), so that a signer need not derive it again.
+pub(crate) fn key_pair(der: &[u8]) -> Option<(p256::SecretKey, p256::PublicKey)> {
     let mut info = sequence(der)?;
     let v2 = match expect(&mut info, Tag::Integer)? {
         [0] => false,
@@ -60,8 +67,8 @@ pub(crate) fn secret_key(der: &[u8]) -> Option<p256::SecretKey> {
 }
 
 /// `ECPrivateKey { version 1, privateKey, [0] parameters OPTIONAL, [1] publicKey
-/// OPTIONAL }`.
-fn ec_private_key(der: &[u8]) -> Option<p256::SecretKey> {
+/// OPTIONAL }`, with the public key derived from the scalar.
+fn ec_private_key(der: &[u8]) -> Option<(p256::SecretKey, p256::PublicKey)> {
     let mut key = sequence(der)?;
     if expect(&mut key, Tag::Integer)? != [1] {
         return None;
@@ -87,11 +94,13 @@ fn ec_private_key(der: &[u8]) -> Option<p256::SecretKey> {
         return None;
     }
     let secret = p256::SecretKey::from_slice(scalar).ok()?;
+    let public = secret.public_key();
     if let Some(point) = point {
+        // As `validate_public_key` checks it: the derived key, encoded the same way.
         let point = p256::Sec1Point::from_bytes(point).ok()?;
-        p256::NistP256::validate_public_key(&secret, &point).ok()?;
+        (public.to_sec1_point(point.is_compressed()) == point).then_some(())?;
     }
-    Some(secret)
+    Some((secret, public))
 }
 
 /// A reader over the content of the one `SEQUENCE` that `der` is.

@@ -29,16 +29,23 @@ use serde::Serialize;
 /// At most this many origins' nonces and generated keys per instance.
 const MAX_KEPT: usize = 32;
 
-/// A generated key as the store keeps it (sealed): the P-256 scalar, base64url.
+/// A generated key as the store keys it (sealed): the P-256 scalar and, so that an
+/// instance that reads it need not derive it again, the public key (SEC1
+/// uncompressed), both base64url. A record without `public` (none is written so) is
+/// read by deriving it.
 struct KeyRecord {
     p256: zeroize::Zeroizing<String>,
+    public: Option<String>,
 }
 
 impl Serialize for KeyRecord {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(1))?;
+        let mut map = s.serialize_map(Some(2))?;
         map.serialize_entry("p256", self.p256.as_str())?;
+        if let Some(public) = &self.public {
+            map.serialize_entry("public", public)?;
+        }
         map.end()
     }
 }
@@ -47,14 +54,29 @@ impl Record for KeyRecord {
     fn from_fields(f: &Fields) -> Option<Self> {
         Some(KeyRecord {
             p256: zeroize::Zeroizing::new(f.string("p256")?),
+            public: match f.value("public") {
+                None => None,
+                Some(_) => Some(f.string("public")?),
+            },
         })
     }
 }
 
 impl KeyRecord {
+    fn of(generated: &dpop::GeneratedKey) -> Self {
+        KeyRecord {
+            p256: zeroize::Zeroizing::new(B64::encode_string(generated.scalar())),
+            public: generated.key.p256_public().map(|p| B64::encode_string(&p)),
+        }
+    }
+
     fn key(&self) -> Option<DpopKey> {
         let scalar = zeroize::Zeroizing::new(B64::decode_vec(&self.p256).ok()?);
-        PrivateKey::from_p256_scalar(&scalar).map(DpopKey::new)
+        let key = match &self.public {
+            Some(public) => PrivateKey::from_p256_parts(&scalar, &B64::decode_vec(public).ok()?),
+            None => PrivateKey::from_p256_scalar(&scalar),
+        };
+        key.map(DpopKey::new)
     }
 }
 
@@ -95,9 +117,7 @@ impl<P: Platform> Provider<'_, P> {
         let generated = dpop::generate_p256(&random)?;
         let key = DpopKey::new(generated.key.clone());
         if let Some(store) = self.settings.cache.kv_store.as_deref() {
-            let record = KeyRecord {
-                p256: zeroize::Zeroizing::new(B64::encode_string(generated.scalar())),
-            };
+            let record = KeyRecord::of(&generated);
             let sealed = seal::seal_value(
                 &record,
                 &self.settings.cache.secret,
@@ -618,5 +638,33 @@ mod tests {
         .unwrap();
         assert_eq!(forced.dpop.unwrap(), a);
         assert!(rig.platform.kv_keys().is_empty());
+    }
+
+    #[test]
+    fn a_key_record_holds_the_public_key_and_one_without_it_still_opens() {
+        let rig = Rig::new(&[("dpop", "on")]);
+        rig.platform.respond(Ok(dpop_token("t1")));
+        let jkt = rig.get().unwrap().dpop.unwrap().jkt().to_string();
+        let context = rig.key().context(roles::DPOP_KEY);
+        let sealed = rig.platform.kv_value(&rig.key().dpop_key()).unwrap();
+        let record =
+            seal::open_value::<KeyRecord>(&sealed, &rig.settings.cache.secret, &context).unwrap();
+        assert!(record.public.is_some());
+        assert_eq!(record.key().unwrap().jkt(), jkt);
+        // The scalar alone (a record of another writer): the same key, derived.
+        let scalar_only = KeyRecord {
+            p256: record.p256.clone(),
+            public: None,
+        };
+        assert_eq!(scalar_only.key().unwrap().jkt(), jkt);
+        let resealed =
+            seal::seal_value(&scalar_only, &rig.settings.cache.secret, &context, [1; 24]);
+        rig.platform.kv_put(&rig.key().dpop_key(), &resealed);
+        let other = other_instance(&rig);
+        let t = get_with(&rig, &other).unwrap();
+        assert_eq!(
+            (t.source, t.dpop.unwrap().jkt()),
+            (crate::Source::Store, jkt.as_str())
+        );
     }
 }
