@@ -234,10 +234,10 @@ impl<P: Platform> Provider<'_, P> {
     }
 
     /// Keep `nonce`, which `origin` just sent, if it is new: in memory and the store
-    /// (a `dpop.nonce` audit line, without the value).
-    pub(crate) fn keep_dpop_nonce(&self, origin: &str, nonce: &str) {
+    /// (a `dpop.nonce` audit line, without the value). Whether it was new (and valid).
+    pub(crate) fn keep_dpop_nonce(&self, origin: &str, nonce: &str) -> bool {
         if !dpop::valid_nonce(nonce) || self.dpop_nonce_in_memory(origin, nonce) {
-            return;
+            return false;
         }
         self.remember_nonce(origin, nonce);
         if let Some(store) = self.settings.cache.kv_store.as_deref() {
@@ -258,6 +258,7 @@ impl<P: Platform> Provider<'_, P> {
         }
         let ev = Event::new(Outcome::DpopNonce, &self.settings.audit, &[]);
         self.audit(&ev.with_detail(origin));
+        true
     }
 
     fn dpop_nonce_in_memory(&self, origin: &str, nonce: &str) -> bool {

@@ -63,10 +63,7 @@ pub fn keep_api_nonce<P: Platform, V: AsRef<[u8]>>(
     else {
         return false;
     };
-    let server = api_server(origin);
-    let before = provider.dpop_nonce(&server);
-    provider.keep_dpop_nonce(&server, nonce);
-    provider.dpop_nonce(&server) != before
+    provider.keep_dpop_nonce(&api_server(origin), nonce)
 }
 
 /// For a caller that sends a DPoP token itself (the WIT `dpop.proof`): the token for
