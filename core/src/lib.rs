@@ -49,12 +49,12 @@ pub use secret::AccessToken;
 // Sending with a token: the authorized client and the interceptor's decisions.
 pub use origin::{Origin, Scheme};
 pub use send::authorized::{ApiRequest, RETRIED_AFTER_401, send};
-pub use send::challenge::{RenewOn401, asks_for_dpop_nonce};
+pub use send::challenge::RenewOn401;
 pub use send::intercept::{
     AfterAnswer, Body, BodyPlan, Decision, RETRIED_TWICE_AFTER_401, Sent, after_answer, body_plan,
     decide, retry_with_nonce,
 };
-pub use send::proof::{keep_api_nonce, keep_nonce, proof_for, token_headers};
+pub use send::proof::{keep_nonce, nonce_asked, proof_for, token_headers};
 /// The settings each part of the core defines, as [`Settings`] assembles them.
 pub mod settings {
     pub use crate::audit::{AuditSettings, Level};

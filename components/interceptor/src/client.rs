@@ -23,8 +23,8 @@ use std::task::{Poll, Waker};
 use token_provider_core::{
     AccessToken, AfterAnswer, Body, BodyPlan, Decision, Error as CoreError, Event, IssuedToken,
     Origin, Outcome, Provider, RETRIED_AFTER_401, RETRIED_TWICE_AFTER_401, Reading, Sent, Source,
-    TokenRequest, after_answer, asks_for_dpop_nonce, body_plan, decide, keep_api_nonce,
-    retry_with_nonce, sanitize, settings::SendSettings, token_headers,
+    TokenRequest, after_answer, body_plan, decide, nonce_asked, retry_with_nonce, sanitize,
+    settings::SendSettings, token_headers,
 };
 use token_provider_wasi::Instance;
 use wit_bindgen::{FutureReader, StreamReader, StreamResult};
@@ -129,7 +129,11 @@ async fn attach(
         let challenges = challenges(&response);
         // A DPoP nonce asked for and given: the token is fine; again at once with a
         // proof that carries it, if the body can go again.
-        if nonce_asked(&p, &issued, origin, &response, &challenges)
+        let nonces = match issued.dpop {
+            Some(_) => response.get_headers().get("dpop-nonce"),
+            None => Vec::new(),
+        };
+        if nonce_asked(&p, &issued, origin, (status, &challenges, &nonces))
             && retry_with_nonce(body.shape().await, nonce_retried)
         {
             nonce_retried = true;
@@ -192,22 +196,6 @@ async fn token_for(
         });
     }
     Ok(issued)
-}
-
-/// Whether the API's answer to a request with DPoP token `issued` is a 401 that asks
-/// for a nonce (`DPoP error="use_dpop_nonce"`) and brought a new one (kept for the next
-/// proofs to `origin` whatever the status).
-fn nonce_asked(
-    p: &P3Provider,
-    issued: &IssuedToken,
-    origin: &Origin,
-    response: &Response,
-    challenges: &[Vec<u8>],
-) -> bool {
-    issued.dpop.is_some()
-        && keep_api_nonce(p, issued, origin, &response.get_headers().get("dpop-nonce"))
-        && response.get_status_code() == 401
-        && asks_for_dpop_nonce(challenges)
 }
 
 /// The `WWW-Authenticate` values of an API's answer, if it is a 401 (none are looked

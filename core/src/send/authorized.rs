@@ -9,8 +9,7 @@ use crate::oauth::request::{TokenParams, TokenRequest};
 use crate::origin::{Origin, Scheme, parse_url};
 use crate::platform::Platform;
 use crate::provider::{IssuedToken, Provider};
-use crate::send::challenge::asks_for_dpop_nonce;
-use crate::send::proof::{keep_api_nonce, token_headers};
+use crate::send::proof::{nonce_asked, token_headers};
 use crate::send::routes::InterceptSettings;
 
 /// Methods never sent with a token: TRACE (and the old TRACK) echo the request, its
@@ -288,15 +287,9 @@ async fn send_with_token<P: Platform>(
                 ..token_request.clone()
             })
             .await?;
-        let mut resp = send_with(&token).await?;
-        if resp.status == 401
-            && token.dpop.is_some()
-            && asks_for_dpop_nonce(&resp.header_values("www-authenticate"))
-            && resp
-                .header("dpop-nonce")
-                .is_some_and(crate::oauth::dpop::valid_nonce)
-        {
-            resp = send_with(&token).await?;
+        let (mut resp, asked) = send_with(&token).await?;
+        if asked {
+            resp = send_with(&token).await?.0;
         }
         Ok((token, resp))
     };
@@ -318,15 +311,15 @@ async fn send_with_token<P: Platform>(
     }
 }
 
-/// One request with `token` (a DPoP token's proof made for it alone); an API's new
-/// `DPoP-Nonce` is kept.
+/// One request with `token` (a DPoP token's proof made for it alone), and whether the
+/// answer asks for the DPoP nonce it brought (`nonce_asked`, which keeps it).
 async fn send_once<P: Platform>(
     provider: &Provider<'_, P>,
     settings: &SendSettings,
     prepared: &HttpRequest,
     token: &IssuedToken,
     options: HttpOptions,
-) -> Result<HttpResponse, Error> {
+) -> Result<(HttpResponse, bool), Error> {
     let origin = &prepared.url.origin;
     let (authorization, proof) = token_headers(
         provider,
@@ -349,8 +342,13 @@ async fn send_once<P: Platform>(
             settings.max_response_bytes
         )));
     }
-    keep_api_nonce(provider, token, origin, &resp.header_values("dpop-nonce"));
-    Ok(resp)
+    let answer = (
+        resp.status,
+        &resp.header_values("www-authenticate")[..],
+        &resp.header_values("dpop-nonce")[..],
+    );
+    let asked = nonce_asked(provider, token, origin, answer);
+    Ok((resp, asked))
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ impl RenewOn401 {
 
 /// Whether a 401 asks for a DPoP nonce: `WWW-Authenticate: DPoP error="use_dpop_nonce"`
 /// (the new nonce is in the response's `DPoP-Nonce`).
-pub fn asks_for_dpop_nonce<V: AsRef<[u8]>>(www_authenticate: &[V]) -> bool {
+pub(crate) fn asks_for_dpop_nonce<V: AsRef<[u8]>>(www_authenticate: &[V]) -> bool {
     !www_authenticate.is_empty()
         && verdict(www_authenticate, TokenType::DPoP) == Verdict::UseDpopNonce
 }

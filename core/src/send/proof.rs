@@ -9,6 +9,7 @@ use crate::oauth::dpop::ProofClaims;
 use crate::origin::{Origin, parse_url};
 use crate::platform::Platform;
 use crate::provider::{IssuedToken, Provider};
+use crate::send::challenge::asks_for_dpop_nonce;
 
 /// Whose nonces these are: the API at `origin` (the token endpoint's are its own, even
 /// on the same origin).
@@ -45,10 +46,27 @@ pub fn token_headers<P: Platform>(
     (authorization.into_bytes(), Some(proof.into_bytes()))
 }
 
+/// After an API at `origin` answered a request with `token` (`status`, its
+/// `WWW-Authenticate` and `DPoP-Nonce` values): keep the nonce, if the token is a DPoP
+/// one and the value may be sent back, for the next proofs to that origin; and say
+/// whether the answer is a 401 `DPoP error="use_dpop_nonce"` that brought a new one,
+/// so that the request is to be sent again at once with it. The one rule of `send` and
+/// the interceptor.
+pub fn nonce_asked<P: Platform, V: AsRef<[u8]>>(
+    provider: &Provider<'_, P>,
+    token: &IssuedToken,
+    origin: &Origin,
+    (status, www_authenticate, dpop_nonce): (u16, &[V], &[V]),
+) -> bool {
+    keep_api_nonce(provider, token, origin, dpop_nonce)
+        && status == 401
+        && asks_for_dpop_nonce(www_authenticate)
+}
+
 /// Keep the `DPoP-Nonce` an API at `origin` answered with (its header values), if the
 /// token is a DPoP one and the value may be sent back: the next proof to that origin
 /// carries it. Whether the nonce is new.
-pub fn keep_api_nonce<P: Platform, V: AsRef<[u8]>>(
+fn keep_api_nonce<P: Platform, V: AsRef<[u8]>>(
     provider: &Provider<'_, P>,
     token: &IssuedToken,
     origin: &Origin,
@@ -377,5 +395,26 @@ mod tests {
         let nonce = |i: usize| claims(&sent[i])["nonce"].clone();
         assert_eq!(nonce(2), "rs-1", "the API's");
         assert_eq!(nonce(3), "as-1", "the token endpoint's");
+    }
+    #[test]
+    fn a_nonce_request_with_the_nonce_just_sent_is_not_sent_again() {
+        // The interceptor's rule for `send` too: only a new nonce is worth a resend.
+        let rig = rig(&[]);
+        rig.platform
+            .respond(Ok(response(200, &[("dpop-nonce", "api-1")], "ok")));
+        send_one(&rig, "https://api.example.com/v1").unwrap();
+        rig.platform.respond(Ok(response(
+            401,
+            &[
+                ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+                ("dpop-nonce", "api-1"),
+            ],
+            "",
+        )));
+        let resp = send_one(&rig, "https://api.example.com/v2").unwrap();
+        assert_eq!(resp.status, 401);
+        let calls = api_calls(&rig);
+        assert_eq!(calls.len(), 2, "no resend with the same nonce");
+        assert_eq!(claims(&calls[1])["nonce"], "api-1");
     }
 }
