@@ -9,6 +9,7 @@ use crate::oauth::request::{TokenParams, TokenRequest};
 use crate::origin::{Origin, Scheme, parse_url};
 use crate::platform::Platform;
 use crate::provider::{IssuedToken, Provider};
+use crate::send::challenge::is_token;
 use crate::send::proof::{nonce_asked, token_headers};
 use crate::send::routes::InterceptSettings;
 
@@ -78,11 +79,6 @@ pub struct SendSettings {
     pub renew_on_401: crate::send::challenge::RenewOn401,
     /// The token interceptor's route table.
     pub intercept: InterceptSettings,
-}
-
-/// RFC 9110 §5.6.2 `token`: what a method or a header name is made of.
-pub(crate) fn is_token(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(crate::send::challenge::is_tchar)
 }
 
 /// RFC 9110 §5.5 field value: no control characters but the tab (so no CR, LF, NUL).

@@ -102,6 +102,11 @@ pub(crate) fn verdict<V: AsRef<[u8]>>(www_authenticate: &[V], kind: TokenType) -
     }
 }
 
+/// RFC 9110 §5.6.2 `token`: what a method or a header name is made of.
+pub(crate) fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(is_tchar)
+}
+
 /// RFC 9110 §5.6.2 `tchar`: what a token (a method, a header name, a scheme) is made of.
 pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)

@@ -84,6 +84,13 @@ fn keep_api_nonce<P: Platform, V: AsRef<[u8]>>(
     provider.keep_dpop_nonce(&api_server(origin), nonce)
 }
 
+/// A caller's request URL (the WIT `dpop` interface's): its fragment, never sent and
+/// never part of `htu`, left out; a refusal when it is not an http(s) URL.
+fn request_url(url: &str) -> Result<crate::origin::HttpUrl, Error> {
+    let url = url.split('#').next().unwrap_or_default();
+    parse_url(url).map_err(|e| Error::Refused(format!("URL: {e}")))
+}
+
 /// For a caller that sends a DPoP token itself (the WIT `dpop.proof`): the token for
 /// `request` now, and a proof for one request of `method` to `url` with it. A refusal
 /// when the token is not a DPoP one (`dpop = off`, or a Bearer answer accepted with
@@ -94,15 +101,13 @@ pub async fn proof_for<P: Platform>(
     method: &str,
     url: &str,
 ) -> Result<(IssuedToken, String), Error> {
-    if method.is_empty() || !method.bytes().all(crate::send::challenge::is_tchar) {
+    if !crate::send::challenge::is_token(method) {
         return Err(Error::Refused(format!(
             "`{}` is not a valid HTTP method",
             crate::error::sanitize(method, 32)
         )));
     }
-    // A fragment is never sent, and never part of `htu`.
-    let url = url.split('#').next().unwrap_or_default();
-    let parsed = parse_url(url).map_err(|e| Error::Refused(format!("URL: {e}")))?;
+    let parsed = request_url(url)?;
     let token = provider.get_token(request).await?;
     if token.dpop.is_none() {
         return Err(Error::Refused(format!(
@@ -126,8 +131,7 @@ pub fn keep_nonce<P: Platform>(
     if provider.settings.client.dpop.is_none() {
         return Err(Error::Refused("dpop is off: no nonce is kept".into()));
     }
-    let url = url.split('#').next().unwrap_or_default();
-    let parsed = parse_url(url).map_err(|e| Error::Refused(format!("URL: {e}")))?;
+    let parsed = request_url(url)?;
     if !crate::oauth::dpop::valid_nonce(nonce) {
         return Err(Error::Refused(
             "not a DPoP nonce: empty, over 512 bytes, or with characters RFC 9449 does not allow"
