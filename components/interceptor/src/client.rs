@@ -129,10 +129,7 @@ async fn attach(
         let challenges = challenges(&response);
         // A DPoP nonce asked for and given: the token is fine; again at once with a
         // proof that carries it, if the body can go again.
-        let nonces = match issued.dpop {
-            Some(_) => response.get_headers().get("dpop-nonce"),
-            None => Vec::new(),
-        };
+        let nonces = dpop_nonces(&issued, &response);
         if nonce_asked(&p, &issued, origin, (status, &challenges, &nonces))
             && retry_with_nonce(body.shape().await, nonce_retried)
         {
@@ -196,6 +193,15 @@ async fn token_for(
         });
     }
     Ok(issued)
+}
+
+/// The `DPoP-Nonce` values of an API's answer to a request with a DPoP token (none
+/// are looked at for a Bearer token).
+fn dpop_nonces(issued: &IssuedToken, response: &Response) -> Vec<Vec<u8>> {
+    match issued.dpop {
+        Some(_) => response.get_headers().get("dpop-nonce"),
+        None => Vec::new(),
+    }
 }
 
 /// The `WWW-Authenticate` values of an API's answer, if it is a 401 (none are looked
