@@ -668,4 +668,41 @@ mod tests {
             (crate::Source::Store, jkt.as_str())
         );
     }
+
+    #[test]
+    fn a_stored_nonce_that_does_not_open_or_may_not_be_sent_is_not_sent() {
+        let server = format!("token endpoint {}", "https://auth.example.com:443");
+        for planted in [Some("bad nonce"), Some(""), None] {
+            let rig = Rig::new(&[("dpop", "on")]);
+            let key = CacheKey::dpop_server(rig.settings.cache.key_names, &server);
+            let value = match planted {
+                Some(nonce) => seal::seal_value(
+                    &NonceRecord {
+                        nonce: nonce.into(),
+                    },
+                    &rig.settings.cache.secret,
+                    &key.context(roles::DPOP_NONCE),
+                    [4; 24],
+                ),
+                None => b"not sealed".to_vec(),
+            };
+            rig.platform.kv_put(&key.dpop_nonce(), &value);
+            rig.platform.respond(Ok(dpop_token("t1")));
+            rig.get().unwrap();
+            let (_, claims) = proof_of(&rig.platform.sent.borrow()[0]);
+            assert!(claims.get("nonce").is_none(), "{planted:?}");
+        }
+        // A good one is sent (the name above is the token endpoint's).
+        let rig = Rig::new(&[("dpop", "on")]);
+        let key = CacheKey::dpop_server(rig.settings.cache.key_names, &server);
+        let record = NonceRecord {
+            nonce: "good".into(),
+        };
+        let context = key.context(roles::DPOP_NONCE);
+        let sealed = seal::seal_value(&record, &rig.settings.cache.secret, &context, [4; 24]);
+        rig.platform.kv_put(&key.dpop_nonce(), &sealed);
+        rig.platform.respond(Ok(dpop_token("t1")));
+        rig.get().unwrap();
+        assert_eq!(proof_of(&rig.platform.sent.borrow()[0]).1["nonce"], "good");
+    }
 }
