@@ -124,20 +124,11 @@ pub fn valid_nonce(value: &str) -> bool {
 /// A DPoP proof for one request, signed with `key` (`random` gives the RSA signers
 /// their bytes). A nonce that [`valid_nonce`] refuses is left out.
 pub fn proof(key: &PrivateKey, claims: &ProofClaims<'_>, random: &dyn Fn(&mut [u8])) -> String {
-    proof_with(key, &key.public_jwk(), claims, random)
-}
-
-/// [`proof`] with the key's public JWK members already at hand (`DpopKey` keeps them).
-fn proof_with(
-    key: &PrivateKey,
-    jwk: &[(&'static str, String)],
-    claims: &ProofClaims<'_>,
-    random: &dyn Fn(&mut [u8]),
-) -> String {
+    let jwk = key.public_jwk();
     let header = Header {
         typ: PROOF_TYPE,
         alg: key.alg().as_str(),
-        jwk: Jwk(jwk),
+        jwk: Jwk(&jwk),
     };
     let jti = B64::encode_string(&claims.jti);
     let payload = Payload {
@@ -187,24 +178,20 @@ pub fn generate_p256(random: &dyn Fn(&mut [u8])) -> Option<GeneratedKey> {
 }
 
 /// The key tokens are bound to, as this instance holds it: shared by every token and
-/// proof that uses it, with its public JWK and thumbprint worked out once (not for
-/// every proof). Two are equal when their thumbprints are; `Debug` shows the
-/// thumbprint only.
+/// proof that uses it, with its thumbprint worked out once. Two are equal when their
+/// thumbprints are; `Debug` shows the thumbprint only.
 #[derive(Clone)]
 pub struct DpopKey {
     key: std::sync::Arc<PrivateKey>,
-    jwk: std::sync::Arc<[(&'static str, String)]>,
     jkt: String,
 }
 
 impl DpopKey {
-    /// `key`, with its public JWK and thumbprint.
+    /// `key`, with its thumbprint.
     pub fn new(key: PrivateKey) -> Self {
-        let jwk = key.public_jwk();
-        let jkt = thumbprint_of(&jwk);
+        let jkt = thumbprint(&key);
         DpopKey {
             key: std::sync::Arc::new(key),
-            jwk: jwk.into(),
             jkt,
         }
     }
@@ -216,7 +203,7 @@ impl DpopKey {
 
     /// A proof for one request ([`proof`]).
     pub fn proof(&self, claims: &ProofClaims<'_>, random: &dyn Fn(&mut [u8])) -> String {
-        proof_with(&self.key, &self.jwk, claims, random)
+        proof(&self.key, claims, random)
     }
 }
 
