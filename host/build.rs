@@ -61,6 +61,7 @@ fn main() {
     }
     for path in [
         "core",
+        "es256",
         "components",
         "wit",
         "Cargo.toml",

@@ -278,6 +278,12 @@ mod test_kit {
         (b.build().unwrap(), log)
     }
 
+    /// That the API answered request `i` with 200 (else its answer).
+    fn ok(i: usize, resp: &token_provider_host::ApiResponse) {
+        let body = String::from_utf8_lossy(&resp.body);
+        assert_eq!(resp.status, 200, "{i}: {body}");
+    }
+
     #[tokio::test]
     async fn every_proof_verifies_and_the_token_is_bound_to_the_stored_key() {
         let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
@@ -288,12 +294,7 @@ mod test_kit {
             let resp = send(&host, &api_get(server.url(&format!("/api/k/{i}?q=1"))))
                 .await
                 .unwrap();
-            assert_eq!(
-                resp.status,
-                200,
-                "{i}: {}",
-                String::from_utf8_lossy(&resp.body)
-            );
+            ok(i, &resp);
         }
         let (verified, refusals) = server.dpop_stats();
         assert_eq!(
@@ -324,6 +325,27 @@ mod test_kit {
                 && !lines.contains("as-nonce-1")
                 && !lines.contains("rs-nonce-1")
         );
+    }
+
+    /// One instance that signs many proofs: its first two `k·G` by `p256`'s generic
+    /// multiplication, the rest with the table it builds for the third
+    /// (`token_provider_es256`). Every proof verifies, whichever way it was signed.
+    #[tokio::test]
+    async fn an_instance_that_signs_often_signs_proofs_that_verify_both_ways() {
+        let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
+        let kv = Arc::new(MemoryKv::new());
+        let (host, _log) = kit_host(&server, &kv, &[]);
+        let mut instance = host.instance().await.unwrap();
+        for i in 0..8 {
+            let request = api_get(server.url(&format!("/api/often/{i}")));
+            ok(i, &instance.send(&request).await.unwrap().unwrap());
+        }
+        let (verified, refusals) = server.dpop_stats();
+        assert_eq!(
+            verified, 9,
+            "a token request and eight API calls: {refusals:?}"
+        );
+        assert!(refusals.is_empty(), "{refusals:?}");
     }
 
     async fn token_of(host: &TokenHost) -> token_provider_host::AccessToken {

@@ -138,22 +138,24 @@ fn component_is_a_reasonable_size() {
 /// where each stands, so that growth is a decision, not an accident: issue 24's goals
 /// (300,000 and 350,000 bytes, docs/performance.md, "Where the bytes are") plus what
 /// DPoP (issue 25) added: 28,185 bytes to the provider (its `dpop` export, proofs,
-/// keys and nonces), 20,075 to the interceptor and 29,140 to the RSA build.
+/// keys and nonces), 20,075 to the interceptor and 29,140 to the RSA build; then
+/// 10,448, 10,136 and 8,252 for ES256 signatures about four times faster in an
+/// instance that signs often (`token_provider_es256`'s comb, docs/performance.md#dpop).
 fn budgets() -> [(&'static str, &'static [u8], usize); 5] {
     use token_provider_host::components::*;
     [
-        ("token_provider.wasm", EMBEDDED_COMPONENT, 322_000),
+        ("token_provider.wasm", EMBEDDED_COMPONENT, 332_000),
         (
             "token_provider_wasmtime.wasm",
             EMBEDDED_WASMTIME_COMPONENT,
-            322_000,
+            332_000,
         ),
-        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 446_000),
-        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 366_000),
+        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 454_000),
+        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 376_000),
         (
             "token_interceptor_wasmtime.wasm",
             EMBEDDED_INTERCEPTOR_WASMTIME,
-            366_000,
+            376_000,
         ),
     ]
 }

@@ -72,8 +72,8 @@ fn signing_input(alg: &str, kid: Option<&str>, c: &Claims<'_>) -> String {
 }
 
 /// `base64url(JSON header) "." base64url(JSON payload)`: what a JWS signs (RFC 7515
-/// §7.1); the assertions here and DPoP's proofs (`oauth::dpop`).
-pub(crate) fn jws_input(header: &impl Serialize, payload: &impl Serialize) -> String {
+/// §7.1). DPoP's proofs (`oauth::dpop`) encode their header once per key.
+fn jws_input(header: &impl Serialize, payload: &impl Serialize) -> String {
     format!(
         "{}.{}",
         B64::encode_string(&json(header)),
@@ -143,22 +143,18 @@ struct P256Key {
 
 impl P256Key {
     /// `secret` with its public key derived (a scalar multiplication).
-    fn derived(secret: p256::SecretKey) -> Self {
-        let public = secret.public_key();
-        P256Key { secret, public }
+    fn derived(secret: p256::SecretKey) -> Option<Self> {
+        let public = token_provider_es256::public_key(&secret.to_nonzero_scalar())?;
+        Some(P256Key { secret, public })
     }
 
     /// The ES256 signature `r || s` of `input`: RFC 6979's deterministic nonce over its
-    /// SHA-256, as `p256`'s `SigningKey` signs (the same bytes: tested).
+    /// SHA-256, as `p256`'s `SigningKey` signs (the same bytes: tested), with `k·G` as
+    /// [`super::es256`] decides for this instance.
     fn sign(&self, input: &[u8]) -> Vec<u8> {
         use sha2::Digest as _;
         let z = sha2::Sha256::digest(input);
-        let (signature, _) = ecdsa::hazmat::sign_prehashed_rfc6979::<p256::NistP256, sha2::Sha256>(
-            &self.secret.to_nonzero_scalar(),
-            &z,
-            &[],
-        );
-        signature.to_bytes().to_vec()
+        token_provider_es256::sign(&self.secret.to_nonzero_scalar(), &z.into()).to_vec()
     }
 }
 
@@ -211,7 +207,7 @@ impl PrivateKey {
     pub(crate) fn from_p256_scalar(scalar: &[u8]) -> Option<Self> {
         let bytes: &[u8; 32] = scalar.try_into().ok()?;
         let secret = p256::SecretKey::from_bytes(&(*bytes).into()).ok()?;
-        Some(PrivateKey(Key::Es256(Box::new(P256Key::derived(secret)))))
+        Some(PrivateKey(Key::Es256(Box::new(P256Key::derived(secret)?))))
     }
 
     /// A P-256 key from its scalar and its public key as [`PrivateKey::p256_public`]

@@ -6,7 +6,7 @@
 //! binds the token to), `htu` (the target URI without query and fragment), `ath` (the
 //! token's hash), what a `DPoP-Nonce` header may hold, and the proof itself.
 
-use super::client_auth::{PrivateKey, jws_input};
+use super::client_auth::PrivateKey;
 use base64ct::{Base64UrlUnpadded as B64, Encoding as _};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -124,22 +124,18 @@ pub fn valid_nonce(value: &str) -> bool {
 /// A DPoP proof for one request, signed with `key` (`random` gives the RSA signers
 /// their bytes). A nonce that [`valid_nonce`] refuses is left out.
 pub fn proof(key: &PrivateKey, claims: &ProofClaims<'_>, random: &dyn Fn(&mut [u8])) -> String {
-    let jwk = key.public_jwk();
+    DpopKey::new(key.clone()).proof(claims, random)
+}
+
+/// The JOSE header of every proof `key` signs (`typ`, `alg` and the public key as a
+/// JWK whose members are `members`), base64url-encoded as the JWS carries it.
+fn encoded_header(key: &PrivateKey, members: &[(&'static str, String)]) -> String {
     let header = Header {
         typ: PROOF_TYPE,
         alg: key.alg().as_str(),
-        jwk: Jwk(&jwk),
+        jwk: Jwk(members),
     };
-    let jti = B64::encode_string(&claims.jti);
-    let payload = Payload {
-        jti: &jti,
-        htm: claims.method,
-        htu: htu(claims.url),
-        iat: claims.now_secs,
-        nonce: claims.nonce.filter(|n| valid_nonce(n)),
-        ath: claims.access_token.map(ath),
-    };
-    key.sign_jws(jws_input(&header, &payload), random)
+    B64::encode_string(&serde_json::to_vec(&header).unwrap_or_default())
 }
 
 /// A P-256 key this component made, with the scalar it was made from (to be sealed
@@ -184,15 +180,18 @@ pub fn generate_p256(random: &dyn Fn(&mut [u8])) -> Option<GeneratedKey> {
 pub struct DpopKey {
     key: std::sync::Arc<PrivateKey>,
     jkt: String,
+    /// The proofs' header, encoded once: it is the same for every proof.
+    header: std::sync::Arc<str>,
 }
 
 impl DpopKey {
-    /// `key`, with its thumbprint.
+    /// `key`, with its thumbprint and its proofs' header.
     pub fn new(key: PrivateKey) -> Self {
-        let jkt = thumbprint(&key);
+        let members = key.public_jwk();
         DpopKey {
+            jkt: thumbprint_of(&members),
+            header: encoded_header(&key, &members).into(),
             key: std::sync::Arc::new(key),
-            jkt,
         }
     }
 
@@ -201,9 +200,21 @@ impl DpopKey {
         &self.jkt
     }
 
-    /// A proof for one request ([`proof`]).
+    /// A proof for one request, signed with this key (`random` gives the RSA signers
+    /// their bytes). A nonce that [`valid_nonce`] refuses is left out.
     pub fn proof(&self, claims: &ProofClaims<'_>, random: &dyn Fn(&mut [u8])) -> String {
-        proof(&self.key, claims, random)
+        let jti = B64::encode_string(&claims.jti);
+        let payload = Payload {
+            jti: &jti,
+            htm: claims.method,
+            htu: htu(claims.url),
+            iat: claims.now_secs,
+            nonce: claims.nonce.filter(|n| valid_nonce(n)),
+            ath: claims.access_token.map(ath),
+        };
+        let payload = B64::encode_string(&serde_json::to_vec(&payload).unwrap_or_default());
+        self.key
+            .sign_jws(format!("{}.{payload}", self.header), random)
     }
 }
 

@@ -94,7 +94,7 @@ fn ec_private_key(der: &[u8]) -> Option<(p256::SecretKey, p256::PublicKey)> {
         return None;
     }
     let secret = p256::SecretKey::from_slice(scalar).ok()?;
-    let public = secret.public_key();
+    let public = token_provider_es256::public_key(&secret.to_nonzero_scalar())?;
     if let Some(point) = point {
         // As `validate_public_key` checks it: the derived key, encoded the same way.
         let point = p256::Sec1Point::from_bytes(point).ok()?;
