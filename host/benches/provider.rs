@@ -399,34 +399,9 @@ async fn dpop_rows() {
         .build()
         .unwrap();
     let request = api_request(&server);
-    // Warm instances (token and key in memory), one request after another.
     let mut warm_dpop = dpop.instance().await.unwrap();
-    let mut warm_bearer = bearer.instance().await.unwrap();
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    let one = async |i: &mut ProviderInstance, samples: Option<&mut Vec<Duration>>| {
-        let t = Instant::now();
-        assert_eq!(i.send(&request).await.unwrap().unwrap().status, 200);
-        if let Some(s) = samples {
-            s.push(t.elapsed());
-        }
-    };
-    let warm = Instant::now();
-    while warm.elapsed() < WARMUP {
-        one(&mut warm_dpop, None).await;
-        one(&mut warm_bearer, None).await;
-    }
-    let start = Instant::now();
-    while start.elapsed() < 2 * RUN && with.len() < MAX_SAMPLES {
-        one(&mut warm_dpop, Some(&mut with)).await;
-        one(&mut warm_bearer, Some(&mut without)).await;
-    }
-    let with = Stats::printed("send, DPoP token, warm instance", with);
-    let without = Stats::printed("send, Bearer token, warm instance", without);
-    ratio("send DPoP vs Bearer, warm (interleaved)", &with, &without);
-    println!(
-        "  a proof adds {:.1} us to send (median difference)",
-        with.median_us() - without.median_us()
-    );
+    let proof_len = dpop_proof_alone(&mut warm_dpop, &request.url).await;
+    dpop_warm_send_rows(&server, &bearer, warm_dpop, proof_len).await;
     // Fresh instances (token and key from the store), as Spin runs the provider.
     let (with, without) = measure_pair(
         "send DPoP vs Bearer, fresh instances",
@@ -442,7 +417,100 @@ async fn dpop_rows() {
         "  a proof and the key's store read add {:.1} us to send (median difference)",
         with.median_us() - without.median_us()
     );
-    // The interceptor, under Spin's instance reuse (token and key in memory).
+    dpop_interceptor_rows(&server, &dpop, &bearer, proof_len).await;
+}
+
+/// The proof alone, inside the component: the `dpop.proof` export against `get-token`
+/// (which `proof` also does first), on one warm instance (token and key in memory, the
+/// table of `token_provider_es256` built), no HTTP. Returns how long a proof is.
+async fn dpop_proof_alone(warm_dpop: &mut ProviderInstance, url: &str) -> usize {
+    let token_request = TokenRequest::default_request();
+    let proof_len = {
+        let proven = warm_dpop.dpop_proof(&token_request, "GET", url).await;
+        proven.unwrap().unwrap().proof.len()
+    };
+    let (mut proofs, mut tokens) = (Vec::new(), Vec::new());
+    let warm = Instant::now();
+    loop {
+        let measuring = warm.elapsed() >= WARMUP;
+        let t = Instant::now();
+        let proven = warm_dpop.dpop_proof(&token_request, "GET", url).await;
+        assert!(proven.unwrap().is_ok());
+        let proof = t.elapsed();
+        let t = Instant::now();
+        assert!(warm_dpop.get_token(&token_request).await.unwrap().is_ok());
+        if measuring {
+            proofs.push(proof);
+            tokens.push(t.elapsed());
+        }
+        if warm.elapsed() >= WARMUP + RUN || proofs.len() >= MAX_SAMPLES {
+            break;
+        }
+    }
+    let proofs = Stats::printed("dpop.proof, warm instance", proofs);
+    let tokens = Stats::printed("get-token, warm instance", tokens);
+    ratio("dpop.proof vs get-token (interleaved)", &proofs, &tokens);
+    println!(
+        "  a proof takes {:.1} us inside the component (median difference; {proof_len} bytes)",
+        proofs.median_us() - tokens.median_us()
+    );
+    proof_len
+}
+
+/// `send` on warm instances, one request after another: DPoP, Bearer, and Bearer with
+/// a header as long as the proof (what the header's bytes cost on their own; they also
+/// cross into the component, so a little more than the proof's do).
+async fn dpop_warm_send_rows(
+    server: &MockServer,
+    bearer: &TokenHost,
+    mut warm_dpop: ProviderInstance,
+    proof_len: usize,
+) {
+    let request = api_request(server);
+    let mut warm_bearer = bearer.instance().await.unwrap();
+    let padded = ApiRequest {
+        headers: vec![("x-padding".into(), "p".repeat(proof_len).into())],
+        ..api_request(server)
+    };
+    let (mut with, mut without, mut pad) = (Vec::new(), Vec::new(), Vec::new());
+    let one = async |i: &mut ProviderInstance, r: &ApiRequest, s: Option<&mut Vec<Duration>>| {
+        let t = Instant::now();
+        assert_eq!(i.send(r).await.unwrap().unwrap().status, 200);
+        if let Some(s) = s {
+            s.push(t.elapsed());
+        }
+    };
+    let warm = Instant::now();
+    while warm.elapsed() < WARMUP {
+        one(&mut warm_dpop, &request, None).await;
+        one(&mut warm_bearer, &request, None).await;
+        one(&mut warm_bearer, &padded, None).await;
+    }
+    let start = Instant::now();
+    while start.elapsed() < 3 * RUN && with.len() < MAX_SAMPLES {
+        one(&mut warm_dpop, &request, Some(&mut with)).await;
+        one(&mut warm_bearer, &request, Some(&mut without)).await;
+        one(&mut warm_bearer, &padded, Some(&mut pad)).await;
+    }
+    let with = Stats::printed("send, DPoP token, warm instance", with);
+    let without = Stats::printed("send, Bearer token, warm instance", without);
+    let pad = Stats::printed("send, Bearer token and a header of the proof's size", pad);
+    ratio("send DPoP vs Bearer, warm (interleaved)", &with, &without);
+    println!(
+        "  a proof adds {:.1} us to send (median difference); a header of its size alone {:.1} us",
+        with.median_us() - without.median_us(),
+        pad.median_us() - without.median_us()
+    );
+}
+
+/// The interceptor, under Spin's instance reuse (token and key in memory), and what a
+/// header of a proof's size costs on that path.
+async fn dpop_interceptor_rows(
+    server: &MockServer,
+    dpop: &TokenHost,
+    bearer: &TokenHost,
+    proof_len: usize,
+) {
     let app = example_component("p3-app", "p3_app.wasm");
     let composed = compose::wrap(&app, EMBEDDED_INTERCEPTOR).unwrap();
     let composed = Component::new(dpop.engine(), &composed).unwrap();
@@ -472,6 +540,31 @@ async fn dpop_rows() {
     println!(
         "  a proof adds {:.1} us to an intercepted request (median difference)",
         with.median_us() - without.median_us()
+    );
+    // What a header of the proof's size costs on its own on that path: the app sends on
+    // the headers it gets, so this one crosses into the app and back out through the
+    // interceptor (a little more than the proof's way: out of the interceptor only).
+    let padded = || {
+        let mut r = p3_request(&api, None);
+        let value = http::HeaderValue::from_str(&"p".repeat(proof_len)).unwrap();
+        r.headers_mut().insert("x-padding", value);
+        r
+    };
+    let (pad, bare) = measure_pair(
+        "interceptor Bearer with a header of a proof's size vs without, Spin's instance reuse",
+        (
+            "app + interceptor, Bearer token and a header of the proof's size",
+            || async { ok(pool_bearer.handle(padded()).await) },
+        ),
+        (
+            "app + interceptor, Bearer token, Spin's instance reuse",
+            || async { ok(pool_bearer.handle(p3_request(&api, None)).await) },
+        ),
+    )
+    .await;
+    println!(
+        "  a header of a proof's size adds {:.1} us to an intercepted request (median difference)",
+        pad.median_us() - bare.median_us()
     );
 }
 
