@@ -150,7 +150,7 @@ impl P256Key {
 
     /// The ES256 signature `r || s` of `input`: RFC 6979's deterministic nonce over its
     /// SHA-256, as `p256`'s `SigningKey` signs (the same bytes: tested), with `k·G` as
-    /// [`super::es256`] decides for this instance.
+    /// `token_provider_es256` decides for this instance.
     fn sign(&self, input: &[u8]) -> Vec<u8> {
         use sha2::Digest as _;
         let z = sha2::Sha256::digest(input);
