@@ -121,12 +121,6 @@ pub fn valid_nonce(value: &str) -> bool {
             .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
-/// A DPoP proof for one request, signed with `key` (`random` gives the RSA signers
-/// their bytes). A nonce that [`valid_nonce`] refuses is left out.
-pub fn proof(key: &PrivateKey, claims: &ProofClaims<'_>, random: &dyn Fn(&mut [u8])) -> String {
-    DpopKey::new(key.clone()).proof(claims, random)
-}
-
 /// The JOSE header of every proof `key` signs (`typ`, `alg` and the public key as a
 /// JWK whose members are `members`), base64url-encoded as the JWS carries it.
 fn encoded_header(key: &PrivateKey, members: &[(&'static str, String)]) -> String {
@@ -283,6 +277,11 @@ pub fn response_nonce(resp: &crate::http_types::HttpResponse) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A proof with `key`, as a `DpopKey` of it signs one.
+    fn proof(key: &PrivateKey, claims: &ProofClaims<'_>, random: &dyn Fn(&mut [u8])) -> String {
+        DpopKey::new(key.clone()).proof(claims, random)
+    }
     use crate::oauth::client_auth::Alg;
     use base64::Engine as _;
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
