@@ -525,16 +525,15 @@ async fn dpop_interceptor_rows(
         let response = answer.unwrap().unwrap();
         assert_eq!(response.status(), 200, "{response:?}");
     };
+    let bearer_row = || async { ok(pool_bearer.handle(p3_request(&api, None)).await) };
+    let bearer_name = "app + interceptor, Bearer token, Spin's instance reuse";
     let (with, without) = measure_pair(
         "interceptor DPoP vs Bearer, Spin's instance reuse",
         (
             "app + interceptor, DPoP token, Spin's instance reuse",
             || async { ok(pool_dpop.handle(p3_request(&api, None)).await) },
         ),
-        (
-            "app + interceptor, Bearer token, Spin's instance reuse",
-            || async { ok(pool_bearer.handle(p3_request(&api, None)).await) },
-        ),
+        (bearer_name, bearer_row),
     )
     .await;
     println!(
@@ -556,10 +555,7 @@ async fn dpop_interceptor_rows(
             "app + interceptor, Bearer token and a header of the proof's size",
             || async { ok(pool_bearer.handle(padded()).await) },
         ),
-        (
-            "app + interceptor, Bearer token, Spin's instance reuse",
-            || async { ok(pool_bearer.handle(p3_request(&api, None)).await) },
-        ),
+        (bearer_name, bearer_row),
     )
     .await;
     println!(
