@@ -246,3 +246,35 @@ fn the_interceptor_exports_the_http_client_and_imports_only_what_it_uses() {
         );
     }
 }
+
+/// `host/build.rs` builds the embedded components again when a crate they are made of
+/// changes: every workspace member but the host and the tests is under a path it
+/// watches. (`es256/` was not: a broken signer went on being embedded, stale, and the
+/// component tests passed against the old one.)
+#[test]
+fn the_build_script_watches_every_crate_the_components_are_made_of() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let manifest: toml::Value = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let members = manifest["workspace"]["members"].as_array().unwrap();
+    let build = std::fs::read_to_string(root.join("host/build.rs")).unwrap();
+    let list = &build[build.find("for path in [").unwrap()..];
+    let list = &list[..list.find(']').unwrap()];
+    let watched: Vec<&str> = list.split('"').skip(1).step_by(2).collect();
+    assert!(watched.contains(&"core"), "{watched:?}");
+    for member in members.iter().map(|m| m.as_str().unwrap()) {
+        if member == "host" || member == "tests" {
+            continue;
+        }
+        assert!(
+            watched
+                .iter()
+                .any(|w| member == *w || member.starts_with(&format!("{w}/"))),
+            "{member} is not watched by host/build.rs: {watched:?}"
+        );
+    }
+}
