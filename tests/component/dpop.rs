@@ -327,11 +327,10 @@ mod test_kit {
         );
     }
 
-    /// One instance that signs many proofs: its first two `k·G` by `p256`'s generic
-    /// multiplication, the rest with the table it builds for the third
-    /// (`token_provider_es256`). Every proof verifies, whichever way it was signed.
+    /// One instance that signs many proofs, one after another, each with `k·G` from the
+    /// comb's static table (`token_provider_es256`): every proof verifies.
     #[tokio::test]
-    async fn an_instance_that_signs_often_signs_proofs_that_verify_both_ways() {
+    async fn every_proof_an_instance_signs_one_after_another_verifies() {
         let server = MockServer::start(CLIENT_ID, CLIENT_SECRET).await.unwrap();
         let kv = Arc::new(MemoryKv::new());
         let (host, _log) = kit_host(&server, &kv, &[]);

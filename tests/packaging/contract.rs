@@ -140,22 +140,24 @@ fn component_is_a_reasonable_size() {
 /// DPoP (issue 25) added: 28,185 bytes to the provider (its `dpop` export, proofs,
 /// keys and nonces), 20,075 to the interceptor and 29,140 to the RSA build; then
 /// 10,448, 10,136 and 8,252 for ES256 signatures about four times faster in an
-/// instance that signs often (`token_provider_es256`'s comb, docs/performance.md#dpop).
+/// instance that signs often (`token_provider_es256`'s comb), and 22,414, 22,732 and
+/// 22,814 for its table as static data, which makes every instance's signatures that
+/// fast, a fresh one's too (docs/performance.md#dpop).
 fn budgets() -> [(&'static str, &'static [u8], usize); 5] {
     use token_provider_host::components::*;
     [
-        ("token_provider.wasm", EMBEDDED_COMPONENT, 332_000),
+        ("token_provider.wasm", EMBEDDED_COMPONENT, 355_000),
         (
             "token_provider_wasmtime.wasm",
             EMBEDDED_WASMTIME_COMPONENT,
-            332_000,
+            355_000,
         ),
-        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 454_000),
-        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 376_000),
+        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 477_500),
+        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 399_500),
         (
             "token_interceptor_wasmtime.wasm",
             EMBEDDED_INTERCEPTOR_WASMTIME,
-            376_000,
+            399_500,
         ),
     ]
 }
