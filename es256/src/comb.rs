@@ -2,8 +2,9 @@
 //! addition of a point from [`TABLE`](crate::table::TABLE), chosen in constant time.
 //! The table holds `m·32^(2j)·G` for `m` in 1..=16 and `j` in 0..26, affine (416
 //! points); the odd digits are summed apart and multiplied by 32 at the end (five
-//! doublings), which halves the table. That is 52 additions and 5 doublings, where
-//! `p256`'s generic multiplication takes about 330 point operations.
+//! doublings and one addition), which halves the table. That is 52 mixed additions, 5
+//! doublings and one addition, where `p256`'s generic multiplication takes about 330
+//! point operations.
 
 use crate::point::{Fe, Projective};
 use crate::table::TABLE;

@@ -3,7 +3,9 @@
 //! (<https://eprint.iacr.org/2015/1060>, algorithms 4, 5 and 6; the ones `primeorder`
 //! implements for `p256`'s own points). Complete: no input is a special case (the
 //! identity, a point added to itself or to its negation), so no branch and no
-//! exception depends on a secret.
+//! exception depends on a secret; only the affine point of a mixed addition cannot be
+//! the identity (it has no affine coordinates), which `add_affine`'s `skip` stands in
+//! for.
 //!
 //! They are here, not taken from `p256`'s `ProjectivePoint`, because the comb's table
 //! is a `static` of field elements: a `p256` `AffinePoint` cannot be made from field
