@@ -283,6 +283,9 @@ pub struct Event<'a> {
     /// `token.fetch`: which attempt this was (1 = the first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// `token.fetch` (a request was made): the grant it asked with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<&'static str>,
     /// `token.fetch` (a request was made): how the client authenticated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_method: Option<&'static str>,
@@ -313,6 +316,7 @@ impl<'a> Event<'a> {
                 .map(String::from),
             api_origin: None,
             attempt: None,
+            grant: None,
             auth_method: None,
             retry_in_ms: None,
         }

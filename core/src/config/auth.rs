@@ -1,11 +1,11 @@
-//! How the client authenticates: `auth_method` and the credentials it needs
-//! (`client_secret`, `client_private_key`, `client_assertion`), how assertions are
-//! made, and which credential keys the store's names and sealing (`cache_secret` for a
-//! federated assertion, which rotates); the DPoP key (`dpop`).
+//! How the client asks and authenticates: `grant`, `auth_method` and the credentials
+//! they need (`client_secret`, `client_private_key`, `client_assertion`), how
+//! assertions are made, and which credential keys the store's names and sealing
+//! (`cache_secret` for a federated assertion, which rotates); the DPoP key (`dpop`).
 
 use super::reader::Reader;
 use crate::error::Error;
-use crate::oauth::client::{AssertionSettings, AuthMethod, Credentials, MethodChoice};
+use crate::oauth::client::{AssertionSettings, AuthMethod, Credentials, Grant, MethodChoice};
 use crate::oauth::client_auth::{Alg, FederatedAssertion, PrivateKey};
 use crate::oauth::dpop::{DpopKey, DpopSettings};
 use crate::secret::Secret;
@@ -19,20 +19,63 @@ pub(super) struct Auth {
     pub(crate) assertion: AssertionSettings,
 }
 
-/// `auth_method` and the credentials; every error names its key and echoes no
-/// credential.
-pub(super) fn read_auth(r: &Reader<'_>, kv_store: bool) -> Result<Auth, Error> {
+/// `grant` and `jwt_bearer_subject` (which only `jwt_bearer` takes).
+pub(super) fn read_grant(r: &Reader<'_>) -> Result<Grant, Error> {
+    let grant = r.choice("grant")?;
+    let subject = r.read("jwt_bearer_subject")?;
+    match (grant, subject) {
+        ("jwt_bearer", subject) => Ok(Grant::JwtBearer { subject }),
+        (_, Some(_)) => Err(Error::config(
+            "jwt_bearer_subject",
+            "is used only with grant = jwt_bearer",
+        )),
+        (_, None) => Ok(Grant::ClientCredentials),
+    }
+}
+
+/// `auth_method` and the credentials for `grant`; every error names its key and
+/// echoes no credential.
+pub(super) fn read_auth(r: &Reader<'_>, kv_store: bool, grant: &Grant) -> Result<Auth, Error> {
     let choice = match r.choice("auth_method")? {
         "auto" => MethodChoice::Auto,
         "client_secret_post" => MethodChoice::Fixed(AuthMethod::ClientSecretPost),
         "client_secret_jwt" => MethodChoice::Fixed(AuthMethod::ClientSecretJwt),
         "private_key_jwt" => MethodChoice::Fixed(AuthMethod::PrivateKeyJwt),
         "client_assertion" => MethodChoice::Fixed(AuthMethod::ClientAssertion),
+        "none" => MethodChoice::Fixed(AuthMethod::None),
         _ => MethodChoice::Fixed(AuthMethod::ClientSecretBasic),
     };
-    let (credentials, pem) = read_credentials(r, choice)?;
+    let jwt_bearer = matches!(grant, Grant::JwtBearer { .. });
+    match choice {
+        MethodChoice::Fixed(AuthMethod::None) if !jwt_bearer => {
+            return Err(Error::config(
+                "auth_method",
+                "none is only for grant = jwt_bearer: with client_credentials the client authenticates",
+            ));
+        }
+        MethodChoice::Auto if jwt_bearer => {
+            return Err(Error::config(
+                "auth_method",
+                "auto is for grant = client_credentials; with jwt_bearer set none (the assertion authenticates the client) or the method the server asks for as well",
+            ));
+        }
+        _ => {}
+    }
+    let (credentials, pem) = read_credentials(r, choice, jwt_bearer)?;
+    if jwt_bearer && credentials.private_key.is_none() {
+        return Err(Error::config(
+            "client_private_key",
+            "is required by grant jwt_bearer (it signs the assertion) but not set",
+        ));
+    }
     let used = method_in_use(choice, &credentials)?;
-    let store_credential = store_credential(r, used, &credentials, pem, kv_store)?;
+    // The grant's key is the strongest credential there is: it keys the store.
+    let keyed_by = if jwt_bearer {
+        AuthMethod::PrivateKeyJwt
+    } else {
+        used
+    };
+    let store_credential = store_credential(r, keyed_by, &credentials, pem, kv_store)?;
     let assertion = AssertionSettings {
         lifetime_secs: r.number("client_assertion_lifetime_secs")?,
         typ: r.choice("client_assertion_typ")?,
@@ -49,17 +92,18 @@ pub(super) fn read_auth(r: &Reader<'_>, kv_store: bool) -> Result<Auth, Error> {
 
 /// `client_secret`, `client_private_key` (parsed, for `client_assertion_alg`) and
 /// `client_assertion` (its `exp` read); also the key's PEM, which may key the store.
-/// A key or assertion the configured method does not use is not read (`auto` may use
-/// any).
+/// A key or assertion that neither the configured method nor the grant uses is not
+/// read (`auto` may use any; `jwt_bearer` signs with the key).
 fn read_credentials(
     r: &Reader<'_>,
     choice: MethodChoice,
+    jwt_bearer: bool,
 ) -> Result<(Credentials, Option<String>), Error> {
     let may_use =
         |m: AuthMethod| matches!(choice, MethodChoice::Auto) || choice == MethodChoice::Fixed(m);
     let pem = r
         .read("client_private_key")?
-        .filter(|_| may_use(AuthMethod::PrivateKeyJwt));
+        .filter(|_| jwt_bearer || may_use(AuthMethod::PrivateKeyJwt));
     let alg = match r.choice("client_assertion_alg")? {
         "ES256" => Some(Alg::Es256),
         "RS256" => Some(Alg::Rs256),

@@ -117,6 +117,7 @@ const fn number(
     key(name, Some(default), Kind::Number { min, max }, doc)
 }
 
+pub(crate) const GRANTS: &[&str] = &["client_credentials", "jwt_bearer"];
 pub(crate) const AUTH_METHODS: &[&str] = &[
     "client_secret_basic",
     "client_secret_post",
@@ -124,6 +125,7 @@ pub(crate) const AUTH_METHODS: &[&str] = &[
     "private_key_jwt",
     "client_assertion",
     "auto",
+    "none",
 ];
 pub(crate) const ASSERTION_ALGS: &[&str] = &["", "ES256", "RS256", "PS256", "EdDSA"];
 pub(crate) const ASSERTION_AUDIENCES: &[&str] = &["token_endpoint", "issuer"];
@@ -163,6 +165,18 @@ pub const KEYS: &[Key] = &[
     ),
     key("client_id", None, Kind::Text, "OAuth2 client identifier"),
     key(
+        "grant",
+        Some("client_credentials"),
+        Kind::Choice(GRANTS),
+        "How a token is asked for: client_credentials (RFC 6749 §4.4), or jwt_bearer (RFC 7523 §2.1: an assertion signed with client_private_key, iss client_id, the scopes in its scope claim, as Google's service accounts use)",
+    ),
+    key(
+        "jwt_bearer_subject",
+        Some(""),
+        Kind::Text,
+        "grant = jwt_bearer: the assertion's sub claim (the user a Google service account acts for, with domain-wide delegation); empty: no sub",
+    ),
+    key(
         "client_secret",
         Some(""),
         Kind::Secret,
@@ -172,14 +186,14 @@ pub const KEYS: &[Key] = &[
         "auth_method",
         Some("client_secret_basic"),
         Kind::Choice(AUTH_METHODS),
-        "client_secret_basic, client_secret_post, client_secret_jwt (an HS256 assertion signed with the secret; RFC 7523), private_key_jwt (an assertion signed with client_private_key), client_assertion (a federated assertion sent as it is), or auto (the strongest configured one the issuer's metadata lists; needs issuer)",
+        "client_secret_basic, client_secret_post, client_secret_jwt (an HS256 assertion signed with the secret; RFC 7523), private_key_jwt (an assertion signed with client_private_key), client_assertion (a federated assertion sent as it is), auto (the strongest configured one the issuer's metadata lists; needs issuer), or none (no client authentication: only with grant = jwt_bearer, whose assertion authenticates the client)",
     ),
     number(
         "client_assertion_lifetime_secs",
         "60",
         1,
         600,
-        "Lifetime of a client assertion (exp - iat); a new assertion is signed for every token request",
+        "Lifetime of a client assertion, and of grant = jwt_bearer's (exp - iat); a new assertion is signed for every token request",
     ),
     key(
         "client_assertion_typ",
@@ -191,13 +205,13 @@ pub const KEYS: &[Key] = &[
         "client_private_key",
         Some(""),
         Kind::Secret,
-        "private_key_jwt: the client's private key, PKCS#8 PEM: P-256 (ES256), Ed25519 (EdDSA) or RSA of 2048 bits or more (RS256, PS256) (mark it secret in Spin); it also keys the store's names and sealing",
+        "private_key_jwt and grant = jwt_bearer: the client's private key, PKCS#8 PEM: P-256 (ES256), Ed25519 (EdDSA) or RSA of 2048 bits or more (RS256, PS256) (mark it secret in Spin); it also keys the store's names and sealing",
     ),
     key(
         "client_assertion_audience",
         Some("token_endpoint"),
         Kind::Choice(ASSERTION_AUDIENCES),
-        "The aud claim of a signed assertion: the token endpoint URL, or the issuer (needs issuer)",
+        "The aud claim of a signed assertion (grant = jwt_bearer's too): the token endpoint URL, or the issuer (needs issuer)",
     ),
     key(
         "client_assertion",
@@ -221,7 +235,7 @@ pub const KEYS: &[Key] = &[
         "client_key_id",
         Some(""),
         Kind::Text,
-        "private_key_jwt: the kid header (the key's id in the JWKS registered for the client); empty: no kid",
+        "private_key_jwt and grant = jwt_bearer: the kid header (the key's id in the JWKS registered for the client, a Google key file's private_key_id); empty: no kid",
     ),
     key(
         "dpop",

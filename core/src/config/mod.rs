@@ -253,7 +253,8 @@ fn read_client(
 ) -> Result<(ClientSettings, crate::secret::Secret), Error> {
     let (token_url, token_url_text, discovery) = read_server(r, allow_insecure_http)?;
     let id = r.required("client_id")?;
-    let auth = auth::read_auth(r, kv_store)?;
+    let grant = auth::read_grant(r)?;
+    let auth = auth::read_auth(r, kv_store, &grant)?;
     if discovery.is_none() {
         if auth.choice == MethodChoice::Auto {
             return Err(Error::config(
@@ -286,6 +287,7 @@ fn read_client(
         server_text,
         server_host,
         id,
+        grant,
         auth_method: auth.choice,
         credentials: auth.credentials,
         assertion: auth.assertion,
@@ -376,7 +378,7 @@ fn read_bindings(r: &Reader<'_>, allowed: &[Origin]) -> Result<Vec<(Origin, Stri
 mod tests {
     use super::*;
     use crate::config::keys::{KEYS, Kind};
-    use crate::oauth::client::AuthMethod;
+    use crate::oauth::client::{AuthMethod, Grant};
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, Error> {
         Settings::from_pairs(pairs)
@@ -571,6 +573,79 @@ mod tests {
             !format!("{s:?}").contains("PRIVATE KEY"),
             "Debug shows no key"
         );
+    }
+
+    /// `grant = jwt_bearer`: the key is required (it signs the grant's assertion),
+    /// `auth_method = none` is for it only, `auto` is not for it, the subject only
+    /// with it; the key keys the store whatever the client authentication.
+    #[test]
+    fn the_jwt_bearer_grant_needs_a_key_and_may_send_no_client_authentication() {
+        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem();
+        let pem: &'static str = Box::leak(pem.into_boxed_str());
+        let no_secret: Vec<_> = BASE
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "client_secret")
+            .collect();
+        let bearer = |extra: &[(&'static str, &'static str)]| {
+            let mut v = no_secret.clone();
+            v.push(("grant", "jwt_bearer"));
+            v.extend_from_slice(extra);
+            load(&v)
+        };
+        let error = |r: Result<Settings, Error>| r.unwrap_err().to_string();
+        assert_eq!(
+            error(bearer(&[("auth_method", "none")])),
+            "config: client_private_key: is required by grant jwt_bearer (it signs the assertion) but not set"
+        );
+        let s = bearer(&[
+            ("auth_method", "none"),
+            ("client_private_key", pem),
+            ("jwt_bearer_subject", "user@example.com"),
+        ])
+        .unwrap();
+        let c = &s.provider.client;
+        assert_eq!(c.auth_method, MethodChoice::Fixed(AuthMethod::None));
+        assert_eq!(
+            c.grant,
+            Grant::JwtBearer {
+                subject: Some("user@example.com".into())
+            }
+        );
+        // The default method still needs its secret: the error says what to set.
+        assert_eq!(
+            error(bearer(&[("client_private_key", pem)])),
+            "config: client_secret: is required by auth_method client_secret_basic but not set"
+        );
+        assert!(
+            error(bearer(&[
+                ("auth_method", "auto"),
+                ("client_private_key", pem)
+            ]))
+            .starts_with("config: auth_method: auto is for grant = client_credentials")
+        );
+        let mut v = no_secret.clone();
+        v.push(("auth_method", "none"));
+        assert!(
+            error(load(&v)).starts_with("config: auth_method: none is only for grant = jwt_bearer")
+        );
+        assert_eq!(
+            error(load(&with(&[("jwt_bearer_subject", "someone")]))),
+            "config: jwt_bearer_subject: is used only with grant = jwt_bearer"
+        );
+        // The key keys the store, with client_secret_basic as with none.
+        let with_secret = load(&with(&[
+            ("grant", "jwt_bearer"),
+            ("client_private_key", pem),
+        ]))
+        .unwrap();
+        assert_eq!(
+            with_secret.provider.cache.secret.expose(),
+            s.provider.cache.secret.expose()
+        );
+        assert_eq!(with_secret.provider.cache.secret.expose(), pem.trim());
     }
 
     /// 32 bytes or more, as `openssl rand -base64 32` makes them.
@@ -925,6 +1000,8 @@ mod tests {
                 "discovery_ttl_secs",
                 "token_endpoint_origin",
                 "client_id",
+                "grant",
+                "jwt_bearer_subject",
                 "auth_method",
                 "client_private_key",
                 "client_assertion_alg",

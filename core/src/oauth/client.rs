@@ -32,6 +32,8 @@ pub struct ClientSettings {
     pub server_host: String,
     /// `client_id`.
     pub id: String,
+    /// `grant` (and `jwt_bearer_subject`).
+    pub grant: Grant,
     /// `auth_method`.
     pub auth_method: MethodChoice,
     /// `client_secret`, `client_private_key`, `client_assertion`.
@@ -76,6 +78,47 @@ impl ClientSettings {
     }
 }
 
+/// How a token is asked for (`grant`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// RFC 6749 §4.4: the client's own credentials.
+    ClientCredentials,
+    /// RFC 7523 §2.1: an assertion signed with `client_private_key` (`iss` the client
+    /// id, `sub` this subject if any, the scopes in its `scope` claim).
+    JwtBearer {
+        /// `jwt_bearer_subject`.
+        subject: Option<String>,
+    },
+}
+
+impl Grant {
+    /// The `grant` value (audit lines name it).
+    pub(crate) fn as_str(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::JwtBearer { .. } => "jwt_bearer",
+        }
+    }
+
+    /// `grant_type` in the token request.
+    pub(crate) fn grant_type(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::JwtBearer { .. } => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        }
+    }
+
+    /// What the grant adds to a cache key: nothing for `client_credentials` (so the
+    /// keys of earlier versions stay as they were), the grant and its subject else
+    /// (tokens for another subject are another user's).
+    pub(crate) fn cache_part(&self) -> Option<(&'static str, Option<&str>)> {
+        match self {
+            Grant::ClientCredentials => None,
+            Grant::JwtBearer { subject } => Some((self.as_str(), subject.as_deref())),
+        }
+    }
+}
+
 /// How the client authenticates to the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -90,6 +133,8 @@ pub enum AuthMethod {
     PrivateKeyJwt,
     /// A federated assertion (`client_assertion`), sent as it is.
     ClientAssertion,
+    /// None: only with `grant = jwt_bearer`, whose assertion authenticates the client.
+    None,
 }
 
 impl AuthMethod {
@@ -100,6 +145,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretJwt => "client_secret_jwt",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
             AuthMethod::ClientAssertion => "client_assertion",
+            AuthMethod::None => "none",
         }
     }
 
@@ -155,6 +201,7 @@ impl Credentials {
         match method {
             AuthMethod::PrivateKeyJwt => self.private_key.is_some(),
             AuthMethod::ClientAssertion => self.federated.is_some(),
+            AuthMethod::None => true,
             _ => self.client_secret.is_some(),
         }
     }

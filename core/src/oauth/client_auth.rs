@@ -443,6 +443,61 @@ pub fn private_key_jwt(
     key.sign_jws(signing_input(key.alg().as_str(), kid, claims), random)
 }
 
+/// What a `grant = jwt_bearer` assertion says (RFC 7523 §2.1, §3): `iss` the client
+/// id (a Google service account's `client_email`), `sub` the subject it acts for if
+/// any, `aud`, `iat`, `exp`, `jti`, and the scopes asked for in `scope`, as Google's
+/// token endpoint reads them.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantClaims<'a> {
+    /// `iss`, `aud`, `iat`, `exp` and `jti` as a client assertion has them (`typ` is
+    /// `JWT`).
+    pub claims: Claims<'a>,
+    /// `sub` (`jwt_bearer_subject`); `None`: no `sub`.
+    pub subject: Option<&'a str>,
+    /// `scope`, space-separated; empty: no `scope`.
+    pub scope: &'a str,
+}
+
+#[derive(Serialize)]
+struct GrantPayload<'a> {
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    aud: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+    jti: &'a str,
+    iat: u64,
+    exp: u64,
+}
+
+/// The `assertion` of a `grant = jwt_bearer` token request, signed with `key`, with
+/// `kid` in the header when given.
+pub fn jwt_bearer_assertion(
+    g: &GrantClaims<'_>,
+    key: &PrivateKey,
+    kid: Option<&str>,
+    random: &dyn Fn(&mut [u8]),
+) -> String {
+    let c = &g.claims;
+    let header = Header {
+        alg: key.alg().as_str(),
+        typ: "JWT",
+        kid,
+    };
+    let jti = B64::encode_string(&c.jti);
+    let payload = GrantPayload {
+        iss: c.client_id,
+        sub: g.subject,
+        aud: c.audience,
+        scope: g.scope,
+        jti: &jti,
+        iat: c.now_secs,
+        exp: c.now_secs.saturating_add(c.lifetime_secs),
+    };
+    key.sign_jws(jws_input(&header, &payload), random)
+}
+
 /// A federated client assertion (RFC 7523 §2.2 with a JWT another party issued: a
 /// projected Kubernetes service-account token, a SPIFFE JWT-SVID): sent as it is. Only
 /// its `exp` is read, so an expired one fails with a clear error before it is sent.

@@ -2,7 +2,7 @@
 
 use crate::http_types::HttpRequest;
 use crate::oauth::client::Endpoint;
-use crate::oauth::client::{AuthMethod, ClientSettings};
+use crate::oauth::client::{AuthMethod, ClientSettings, Grant};
 use crate::oauth::client_auth;
 use crate::oauth::dpop::{DpopKey, ProofClaims};
 use base64ct::Encoding as _;
@@ -190,7 +190,11 @@ pub(crate) fn build(
     dpop: Option<DpopProof<'_>>,
 ) -> Result<HttpRequest, crate::Error> {
     let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "client_credentials");
+    form.append_pair("grant_type", client.grant.grant_type());
+    if let Grant::JwtBearer { subject } = &client.grant {
+        let assertion = grant_assertion(client, endpoint, params, subject.as_deref(), fresh)?;
+        form.append_pair("assertion", &assertion);
+    }
     if !params.scopes.is_empty() {
         form.append_pair("scope", &params.scopes.join(" "));
     }
@@ -223,6 +227,7 @@ pub(crate) fn build(
             form.append_pair("client_id", &c.id);
             form.append_pair("client_secret", secret());
         }
+        AuthMethod::None => {}
         method => {
             let assertion = assertion(client, endpoint, method, fresh)?;
             form.append_pair("client_id", &c.id);
@@ -258,6 +263,61 @@ fn token_request_proof(endpoint: &Endpoint, fresh: Fresh<'_>, d: DpopProof<'_>) 
     d.key.proof(&claims, fresh.random).into_bytes()
 }
 
+/// What a signed assertion says about this client to `endpoint` now: `iss`/`sub` the
+/// client id, `aud` the token endpoint or the issuer (`client_assertion_audience`).
+fn claims<'a>(
+    client: &'a ClientSettings,
+    endpoint: &'a Endpoint,
+    fresh: Fresh<'_>,
+) -> client_auth::Claims<'a> {
+    let c = client;
+    let audience = match (&c.discovery, c.assertion.audience_is_issuer) {
+        (Some(d), true) => d.issuer.as_str(),
+        _ => endpoint.url_text.as_str(),
+    };
+    client_auth::Claims {
+        client_id: &c.id,
+        audience,
+        now_secs: fresh.now_secs,
+        lifetime_secs: c.assertion.lifetime_secs,
+        jti: fresh.jti,
+        typ: c.assertion.typ,
+    }
+}
+
+fn missing(key: &str) -> crate::Error {
+    crate::Error::config(key, "is required but not set")
+}
+
+/// The `assertion` of a `grant = jwt_bearer` token request: signed now with
+/// `client_private_key`, the scopes asked for in its `scope` claim.
+fn grant_assertion(
+    client: &ClientSettings,
+    endpoint: &Endpoint,
+    params: &TokenParams,
+    subject: Option<&str>,
+    fresh: Fresh<'_>,
+) -> Result<String, crate::Error> {
+    let c = client;
+    let key = c
+        .credentials
+        .private_key
+        .as_ref()
+        .ok_or_else(|| missing("client_private_key"))?;
+    let scope = params.scopes.join(" ");
+    let grant = client_auth::GrantClaims {
+        claims: claims(client, endpoint, fresh),
+        subject,
+        scope: &scope,
+    };
+    Ok(client_auth::jwt_bearer_assertion(
+        &grant,
+        key,
+        c.assertion.key_id.as_deref(),
+        fresh.random,
+    ))
+}
+
 /// The `client_assertion` of an assertion method: signed now, or the federated one
 /// while it is valid.
 fn assertion(
@@ -267,19 +327,7 @@ fn assertion(
     fresh: Fresh<'_>,
 ) -> Result<String, crate::Error> {
     let c = client;
-    let audience = match (&c.discovery, c.assertion.audience_is_issuer) {
-        (Some(d), true) => d.issuer.as_str(),
-        _ => endpoint.url_text.as_str(),
-    };
-    let claims = client_auth::Claims {
-        client_id: &c.id,
-        audience,
-        now_secs: fresh.now_secs,
-        lifetime_secs: c.assertion.lifetime_secs,
-        jti: fresh.jti,
-        typ: c.assertion.typ,
-    };
-    let missing = |key: &str| crate::Error::config(key, "is required but not set");
+    let claims = claims(client, endpoint, fresh);
     match method {
         AuthMethod::PrivateKeyJwt => {
             let key = c
@@ -603,5 +651,67 @@ mod tests {
         )
         .unwrap();
         assert_ne!(again.body, req.body);
+    }
+
+    /// `grant = jwt_bearer` (RFC 7523 §2.1, as Google's token endpoint takes it): the
+    /// grant type, an assertion signed with the key (`iss` the client id, `sub` the
+    /// subject only when set, `aud` the token endpoint, the scopes in `scope`, `kid`),
+    /// the scopes in the form too, and no client authentication with `none`.
+    #[test]
+    fn the_jwt_bearer_grant_sends_a_signed_assertion_with_the_scopes_in_it() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let pem = key.serialize_pem();
+        let grant = |subject: &str, method: &str| {
+            let s = settings(&[
+                ("grant", "jwt_bearer"),
+                ("auth_method", method),
+                ("client_private_key", &pem),
+                ("client_key_id", "k1"),
+                ("scope", "b a"),
+                ("jwt_bearer_subject", subject),
+                ("client_assertion_lifetime_secs", "300"),
+            ]);
+            let p = TokenParams::resolve(&Default::default(), &s).unwrap();
+            build(&s, &s.static_endpoint().unwrap(), &p, FRESH, None).unwrap()
+        };
+        let form = |req: &HttpRequest| -> std::collections::HashMap<String, String> {
+            form_urlencoded::parse(&req.body).into_owned().collect()
+        };
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+        let verified = |assertion: &str| -> serde_json::Value {
+            let mut v = Validation::new(Algorithm::ES256);
+            v.set_audience(&["https://auth.example.com/oauth/token"]);
+            v.validate_exp = false;
+            let public = DecodingKey::from_ec_pem(key.public_key_pem().as_bytes()).unwrap();
+            decode::<serde_json::Value>(assertion, &public, &v)
+                .unwrap()
+                .claims
+        };
+        let req = grant("user@example.com", "none");
+        assert!(header(&req, "authorization").is_none());
+        let f = form(&req);
+        assert_eq!(
+            f["grant_type"],
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        );
+        assert_eq!(f["scope"], "a b");
+        assert_eq!(f.len(), 3, "no client authentication: {f:?}");
+        let h = decode_header(&f["assertion"]).unwrap();
+        assert_eq!(
+            (h.kid.as_deref(), h.typ.as_deref()),
+            (Some("k1"), Some("JWT"))
+        );
+        let claims = verified(&f["assertion"]);
+        assert_eq!(claims["iss"], "svc");
+        assert_eq!(claims["sub"], "user@example.com");
+        assert_eq!(claims["scope"], "a b");
+        assert_eq!(claims["iat"], 1_800_000_000u64);
+        assert_eq!(claims["exp"], 1_800_000_300u64);
+        // No subject: no `sub`. A client that authenticates as well: Basic, and the
+        // same assertion.
+        let req = grant("", "client_secret_basic");
+        assert!(header(&req, "authorization").unwrap().starts_with("Basic "));
+        let claims = verified(&form(&req)["assertion"]);
+        assert!(claims.get("sub").is_none(), "{claims}");
     }
 }

@@ -54,6 +54,7 @@ impl<P: Platform> Provider<'_, P> {
         ev.status = Some(answer.status);
         ev.duration_ms = Some(answer.duration_ms);
         ev.attempt = Some(answer.attempt);
+        ev.grant = Some(self.settings.client.grant.as_str());
         ev.auth_method = Some(answer.method.as_str());
         ev.fingerprint = Some(entry.access_token.fingerprint());
         ev.expires_at = Some(entry.expires_at_secs());
@@ -145,6 +146,7 @@ impl<P: Platform> Provider<'_, P> {
         let mut ev = Event::new(outcome, &self.settings.audit, &l.params.scopes).with_error(&e);
         ev.duration_ms = Some(duration_ms);
         ev.attempt = Some(attempt + 1);
+        ev.grant = Some(self.settings.client.grant.as_str());
         ev.auth_method = Some(method.as_str());
         if let Next::RetryIn(ms) = next {
             ev.retry_in_ms = Some(ms);
@@ -189,6 +191,7 @@ impl<P: Platform> Provider<'_, P> {
         request::build(&self.settings.client, endpoint, &l.params, fresh, dpop).inspect_err(|e| {
             let mut ev = Event::new(Outcome::FetchError, &self.settings.audit, &l.params.scopes)
                 .with_error(e);
+            ev.grant = Some(self.settings.client.grant.as_str());
             ev.auth_method = Some(endpoint.method.as_str());
             self.audit(&ev);
         })
@@ -330,6 +333,56 @@ mod tests {
             .collect();
         assert_eq!(outcomes, [("retry", 1), ("retry", 2), ("ok", 3)]);
         assert!(fetches[0]["retry_in_ms"].as_u64().unwrap() <= 200);
+        assert!(fetches.iter().all(|e| e["grant"] == "client_credentials"));
+    }
+
+    /// A `grant = jwt_bearer` fetch: its line names the grant and `none`, and every
+    /// attempt signs a new assertion.
+    #[test]
+    fn a_jwt_bearer_fetch_names_its_grant_and_signs_each_attempt() {
+        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem();
+        let rig = Rig::new(&[
+            ("grant", "jwt_bearer"),
+            ("auth_method", "none"),
+            ("client_private_key", &pem),
+        ]);
+        rig.platform.respond(Ok(response(503, &[], "busy")));
+        rig.platform.respond_token("google-style", 3599);
+        assert_eq!(rig.get().unwrap().token.expose(), "google-style");
+        let fetches = rig.platform.events("token.fetch");
+        let named: Vec<_> = fetches
+            .iter()
+            .map(|e| {
+                (
+                    e["outcome"].as_str(),
+                    e["grant"].as_str(),
+                    e["auth_method"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (Some("retry"), Some("jwt_bearer"), Some("none")),
+                (Some("ok"), Some("jwt_bearer"), Some("none"))
+            ]
+        );
+        let assertions: Vec<String> = rig
+            .platform
+            .sent
+            .borrow()
+            .iter()
+            .map(|r| {
+                form_urlencoded::parse(&r.body)
+                    .find(|(k, _)| k == "assertion")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(assertions.len(), 2);
+        assert_ne!(assertions[0], assertions[1]);
     }
 
     #[test]

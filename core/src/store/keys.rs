@@ -117,11 +117,15 @@ impl CacheKey {
             &params.resources,
         );
         // With DPoP, one more part: the key's thumbprint, or `generated` (so a Bearer
-        // token is never served as a DPoP one, nor one bound to a rotated key). Without
-        // it, the text of every earlier version: an upgrade keeps the cache.
-        let canonical = match &c.dpop {
-            None => serde_json::to_string(&parts),
-            Some(d) => serde_json::to_string(&(parts, d.cache_part())),
+        // token is never served as a DPoP one, nor one bound to a rotated key). With a
+        // grant other than client_credentials, two: DPoP's or null, and the grant with
+        // its subject (another subject's tokens are another user's). Without either,
+        // the text of every earlier version: an upgrade keeps the cache.
+        let dpop = c.dpop.as_ref().map(|d| d.cache_part());
+        let canonical = match (dpop, c.grant.cache_part()) {
+            (None, None) => serde_json::to_string(&parts),
+            (Some(d), None) => serde_json::to_string(&(parts, d)),
+            (d, Some(g)) => serde_json::to_string(&(parts, d, g)),
         };
         CacheKey {
             canonical: canonical.unwrap_or_else(|_| unreachable!("strings serialise")),
@@ -130,8 +134,8 @@ impl CacheKey {
     }
 
     /// The key shared by every token of one client (token URL, client id, auth
-    /// method): its failures (wrong credentials, an endpoint that is down) are the
-    /// same for every scope.
+    /// method, and the grant unless it is client_credentials): its failures (wrong
+    /// credentials, an endpoint that is down) are the same for every scope.
     pub(crate) fn client(c: &ClientSettings, names: KeyNames) -> Self {
         let parts = (
             "v2",
@@ -140,9 +144,12 @@ impl CacheKey {
             &c.id,
             c.auth_method.as_str(),
         );
+        let canonical = match c.grant.cache_part() {
+            None => serde_json::to_string(&parts),
+            Some(g) => serde_json::to_string(&(parts, g)),
+        };
         CacheKey {
-            canonical: serde_json::to_string(&parts)
-                .unwrap_or_else(|_| unreachable!("strings serialise")),
+            canonical: canonical.unwrap_or_else(|_| unreachable!("strings serialise")),
             names,
         }
     }
@@ -257,6 +264,40 @@ mod tests {
             k.starts_with(KEY_PREFIX) && k.len() == KEY_PREFIX.len() + 16 + 7 + 32,
             "{k}"
         );
+    }
+
+    /// `grant = jwt_bearer` and its subject are in the key (another subject's tokens
+    /// are another user's), the client key too; a `client_credentials` key keeps the
+    /// text of every earlier version, so an upgrade keeps the cache.
+    #[test]
+    fn the_grant_and_its_subject_are_part_of_the_key() {
+        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem();
+        let pem: &'static str = Box::leak(pem.into_boxed_str());
+        let bearer = |subject: &'static str| {
+            settings(&[
+                ("grant", "jwt_bearer"),
+                ("auth_method", "none"),
+                ("client_private_key", pem),
+                ("jwt_bearer_subject", subject),
+            ])
+        };
+        let (cc, a, b, none) = (settings(&[]), bearer("a@x"), bearer("b@x"), bearer(""));
+        let [cc_text, a_text, b_text, none_text] =
+            [&cc, &a, &b, &none].map(|s| key_for(s, &["read"]).canonical);
+        assert_eq!(
+            cc_text,
+            r#"["v2","https://auth.example.com/token","svc","client_secret_basic",["read"],null,[]]"#
+        );
+        assert_eq!(
+            a_text,
+            r#"[["v2","https://auth.example.com/token","svc","none",["read"],null,[]],null,["jwt_bearer","a@x"]]"#
+        );
+        assert_ne!(a_text, b_text);
+        assert_ne!(a_text, none_text);
+        assert_ne!(cc.client_key().canonical, a.client_key().canonical);
+        assert_ne!(a.client_key().canonical, b.client_key().canonical);
     }
 
     #[test]
