@@ -84,6 +84,7 @@ pub mod internal {
     pub use crate::oauth::metadata::{Fetched, Metadata};
     pub use crate::oauth::request::{TokenParams, parse_resource};
     pub use crate::oauth::response::{self, MAX_TOKEN_RESPONSE_BYTES};
+    pub use crate::oauth::service_account::ServiceAccount;
     pub use crate::origin::{HttpUrl, parse_origin, parse_url};
     pub use crate::provider::failure::Cooldown;
     pub use crate::provider::lease::Holder;

@@ -113,7 +113,15 @@ pub fn needs_rsa(config: &std::collections::HashMap<String, String>) -> bool {
         PrivateKey::from_pem(pem, None)
             .map_or(true, |key| matches!(key.alg(), Alg::Rs256 | Alg::Ps256))
     };
+    // A Google service account's key file holds its (RSA) key: read it as the
+    // component will (a file that does not parse is the component's error to give).
+    let account_key = || {
+        let file = set("service_account_key")?;
+        let account = token_provider_core::internal::ServiceAccount::parse(file).ok()?;
+        Some(rsa_key(account.private_key.expose()))
+    };
     set("client_private_key").is_some_and(rsa_key)
+        || account_key() == Some(true)
         || (set("dpop") == Some("on") && set("dpop_private_key").is_some_and(rsa_key))
 }
 

@@ -782,3 +782,63 @@ fn token_and_call_with_dpop() {
         text(&help.stdout).contains("--dpop") && text(&help.stdout).contains("--dpop-key-file")
     );
 }
+
+/// `--service-account-file`: a Google service account's key file as it is, the
+/// JWT-bearer grant with no client authentication, against the oidc peer's endpoint
+/// that checks the assertion as Google's does; `token` names the grant and `none`.
+/// With `--client-id` as well: refused by the flags; a file that is not a key file: a
+/// config error naming the key, none of the file echoed.
+#[test]
+fn token_with_a_service_account_file_uses_the_jwt_bearer_grant() {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let email = "cli@token-provider-tests.iam.gserviceaccount.com";
+    let peer = OidcPeer::start_with(
+        None,
+        &[
+            ("SA_EMAIL", email.to_string()),
+            ("SA_PUBLIC_KEY", pair.public_key_pem()),
+            ("SA_KID", "cli-sa".to_string()),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("key.json");
+    let json = serde_json::json!({
+        "type": "service_account",
+        "private_key_id": "cli-sa",
+        "private_key": pair.serialize_pem(),
+        "client_email": email,
+        "token_uri": format!("{}/sa/token", peer.base()),
+    });
+    std::fs::write(&file, json.to_string()).unwrap();
+    let path = file.to_str().unwrap();
+    let args = [
+        "token",
+        "--service-account-file",
+        path,
+        "--scope",
+        "read",
+        "--allow-http",
+    ];
+    let out = cli(&args, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["grant"].as_str(), v["auth_method"].as_str()),
+        (Some("jwt_bearer"), Some("none"))
+    );
+    assert_eq!(v["scopes"], serde_json::json!(["read"]));
+    assert!(!text(&out.stdout).contains("PRIVATE KEY"));
+    let out = cli(&[&args[..], &["--client-id", "x"]].concat(), "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--client-id"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&file, "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC").unwrap();
+    let out = cli(&args, "");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("service_account_key: not JSON"), "{err}");
+    assert!(!err.contains("MIIEvQIBADANBgkq"), "{err}");
+}

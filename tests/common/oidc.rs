@@ -177,6 +177,12 @@ impl OidcPeer {
         );
     }
 
+    /// The server's `/test/stats`, all of it.
+    pub async fn stats_json(&self, host_ca: Option<&TestPki>) -> serde_json::Value {
+        let body = fetch_stats(self.port, host_ca.map(|p| p.ca_pem.clone())).await;
+        serde_json::from_str(&body).expect("stats JSON")
+    }
+
     /// (token endpoint requests, API requests) the server has seen.
     pub async fn stats(&self, host_ca: Option<&TestPki>) -> (u64, u64) {
         let body = fetch_stats(self.port, host_ca.map(|p| p.ca_pem.clone())).await;

@@ -529,24 +529,75 @@ async fn client_assertions_and_private_keys_never_leak() {
             .1;
         let signature = assertion.rsplit('.').next().unwrap().to_string();
         assert!(signature.len() > 40, "{assertion}");
-        let mut seen = vec![describe(&e), format!("{e:?}")];
-        seen.extend(
-            String::from_utf8_lossy(&rig.log.contents())
-                .lines()
-                .map(str::to_string),
-        );
-        assert!(seen.len() >= 3, "{seen:?}");
-        for text in &seen {
-            for needle in [
-                assertion.as_str(),
-                &signature,
-                CLIENT_SECRET,
-                &key_body[..40],
-                &rsa_body[..40],
-                CACHE_SECRET,
-            ] {
-                assert!(!text.contains(needle), "{extra:?} leaked: {text}");
-            }
+        let needles = [
+            assertion.as_str(),
+            &signature,
+            CLIENT_SECRET,
+            &key_body[..40],
+            &rsa_body[..40],
+            CACHE_SECRET,
+        ];
+        assert_none_in_error_or_log(&e, &rig, &needles, &format!("{extra:?}"));
+    }
+    // `grant = jwt_bearer` from a service account's key file (the server here does not
+    // take the grant: `unsupported_grant_type`): the grant's assertion, its signature,
+    // the file's key and the file itself appear nowhere.
+    let file = serde_json::json!({
+        "type": "service_account",
+        "private_key_id": "leak-kid",
+        "private_key": rsa_pem,
+        "client_email": "leak@token-provider-tests.iam.gserviceaccount.com",
+        "token_uri": server.url("/token"),
+    })
+    .to_string();
+    let rig = rig(
+        &server,
+        &[
+            ("token_url", ""),
+            ("client_id", ""),
+            ("client_secret", ""),
+            ("grant", "jwt_bearer"),
+            ("auth_method", "none"),
+            ("service_account_key", &file),
+        ],
+    );
+    let e = token(&rig.host, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Oauth(o) if o.error == "unsupported_grant_type"),
+        "{e:?}"
+    );
+    let sent = server.token_requests().pop().unwrap();
+    let assertion = sent
+        .form()
+        .into_iter()
+        .find(|(k, _)| k == "assertion")
+        .expect("the grant's assertion was sent")
+        .1;
+    let signature = assertion.rsplit('.').next().unwrap().to_string();
+    let needles = [
+        assertion.as_str(),
+        &signature,
+        &rsa_body[..40],
+        "leak-kid\",\"private_key",
+    ];
+    assert_none_in_error_or_log(&e, &rig, &needles, "jwt_bearer");
+}
+
+/// None of `needles` in the error `e` (as the host describes it and as `Debug` shows
+/// it) or in any line of `rig`'s audit log, which has at least one line.
+fn assert_none_in_error_or_log(e: &ProviderError, rig: &Rig, needles: &[&str], case: &str) {
+    let mut seen = vec![describe(e), format!("{e:?}")];
+    seen.extend(
+        String::from_utf8_lossy(&rig.log.contents())
+            .lines()
+            .map(str::to_string),
+    );
+    assert!(seen.len() >= 3, "{seen:?}");
+    for text in &seen {
+        for needle in needles {
+            assert!(!text.contains(needle), "{case} leaked: {text}");
         }
     }
 }

@@ -686,3 +686,157 @@ fn host_with_http_token_url(peer: &OidcPeer) -> (TokenHost, MemoryOutputPipe) {
         .unwrap();
     (h, log)
 }
+
+/// A Google-style service account for the test peer's `/sa/token` (its `SA_*`
+/// variables) and the key file Google would hand out for it.
+const SA_EMAIL: &str = "reporter@token-provider-tests.iam.gserviceaccount.com";
+const SA_KID: &str = "sa-key-1";
+
+fn sa_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("SA_EMAIL", SA_EMAIL.to_string()),
+        ("SA_PUBLIC_KEY", RSA_2048_PUBLIC.to_string()),
+        ("SA_KID", SA_KID.to_string()),
+    ]
+}
+
+fn sa_key_file(peer: &OidcPeer, private_key: &str) -> String {
+    serde_json::json!({
+        "type": "service_account",
+        "project_id": "token-provider-tests",
+        "private_key_id": SA_KID,
+        "private_key": private_key,
+        "client_email": SA_EMAIL,
+        "client_id": "109876543210987654321",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": format!("{}/sa/token", peer.base()),
+        "universe_domain": "googleapis.com",
+    })
+    .to_string()
+}
+
+/// A host with `grant = jwt_bearer`, `auth_method = none` and the key file: no
+/// `token_url`, `client_id` or secret of its own (the file gives them).
+fn sa_host(
+    peer: &OidcPeer,
+    pki: Option<&TestPki>,
+    file: &str,
+    extra: &[(&str, &str)],
+) -> (TokenHost, MemoryOutputPipe) {
+    let mut all = vec![
+        ("token_url", ""),
+        ("grant", "jwt_bearer"),
+        ("auth_method", "none"),
+        ("service_account_key", file),
+        ("audit", "all"),
+    ];
+    all.extend_from_slice(extra);
+    make_host(peer, pki, "", "", &all)
+}
+
+/// `grant = jwt_bearer` with a Google service account's key file as it is, against a
+/// token endpoint that checks the assertion as Google's does (the peer's `/sa/token`:
+/// RS256 with the file's key and `kid`, `iss` the email, `aud` its URL, a `scope`
+/// claim, no client authentication), over HTTP and TLS: the RSA build runs (the
+/// file's key is RSA), the token works at the API, the audit line names the grant, a
+/// subject reaches the server and is another cache key.
+#[tokio::test]
+async fn jwt_bearer_with_a_service_account_key_file_over_http_and_tls() {
+    for tls in [false, true] {
+        let pki = tls.then(TestPki::generate);
+        let peer = OidcPeer::start_with(pki.as_ref(), &sa_env());
+        let file = sa_key_file(&peer, RSA_2048);
+        let (host, log) = sa_host(&peer, pki.as_ref(), &file, &[("scope", "read")]);
+        let first = token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap_or_else(|e| panic!("tls={tls}: {e:?}"));
+        assert_eq!(first.source, TokenSource::Fresh);
+        let again = token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap();
+        assert_eq!(again.token, first.token, "cached");
+        let lines = audit_lines(&log);
+        let fetch = lines.iter().find(|l| l["event"] == "token.fetch").unwrap();
+        assert_eq!(
+            (&fetch["grant"], &fetch["auth_method"]),
+            (&serde_json::json!("jwt_bearer"), &serde_json::json!("none"))
+        );
+        let answer = send(&host, &api_get(format!("{}/api/report", peer.base())))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "tls={tls}");
+        // Acting for a user (domain-wide delegation): its `sub`, another token.
+        let (delegated, _) = sa_host(
+            &peer,
+            pki.as_ref(),
+            &file,
+            &[
+                ("scope", "read"),
+                ("jwt_bearer_subject", "admin@example.com"),
+            ],
+        );
+        let theirs = token(&delegated, &TokenRequest::default_request())
+            .await
+            .unwrap();
+        assert_ne!(theirs.token, first.token);
+        let stats = peer.stats_json(pki.as_ref()).await;
+        assert_eq!(
+            stats["sa_tokens"],
+            serde_json::json!([
+                {"sub": null, "scope": "read"},
+                {"sub": "admin@example.com", "scope": "read"}
+            ]),
+            "tls={tls}: {stats}"
+        );
+        assert_eq!(stats["sa_refusals"], serde_json::json!([]));
+    }
+}
+
+/// What such an endpoint refuses, and the errors the component gives: no scope
+/// (Google's `invalid_scope`), a key the account does not have (`invalid_grant`), and
+/// a key file that is not one, which never gets as far as a request.
+#[tokio::test]
+async fn jwt_bearer_refusals_and_a_bad_key_file_are_clear() {
+    let peer = OidcPeer::start_with(None, &sa_env());
+    let file = sa_key_file(&peer, RSA_2048);
+    let (host, _) = sa_host(&peer, None, &file, &[]);
+    let e = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    assert_eq!(oauth_code(&e), ("invalid_scope", 400));
+    let (other_key, _) = p256_client_key("other");
+    let wrong = sa_key_file(&peer, &other_key);
+    let (host, _) = sa_host(&peer, None, &wrong, &[("scope", "read")]);
+    let e = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    assert_eq!(oauth_code(&e), ("invalid_grant", 400));
+    let refusals = peer.stats_json(None).await["sa_refusals"].clone();
+    assert_eq!(refusals.as_array().map(Vec::len), Some(2), "{refusals}");
+    // A PKCS#1 key in the file (`BEGIN RSA PRIVATE KEY`): a config error naming the
+    // file's field, no request.
+    let pkcs1 =
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n";
+    let (host, _) = sa_host(
+        &peer,
+        None,
+        &sa_key_file(&peer, pkcs1),
+        &[("scope", "read")],
+    );
+    let e = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    let text = token_provider_host::describe(&e);
+    assert!(
+        text.contains("service_account_key: `private_key`: "),
+        "{text}"
+    );
+    assert!(!text.contains("MIIEowIBAAKCAQEA"), "{text}");
+    let (host, _) = sa_host(&peer, None, "not json", &[("scope", "read")]);
+    let e = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    let text = token_provider_host::describe(&e);
+    assert!(text.contains("service_account_key: not JSON"), "{text}");
+    assert_eq!(peer.stats(None).await.0, 2, "only the two refused requests");
+}

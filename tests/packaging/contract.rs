@@ -142,22 +142,23 @@ fn component_is_a_reasonable_size() {
 /// 10,448, 10,136 and 8,252 for ES256 signatures about four times faster in an
 /// instance that signs often (`token_provider_es256`'s comb), and 22,414, 22,732 and
 /// 22,814 for its table as static data, which makes every instance's signatures that
-/// fast, a fresh one's too (docs/performance.md#dpop).
+/// fast, a fresh one's too (docs/performance.md#dpop). Issue 26: `grant = jwt_bearer`
+/// and a service account's key file added 7,034, 7,121 and 7,115.
 fn budgets() -> [(&'static str, &'static [u8], usize); 5] {
     use token_provider_host::components::*;
     [
-        ("token_provider.wasm", EMBEDDED_COMPONENT, 355_000),
+        ("token_provider.wasm", EMBEDDED_COMPONENT, 362_000),
         (
             "token_provider_wasmtime.wasm",
             EMBEDDED_WASMTIME_COMPONENT,
-            355_000,
+            362_000,
         ),
-        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 477_500),
-        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 399_500),
+        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 484_500),
+        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 406_500),
         (
             "token_interceptor_wasmtime.wasm",
             EMBEDDED_INTERCEPTOR_WASMTIME,
-            399_500,
+            406_500,
         ),
     ]
 }

@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::oauth::client::{AssertionSettings, AuthMethod, Credentials, Grant, MethodChoice};
 use crate::oauth::client_auth::{Alg, FederatedAssertion, PrivateKey};
 use crate::oauth::dpop::{DpopKey, DpopSettings};
+use crate::oauth::service_account::ServiceAccount;
 use crate::secret::Secret;
 
 /// What `read_auth` gives the client settings.
@@ -17,6 +18,34 @@ pub(super) struct Auth {
     /// What keys the store's names and sealing (`store::keys`, `store::seal`).
     pub(crate) store_credential: Secret,
     pub(crate) assertion: AssertionSettings,
+}
+
+/// `service_account_key`, parsed: a Google service account's key file.
+pub(super) fn read_service_account(r: &Reader<'_>) -> Result<Option<ServiceAccount>, Error> {
+    match r.read("service_account_key")? {
+        Some(json) => ServiceAccount::parse(&json)
+            .map(Some)
+            .map_err(|e| Error::config("service_account_key", e)),
+        None => Ok(None),
+    }
+}
+
+/// `key`'s value, or `from_file`, the service account key file's `field` (then `key`
+/// must be unset: one place says who the client is).
+pub(super) fn or_from_file(
+    r: &Reader<'_>,
+    key: &'static str,
+    from_file: Option<&str>,
+    field: &str,
+) -> Result<Option<String>, Error> {
+    match (r.read(key)?, from_file) {
+        (Some(_), Some(_)) => Err(Error::config(
+            key,
+            format!("is taken from service_account_key (its `{field}`): leave it unset"),
+        )),
+        (None, Some(value)) => Ok(Some(value.to_string())),
+        (configured, None) => Ok(configured),
+    }
 }
 
 /// `grant` and `jwt_bearer_subject` (which only `jwt_bearer` takes).
@@ -35,7 +64,12 @@ pub(super) fn read_grant(r: &Reader<'_>) -> Result<Grant, Error> {
 
 /// `auth_method` and the credentials for `grant`; every error names its key and
 /// echoes no credential.
-pub(super) fn read_auth(r: &Reader<'_>, kv_store: bool, grant: &Grant) -> Result<Auth, Error> {
+pub(super) fn read_auth(
+    r: &Reader<'_>,
+    kv_store: bool,
+    grant: &Grant,
+    account: Option<&ServiceAccount>,
+) -> Result<Auth, Error> {
     let choice = match r.choice("auth_method")? {
         "auto" => MethodChoice::Auto,
         "client_secret_post" => MethodChoice::Fixed(AuthMethod::ClientSecretPost),
@@ -46,22 +80,8 @@ pub(super) fn read_auth(r: &Reader<'_>, kv_store: bool, grant: &Grant) -> Result
         _ => MethodChoice::Fixed(AuthMethod::ClientSecretBasic),
     };
     let jwt_bearer = matches!(grant, Grant::JwtBearer { .. });
-    match choice {
-        MethodChoice::Fixed(AuthMethod::None) if !jwt_bearer => {
-            return Err(Error::config(
-                "auth_method",
-                "none is only for grant = jwt_bearer: with client_credentials the client authenticates",
-            ));
-        }
-        MethodChoice::Auto if jwt_bearer => {
-            return Err(Error::config(
-                "auth_method",
-                "auto is for grant = client_credentials; with jwt_bearer set none (the assertion authenticates the client) or the method the server asks for as well",
-            ));
-        }
-        _ => {}
-    }
-    let (credentials, pem) = read_credentials(r, choice, jwt_bearer)?;
+    method_fits_grant(choice, jwt_bearer)?;
+    let (credentials, pem) = read_credentials(r, choice, jwt_bearer, account)?;
     if jwt_bearer && credentials.private_key.is_none() {
         return Err(Error::config(
             "client_private_key",
@@ -79,7 +99,12 @@ pub(super) fn read_auth(r: &Reader<'_>, kv_store: bool, grant: &Grant) -> Result
     let assertion = AssertionSettings {
         lifetime_secs: r.number("client_assertion_lifetime_secs")?,
         typ: r.choice("client_assertion_typ")?,
-        key_id: r.read("client_key_id")?,
+        key_id: or_from_file(
+            r,
+            "client_key_id",
+            account.map(|a| a.private_key_id.as_str()),
+            "private_key_id",
+        )?,
         audience_is_issuer: r.choice("client_assertion_audience")? == "issuer",
     };
     Ok(Auth {
@@ -90,6 +115,21 @@ pub(super) fn read_auth(r: &Reader<'_>, kv_store: bool, grant: &Grant) -> Result
     })
 }
 
+/// `none` is for `grant = jwt_bearer` only (its assertion authenticates the client),
+/// and `auto` is not for it.
+fn method_fits_grant(choice: MethodChoice, jwt_bearer: bool) -> Result<(), Error> {
+    let why = match choice {
+        MethodChoice::Fixed(AuthMethod::None) if !jwt_bearer => {
+            "none is only for grant = jwt_bearer: with client_credentials the client authenticates"
+        }
+        MethodChoice::Auto if jwt_bearer => {
+            "auto is for grant = client_credentials; with jwt_bearer set none (the assertion authenticates the client) or the method the server asks for as well"
+        }
+        _ => return Ok(()),
+    };
+    Err(Error::config("auth_method", why))
+}
+
 /// `client_secret`, `client_private_key` (parsed, for `client_assertion_alg`) and
 /// `client_assertion` (its `exp` read); also the key's PEM, which may key the store.
 /// A key or assertion that neither the configured method nor the grant uses is not
@@ -98,11 +138,12 @@ fn read_credentials(
     r: &Reader<'_>,
     choice: MethodChoice,
     jwt_bearer: bool,
+    account: Option<&ServiceAccount>,
 ) -> Result<(Credentials, Option<String>), Error> {
     let may_use =
         |m: AuthMethod| matches!(choice, MethodChoice::Auto) || choice == MethodChoice::Fixed(m);
-    let pem = r
-        .read("client_private_key")?
+    let from_file = account.map(|a| a.private_key.expose());
+    let pem = or_from_file(r, "client_private_key", from_file, "private_key")?
         .filter(|_| jwt_bearer || may_use(AuthMethod::PrivateKeyJwt));
     let alg = match r.choice("client_assertion_alg")? {
         "ES256" => Some(Alg::Es256),
@@ -114,10 +155,11 @@ fn read_credentials(
     let credentials = Credentials {
         client_secret: r.read("client_secret")?.map(Secret::new),
         private_key: match &pem {
-            Some(pem) => Some(
-                PrivateKey::from_pem(pem, alg)
-                    .map_err(|e| Error::config("client_private_key", e))?,
-            ),
+            Some(pem) => Some(PrivateKey::from_pem(pem, alg).map_err(|e| match account {
+                // The key file's key is that file's to answer for.
+                Some(_) => Error::config("service_account_key", format!("`private_key`: {e}")),
+                None => Error::config("client_private_key", e),
+            })?),
             None => None,
         },
         federated: match r

@@ -177,6 +177,12 @@ pub const KEYS: &[Key] = &[
         "grant = jwt_bearer: the assertion's sub claim (the user a Google service account acts for, with domain-wide delegation); empty: no sub",
     ),
     key(
+        "service_account_key",
+        Some(""),
+        Kind::Secret,
+        "grant = jwt_bearer: a Google service account's JSON key file, as it is; it gives client_id (client_email), client_private_key (private_key), client_key_id (private_key_id) and token_url (token_uri), which are then left unset (mark it secret in Spin)",
+    ),
+    key(
         "client_secret",
         Some(""),
         Kind::Secret,

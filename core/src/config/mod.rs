@@ -12,9 +12,10 @@ use reader::Reader;
 
 use crate::audit::{AuditSettings, Level};
 use crate::error::Error;
-use crate::oauth::client::{ClientSettings, DiscoverySettings, MethodChoice};
+use crate::oauth::client::{ClientSettings, DiscoverySettings, Grant, MethodChoice};
 use crate::oauth::request::{TokenParams, TokenRequest, parse_resource};
 use crate::oauth::response::Lifetimes;
+use crate::oauth::service_account::ServiceAccount;
 use crate::origin::{HttpUrl, Origin, Scheme, parse_origin, parse_url};
 use crate::provider::settings::{CacheSettings, HttpSettings, ProviderSettings, RetrySettings};
 use crate::retry::RetryPolicy;
@@ -246,15 +247,35 @@ impl Settings {
     }
 }
 
+/// `client_id` (or the key file's `client_email`) and the grant, which a key file
+/// must be for.
+fn read_identity(
+    r: &Reader<'_>,
+    account: Option<&ServiceAccount>,
+) -> Result<(String, Grant), Error> {
+    let from_file = account.map(|a| a.client_email.as_str());
+    let id = auth::or_from_file(r, "client_id", from_file, "client_email")?
+        .ok_or_else(|| Error::config("client_id", "is required but not set"))?;
+    let grant = auth::read_grant(r)?;
+    if account.is_some() && grant == Grant::ClientCredentials {
+        return Err(Error::config(
+            "service_account_key",
+            "needs grant = jwt_bearer (and auth_method = none for Google): a service account's key signs the grant's assertion",
+        ));
+    }
+    Ok((id, grant))
+}
+
 fn read_client(
     r: &Reader<'_>,
     allow_insecure_http: bool,
     kv_store: bool,
 ) -> Result<(ClientSettings, crate::secret::Secret), Error> {
-    let (token_url, token_url_text, discovery) = read_server(r, allow_insecure_http)?;
-    let id = r.required("client_id")?;
-    let grant = auth::read_grant(r)?;
-    let auth = auth::read_auth(r, kv_store, &grant)?;
+    let account = auth::read_service_account(r)?;
+    let (token_url, token_url_text, discovery) =
+        read_server(r, allow_insecure_http, account.as_ref())?;
+    let (id, grant) = read_identity(r, account.as_ref())?;
+    let auth = auth::read_auth(r, kv_store, &grant, account.as_ref())?;
     if discovery.is_none() {
         if auth.choice == MethodChoice::Auto {
             return Err(Error::config(
@@ -305,18 +326,30 @@ type Server = (Option<HttpUrl>, Option<String>, Option<DiscoverySettings>);
 
 /// `token_url` and `issuer` with `discovery_ttl_secs` and `token_endpoint_origin`: at least one of the two, each
 /// `https://` unless `allow_insecure_http`.
-fn read_server(r: &Reader<'_>, allow_insecure_http: bool) -> Result<Server, Error> {
+fn read_server(
+    r: &Reader<'_>,
+    allow_insecure_http: bool,
+    account: Option<&ServiceAccount>,
+) -> Result<Server, Error> {
     let url = |key: &str, text: &str| -> Result<HttpUrl, Error> {
-        let url = parse_url(text).map_err(|e| Error::config(key, e))?;
+        // A `token_uri` from the key file is that key's to answer for.
+        let (key, why) = match account {
+            Some(_) if key == "token_url" => ("service_account_key", "`token_uri`: "),
+            _ => (key, ""),
+        };
+        let url = parse_url(text).map_err(|e| Error::config(key, format!("{why}{e}")))?;
         if url.origin.scheme == Scheme::Http && !allow_insecure_http {
             return Err(Error::config(
                 key,
-                "plain http:// is refused; use https:// or set allow_insecure_http=true",
+                format!(
+                    "{why}plain http:// is refused; use https:// or set allow_insecure_http=true"
+                ),
             ));
         }
         Ok(url)
     };
-    let token_url_text = r.read("token_url")?;
+    let from_file = account.map(|a| a.token_uri.as_str());
+    let token_url_text = auth::or_from_file(r, "token_url", from_file, "token_uri")?;
     let issuer = r.read("issuer")?;
     let ttl_secs = r.number("discovery_ttl_secs")?;
     let pin_origin = r.choice("token_endpoint_origin")? == "issuer";
@@ -378,7 +411,7 @@ fn read_bindings(r: &Reader<'_>, allowed: &[Origin]) -> Result<Vec<(Origin, Stri
 mod tests {
     use super::*;
     use crate::config::keys::{KEYS, Kind};
-    use crate::oauth::client::{AuthMethod, Grant};
+    use crate::oauth::client::AuthMethod;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, Error> {
         Settings::from_pairs(pairs)
@@ -646,6 +679,100 @@ mod tests {
             s.provider.cache.secret.expose()
         );
         assert_eq!(with_secret.provider.cache.secret.expose(), pem.trim());
+    }
+
+    /// `service_account_key`: a Google key file gives the client id, key, key id and
+    /// token endpoint, which are then not set apart; it needs `grant = jwt_bearer`, and
+    /// a wrong file is an error that names the field and shows none of it.
+    #[test]
+    fn a_service_account_key_file_configures_the_jwt_bearer_grant() {
+        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .serialize_pem();
+        let file = |token_uri: &str| {
+            serde_json::json!({
+                "type": "service_account",
+                "private_key_id": "kid-7",
+                "private_key": pem,
+                "client_email": "reporter@acme.iam.gserviceaccount.com",
+                "token_uri": token_uri,
+            })
+            .to_string()
+        };
+        let json = file("https://oauth2.googleapis.com/token");
+        let pairs = |extra: &[(&'static str, &str)]| -> Result<Settings, Error> {
+            let mut v: Vec<(&str, &str)> = vec![
+                ("service_account_key", json.as_str()),
+                ("grant", "jwt_bearer"),
+                ("auth_method", "none"),
+            ];
+            v.extend_from_slice(extra);
+            load(&v)
+        };
+        let s = pairs(&[]).unwrap();
+        let c = &s.provider.client;
+        assert_eq!(c.id, "reporter@acme.iam.gserviceaccount.com");
+        assert_eq!(c.server_text, "https://oauth2.googleapis.com/token");
+        assert_eq!(c.assertion.key_id.as_deref(), Some("kid-7"));
+        assert!(c.credentials.private_key.is_some());
+        assert_eq!(s.provider.cache.secret.expose(), pem.trim());
+        assert!(
+            !format!("{s:?}").contains("PRIVATE KEY"),
+            "Debug shows no key"
+        );
+        let error = |r: Result<Settings, Error>| r.unwrap_err().to_string();
+        for (key, field) in [
+            ("client_id", "client_email"),
+            ("client_private_key", "private_key"),
+            ("client_key_id", "private_key_id"),
+            ("token_url", "token_uri"),
+        ] {
+            assert_eq!(
+                error(pairs(&[(key, "also-set")])),
+                format!(
+                    "config: {key}: is taken from service_account_key (its `{field}`): leave it unset"
+                )
+            );
+        }
+        assert!(
+            error(pairs(&[("grant", "client_credentials")]))
+                .starts_with("config: service_account_key: needs grant = jwt_bearer")
+        );
+        let e = error(load(&[(
+            "service_account_key",
+            "{\"type\": \"service_account\"}",
+        )]));
+        assert_eq!(
+            e,
+            "config: service_account_key: `client_email` is missing, empty or not a string"
+        );
+        let pkcs1 = file("https://oauth2.googleapis.com/token")
+            .replace("BEGIN PRIVATE KEY", "BEGIN RSA PRIVATE KEY")
+            .replace("END PRIVATE KEY", "END RSA PRIVATE KEY");
+        let e = error(load(&[
+            ("service_account_key", pkcs1.as_str()),
+            ("grant", "jwt_bearer"),
+            ("auth_method", "none"),
+        ]));
+        assert!(
+            e.starts_with("config: service_account_key: `private_key`: expected a PKCS#8 PEM"),
+            "{e}"
+        );
+        let e = error(load(&[("service_account_key", pem.as_str())]));
+        assert!(
+            e.starts_with("config: service_account_key: not JSON"),
+            "{e}"
+        );
+        assert!(!e.contains("PRIVATE"), "{e}");
+        let http = file("http://127.0.0.1:9/token");
+        let e = error(load(&[
+            ("service_account_key", http.as_str()),
+            ("grant", "jwt_bearer"),
+        ]));
+        assert!(
+            e.starts_with("config: service_account_key: `token_uri`: plain http:// is refused"),
+            "{e}"
+        );
     }
 
     /// 32 bytes or more, as `openssl rand -base64 32` makes them.
@@ -995,6 +1122,7 @@ mod tests {
                 "allow_insecure_http",
                 "kv_store",
                 "kv_store",
+                "service_account_key",
                 "token_url",
                 "issuer",
                 "discovery_ttl_secs",

@@ -30,11 +30,6 @@ impl Reader<'_> {
         Ok(self.read(key)?.unwrap_or_else(|| default.to_string()))
     }
 
-    pub(super) fn required(&self, key: &str) -> Result<String, Error> {
-        self.read(key)?
-            .ok_or_else(|| Error::config(key, "is required but not set"))
-    }
-
     /// The value; unset means the table's default, set but empty means none
     /// (`kv_store=` disables the store).
     pub(super) fn or_none_if_empty(&self, key: &str) -> Result<Option<String>, Error> {

@@ -211,6 +211,27 @@ pub(crate) fn build(
         ),
         ("accept".to_string(), b"application/json".to_vec()),
     ];
+    authenticate(client, endpoint, fresh, &mut form, &mut headers)?;
+    if let Some(d) = dpop {
+        headers.push(("dpop".to_string(), token_request_proof(endpoint, fresh, d)));
+    }
+    Ok(HttpRequest {
+        method: "POST".into(),
+        url: endpoint.url.clone(),
+        headers,
+        body: form.finish().into_bytes(),
+    })
+}
+
+/// Client authentication as `endpoint.method` says: a Basic header, the secret in the
+/// form, a client assertion in the form, or nothing (`none`).
+fn authenticate(
+    client: &ClientSettings,
+    endpoint: &Endpoint,
+    fresh: Fresh<'_>,
+    form: &mut form_urlencoded::Serializer<'_, String>,
+    headers: &mut Vec<(String, Vec<u8>)>,
+) -> Result<(), crate::Error> {
     let c = client;
     let secret = || {
         c.credentials
@@ -235,15 +256,7 @@ pub(crate) fn build(
             form.append_pair("client_assertion", &assertion);
         }
     }
-    if let Some(d) = dpop {
-        headers.push(("dpop".to_string(), token_request_proof(endpoint, fresh, d)));
-    }
-    Ok(HttpRequest {
-        method: "POST".into(),
-        url: endpoint.url.clone(),
-        headers,
-        body: form.finish().into_bytes(),
-    })
+    Ok(())
 }
 
 /// The `DPoP` header of a token request to `endpoint`: `POST`, the endpoint without

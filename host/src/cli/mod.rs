@@ -87,16 +87,16 @@ fn provider_failed(e: &ProviderError) -> ExitCode {
 /// Flags that map one-to-one to the component's configuration keys.
 #[derive(clap::Args)]
 struct ProviderArgs {
-    /// Token endpoint URL (`token_url`); or give --issuer.
-    #[arg(long, required_unless_present = "issuer")]
+    /// Token endpoint URL (`token_url`); or give --issuer (or --service-account-file).
+    #[arg(long, required_unless_present_any = ["issuer", "service_account_file"])]
     token_url: Option<String>,
     /// Issuer URL (`issuer`): the token endpoint and methods are discovered from its
     /// metadata (RFC 8414, then OpenID Connect); --token-url, if also given, wins.
     #[arg(long)]
     issuer: Option<String>,
-    /// Client identifier (`client_id`).
-    #[arg(long)]
-    client_id: String,
+    /// Client identifier (`client_id`); with --service-account-file, the file's.
+    #[arg(long, required_unless_present = "service_account_file")]
+    client_id: Option<String>,
     /// Name of the environment variable that holds the client secret.
     #[arg(long, value_name = "VAR", conflicts_with = "client_secret_file")]
     client_secret_env: Option<String>,
@@ -116,6 +116,11 @@ struct ProviderArgs {
     /// client secret is needed.
     #[arg(long, value_name = "PATH")]
     client_assertion_file: Option<PathBuf>,
+    /// A Google service account's JSON key file (`service_account_key`): the JWT-bearer
+    /// grant (`grant=jwt_bearer`, `auth_method=none`) signed with the file's key, and
+    /// the client id, key id and token endpoint from it; no client secret is needed.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["client_id", "private_key_file", "client_assertion_file"])]
+    service_account_file: Option<PathBuf>,
     /// Name of the environment variable that holds `cache_secret`: what seals a shared
     /// (redis://) store when the credential is a federated assertion.
     #[arg(long, value_name = "VAR")]
@@ -192,7 +197,7 @@ impl ProviderArgs {
         let mut b: HostBuilder = TokenHost::builder()
             .config("token_url", self.token_url.as_deref().unwrap_or(""))
             .config("issuer", self.issuer.as_deref().unwrap_or(""))
-            .config("client_id", &self.client_id)
+            .config("client_id", self.client_id.as_deref().unwrap_or(""))
             .config("scope", self.scopes.join(" "))
             .config("resource", self.resources.join(" "))
             .config("allowed_origins", allowed_origins.join(","))
@@ -263,6 +268,11 @@ impl ProviderArgs {
                 ),
             }
         }
+        if let Some(path) = &self.service_account_file {
+            pairs.push(("service_account_key", read("--service-account-file", path)?));
+            pairs.push(("grant", "jwt_bearer".to_string()));
+            pairs.push(("auth_method", "none".to_string()));
+        }
         if let Some(path) = &self.private_key_file {
             pairs.push(("client_private_key", read("--private-key-file", path)?));
             pairs.push(("auth_method", "private_key_jwt".to_string()));
@@ -278,24 +288,32 @@ impl ProviderArgs {
 
     /// Whether DPoP is asked for (`--dpop`, `--dpop-key-file` or `--config dpop=on`).
     fn dpop_asked(&self) -> bool {
-        self.dpop
-            || self.dpop_key_file.is_some()
-            || self
-                .extra
-                .iter()
-                .rev()
-                .find_map(|kv| kv.strip_prefix("dpop="))
-                == Some("on")
+        self.dpop || self.dpop_key_file.is_some() || self.config_given("dpop") == Some("on")
+    }
+
+    /// The last `--config key=…` value of `key`.
+    fn config_given(&self, key: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .rev()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// The `grant` this run configures.
+    fn grant_configured(&self) -> String {
+        let implied = match self.service_account_file {
+            Some(_) => "jwt_bearer",
+            None => "client_credentials",
+        };
+        self.config_given("grant").unwrap_or(implied).to_string()
     }
 
     /// The `auth_method` this run configures.
     fn auth_method_configured(&self) -> String {
-        let from_config = self
-            .extra
-            .iter()
-            .rev()
-            .find_map(|kv| kv.strip_prefix("auth_method="));
-        let implied = if self.private_key_file.is_some() {
+        let from_config = self.config_given("auth_method");
+        let implied = if self.service_account_file.is_some() {
+            "none"
+        } else if self.private_key_file.is_some() {
             "private_key_jwt"
         } else if self.client_assertion_file.is_some() {
             "client_assertion"
@@ -319,7 +337,7 @@ impl ProviderArgs {
                 .trim_end_matches(['\r', '\n'])
                 .to_string()),
             (None, None) => anyhow::bail!(
-                "no client credential: pass --client-secret-env VAR or --client-secret-file PATH (never the secret itself), --private-key-file PATH (private_key_jwt) or --client-assertion-file PATH (a federated assertion)"
+                "no client credential: pass --client-secret-env VAR or --client-secret-file PATH (never the secret itself), --private-key-file PATH (private_key_jwt), --client-assertion-file PATH (a federated assertion) or --service-account-file PATH (a Google service account's key file)"
             ),
         }
     }

@@ -1,5 +1,5 @@
 //! `token-provider token`: get a token, print what it is (not the token itself unless
-//! asked) and which client authentication got it.
+//! asked) and which grant and client authentication got it.
 
 use super::{ProviderArgs, provider_failed};
 use std::process::ExitCode;
@@ -31,12 +31,15 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     if args.provider.audit {
         eprint!("{lines}");
     }
-    let used = lines
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["event"] == "token.fetch")
-        .find_map(|l| l["auth_method"].as_str().map(str::to_string))
-        .unwrap_or_else(|| args.provider.auth_method_configured());
+    let fetch_field = |field: &str| {
+        lines
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["event"] == "token.fetch")
+            .find_map(|l| l[field].as_str().map(str::to_string))
+    };
+    let used = fetch_field("auth_method").unwrap_or_else(|| args.provider.auth_method_configured());
+    let grant = fetch_field("grant").unwrap_or_else(|| args.provider.grant_configured());
     let t = match result {
         Ok(t) => t,
         Err(e) => return Ok(provider_failed(&e)),
@@ -48,6 +51,7 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
         "scopes": t.scopes,
         "source": source_name(t.source),
         "fingerprint": fingerprint,
+        "grant": grant,
         "auth_method": used,
     });
     if args.show_token {

@@ -14,6 +14,14 @@
 // endpoint requires its nonces; with DPOP_OFF=1 it has no DPoP.
 // With NO_RFC8414=1, /.well-known/oauth-authorization-server is a 404 (a server with
 // only the OpenID Connect discovery document).
+// With SA_EMAIL and SA_PUBLIC_KEY (an SPKI PEM), and SA_KID if the key has an id,
+// POST /sa/token is a service account's token endpoint as Google's is (RFC 7523 §2.1):
+// grant_type jwt-bearer and an `assertion` only, no client authentication; the
+// assertion verified with that key (RS256 or ES256), `iss` the email, `aud` this URL,
+// `iat` and `exp` present and at most an hour apart, `kid` SA_KID, a `scope` claim. It
+// answers an access token of oidc-provider's (client `sa-client`, the assertion's
+// scope), which /api/ takes; /test/stats lists what each token was for (`sa_tokens`:
+// sub and scope) and why assertions were refused (`sa_refusals`).
 import http from 'node:http';
 import https from 'node:https';
 import fs from 'node:fs';
@@ -33,6 +41,8 @@ export const clients = [
   { client_id: 'a:b+c%d e', client_secret: 'p:q+r%s t&u=v', token_endpoint_auth_method: 'client_secret_basic', scope: 'read' },
   { client_id: 'short-client', client_secret: 'short-secret', token_endpoint_auth_method: 'client_secret_basic', scope: 'read' },
   { client_id: 'jwt-client', client_secret: 'jwt-secret-0123456789abcdef-0123456789abcdef', token_endpoint_auth_method: 'client_secret_jwt', scope: 'read write' },
+  // The client the service account's tokens are issued to (never authenticates).
+  { client_id: 'sa-client', client_secret: crypto.randomBytes(24).toString('base64url'), token_endpoint_auth_method: 'client_secret_basic', scope: 'read write' },
 ];
 // private_key_jwt: a client whose public keys the test passes in (PKJWT_JWKS, a JWK Set).
 if (process.env.PKJWT_JWKS) {
@@ -63,6 +73,67 @@ const apiRefusals = [];
 // The API's DPoP nonce (API_DPOP_NONCE=1): a new one every 5 requests.
 let apiNonce = crypto.randomBytes(16).toString('base64url');
 const seenJti = new Set();
+// The service account's tokens (sub and scope) and refused assertions.
+const saTokens = [];
+const saRefusals = [];
+
+// A form body.
+function formOf(req) {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => resolve(new URLSearchParams(body)));
+    req.on('error', reject);
+  });
+}
+
+// POST /sa/token: a service account's token endpoint, as Google's checks a JWT-bearer
+// grant (see the top of this file).
+async function serviceAccountToken(provider, req, res, audience) {
+  res.setHeader('content-type', 'application/json');
+  const fail = (status, error, description) => {
+    saRefusals.push(`${error}: ${description}`);
+    res.statusCode = status;
+    res.end(JSON.stringify({ error, error_description: description }));
+  };
+  if (req.method !== 'POST') return fail(405, 'invalid_request', 'POST only');
+  const form = await formOf(req);
+  if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer') {
+    return fail(400, 'unsupported_grant_type', 'Invalid grant_type');
+  }
+  if (req.headers.authorization || form.has('client_secret') || form.has('client_assertion')) {
+    return fail(400, 'invalid_request', 'no client authentication is taken with this grant');
+  }
+  const assertion = form.get('assertion');
+  if (!assertion) return fail(400, 'invalid_request', 'Missing required parameter: assertion');
+  let verified;
+  try {
+    verified = await jwtVerify(assertion, crypto.createPublicKey(process.env.SA_PUBLIC_KEY), {
+      algorithms: ['RS256', 'ES256'],
+      issuer: process.env.SA_EMAIL,
+      audience,
+      requiredClaims: ['iat', 'exp'],
+      clockTolerance: 60,
+    });
+  } catch (e) {
+    return fail(400, 'invalid_grant', `Invalid JWT: ${e.code || e.message}`);
+  }
+  const { payload, protectedHeader } = verified;
+  if (process.env.SA_KID && protectedHeader.kid !== process.env.SA_KID) {
+    return fail(400, 'invalid_grant', 'Invalid JWT Signature.');
+  }
+  if (payload.exp - payload.iat > 3600) {
+    return fail(400, 'invalid_grant', 'Invalid JWT: Token must be a short-lived token (60 minutes)');
+  }
+  if (typeof payload.scope !== 'string' || !payload.scope) {
+    return fail(400, 'invalid_scope', 'Empty or missing scope not allowed.');
+  }
+  const client = await provider.Client.find('sa-client');
+  const token = new provider.ClientCredentials({ client, scope: payload.scope });
+  const value = await token.save();
+  saTokens.push({ sub: payload.sub ?? null, scope: payload.scope });
+  res.end(JSON.stringify({ access_token: value, expires_in: token.expiration, token_type: 'Bearer' }));
+}
 
 // Whether a DPoP `proof` for `req` to `url` with `token` (a bound one) verifies; the
 // reason when it does not.
@@ -126,13 +197,13 @@ function start(port) {
   const callback = provider.callback();
   const handler = async (req, res) => {
     const path = req.url.split('?')[0];
-    if (path === '/token') tokenRequests += 1;
+    if (path === '/token' || path === '/sa/token') tokenRequests += 1;
     if (path.startsWith('/.well-known/')) discoveryRequests += 1;
     if (path === '/test/stats') {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({
         token_requests: tokenRequests, api_requests: apiRequests, discovery_requests: discoveryRequests,
-        api_dpop: apiDpop, api_refusals: apiRefusals,
+        api_dpop: apiDpop, api_refusals: apiRefusals, sa_tokens: saTokens, sa_refusals: saRefusals,
       }));
       return;
     }
@@ -141,6 +212,9 @@ function start(port) {
       res.statusCode = 404;
       res.end();
       return;
+    }
+    if (path === '/sa/token' && process.env.SA_EMAIL) {
+      return serviceAccountToken(provider, req, res, `${issuerOf(req)}/sa/token`);
     }
     if (path.startsWith('/api/')) {
       apiRequests += 1;
