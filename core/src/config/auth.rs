@@ -5,7 +5,9 @@
 
 use super::reader::Reader;
 use crate::error::Error;
-use crate::oauth::client::{AssertionSettings, AuthMethod, Credentials, Grant, MethodChoice};
+use crate::oauth::client::{
+    AssertionSettings, AuthMethod, Credentials, Grant, MethodChoice, SubjectToken, TokenExchange,
+};
 use crate::oauth::client_auth::{Alg, FederatedAssertion, PrivateKey};
 use crate::oauth::dpop::{DpopKey, DpopSettings};
 use crate::oauth::service_account::ServiceAccount;
@@ -52,14 +54,79 @@ pub(super) fn or_from_file(
 pub(super) fn read_grant(r: &Reader<'_>) -> Result<Grant, Error> {
     let grant = r.choice("grant")?;
     let subject = r.read("jwt_bearer_subject")?;
-    match (grant, subject) {
-        ("jwt_bearer", subject) => Ok(Grant::JwtBearer { subject }),
-        (_, Some(_)) => Err(Error::config(
+    let exchange = read_exchange(r, grant == "token_exchange")?;
+    if subject.is_some() && grant != "jwt_bearer" {
+        return Err(Error::config(
             "jwt_bearer_subject",
             "is used only with grant = jwt_bearer",
-        )),
-        (_, None) => Ok(Grant::ClientCredentials),
+        ));
     }
+    Ok(match (grant, exchange) {
+        ("jwt_bearer", _) => Grant::JwtBearer { subject },
+        (_, Some(x)) => Grant::TokenExchange(Box::new(x)),
+        _ => Grant::ClientCredentials,
+    })
+}
+
+/// `subject_token`, `subject_token_type` and `requested_token_type`, for
+/// `grant = token_exchange` (`exchange`): the token is required then, and refused
+/// otherwise; a JWT's `exp` is read (as a federated assertion's is).
+fn read_exchange(r: &Reader<'_>, exchange: bool) -> Result<Option<TokenExchange>, Error> {
+    let token = r.read("subject_token")?;
+    let subject_token_type = r.text("subject_token_type")?;
+    let requested_token_type = r.text("requested_token_type")?;
+    for (key, uri) in [
+        ("subject_token_type", &subject_token_type),
+        ("requested_token_type", &requested_token_type),
+    ] {
+        if !token_type_uri(uri) {
+            return Err(Error::config(
+                key,
+                "is not a token type URI (an absolute URI such as urn:ietf:params:oauth:token-type:jwt)",
+            ));
+        }
+    }
+    let token = match (token, exchange) {
+        (None, false) => return Ok(None),
+        (Some(_), false) => {
+            return Err(Error::config(
+                "subject_token",
+                "is used only with grant = token_exchange",
+            ));
+        }
+        (None, true) => {
+            return Err(Error::config(
+                "subject_token",
+                "is required by grant token_exchange but not set",
+            ));
+        }
+        (Some(token), true) => token,
+    };
+    let jwt = subject_token_type.ends_with(":jwt") || subject_token_type.ends_with(":id_token");
+    let subject_token = if jwt {
+        SubjectToken::Jwt(
+            FederatedAssertion::parse(&token).map_err(|e| Error::config("subject_token", e))?,
+        )
+    } else {
+        SubjectToken::Opaque(Secret::new(token))
+    };
+    Ok(Some(TokenExchange {
+        subject_token,
+        subject_token_type,
+        requested_token_type,
+    }))
+}
+
+/// An absolute URI as RFC 8693's token types are: a scheme, then no space or control.
+fn token_type_uri(text: &str) -> bool {
+    text.split_once(':').is_some_and(|(scheme, rest)| {
+        !rest.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    }) && text.len() <= 256
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// `auth_method` and the credentials for `grant`; every error names its key and
@@ -80,7 +147,7 @@ pub(super) fn read_auth(
         _ => MethodChoice::Fixed(AuthMethod::ClientSecretBasic),
     };
     let jwt_bearer = matches!(grant, Grant::JwtBearer { .. });
-    method_fits_grant(choice, jwt_bearer)?;
+    method_fits_grant(choice, grant)?;
     let (credentials, pem) = read_credentials(r, choice, jwt_bearer, account)?;
     if jwt_bearer && credentials.private_key.is_none() {
         return Err(Error::config(
@@ -89,11 +156,13 @@ pub(super) fn read_auth(
         ));
     }
     let used = method_in_use(choice, &credentials)?;
-    // The grant's key is the strongest credential there is: it keys the store.
-    let keyed_by = if jwt_bearer {
-        AuthMethod::PrivateKeyJwt
-    } else {
-        used
+    // The grant's key is the strongest credential there is: it keys the store. A
+    // subject token with no client authentication rotates, as a federated assertion
+    // does: `cache_secret` keys it.
+    let keyed_by = match (grant, used) {
+        (Grant::JwtBearer { .. }, _) => AuthMethod::PrivateKeyJwt,
+        (Grant::TokenExchange(_), AuthMethod::None) => AuthMethod::ClientAssertion,
+        (_, used) => used,
     };
     let store_credential = store_credential(r, keyed_by, &credentials, pem, kv_store)?;
     let assertion = AssertionSettings {
@@ -115,15 +184,16 @@ pub(super) fn read_auth(
     })
 }
 
-/// `none` is for `grant = jwt_bearer` only (its assertion authenticates the client),
-/// and `auto` is not for it.
-fn method_fits_grant(choice: MethodChoice, jwt_bearer: bool) -> Result<(), Error> {
+/// `none` is for `grant = jwt_bearer` and `token_exchange` only (the assertion or the
+/// subject token authenticates the client), and `auto` is for `client_credentials`.
+fn method_fits_grant(choice: MethodChoice, grant: &Grant) -> Result<(), Error> {
+    let client_credentials = *grant == Grant::ClientCredentials;
     let why = match choice {
-        MethodChoice::Fixed(AuthMethod::None) if !jwt_bearer => {
-            "none is only for grant = jwt_bearer: with client_credentials the client authenticates"
+        MethodChoice::Fixed(AuthMethod::None) if client_credentials => {
+            "none is only for grant = jwt_bearer or token_exchange: with client_credentials the client authenticates"
         }
-        MethodChoice::Auto if jwt_bearer => {
-            "auto is for grant = client_credentials; with jwt_bearer set none (the assertion authenticates the client) or the method the server asks for as well"
+        MethodChoice::Auto if !client_credentials => {
+            "auto is for grant = client_credentials; with another grant set none (the grant authenticates the client) or the method the server asks for as well"
         }
         _ => return Ok(()),
     };
@@ -280,12 +350,12 @@ fn store_credential(
         }
         (AuthMethod::ClientAssertion, None) if kv_store => Err(Error::config(
             "cache_secret",
-            "is required with a client_assertion while kv_store is set: a federated assertion rotates, so a secret shared by the fleet must seal the cache (or set kv_store empty)",
+            "is required with a client_assertion, or a subject_token without client authentication, while kv_store is set: it rotates, so a secret shared by the fleet must seal the cache (or set kv_store empty)",
         )),
         (AuthMethod::ClientAssertion, None) => Ok(Secret::new("memory-only client_assertion")),
         (_, Some(_)) if credentials.federated.is_none() => Err(Error::config(
             "cache_secret",
-            "is used only with a client_assertion; other methods seal the cache with their own credential",
+            "is used only with a client_assertion, or a subject_token without client authentication; other credentials seal the cache themselves",
         )),
         // With `auto`, a key or the secret outranks a configured assertion (and its
         // `cache_secret`): the strongest credential keys the store.

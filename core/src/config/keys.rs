@@ -117,7 +117,7 @@ const fn number(
     key(name, Some(default), Kind::Number { min, max }, doc)
 }
 
-pub(crate) const GRANTS: &[&str] = &["client_credentials", "jwt_bearer"];
+pub(crate) const GRANTS: &[&str] = &["client_credentials", "jwt_bearer", "token_exchange"];
 pub(crate) const AUTH_METHODS: &[&str] = &[
     "client_secret_basic",
     "client_secret_post",
@@ -168,13 +168,31 @@ pub const KEYS: &[Key] = &[
         "grant",
         Some("client_credentials"),
         Kind::Choice(GRANTS),
-        "How a token is asked for: client_credentials (RFC 6749 §4.4), or jwt_bearer (RFC 7523 §2.1: an assertion signed with client_private_key, iss client_id, the scopes in its scope claim, as Google's service accounts use)",
+        "How a token is asked for: client_credentials (RFC 6749 §4.4), jwt_bearer (RFC 7523 §2.1: an assertion signed with client_private_key, iss client_id, the scopes in its scope claim, as Google's service accounts use), or token_exchange (RFC 8693: subject_token exchanged at a security token service, as workload identity federation does)",
     ),
     key(
         "jwt_bearer_subject",
         Some(""),
         Kind::Text,
         "grant = jwt_bearer: the assertion's sub claim (the user a Google service account acts for, with domain-wide delegation); empty: no sub",
+    ),
+    key(
+        "subject_token",
+        Some(""),
+        Kind::Secret,
+        "grant = token_exchange: the token the workload presents (a projected Kubernetes service-account token, a SPIFFE JWT-SVID, a CI OIDC token), read when the instance starts; a JWT's exp is checked before each use (mark it secret in Spin)",
+    ),
+    key(
+        "subject_token_type",
+        Some("urn:ietf:params:oauth:token-type:jwt"),
+        Kind::Text,
+        "grant = token_exchange: the subject_token's type (RFC 8693 §3), an absolute URI",
+    ),
+    key(
+        "requested_token_type",
+        Some("urn:ietf:params:oauth:token-type:access_token"),
+        Kind::Text,
+        "grant = token_exchange: the type of token asked for (RFC 8693 §3), an absolute URI; the answer's issued_token_type must be an access token or a JWT",
     ),
     key(
         "service_account_key",
@@ -192,7 +210,7 @@ pub const KEYS: &[Key] = &[
         "auth_method",
         Some("client_secret_basic"),
         Kind::Choice(AUTH_METHODS),
-        "client_secret_basic, client_secret_post, client_secret_jwt (an HS256 assertion signed with the secret; RFC 7523), private_key_jwt (an assertion signed with client_private_key), client_assertion (a federated assertion sent as it is), auto (the strongest configured one the issuer's metadata lists; needs issuer), or none (no client authentication: only with grant = jwt_bearer, whose assertion authenticates the client)",
+        "client_secret_basic, client_secret_post, client_secret_jwt (an HS256 assertion signed with the secret; RFC 7523), private_key_jwt (an assertion signed with client_private_key), client_assertion (a federated assertion sent as it is), auto (the strongest configured one the issuer's metadata lists; needs issuer), or none (no client authentication: only with grant = jwt_bearer, whose assertion authenticates the client, and token_exchange, whose subject token does)",
     ),
     number(
         "client_assertion_lifetime_secs",

@@ -411,7 +411,7 @@ fn read_bindings(r: &Reader<'_>, allowed: &[Origin]) -> Result<Vec<(Origin, Stri
 mod tests {
     use super::*;
     use crate::config::keys::{KEYS, Kind};
-    use crate::oauth::client::AuthMethod;
+    use crate::oauth::client::{AuthMethod, SubjectToken};
 
     fn load(pairs: &[(&str, &str)]) -> Result<Settings, Error> {
         Settings::from_pairs(pairs)
@@ -679,6 +679,95 @@ mod tests {
             s.provider.cache.secret.expose()
         );
         assert_eq!(with_secret.provider.cache.secret.expose(), pem.trim());
+    }
+
+    /// A JWT as a platform issues one (payload `iss`, `sub`, `exp`), unsigned here.
+    fn platform_jwt(sub: &str, exp: u64) -> String {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let payload = serde_json::json!({"iss": "https://k8s.example", "sub": sub, "exp": exp});
+        format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"RS256"}"#),
+            b64(payload.to_string().as_bytes()),
+            b64(b"signature")
+        )
+    }
+
+    /// `grant = token_exchange`: `subject_token` is required with it and refused
+    /// without, a JWT one must have an `exp`, the token types are URIs; with no
+    /// client authentication `cache_secret` seals a shared store (the token rotates),
+    /// with a client secret the secret does.
+    #[test]
+    fn token_exchange_needs_a_subject_token_and_seals_the_store_as_a_rotating_one() {
+        let jwt = platform_jwt("system:serviceaccount:ns:app", 4_102_444_800);
+        let error = |r: Result<Settings, Error>| r.unwrap_err().to_string();
+        let exchange = |extra: &[(&'static str, &str)]| {
+            let mut v = vec![("grant", "token_exchange")];
+            v.extend_from_slice(extra);
+            load(&with(&v))
+        };
+        assert_eq!(
+            error(exchange(&[])),
+            "config: subject_token: is required by grant token_exchange but not set"
+        );
+        assert_eq!(
+            error(load(&with(&[("subject_token", jwt.as_str())]))),
+            "config: subject_token: is used only with grant = token_exchange"
+        );
+        assert!(
+            error(exchange(&[("subject_token", "not-a-jwt")]))
+                .starts_with("config: subject_token: expected a JWT")
+        );
+        assert!(
+            error(exchange(&[
+                ("subject_token", jwt.as_str()),
+                ("subject_token_type", "not a uri")
+            ]))
+            .starts_with("config: subject_token_type: is not a token type URI")
+        );
+        // An opaque token is not read as a JWT.
+        let opaque = exchange(&[
+            ("subject_token", "opaque-token-value"),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+        ])
+        .unwrap();
+        assert!(matches!(
+            &opaque.provider.client.grant,
+            Grant::TokenExchange(x) if matches!(x.subject_token, SubjectToken::Opaque(_))
+        ));
+        // No client authentication: the shared store needs cache_secret.
+        let no_secret: Vec<_> = BASE
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "client_secret")
+            .collect();
+        let none = |extra: &[(&'static str, &str)]| {
+            let mut v = no_secret.clone();
+            v.extend([
+                ("grant", "token_exchange"),
+                ("auth_method", "none"),
+                ("subject_token", jwt.as_str()),
+            ]);
+            v.extend_from_slice(extra);
+            load(&v)
+        };
+        assert!(error(none(&[])).starts_with(
+            "config: cache_secret: is required with a client_assertion, or a subject_token"
+        ));
+        let sealed = none(&[("cache_secret", FLEET)]).unwrap();
+        assert_eq!(sealed.provider.cache.secret.expose(), FLEET);
+        assert!(none(&[("kv_store", "")]).is_ok(), "memory only");
+        // A client secret as well: the secret seals, and cache_secret is refused.
+        let with_secret = exchange(&[("subject_token", jwt.as_str())]).unwrap();
+        assert_eq!(with_secret.provider.cache.secret.expose(), "s3cret");
+        assert!(
+            !format!("{with_secret:?}").contains(&jwt),
+            "Debug shows no token"
+        );
     }
 
     /// `service_account_key`: a Google key file gives the client id, key, key id and
@@ -1130,6 +1219,9 @@ mod tests {
                 "client_id",
                 "grant",
                 "jwt_bearer_subject",
+                "subject_token",
+                "subject_token_type",
+                "requested_token_type",
                 "auth_method",
                 "client_private_key",
                 "client_assertion_alg",

@@ -89,6 +89,50 @@ pub enum Grant {
         /// `jwt_bearer_subject`.
         subject: Option<String>,
     },
+    /// RFC 8693: `subject_token` exchanged for an access token.
+    TokenExchange(Box<TokenExchange>),
+}
+
+/// `grant = token_exchange`: what is presented and what is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenExchange {
+    /// `subject_token`.
+    pub subject_token: SubjectToken,
+    /// `subject_token_type`.
+    pub subject_token_type: String,
+    /// `requested_token_type`.
+    pub requested_token_type: String,
+}
+
+/// The subject token: a JWT (its `exp` checked before each use, its `iss` and `sub`
+/// in the cache key), or another kind of token, sent as it is.
+#[derive(Debug, Clone)]
+pub enum SubjectToken {
+    Jwt(FederatedAssertion),
+    Opaque(Secret),
+}
+
+impl PartialEq for SubjectToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for SubjectToken {}
+
+impl SubjectToken {
+    /// Who the token is about, for the cache key: a JWT's `iss` and `sub`, else a
+    /// SHA-256 prefix of the token (another token, another cache key).
+    pub(crate) fn identity(&self) -> String {
+        match self {
+            SubjectToken::Jwt(jwt) => jwt.issuer_and_subject.clone(),
+            SubjectToken::Opaque(token) => {
+                use sha2::Digest as _;
+                let digest = sha2::Sha256::digest(token.expose().as_bytes());
+                digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+            }
+        }
+    }
 }
 
 impl Grant {
@@ -97,6 +141,7 @@ impl Grant {
         match self {
             Grant::ClientCredentials => "client_credentials",
             Grant::JwtBearer { .. } => "jwt_bearer",
+            Grant::TokenExchange(_) => "token_exchange",
         }
     }
 
@@ -105,16 +150,24 @@ impl Grant {
         match self {
             Grant::ClientCredentials => "client_credentials",
             Grant::JwtBearer { .. } => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            Grant::TokenExchange(_) => "urn:ietf:params:oauth:grant-type:token-exchange",
         }
     }
 
     /// What the grant adds to a cache key: nothing for `client_credentials` (so the
-    /// keys of earlier versions stay as they were), the grant and its subject else
-    /// (tokens for another subject are another user's).
-    pub(crate) fn cache_part(&self) -> Option<(&'static str, Option<&str>)> {
+    /// keys of earlier versions stay as they were), the grant and whom the token is
+    /// for else (tokens for another subject are another user's): the JWT-bearer
+    /// subject, or the token types and the subject token's identity.
+    pub(crate) fn cache_part(&self) -> Option<Vec<Option<String>>> {
         match self {
             Grant::ClientCredentials => None,
-            Grant::JwtBearer { subject } => Some((self.as_str(), subject.as_deref())),
+            Grant::JwtBearer { subject } => Some(vec![Some(self.as_str().into()), subject.clone()]),
+            Grant::TokenExchange(x) => Some(vec![
+                Some(self.as_str().into()),
+                Some(x.subject_token_type.clone()),
+                Some(x.requested_token_type.clone()),
+                Some(x.subject_token.identity()),
+            ]),
         }
     }
 }

@@ -506,6 +506,9 @@ pub struct FederatedAssertion {
     jwt: crate::secret::Secret,
     /// `exp`, Unix seconds.
     pub expires_at_secs: u64,
+    /// `iss` and `sub` as a JSON array (`null` for one that is absent or not a
+    /// string): whom the token is about (a token exchange's cache key).
+    pub(crate) issuer_and_subject: String,
 }
 
 impl std::fmt::Debug for FederatedAssertion {
@@ -528,15 +531,19 @@ impl FederatedAssertion {
             .map_err(|_| "the JWT payload is not base64url")?;
         let claims: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|_| "the JWT payload is not a JSON object with a numeric exp claim")?;
-        let exp = claims
+        let claims = claims
             .as_object()
-            .ok_or("the JWT payload is not a JSON object with a numeric exp claim")?
+            .ok_or("the JWT payload is not a JSON object with a numeric exp claim")?;
+        let exp = claims
             .get("exp")
             .and_then(|n| n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)))
             .ok_or("the JWT has no numeric exp claim")?;
+        let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
         Ok(FederatedAssertion {
             jwt: crate::secret::Secret::new(jwt),
             expires_at_secs: exp,
+            issuer_and_subject: serde_json::to_string(&(text("iss"), text("sub")))
+                .unwrap_or_default(),
         })
     }
 

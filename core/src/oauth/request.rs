@@ -2,7 +2,7 @@
 
 use crate::http_types::HttpRequest;
 use crate::oauth::client::Endpoint;
-use crate::oauth::client::{AuthMethod, ClientSettings, Grant};
+use crate::oauth::client::{AuthMethod, ClientSettings, Grant, SubjectToken, TokenExchange};
 use crate::oauth::client_auth;
 use crate::oauth::dpop::{DpopKey, ProofClaims};
 use base64ct::Encoding as _;
@@ -191,9 +191,17 @@ pub(crate) fn build(
 ) -> Result<HttpRequest, crate::Error> {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", client.grant.grant_type());
-    if let Grant::JwtBearer { subject } = &client.grant {
-        let assertion = grant_assertion(client, endpoint, params, subject.as_deref(), fresh)?;
-        form.append_pair("assertion", &assertion);
+    match &client.grant {
+        Grant::ClientCredentials => {}
+        Grant::JwtBearer { subject } => {
+            let assertion = grant_assertion(client, endpoint, params, subject.as_deref(), fresh)?;
+            form.append_pair("assertion", &assertion);
+        }
+        Grant::TokenExchange(x) => {
+            form.append_pair("subject_token", subject_token(x, fresh.now_secs)?);
+            form.append_pair("subject_token_type", &x.subject_token_type);
+            form.append_pair("requested_token_type", &x.requested_token_type);
+        }
     }
     if !params.scopes.is_empty() {
         form.append_pair("scope", &params.scopes.join(" "));
@@ -221,6 +229,17 @@ pub(crate) fn build(
         headers,
         body: form.finish().into_bytes(),
     })
+}
+
+/// The subject token to send at `now_secs`: a JWT only while it is valid (an expired
+/// one is a `config` error, and nothing is sent).
+fn subject_token(x: &TokenExchange, now_secs: u64) -> Result<&str, crate::Error> {
+    match &x.subject_token {
+        SubjectToken::Jwt(jwt) => jwt
+            .at(now_secs)
+            .map_err(|e| crate::Error::config("subject_token", e)),
+        SubjectToken::Opaque(token) => Ok(token.expose()),
+    }
 }
 
 /// Client authentication as `endpoint.method` says: a Basic header, the secret in the
@@ -726,5 +745,74 @@ mod tests {
         assert!(header(&req, "authorization").unwrap().starts_with("Basic "));
         let claims = verified(&form(&req)["assertion"]);
         assert!(claims.get("sub").is_none(), "{claims}");
+    }
+
+    /// `grant = token_exchange` (RFC 8693 §2.1): the subject token and both types in
+    /// the form with the audience and scopes, no client authentication with `none`; a
+    /// JWT subject token that has expired is a `config` error, and nothing is built.
+    #[test]
+    fn a_token_exchange_sends_the_subject_token_and_its_types() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        let jwt = |exp: u64| {
+            let payload = format!(r#"{{"sub":"app","exp":{exp}}}"#);
+            format!("e30.{}.c2ln", B64.encode(payload))
+        };
+        let exchange = |token: &str, kind: &str| {
+            let s = settings(&[
+                ("grant", "token_exchange"),
+                ("auth_method", "none"),
+                ("kv_store", ""),
+                ("subject_token", token),
+                ("subject_token_type", kind),
+                (
+                    "audience",
+                    "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k8s",
+                ),
+                ("scope", "https://www.googleapis.com/auth/cloud-platform"),
+            ]);
+            let p = TokenParams::resolve(&Default::default(), &s).unwrap();
+            build(&s, &s.static_endpoint().unwrap(), &p, FRESH, None)
+        };
+        let valid = jwt(FRESH.now_secs + 600);
+        let req = exchange(&valid, "urn:ietf:params:oauth:token-type:jwt").unwrap();
+        assert!(header(&req, "authorization").is_none());
+        let form: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(&req.body).into_owned().collect();
+        assert_eq!(
+            form["grant_type"],
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        );
+        assert_eq!(form["subject_token"], valid);
+        assert_eq!(
+            form["subject_token_type"],
+            "urn:ietf:params:oauth:token-type:jwt"
+        );
+        assert_eq!(
+            form["requested_token_type"],
+            "urn:ietf:params:oauth:token-type:access_token"
+        );
+        assert!(form["audience"].starts_with("//iam.googleapis.com/"));
+        assert_eq!(
+            form["scope"],
+            "https://www.googleapis.com/auth/cloud-platform"
+        );
+        assert_eq!(form.len(), 6, "no client authentication: {form:?}");
+        let expired = jwt(FRESH.now_secs + 3);
+        let e = exchange(&expired, "urn:ietf:params:oauth:token-type:jwt").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config: subject_token: expired at"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains(&expired));
+        // Another kind of token is sent as it is, with no `exp` to read.
+        let req = exchange(
+            "opaque.value",
+            "urn:ietf:params:oauth:token-type:access_token",
+        )
+        .unwrap();
+        let form: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(&req.body).into_owned().collect();
+        assert_eq!(form["subject_token"], "opaque.value");
     }
 }

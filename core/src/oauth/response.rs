@@ -26,6 +26,8 @@ pub struct TokenResponse {
     pub scopes: Vec<String>,
     /// `token_type` (absent: Bearer).
     pub token_type: TokenType,
+    /// `issued_token_type` (RFC 8693 §2.2.1), when the answer has one as a string.
+    pub issued_token_type: Option<String>,
 }
 
 /// Lifetime limits from the settings.
@@ -80,7 +82,36 @@ pub fn parse(
         expires_in_ignored,
         scopes: granted_scopes(&obj, requested_scopes)?,
         token_type,
+        issued_token_type: obj
+            .get("issued_token_type")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
+}
+
+/// The token types a token exchange's answer may issue for use as an access token.
+pub(crate) const USABLE_ISSUED_TYPES: [&str; 2] = [
+    "urn:ietf:params:oauth:token-type:access_token",
+    "urn:ietf:params:oauth:token-type:jwt",
+];
+
+/// A token exchange's answer says what it issued (RFC 8693 §2.2.1), and it is an
+/// access token or a JWT: an ID token or a refresh token is not one to send to APIs.
+pub(crate) fn exchanged(issued_token_type: Option<&str>) -> Result<(), Error> {
+    let what = match issued_token_type {
+        Some(t) if USABLE_ISSUED_TYPES.contains(&t) => return Ok(()),
+        None => {
+            return Err(Error::InvalidResponse(
+                "issued_token_type is missing: a token exchange answer says what it issued (RFC 8693 §2.2.1)".into(),
+            ));
+        }
+        Some("urn:ietf:params:oauth:token-type:id_token") => "an ID token".to_string(),
+        Some("urn:ietf:params:oauth:token-type:refresh_token") => "a refresh token".to_string(),
+        Some(other) => format!("`{}`", sanitize(other, 80)),
+    };
+    Err(Error::InvalidResponse(format!(
+        "issued_token_type is {what}, not an access token: check requested_token_type and what the security token service issues for it"
+    )))
 }
 
 fn access_token(obj: &Map<String, Value>) -> Result<&str, Error> {
@@ -592,5 +623,34 @@ mod tests {
             Error::OAuth(o) => assert_eq!(o.error, "bad?[31m?code"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A token exchange's answer must say it issued an access token or a JWT: an ID
+    /// token, a refresh token, another type or none at all is refused, with words.
+    #[test]
+    fn a_token_exchange_answer_must_issue_an_access_token() {
+        assert!(exchanged(Some("urn:ietf:params:oauth:token-type:access_token")).is_ok());
+        assert!(exchanged(Some("urn:ietf:params:oauth:token-type:jwt")).is_ok());
+        let refused = |t: Option<&str>| exchanged(t).unwrap_err().to_string();
+        assert!(refused(None).contains("issued_token_type is missing"));
+        assert!(
+            refused(Some("urn:ietf:params:oauth:token-type:id_token"))
+                .contains("issued_token_type is an ID token, not an access token")
+        );
+        assert!(
+            refused(Some("urn:ietf:params:oauth:token-type:refresh_token"))
+                .contains("is a refresh token")
+        );
+        assert!(refused(Some("urn:x:saml2")).contains("is `urn:x:saml2`"));
+        let ok = HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: br#"{"access_token":"a","token_type":"Bearer","issued_token_type":"urn:ietf:params:oauth:token-type:access_token"}"#.to_vec(),
+        };
+        let parsed = parse(&ok, &[], LIMITS).unwrap();
+        assert_eq!(
+            parsed.issued_token_type.as_deref(),
+            Some("urn:ietf:params:oauth:token-type:access_token")
+        );
     }
 }

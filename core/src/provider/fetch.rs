@@ -5,6 +5,7 @@ use super::{IssuedToken, Lookup, Provider, Source};
 use crate::audit::{Event, Outcome};
 use crate::error::Error;
 use crate::http_types::{HttpOptions, HttpRequest};
+use crate::oauth::client::Grant;
 use crate::oauth::dpop::{self, DpopKey};
 use crate::oauth::request;
 use crate::oauth::response::{self, MAX_TOKEN_RESPONSE_BYTES, TokenResponse};
@@ -223,6 +224,9 @@ impl<P: Platform> Provider<'_, P> {
                 self.keep_dpop_nonce(origin, nonce);
             }
             let token = response::parse(&resp, &l.params.scopes, self.settings.cache.lifetimes)?;
+            if let Grant::TokenExchange(_) = self.settings.client.grant {
+                response::exchanged(token.issued_token_type.as_deref())?;
+            }
             let bound = response::bound(token.token_type, self.settings.client.dpop.as_ref())?;
             Ok((resp.status, token, bound))
         });
@@ -334,6 +338,49 @@ mod tests {
         assert_eq!(outcomes, [("retry", 1), ("retry", 2), ("ok", 3)]);
         assert!(fetches[0]["retry_in_ms"].as_u64().unwrap() <= 200);
         assert!(fetches.iter().all(|e| e["grant"] == "client_credentials"));
+    }
+
+    /// A token exchange answered without `issued_token_type`, or with an ID token: an
+    /// `invalid-response` error, and nothing cached.
+    #[test]
+    fn a_token_exchange_answer_that_issues_no_access_token_is_refused() {
+        use base64::Engine as _;
+        let payload = r#"{"sub":"app","exp":4102444800}"#;
+        let jwt = format!(
+            "e30.{}.c2ln",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload)
+        );
+        let rig = Rig::new(&[("grant", "token_exchange"), ("subject_token", &jwt)]);
+        rig.platform.respond_token("no-type", 100);
+        let e = rig.get().unwrap_err();
+        assert!(
+            e.to_string().contains("issued_token_type is missing"),
+            "{e}"
+        );
+        rig.platform.respond(Ok(response(
+            200,
+            &[],
+            r#"{"access_token":"id","token_type":"N_A","issued_token_type":"urn:ietf:params:oauth:token-type:id_token"}"#,
+        )));
+        let e = rig.get().unwrap_err();
+        assert!(e.to_string().contains("token_type `N_A`"), "{e}");
+        rig.platform.respond(Ok(response(
+            200,
+            &[],
+            r#"{"access_token":"id","token_type":"Bearer","issued_token_type":"urn:ietf:params:oauth:token-type:id_token"}"#,
+        )));
+        let e = rig.get().unwrap_err();
+        assert!(e.to_string().contains("is an ID token"), "{e}");
+        rig.platform.respond(Ok(response(
+            200,
+            &[],
+            r#"{"access_token":"sts","token_type":"Bearer","expires_in":3599,"issued_token_type":"urn:ietf:params:oauth:token-type:access_token"}"#,
+        )));
+        assert_eq!(rig.get().unwrap().token.expose(), "sts");
+        let sent = rig.platform.sent.borrow();
+        let form: Vec<(String, String)> =
+            form_urlencoded::parse(&sent[0].body).into_owned().collect();
+        assert!(form.contains(&("subject_token".into(), jwt.clone())));
     }
 
     /// A `grant = jwt_bearer` fetch: its line names the grant and `none`, and every

@@ -122,6 +122,7 @@ impl CacheKey {
         // its subject (another subject's tokens are another user's). Without either,
         // the text of every earlier version: an upgrade keeps the cache.
         let dpop = c.dpop.as_ref().map(|d| d.cache_part());
+        // (The grant's part is a list: `["jwt_bearer", subject]` is what it was.)
         let canonical = match (dpop, c.grant.cache_part()) {
             (None, None) => serde_json::to_string(&parts),
             (Some(d), None) => serde_json::to_string(&(parts, d)),
@@ -298,6 +299,34 @@ mod tests {
         assert_ne!(a_text, none_text);
         assert_ne!(cc.client_key().canonical, a.client_key().canonical);
         assert_ne!(a.client_key().canonical, b.client_key().canonical);
+    }
+
+    /// `grant = token_exchange`: whom the subject token is about (a JWT's `iss` and
+    /// `sub`) is in the key, so a rotated token for the same workload keeps the cache
+    /// and another workload's never reads it.
+    #[test]
+    fn a_token_exchange_key_holds_whom_the_subject_token_is_about() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let jwt = |sub: &str, exp: u64| {
+            let payload = format!(r#"{{"iss":"https://k8s","sub":"{sub}","exp":{exp}}}"#);
+            format!("e30.{}.c2ln", b64(&payload))
+        };
+        let key = |token: String| {
+            let s = settings(&[
+                ("grant", "token_exchange"),
+                ("subject_token", Box::leak(token.into_boxed_str())),
+            ]);
+            key_for(&s, &["read"]).canonical
+        };
+        let app = key(jwt("app", 4_102_444_800));
+        assert_eq!(
+            app,
+            key(jwt("app", 4_102_444_900)),
+            "rotated, same workload"
+        );
+        assert_ne!(app, key(jwt("other", 4_102_444_800)));
+        assert!(app.ends_with(r#"null,["token_exchange","urn:ietf:params:oauth:token-type:jwt","urn:ietf:params:oauth:token-type:access_token","[\"https://k8s\",\"app\"]"]]"#), "{app}");
     }
 
     #[test]
