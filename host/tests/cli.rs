@@ -842,3 +842,68 @@ fn token_with_a_service_account_file_uses_the_jwt_bearer_grant() {
     assert!(err.contains("service_account_key: not JSON"), "{err}");
     assert!(!err.contains("MIIEvQIBADANBgkq"), "{err}");
 }
+
+/// `--subject-token-file`: a platform's token exchanged at a security token service
+/// (RFC 8693) with no client authentication, against the oidc peer's STS that checks
+/// it as GCP's does; `token` names the grant and `none`.
+#[test]
+fn token_with_a_subject_token_file_uses_token_exchange() {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let audience =
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/cli/providers/ci";
+    let peer = OidcPeer::start_with(
+        None,
+        &[
+            (
+                "STS_SUBJECT_ISSUER",
+                "https://ci.token-provider.test".to_string(),
+            ),
+            ("STS_SUBJECT_KEY", pair.public_key_pem()),
+            ("STS_AUDIENCE", audience.to_string()),
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "https://ci.token-provider.test", "sub": "repo:acme/reports:ref:refs/heads/main",
+        "exp": now + 600,
+    });
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &key,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{jwt}\n")).unwrap();
+    let url = format!("{}/sts/token", peer.base());
+    let out = cli(
+        &[
+            "token",
+            "--token-url",
+            &url,
+            "--client-id",
+            "ci-reports",
+            "--subject-token-file",
+            file.to_str().unwrap(),
+            "--audience",
+            audience,
+            "--scope",
+            "https://www.googleapis.com/auth/cloud-platform",
+            "--allow-http",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["grant"].as_str(), v["auth_method"].as_str()),
+        (Some("token_exchange"), Some("none"))
+    );
+    assert!(!text(&out.stdout).contains(&jwt));
+    assert!(!text(&out.stderr).contains(&jwt));
+}

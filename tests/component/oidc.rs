@@ -840,3 +840,137 @@ async fn jwt_bearer_refusals_and_a_bad_key_file_are_clear() {
     assert!(text.contains("service_account_key: not JSON"), "{text}");
     assert_eq!(peer.stats(None).await.0, 2, "only the two refused requests");
 }
+
+/// A security token service as GCP's is, for the test peer's `/sts/token` (its
+/// `STS_*` variables): subject tokens signed with the RSA fixture by a platform
+/// issuer, exchanged for the workload pool's audience.
+const STS_ISSUER: &str = "https://kubernetes.token-provider.test";
+const STS_AUDIENCE: &str =
+    "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/tests/providers/k8s";
+const WORKLOAD: &str = "system:serviceaccount:reports:exporter";
+/// 32 bytes the fleet shares: a subject token rotates, so this seals the cache.
+const FLEET_SECRET: &str = "hQ3vZ9kWc1rYb7Tn2LxP8sJd5GmEa0Fu";
+
+fn sts_env(answer: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("STS_SUBJECT_ISSUER", STS_ISSUER.to_string()),
+        ("STS_SUBJECT_KEY", RSA_2048_PUBLIC.to_string()),
+        ("STS_AUDIENCE", STS_AUDIENCE.to_string()),
+        ("STS_ANSWER", answer.to_string()),
+    ]
+}
+
+/// A projected service-account token as the platform would mount it, valid for
+/// `valid_secs` from now (negative: expired).
+fn subject_token(valid_secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = serde_json::json!({
+        "iss": STS_ISSUER, "sub": WORKLOAD, "aud": "sts.googleapis.com",
+        "iat": now, "exp": now + valid_secs,
+    });
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(RSA_2048.as_bytes()).unwrap();
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+/// A host with `grant = token_exchange` and no client authentication against the
+/// peer's security token service.
+fn sts_host(peer: &OidcPeer, pki: Option<&TestPki>, token: &str) -> (TokenHost, MemoryOutputPipe) {
+    let url = format!("{}/sts/token", peer.base());
+    make_host(
+        peer,
+        pki,
+        "k8s-exporter",
+        "",
+        &[
+            ("token_url", url.as_str()),
+            ("grant", "token_exchange"),
+            ("auth_method", "none"),
+            ("subject_token", token),
+            ("audience", STS_AUDIENCE),
+            ("scope", "https://www.googleapis.com/auth/cloud-platform"),
+            ("cache_secret", FLEET_SECRET),
+            ("audit", "all"),
+        ],
+    )
+}
+
+/// `grant = token_exchange` (RFC 8693) with a platform's token and no client
+/// authentication, against a security token service that checks it as GCP's does
+/// (the peer's `/sts/token`), over HTTP and TLS: the token works at the API, the
+/// second call is the cache's, the audit line names the grant.
+#[tokio::test]
+async fn token_exchange_with_a_platform_token_over_http_and_tls() {
+    for tls in [false, true] {
+        let pki = tls.then(TestPki::generate);
+        let peer = OidcPeer::start_with(pki.as_ref(), &sts_env("access_token"));
+        let (host, log) = sts_host(&peer, pki.as_ref(), &subject_token(600));
+        let first = token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap_or_else(|e| panic!("tls={tls}: {e:?}"));
+        let again = token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.source, again.token),
+            (TokenSource::Fresh, first.token.clone())
+        );
+        let lines = audit_lines(&log);
+        let fetch = lines.iter().find(|l| l["event"] == "token.fetch").unwrap();
+        assert_eq!(
+            (&fetch["grant"], &fetch["auth_method"]),
+            (
+                &serde_json::json!("token_exchange"),
+                &serde_json::json!("none")
+            )
+        );
+        let answer = send(&host, &api_get(format!("{}/api/export", peer.base())))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "tls={tls}");
+        let stats = peer.stats_json(pki.as_ref()).await;
+        assert_eq!(
+            stats["sts_tokens"],
+            serde_json::json!([{"sub": WORKLOAD, "scope": "https://www.googleapis.com/auth/cloud-platform"}]),
+            "tls={tls}: {stats}"
+        );
+    }
+}
+
+/// What must not be taken or sent: an answer that issues an ID token, one that does
+/// not say what it issued, and an expired subject token, which is never sent.
+#[tokio::test]
+async fn token_exchange_refuses_an_id_token_a_silent_answer_and_an_expired_subject() {
+    for (answer, expected) in [
+        (
+            "id_token",
+            "issued_token_type is an ID token, not an access token",
+        ),
+        ("missing", "issued_token_type is missing"),
+    ] {
+        let peer = OidcPeer::start_with(None, &sts_env(answer));
+        let (host, _) = sts_host(&peer, None, &subject_token(600));
+        let e = token(&host, &TokenRequest::default_request())
+            .await
+            .unwrap_err();
+        let text = token_provider_host::describe(&e);
+        assert!(text.contains(expected), "{answer}: {text}");
+    }
+    let peer = OidcPeer::start_with(None, &sts_env("access_token"));
+    let expired = subject_token(-60);
+    let (host, _) = sts_host(&peer, None, &expired);
+    let e = token(&host, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    let text = token_provider_host::describe(&e);
+    assert!(text.contains("subject_token: expired at"), "{text}");
+    assert!(!text.contains(&expired));
+    assert_eq!(
+        peer.stats(None).await.0,
+        0,
+        "an expired subject token is never sent"
+    );
+}

@@ -121,6 +121,16 @@ struct ProviderArgs {
     /// the client id, key id and token endpoint from it; no client secret is needed.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["client_id", "private_key_file", "client_assertion_file"])]
     service_account_file: Option<PathBuf>,
+    /// File that holds a token the platform gives this workload (a projected
+    /// service-account token, a CI OIDC token) (`subject_token`): exchanged at the
+    /// token endpoint, a security token service (`grant=token_exchange`, RFC 8693);
+    /// with no other credential, no client authentication (`auth_method=none`).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["service_account_file", "client_assertion_file"])]
+    subject_token_file: Option<PathBuf>,
+    /// The subject token's type (`subject_token_type`; default
+    /// `urn:ietf:params:oauth:token-type:jwt`).
+    #[arg(long, value_name = "URI", requires = "subject_token_file")]
+    subject_token_type: Option<String>,
     /// Name of the environment variable that holds `cache_secret`: what seals a shared
     /// (redis://) store when the credential is a federated assertion.
     #[arg(long, value_name = "VAR")]
@@ -252,26 +262,15 @@ impl ProviderArgs {
             let jwt = read("--client-assertion-file", path)?;
             pairs.push(("client_assertion", jwt.trim().to_string()));
             pairs.push(("auth_method", "client_assertion".to_string()));
-            match &self.cache_secret_env {
-                Some(var) => pairs.push((
-                    "cache_secret",
-                    std::env::var(var).map_err(|_| {
-                        anyhow::anyhow!(
-                            "environment variable {var} (--cache-secret-env) is not set"
-                        )
-                    })?,
-                )),
-                // This process's own memory store: nothing to seal it against.
-                None if self.store == "memory" => pairs.push(("kv_store", String::new())),
-                None => anyhow::bail!(
-                    "--client-assertion-file with a shared --store needs --cache-secret-env VAR: the secret the fleet seals the cache with"
-                ),
-            }
+            pairs.extend(self.rotating_credential_store("--client-assertion-file")?);
         }
         if let Some(path) = &self.service_account_file {
             pairs.push(("service_account_key", read("--service-account-file", path)?));
             pairs.push(("grant", "jwt_bearer".to_string()));
             pairs.push(("auth_method", "none".to_string()));
+        }
+        if let Some(path) = &self.subject_token_file {
+            pairs.extend(self.token_exchange(read("--subject-token-file", path)?, &pairs)?);
         }
         if let Some(path) = &self.private_key_file {
             pairs.push(("client_private_key", read("--private-key-file", path)?));
@@ -284,6 +283,47 @@ impl ProviderArgs {
             self.secret()?;
         }
         Ok(pairs)
+    }
+
+    /// `--subject-token-file`'s configuration: the grant, the token (and its type),
+    /// and with no credential in `pairs` nor a private key no client authentication,
+    /// whose cache is then sealed as a federated assertion's is.
+    fn token_exchange(
+        &self,
+        token: String,
+        pairs: &[(&'static str, String)],
+    ) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let mut out = vec![
+            ("grant", "token_exchange".to_string()),
+            ("subject_token", token.trim().to_string()),
+        ];
+        if let Some(kind) = &self.subject_token_type {
+            out.push(("subject_token_type", kind.clone()));
+        }
+        if pairs.is_empty() && self.private_key_file.is_none() {
+            out.push(("auth_method", "none".to_string()));
+            out.extend(self.rotating_credential_store("--subject-token-file")?);
+        }
+        Ok(out)
+    }
+
+    /// The store of a credential that rotates (a federated assertion, a subject token
+    /// with no client authentication): `cache_secret` from `--cache-secret-env`, or,
+    /// for this process's memory store, no shared store at all.
+    fn rotating_credential_store(&self, flag: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+        Ok(match &self.cache_secret_env {
+            Some(var) => vec![(
+                "cache_secret",
+                std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!("environment variable {var} (--cache-secret-env) is not set")
+                })?,
+            )],
+            // This process's own memory store: nothing to seal it against.
+            None if self.store == "memory" => vec![("kv_store", String::new())],
+            None => anyhow::bail!(
+                "{flag} with a shared --store needs --cache-secret-env VAR: the secret the fleet seals the cache with"
+            ),
+        })
     }
 
     /// Whether DPoP is asked for (`--dpop`, `--dpop-key-file` or `--config dpop=on`).
@@ -301,9 +341,10 @@ impl ProviderArgs {
 
     /// The `grant` this run configures.
     fn grant_configured(&self) -> String {
-        let implied = match self.service_account_file {
-            Some(_) => "jwt_bearer",
-            None => "client_credentials",
+        let implied = match (&self.service_account_file, &self.subject_token_file) {
+            (Some(_), _) => "jwt_bearer",
+            (_, Some(_)) => "token_exchange",
+            _ => "client_credentials",
         };
         self.config_given("grant").unwrap_or(implied).to_string()
     }
@@ -317,6 +358,11 @@ impl ProviderArgs {
             "private_key_jwt"
         } else if self.client_assertion_file.is_some() {
             "client_assertion"
+        } else if self.subject_token_file.is_some()
+            && self.client_secret_env.is_none()
+            && self.client_secret_file.is_none()
+        {
+            "none"
         } else {
             "client_secret_basic"
         };

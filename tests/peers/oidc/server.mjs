@@ -22,6 +22,14 @@
 // answers an access token of oidc-provider's (client `sa-client`, the assertion's
 // scope), which /api/ takes; /test/stats lists what each token was for (`sa_tokens`:
 // sub and scope) and why assertions were refused (`sa_refusals`).
+// With STS_SUBJECT_ISSUER, STS_SUBJECT_KEY (an SPKI PEM) and STS_AUDIENCE, POST
+// /sts/token is a security token service as GCP's is (RFC 8693): grant_type
+// token-exchange, a JWT subject_token (type jwt or id_token) verified with that key,
+// `iss` STS_SUBJECT_ISSUER, `exp` in the future; requested_token_type access_token;
+// `audience` STS_AUDIENCE; a `scope`; no client authentication. It answers an access
+// token of oidc-provider's with issued_token_type access_token, or with STS_ANSWER=id_token
+// an ID token's type, with STS_ANSWER=missing no issued_token_type. /test/stats lists
+// `sts_tokens` (sub, scope) and `sts_refusals`.
 import http from 'node:http';
 import https from 'node:https';
 import fs from 'node:fs';
@@ -76,6 +84,10 @@ const seenJti = new Set();
 // The service account's tokens (sub and scope) and refused assertions.
 const saTokens = [];
 const saRefusals = [];
+
+// The security token service's tokens and refusals.
+const stsTokens = [];
+const stsRefusals = [];
 
 // A form body.
 function formOf(req) {
@@ -133,6 +145,52 @@ async function serviceAccountToken(provider, req, res, audience) {
   const value = await token.save();
   saTokens.push({ sub: payload.sub ?? null, scope: payload.scope });
   res.end(JSON.stringify({ access_token: value, expires_in: token.expiration, token_type: 'Bearer' }));
+}
+
+// POST /sts/token: a security token service as GCP's is (see the top of this file).
+async function stsToken(provider, req, res) {
+  res.setHeader('content-type', 'application/json');
+  const fail = (status, error, description) => {
+    stsRefusals.push(`${error}: ${description}`);
+    res.statusCode = status;
+    res.end(JSON.stringify({ error, error_description: description }));
+  };
+  if (req.method !== 'POST') return fail(405, 'invalid_request', 'POST only');
+  const form = await formOf(req);
+  if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange') {
+    return fail(400, 'unsupported_grant_type', 'Invalid grant_type');
+  }
+  if (req.headers.authorization || form.has('client_secret') || form.has('client_assertion')) {
+    return fail(400, 'invalid_request', 'no client authentication is taken here');
+  }
+  const subjectType = form.get('subject_token_type');
+  if (!['urn:ietf:params:oauth:token-type:jwt', 'urn:ietf:params:oauth:token-type:id_token'].includes(subjectType)) {
+    return fail(400, 'invalid_request', `unsupported subject_token_type ${subjectType}`);
+  }
+  if (form.get('requested_token_type') !== 'urn:ietf:params:oauth:token-type:access_token') {
+    return fail(400, 'invalid_request', 'requested_token_type must be an access token');
+  }
+  if (form.get('audience') !== process.env.STS_AUDIENCE) return fail(400, 'invalid_target', 'audience');
+  const scope = form.get('scope');
+  if (!scope) return fail(400, 'invalid_scope', 'scope is required');
+  let payload;
+  try {
+    ({ payload } = await jwtVerify(form.get('subject_token') || '', crypto.createPublicKey(process.env.STS_SUBJECT_KEY), {
+      algorithms: ['RS256', 'ES256'],
+      issuer: process.env.STS_SUBJECT_ISSUER,
+      requiredClaims: ['exp', 'sub'],
+    }));
+  } catch (e) {
+    return fail(400, 'invalid_grant', `subject_token: ${e.code || e.message}`);
+  }
+  const client = await provider.Client.find('sa-client');
+  const token = new provider.ClientCredentials({ client, scope: 'read' });
+  const value = await token.save();
+  stsTokens.push({ sub: payload.sub, scope });
+  const answer = { access_token: value, token_type: 'Bearer', expires_in: token.expiration };
+  if (process.env.STS_ANSWER === 'id_token') answer.issued_token_type = 'urn:ietf:params:oauth:token-type:id_token';
+  else if (process.env.STS_ANSWER !== 'missing') answer.issued_token_type = 'urn:ietf:params:oauth:token-type:access_token';
+  res.end(JSON.stringify(answer));
 }
 
 // Whether a DPoP `proof` for `req` to `url` with `token` (a bound one) verifies; the
@@ -197,13 +255,14 @@ function start(port) {
   const callback = provider.callback();
   const handler = async (req, res) => {
     const path = req.url.split('?')[0];
-    if (path === '/token' || path === '/sa/token') tokenRequests += 1;
+    if (path === '/token' || path === '/sa/token' || path === '/sts/token') tokenRequests += 1;
     if (path.startsWith('/.well-known/')) discoveryRequests += 1;
     if (path === '/test/stats') {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({
         token_requests: tokenRequests, api_requests: apiRequests, discovery_requests: discoveryRequests,
         api_dpop: apiDpop, api_refusals: apiRefusals, sa_tokens: saTokens, sa_refusals: saRefusals,
+        sts_tokens: stsTokens, sts_refusals: stsRefusals,
       }));
       return;
     }
@@ -215,6 +274,9 @@ function start(port) {
     }
     if (path === '/sa/token' && process.env.SA_EMAIL) {
       return serviceAccountToken(provider, req, res, `${issuerOf(req)}/sa/token`);
+    }
+    if (path === '/sts/token' && process.env.STS_SUBJECT_ISSUER) {
+      return stsToken(provider, req, res);
     }
     if (path.startsWith('/api/')) {
       apiRequests += 1;
