@@ -513,14 +513,7 @@ async fn client_assertions_and_private_keys_never_leak() {
         ],
     ] {
         let rig = rig(&server, &extra);
-        let e = token(&rig.host, &TokenRequest::default_request())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&e, ProviderError::Oauth(o) if o.error == "invalid_client"),
-            "{e:?}"
-        );
-        let sent = server.token_requests().pop().unwrap();
+        let (e, sent) = refused(&server, &rig, "invalid_client").await;
         let assertion = sent
             .form()
             .into_iter()
@@ -561,14 +554,7 @@ async fn client_assertions_and_private_keys_never_leak() {
             ("service_account_key", &file),
         ],
     );
-    let e = token(&rig.host, &TokenRequest::default_request())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&e, ProviderError::Oauth(o) if o.error == "unsupported_grant_type"),
-        "{e:?}"
-    );
-    let sent = server.token_requests().pop().unwrap();
+    let (e, sent) = refused(&server, &rig, "unsupported_grant_type").await;
     let assertion = sent
         .form()
         .into_iter()
@@ -583,6 +569,49 @@ async fn client_assertions_and_private_keys_never_leak() {
         "leak-kid\",\"private_key",
     ];
     assert_none_in_error_or_log(&e, &rig, &needles, "jwt_bearer");
+    // `grant = token_exchange` (the server here does not take it either): the subject
+    // token appears nowhere, nor its signature.
+    let subject = {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"RS256"}"#),
+            b64(br#"{"iss":"https://k8s","sub":"system:serviceaccount:ns:app","exp":4102444800}"#),
+            b64(b"subject-signature-bytes-0123456789abcdef")
+        )
+    };
+    let exchange = crate::common::rig(
+        &server,
+        &[("grant", "token_exchange"), ("subject_token", &subject)],
+    );
+    let (e, sent) = refused(&server, &exchange, "unsupported_grant_type").await;
+    assert!(
+        sent.form()
+            .contains(&("subject_token".to_string(), subject.clone()))
+    );
+    let signature = subject.rsplit('.').next().unwrap().to_string();
+    assert_none_in_error_or_log(&e, &exchange, &[&subject, &signature], "token_exchange");
+}
+
+/// A token request of `rig` that `server` refuses with the OAuth error `code`: the
+/// error, and the request as it was sent.
+async fn refused(
+    server: &MockServer,
+    rig: &Rig,
+    code: &str,
+) -> (
+    ProviderError,
+    token_provider_host::testkit::testserver::Recorded,
+) {
+    let e = token(&rig.host, &TokenRequest::default_request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Oauth(o) if o.error == code),
+        "{e:?}"
+    );
+    (e, server.token_requests().pop().unwrap())
 }
 
 /// None of `needles` in the error `e` (as the host describes it and as `Debug` shows

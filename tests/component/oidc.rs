@@ -880,6 +880,8 @@ fn subject_token(valid_secs: i64) -> String {
 /// peer's security token service.
 fn sts_host(peer: &OidcPeer, pki: Option<&TestPki>, token: &str) -> (TokenHost, MemoryOutputPipe) {
     let url = format!("{}/sts/token", peer.base());
+    // The exchange's audience is the pool's: the API's origin is bound to it.
+    let bound = format!("{}={STS_AUDIENCE}", peer.base());
     make_host(
         peer,
         pki,
@@ -887,6 +889,7 @@ fn sts_host(peer: &OidcPeer, pki: Option<&TestPki>, token: &str) -> (TokenHost, 
         "",
         &[
             ("token_url", url.as_str()),
+            ("origin_audiences", bound.as_str()),
             ("grant", "token_exchange"),
             ("auth_method", "none"),
             ("subject_token", token),

@@ -143,22 +143,23 @@ fn component_is_a_reasonable_size() {
 /// instance that signs often (`token_provider_es256`'s comb), and 22,414, 22,732 and
 /// 22,814 for its table as static data, which makes every instance's signatures that
 /// fast, a fresh one's too (docs/performance.md#dpop). Issue 26: `grant = jwt_bearer`
-/// and a service account's key file added 7,034, 7,121 and 7,115.
+/// and a service account's key file added 7,034, 7,121 and 7,115; `token_exchange`
+/// 5,981, 5,925 and 6,007.
 fn budgets() -> [(&'static str, &'static [u8], usize); 5] {
     use token_provider_host::components::*;
     [
-        ("token_provider.wasm", EMBEDDED_COMPONENT, 362_000),
+        ("token_provider.wasm", EMBEDDED_COMPONENT, 368_000),
         (
             "token_provider_wasmtime.wasm",
             EMBEDDED_WASMTIME_COMPONENT,
-            362_000,
+            368_000,
         ),
-        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 484_500),
-        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 406_500),
+        ("token_provider_rsa.wasm", EMBEDDED_RSA_COMPONENT, 490_500),
+        ("token_interceptor.wasm", EMBEDDED_INTERCEPTOR, 412_500),
         (
             "token_interceptor_wasmtime.wasm",
             EMBEDDED_INTERCEPTOR_WASMTIME,
-            406_500,
+            412_500,
         ),
     ]
 }
