@@ -42,18 +42,30 @@ struct Header<'a> {
     kid: Option<&'a str>,
 }
 
+/// A signed assertion's payload: a client assertion's (`sub` the client id, no
+/// `scope`), or a JWT-bearer grant's.
 #[derive(Serialize)]
 struct Payload<'a> {
     iss: &'a str,
-    sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
     aud: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
     jti: &'a str,
     iat: u64,
     exp: u64,
 }
 
-/// `base64url(header) "." base64url(payload)`: what is signed.
-fn signing_input(alg: &str, kid: Option<&str>, c: &Claims<'_>) -> String {
+/// `base64url(header) "." base64url(payload)`: what is signed, with `sub` and
+/// `scope` as given (a client assertion's `sub` is its client id).
+fn signing_input(
+    alg: &str,
+    kid: Option<&str>,
+    c: &Claims<'_>,
+    sub: Option<&str>,
+    scope: &str,
+) -> String {
     let header = Header {
         alg,
         typ: c.typ,
@@ -62,8 +74,9 @@ fn signing_input(alg: &str, kid: Option<&str>, c: &Claims<'_>) -> String {
     let jti = B64::encode_string(&c.jti);
     let payload = Payload {
         iss: c.client_id,
-        sub: c.client_id,
+        sub,
         aud: c.audience,
+        scope,
         jti: &jti,
         iat: c.now_secs,
         exp: c.now_secs.saturating_add(c.lifetime_secs),
@@ -88,7 +101,7 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// `client_secret_jwt`: the assertion signed with HMAC-SHA256 keyed by the secret.
 pub fn client_secret_jwt(claims: &Claims<'_>, secret: &[u8]) -> String {
-    let input = signing_input("HS256", None, claims);
+    let input = signing_input("HS256", None, claims, Some(claims.client_id), "");
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(input.as_bytes());
     let signature = mac.finalize().into_bytes();
@@ -440,7 +453,11 @@ pub fn private_key_jwt(
     kid: Option<&str>,
     random: &dyn Fn(&mut [u8]),
 ) -> String {
-    key.sign_jws(signing_input(key.alg().as_str(), kid, claims), random)
+    let alg = key.alg().as_str();
+    key.sign_jws(
+        signing_input(alg, kid, claims, Some(claims.client_id), ""),
+        random,
+    )
 }
 
 /// What a `grant = jwt_bearer` assertion says (RFC 7523 §2.1, §3): `iss` the client
@@ -458,44 +475,20 @@ pub struct GrantClaims<'a> {
     pub scope: &'a str,
 }
 
-#[derive(Serialize)]
-struct GrantPayload<'a> {
-    iss: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sub: Option<&'a str>,
-    aud: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    scope: &'a str,
-    jti: &'a str,
-    iat: u64,
-    exp: u64,
-}
-
 /// The `assertion` of a `grant = jwt_bearer` token request, signed with `key`, with
-/// `kid` in the header when given.
+/// `typ` `JWT` and `kid` in the header when given.
 pub fn jwt_bearer_assertion(
     g: &GrantClaims<'_>,
     key: &PrivateKey,
     kid: Option<&str>,
     random: &dyn Fn(&mut [u8]),
 ) -> String {
-    let c = &g.claims;
-    let header = Header {
-        alg: key.alg().as_str(),
+    let claims = Claims {
         typ: "JWT",
-        kid,
+        ..g.claims
     };
-    let jti = B64::encode_string(&c.jti);
-    let payload = GrantPayload {
-        iss: c.client_id,
-        sub: g.subject,
-        aud: c.audience,
-        scope: g.scope,
-        jti: &jti,
-        iat: c.now_secs,
-        exp: c.now_secs.saturating_add(c.lifetime_secs),
-    };
-    key.sign_jws(jws_input(&header, &payload), random)
+    let input = signing_input(key.alg().as_str(), kid, &claims, g.subject, g.scope);
+    key.sign_jws(input, random)
 }
 
 /// A federated client assertion (RFC 7523 §2.2 with a JWT another party issued: a
