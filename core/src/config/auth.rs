@@ -111,6 +111,7 @@ fn read_exchange(r: &Reader<'_>, exchange: bool) -> Result<Option<TokenExchange>
         SubjectToken::Opaque(Secret::new(token))
     };
     Ok(Some(TokenExchange {
+        identity: subject_token.identity(),
         subject_token,
         subject_token_type,
         requested_token_type,

@@ -94,15 +94,35 @@ pub enum Grant {
 }
 
 /// `grant = token_exchange`: what is presented and what is asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TokenExchange {
     /// `subject_token`.
     pub subject_token: SubjectToken,
+    /// Whom the subject token is about, for the cache key, worked out once when the
+    /// settings are read (`SubjectToken::identity`).
+    pub identity: String,
     /// `subject_token_type`.
     pub subject_token_type: String,
     /// `requested_token_type`.
     pub requested_token_type: String,
 }
+
+/// Two exchanges are the same when they ask for the same type about the same subject.
+impl PartialEq for TokenExchange {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.identity,
+            &self.subject_token_type,
+            &self.requested_token_type,
+        ) == (
+            &other.identity,
+            &other.subject_token_type,
+            &other.requested_token_type,
+        )
+    }
+}
+
+impl Eq for TokenExchange {}
 
 /// The subject token: a JWT (its `exp` checked before each use, its `iss` and `sub`
 /// in the cache key), or another kind of token, sent as it is.
@@ -111,14 +131,6 @@ pub enum SubjectToken {
     Jwt(FederatedAssertion),
     Opaque(Secret),
 }
-
-impl PartialEq for SubjectToken {
-    fn eq(&self, other: &Self) -> bool {
-        self.identity() == other.identity()
-    }
-}
-
-impl Eq for SubjectToken {}
 
 impl SubjectToken {
     /// Who the token is about, for the cache key: a JWT's `iss` and `sub`, else a
@@ -158,15 +170,15 @@ impl Grant {
     /// keys of earlier versions stay as they were), the grant and whom the token is
     /// for else (tokens for another subject are another user's): the JWT-bearer
     /// subject, or the token types and the subject token's identity.
-    pub(crate) fn cache_part(&self) -> Option<Vec<Option<String>>> {
+    pub(crate) fn cache_part(&self) -> Option<Vec<Option<&str>>> {
         match self {
             Grant::ClientCredentials => None,
-            Grant::JwtBearer { subject } => Some(vec![Some(self.as_str().into()), subject.clone()]),
+            Grant::JwtBearer { subject } => Some(vec![Some(self.as_str()), subject.as_deref()]),
             Grant::TokenExchange(x) => Some(vec![
-                Some(self.as_str().into()),
-                Some(x.subject_token_type.clone()),
-                Some(x.requested_token_type.clone()),
-                Some(x.subject_token.identity()),
+                Some(self.as_str()),
+                Some(&x.subject_token_type),
+                Some(&x.requested_token_type),
+                Some(&x.identity),
             ]),
         }
     }
