@@ -266,6 +266,24 @@ pub(crate) fn entry() -> Entry {
     }
 }
 
+/// A new P-256 private key, PKCS#8 PEM (for settings, which take `&str`s).
+pub(crate) fn p256_pem() -> &'static str {
+    let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    Box::leak(pem.into_boxed_str())
+}
+
+/// A JWT with this JSON payload and a signature no one checks (a platform's token as
+/// the component reads it: only the payload).
+pub(crate) fn unsigned_jwt(payload: &str) -> String {
+    use base64ct::{Base64UrlUnpadded, Encoding as _};
+    format!(
+        "eyJhbGciOiJSUzI1NiJ9.{}.c2ln",
+        Base64UrlUnpadded::encode_string(payload.as_bytes())
+    )
+}
+
 /// An HTTP response with these headers and body.
 pub(crate) fn response(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
     HttpResponse {

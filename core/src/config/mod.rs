@@ -613,10 +613,7 @@ mod tests {
     /// with it; the key keys the store whatever the client authentication.
     #[test]
     fn the_jwt_bearer_grant_needs_a_key_and_may_send_no_client_authentication() {
-        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .unwrap()
-            .serialize_pem();
-        let pem: &'static str = Box::leak(pem.into_boxed_str());
+        let pem = crate::testing::p256_pem();
         let no_secret: Vec<_> = BASE
             .iter()
             .copied()
@@ -683,15 +680,8 @@ mod tests {
 
     /// A JWT as a platform issues one (payload `iss`, `sub`, `exp`), unsigned here.
     fn platform_jwt(sub: &str, exp: u64) -> String {
-        use base64::Engine as _;
-        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
         let payload = serde_json::json!({"iss": "https://k8s.example", "sub": sub, "exp": exp});
-        format!(
-            "{}.{}.{}",
-            b64(br#"{"alg":"RS256"}"#),
-            b64(payload.to_string().as_bytes()),
-            b64(b"signature")
-        )
+        crate::testing::unsigned_jwt(&payload.to_string())
     }
 
     /// `grant = token_exchange`: `subject_token` is required with it and refused
@@ -725,6 +715,16 @@ mod tests {
                 ("subject_token_type", "not a uri")
             ]))
             .starts_with("config: subject_token_type: is not a token type URI")
+        );
+        // Over 256 bytes: not a token type either (257 here).
+        let long = format!("urn:ietf:params:oauth:token-type:{}", "x".repeat(224));
+        assert_eq!(long.len(), 257);
+        assert!(
+            error(exchange(&[
+                ("subject_token", jwt.as_str()),
+                ("requested_token_type", long.as_str())
+            ]))
+            .starts_with("config: requested_token_type: is not a token type URI")
         );
         // An opaque token is not read as a JWT.
         let opaque = exchange(&[
@@ -775,9 +775,7 @@ mod tests {
     /// a wrong file is an error that names the field and shows none of it.
     #[test]
     fn a_service_account_key_file_configures_the_jwt_bearer_grant() {
-        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .unwrap()
-            .serialize_pem();
+        let pem = crate::testing::p256_pem();
         let file = |token_uri: &str| {
             serde_json::json!({
                 "type": "service_account",
@@ -847,7 +845,7 @@ mod tests {
             e.starts_with("config: service_account_key: `private_key`: expected a PKCS#8 PEM"),
             "{e}"
         );
-        let e = error(load(&[("service_account_key", pem.as_str())]));
+        let e = error(load(&[("service_account_key", pem)]));
         assert!(
             e.starts_with("config: service_account_key: not JSON"),
             "{e}"

@@ -752,11 +752,8 @@ mod tests {
     /// JWT subject token that has expired is a `config` error, and nothing is built.
     #[test]
     fn a_token_exchange_sends_the_subject_token_and_its_types() {
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-        let jwt = |exp: u64| {
-            let payload = format!(r#"{{"sub":"app","exp":{exp}}}"#);
-            format!("e30.{}.c2ln", B64.encode(payload))
-        };
+        let jwt =
+            |exp: u64| crate::testing::unsigned_jwt(&format!(r#"{{"sub":"app","exp":{exp}}}"#));
         let exchange = |token: &str, kind: &str| {
             let s = settings(&[
                 ("grant", "token_exchange"),

@@ -287,17 +287,10 @@ mod tests {
     use crate::http_types::HttpRequest;
     use crate::oauth::dpop::TokenType;
     use crate::provider::instance::MemoryCache;
-    use crate::testing::{Rig, T0, response};
+    use crate::testing::{Rig, T0, p256_pem, response};
     use std::cell::RefCell;
 
     const TOKEN_URL: &str = "https://auth.example.com/token";
-
-    fn p256_pem() -> &'static str {
-        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .unwrap()
-            .serialize_pem();
-        Box::leak(pem.into_boxed_str())
-    }
 
     /// The header and payload of the DPoP proof `request` carries.
     fn proof_of(request: &HttpRequest) -> (serde_json::Value, serde_json::Value) {

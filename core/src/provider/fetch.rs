@@ -344,12 +344,7 @@ mod tests {
     /// `invalid-response` error, and nothing cached.
     #[test]
     fn a_token_exchange_answer_that_issues_no_access_token_is_refused() {
-        use base64::Engine as _;
-        let payload = r#"{"sub":"app","exp":4102444800}"#;
-        let jwt = format!(
-            "e30.{}.c2ln",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload)
-        );
+        let jwt = crate::testing::unsigned_jwt(r#"{"sub":"app","exp":4102444800}"#);
         let rig = Rig::new(&[("grant", "token_exchange"), ("subject_token", &jwt)]);
         rig.platform.respond_token("no-type", 100);
         let e = rig.get().unwrap_err();
@@ -357,20 +352,18 @@ mod tests {
             e.to_string().contains("issued_token_type is missing"),
             "{e}"
         );
-        rig.platform.respond(Ok(response(
-            200,
-            &[],
+        let refused = |body: &str| {
+            rig.platform.respond(Ok(response(200, &[], body)));
+            rig.get().unwrap_err().to_string()
+        };
+        let e = refused(
             r#"{"access_token":"id","token_type":"N_A","issued_token_type":"urn:ietf:params:oauth:token-type:id_token"}"#,
-        )));
-        let e = rig.get().unwrap_err();
-        assert!(e.to_string().contains("token_type `N_A`"), "{e}");
-        rig.platform.respond(Ok(response(
-            200,
-            &[],
+        );
+        assert!(e.contains("token_type `N_A`"), "{e}");
+        let e = refused(
             r#"{"access_token":"id","token_type":"Bearer","issued_token_type":"urn:ietf:params:oauth:token-type:id_token"}"#,
-        )));
-        let e = rig.get().unwrap_err();
-        assert!(e.to_string().contains("is an ID token"), "{e}");
+        );
+        assert!(e.contains("is an ID token"), "{e}");
         rig.platform.respond(Ok(response(
             200,
             &[],
@@ -387,13 +380,10 @@ mod tests {
     /// attempt signs a new assertion.
     #[test]
     fn a_jwt_bearer_fetch_names_its_grant_and_signs_each_attempt() {
-        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .unwrap()
-            .serialize_pem();
         let rig = Rig::new(&[
             ("grant", "jwt_bearer"),
             ("auth_method", "none"),
-            ("client_private_key", &pem),
+            ("client_private_key", crate::testing::p256_pem()),
         ]);
         rig.platform.respond(Ok(response(503, &[], "busy")));
         rig.platform.respond_token("google-style", 3599);

@@ -272,10 +272,7 @@ mod tests {
     /// text of every earlier version, so an upgrade keeps the cache.
     #[test]
     fn the_grant_and_its_subject_are_part_of_the_key() {
-        let pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .unwrap()
-            .serialize_pem();
-        let pem: &'static str = Box::leak(pem.into_boxed_str());
+        let pem = crate::testing::p256_pem();
         let bearer = |subject: &'static str| {
             settings(&[
                 ("grant", "jwt_bearer"),
@@ -306,11 +303,9 @@ mod tests {
     /// and another workload's never reads it.
     #[test]
     fn a_token_exchange_key_holds_whom_the_subject_token_is_about() {
-        use base64::Engine as _;
-        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         let jwt = |sub: &str, exp: u64| {
             let payload = format!(r#"{{"iss":"https://k8s","sub":"{sub}","exp":{exp}}}"#);
-            format!("e30.{}.c2ln", b64(&payload))
+            crate::testing::unsigned_jwt(&payload)
         };
         let key = |token: String| {
             let s = settings(&[
