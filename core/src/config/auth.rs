@@ -1,6 +1,7 @@
-//! How the client asks and authenticates: `grant`, `auth_method` and the credentials
-//! they need (`client_secret`, `client_private_key`, `client_assertion`), how
-//! assertions are made, and which credential keys the store's names and sealing
+//! How the client asks and authenticates: `grant` (with `jwt_bearer_subject`, a token
+//! exchange's `subject_token` and types, a service account's key file), `auth_method`
+//! and the credentials they need (`client_secret`, `client_private_key`,
+//! `client_assertion`), how assertions are made, and which credential keys the store's names and sealing
 //! (`cache_secret` for a federated assertion, which rotates); the DPoP key (`dpop`).
 
 use super::reader::Reader;
