@@ -89,6 +89,44 @@ pub fn parse(
     })
 }
 
+/// An `invalid_scope` refusal, with the scope the request asked for added to its
+/// description: a server that answers only `{"error":"invalid_scope"}` (Amazon
+/// Cognito does) leaves the reader guessing which value it refused. Other errors
+/// are as they were.
+pub(crate) fn with_scope_asked(mut e: Error, scopes: &[String]) -> Error {
+    add_scope_asked(&mut e, scopes);
+    e
+}
+
+/// [`with_scope_asked`] in place (not inlined: a component's fetch path stays small).
+#[inline(never)]
+fn add_scope_asked(e: &mut Error, scopes: &[String]) {
+    match e {
+        Error::OAuth(o) if o.error == "invalid_scope" => {
+            // Pushed, not formatted: this is on every build's error path.
+            let mut asked = String::from("the request asked for ");
+            match scopes {
+                [] => asked.push_str("no scope"),
+                _ => {
+                    asked.push_str("scope \"");
+                    asked.push_str(&scopes.join(" "));
+                    asked.push('"');
+                }
+            }
+            o.description = Some(match o.description.take() {
+                Some(mut theirs) => {
+                    theirs.push_str(" (");
+                    theirs.push_str(&asked);
+                    theirs.push(')');
+                    theirs
+                }
+                None => asked,
+            });
+        }
+        _ => {}
+    }
+}
+
 /// The token types a token exchange's answer may issue for use as an access token.
 pub(crate) const USABLE_ISSUED_TYPES: [&str; 2] = [
     "urn:ietf:params:oauth:token-type:access_token",
@@ -485,6 +523,33 @@ mod tests {
             ok(r#"{"access_token":"t","scope":["a"]}"#),
             Err(Error::InvalidResponse(_))
         ));
+    }
+
+    #[test]
+    fn an_invalid_scope_refusal_says_what_scope_was_asked_for() {
+        let refusal = |body: &str, status: u16| {
+            parse(&resp(status, "application/json", body), &[], LIMITS).unwrap_err()
+        };
+        let scopes = ["orders/read".to_string(), "orders/write".to_string()];
+        // Cognito's bare answer gets our words; a described one keeps its own first.
+        let bare = with_scope_asked(refusal(r#"{"error":"invalid_scope"}"#, 400), &scopes);
+        assert_eq!(
+            bare.to_string(),
+            r#"invalid_scope (HTTP 400): the request asked for scope "orders/read orders/write""#
+        );
+        let described = with_scope_asked(
+            refusal(
+                r#"{"error":"invalid_scope","error_description":"AADSTS1002012: bad"}"#,
+                400,
+            ),
+            &[],
+        );
+        assert_eq!(
+            described.to_string(),
+            "invalid_scope (HTTP 400): AADSTS1002012: bad (the request asked for no scope)"
+        );
+        let other = refusal(r#"{"error":"invalid_client"}"#, 401);
+        assert_eq!(with_scope_asked(other.clone(), &scopes), other);
     }
 
     #[test]

@@ -223,7 +223,8 @@ impl<P: Platform> Provider<'_, P> {
             {
                 self.keep_dpop_nonce(origin, nonce);
             }
-            let token = response::parse(&resp, &l.params.scopes, self.settings.cache.lifetimes)?;
+            let token = response::parse(&resp, &l.params.scopes, self.settings.cache.lifetimes)
+                .map_err(|e| response::with_scope_asked(e, &l.params.scopes))?;
             if let Grant::TokenExchange(_) = self.settings.client.grant {
                 response::exchanged(token.issued_token_type.as_deref())?;
             }
