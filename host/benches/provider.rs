@@ -1561,7 +1561,8 @@ client assertions: a forced token fetch per method, warm instance (the differenc
 client assertions signed natively (the core's code on this machine)"
     );
     use token_provider_core::internal::{
-        Alg, Claims, PrivateKey, client_auth::client_secret_jwt, client_auth::private_key_jwt,
+        Alg, Claims, PrivateKey, client_auth::KeyIds, client_auth::client_secret_jwt,
+        client_auth::private_key_jwt,
     };
     let claims = Claims {
         client_id: ID,
@@ -1582,7 +1583,7 @@ client assertions signed natively (the core's code on this machine)"
     ] {
         let key = PrivateKey::from_pem(pem, alg).unwrap();
         measure_sync(name, || {
-            std::hint::black_box(private_key_jwt(&claims, &key, None, &random));
+            std::hint::black_box(private_key_jwt(&claims, &key, KeyIds::default(), &random));
         });
     }
 }

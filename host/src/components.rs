@@ -98,12 +98,14 @@ pub fn new_pooled_engine() -> anyhow::Result<Engine> {
 
 /// Whether a configuration signs with an RSA key (`client_assertion_alg` RS256 or PS256,
 /// or a `client_private_key`, or with `dpop = on` a `dpop_private_key`, that is not one
-/// of the default build's keys), so that it
-/// needs [`EMBEDDED_RSA_COMPONENT`]. A key that is no key at all also gets that build,
-/// whose error then names every kind it reads.
+/// of the default build's keys) or names a `client_certificate` (which only that build
+/// reads), so that it needs [`EMBEDDED_RSA_COMPONENT`]. A key that is no key at all
+/// also gets that build, whose error then names every kind it reads.
 pub fn needs_rsa(config: &std::collections::HashMap<String, String>) -> bool {
     let set = |key: &str| config.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
-    if matches!(set("client_assertion_alg"), Some("RS256" | "PS256")) {
+    if matches!(set("client_assertion_alg"), Some("RS256" | "PS256"))
+        || set("client_certificate").is_some()
+    {
         return true;
     }
     // Natively the core may or may not have `rsa` (a dev-dependency turns it on for the
@@ -185,6 +187,10 @@ mod tests {
         assert!(needs_rsa(&config(&[("client_private_key", &rsa)])));
         assert!(needs_rsa(&config(&[("client_assertion_alg", "PS256")])));
         assert!(needs_rsa(&config(&[("client_assertion_alg", "RS256")])));
+        assert!(needs_rsa(&config(&[
+            ("client_private_key", &p256),
+            ("client_certificate", "-----BEGIN CERTIFICATE-----"),
+        ])));
         assert!(needs_rsa(&config(&[
             ("dpop", "on"),
             ("dpop_private_key", &rsa)

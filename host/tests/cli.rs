@@ -579,6 +579,66 @@ fn token_with_a_private_key_file_uses_private_key_jwt() {
     );
 }
 
+/// `--certificate-file` (with `--private-key-file`): the certificate credential as
+/// Microsoft Entra ID takes it, against the test peer's Entra-like endpoint, which
+/// finds the certificate by the assertion's `x5t#S256`; without the flag that
+/// endpoint's AADSTS700027 is what the CLI prints. `--help` lists the flag.
+#[test]
+fn token_with_a_certificate_file_sends_its_thumbprint() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rsa = std::fs::read_to_string(root.join("tests/fixtures/rsa-2048.pem")).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["orders-service".into()])
+        .unwrap()
+        .self_signed(&rcgen::KeyPair::from_pem(&rsa).unwrap())
+        .unwrap()
+        .pem();
+    let client_id = "00001111-aaaa-2222-bbbb-3333cccc4444";
+    let peer = OidcPeer::start_with(
+        None,
+        &[
+            ("ENTRA_CLIENT_ID", client_id.to_string()),
+            ("ENTRA_SECRET", "unused".to_string()),
+            ("ENTRA_CERT", cert.clone()),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (key_path, cert_path) = (dir.path().join("client.pem"), dir.path().join("client.crt"));
+    std::fs::write(&key_path, &rsa).unwrap();
+    std::fs::write(&cert_path, &cert).unwrap();
+    let url = format!("{}/entra/tenant-1/oauth2/v2.0/token", peer.base());
+    let mut args = vec![
+        "token",
+        "--token-url",
+        &url,
+        "--client-id",
+        client_id,
+        "--private-key-file",
+        key_path.to_str().unwrap(),
+        "--config",
+        "client_assertion_alg=PS256",
+        "--scope",
+        "api://orders/.default",
+        "--allow-http",
+    ];
+    let without = cli(&args, "");
+    assert_eq!(without.status.code(), Some(1), "{}", text(&without.stderr));
+    assert!(
+        text(&without.stderr).contains("invalid_client (HTTP 401): AADSTS700027"),
+        "{}",
+        text(&without.stderr)
+    );
+    args.extend(["--certificate-file", cert_path.to_str().unwrap()]);
+    let out = cli(&args, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["auth_method"], "private_key_jwt");
+    let help = Command::new(env!("CARGO_BIN_EXE_token-provider"))
+        .args(["token", "--help"])
+        .output()
+        .unwrap();
+    assert!(text(&help.stdout).contains("--certificate-file <PATH>"));
+}
+
 /// `token --help` names each private-key type the CLI accepts (P-256 and RSA: the host
 /// runs the RSA build for an RSA key; EdDSA is an opt-in feature), and a key of each
 /// type it names loads as `client_private_key` (the token request then fails on the

@@ -494,6 +494,12 @@ async fn client_assertions_and_private_keys_never_leak() {
         )
     };
     const CACHE_SECRET: &str = "CACHE-SECRET-the-fleet-shares-32-bytes";
+    // The RSA key's certificate, as Entra ID registers it (`client_certificate`).
+    let certificate = rcgen::CertificateParams::new(vec!["client.example".into()])
+        .unwrap()
+        .self_signed(&rcgen::KeyPair::from_pem(rsa_pem).unwrap())
+        .unwrap()
+        .pem();
     for extra in [
         vec![("auth_method", "client_secret_jwt")],
         vec![
@@ -505,6 +511,12 @@ async fn client_assertions_and_private_keys_never_leak() {
             ("auth_method", "private_key_jwt"),
             ("client_private_key", rsa_pem),
             ("client_assertion_alg", "PS256"),
+        ],
+        vec![
+            ("auth_method", "private_key_jwt"),
+            ("client_private_key", rsa_pem),
+            ("client_assertion_alg", "PS256"),
+            ("client_certificate", certificate.as_str()),
         ],
         vec![
             ("auth_method", "client_assertion"),
@@ -532,6 +544,22 @@ async fn client_assertions_and_private_keys_never_leak() {
         ];
         assert_none_in_error_or_log(&e, &rig, &needles, &format!("{extra:?}"));
     }
+    // The key and its certificate in one PEM file, given as both (some tools write
+    // them so): the certificate is found in it, and neither shows anywhere.
+    let combined = format!("{rsa_pem}{certificate}");
+    let combined_rig = rig(
+        &server,
+        &[
+            ("auth_method", "private_key_jwt"),
+            ("client_private_key", &combined),
+            ("client_assertion_alg", "PS256"),
+            ("client_certificate", &combined),
+        ],
+    );
+    let (e, _) = refused(&server, &combined_rig, "invalid_client").await;
+    let cert_body = body(&certificate);
+    let needles = [&rsa_body[..40], &cert_body[..40]];
+    assert_none_in_error_or_log(&e, &combined_rig, &needles, "combined");
     // `grant = jwt_bearer` from a service account's key file (the server here does not
     // take the grant: `unsupported_grant_type`): the grant's assertion, its signature,
     // the file's key and the file itself appear nowhere.

@@ -177,6 +177,7 @@ pub(super) fn read_auth(
             "private_key_id",
         )?,
         audience_is_issuer: r.choice("client_assertion_audience")? == "issuer",
+        x5t_s256: read_certificate(r, credentials.private_key.as_ref())?,
     };
     Ok(Auth {
         choice,
@@ -184,6 +185,36 @@ pub(super) fn read_auth(
         store_credential,
         assertion,
     })
+}
+
+/// `client_certificate`'s `x5t#S256`: the certificate must be the private key's (it
+/// names the key that signs), and there must be one in use. Certificate credentials
+/// (Microsoft Entra ID's) are RSA keys, so only the RSA build reads certificates.
+#[cfg(feature = "rsa")]
+fn read_certificate(r: &Reader<'_>, key: Option<&PrivateKey>) -> Result<Option<String>, Error> {
+    let Some(pem) = r.read("client_certificate")? else {
+        return Ok(None);
+    };
+    let key = key.ok_or_else(|| {
+        Error::config(
+            "client_certificate",
+            "names the certificate of client_private_key, which is not set or not used (auth_method private_key_jwt or grant jwt_bearer)",
+        )
+    })?;
+    crate::oauth::certificate::thumbprint(&pem, key)
+        .map(Some)
+        .map_err(|e| Error::config("client_certificate", e))
+}
+
+#[cfg(not(feature = "rsa"))]
+fn read_certificate(r: &Reader<'_>, _key: Option<&PrivateKey>) -> Result<Option<String>, Error> {
+    match r.read("client_certificate")? {
+        Some(_) => Err(Error::config(
+            "client_certificate",
+            "is read by the RSA build only (token_provider_rsa.wasm): certificate credentials are RSA keys",
+        )),
+        None => Ok(None),
+    }
 }
 
 /// `none` is for `grant = jwt_bearer` and `token_exchange` only (the assertion or the

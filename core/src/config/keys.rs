@@ -262,6 +262,12 @@ pub const KEYS: &[Key] = &[
         "private_key_jwt and grant = jwt_bearer: the kid header (the key's id in the JWKS registered for the client, a Google key file's private_key_id); empty: no kid",
     ),
     key(
+        "client_certificate",
+        Some(""),
+        Kind::Secret,
+        "private_key_jwt and grant = jwt_bearer: the X.509 certificate (PEM; a chain's leaf first) registered for client_private_key, as Microsoft Entra ID takes certificate credentials: its SHA-256 thumbprint is sent as the x5t#S256 header, and a certificate for another key is a config error; empty: no x5t#S256",
+    ),
+    key(
         "dpop",
         Some("off"),
         Kind::Choice(ON_OFF),

@@ -608,6 +608,83 @@ mod tests {
         );
     }
 
+    /// `client_certificate` needs a private key in use and must certify it; what is
+    /// wrong is said without the text.
+    #[cfg(feature = "rsa")]
+    #[test]
+    fn a_client_certificate_is_the_private_keys_or_a_config_error() {
+        let cert_of = |key: &rcgen::KeyPair| {
+            rcgen::CertificateParams::new(vec!["client.example".into()])
+                .unwrap()
+                .self_signed(key)
+                .unwrap()
+                .pem()
+        };
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let pem = key.serialize_pem();
+        let pairs = |extra: &[(&'static str, &str)]| -> Vec<(String, String)> {
+            BASE.iter()
+                .filter(|(k, _)| *k != "client_secret")
+                .chain(&[("auth_method", "private_key_jwt")])
+                .chain(extra)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let load = |extra: &[(&'static str, &str)]| {
+            let all = pairs(extra);
+            let refs: Vec<(&str, &str)> =
+                all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            load(&refs)
+        };
+        let error = |extra: &[(&'static str, &str)]| match load(extra) {
+            Err(Error::Config(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        let cert = cert_of(&key);
+        let s = load(&[("client_private_key", &pem), ("client_certificate", &cert)]).unwrap();
+        assert_eq!(
+            s.provider
+                .client
+                .assertion
+                .x5t_s256
+                .as_ref()
+                .map(String::len),
+            Some(43)
+        );
+        // A secret in use, not the key: the certificate names nothing.
+        let m = match Settings::from_pairs(&with(&[("client_certificate", &cert)])) {
+            Err(Error::Config(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            m.starts_with("client_certificate: names the certificate of client_private_key"),
+            "{m}"
+        );
+        let m = error(&[
+            ("client_private_key", &pem),
+            ("client_certificate", &cert_of(&other)),
+        ]);
+        assert!(m.contains("another key's"), "{m}");
+        let m = error(&[("client_private_key", &pem), ("client_certificate", &pem)]);
+        assert!(m.contains("expected an X.509 certificate in PEM"), "{m}");
+        assert!(!m.contains("MI"), "{m}");
+    }
+
+    /// Without the RSA build a certificate is refused, and the error names that build.
+    #[cfg(not(feature = "rsa"))]
+    #[test]
+    fn a_client_certificate_needs_the_rsa_build() {
+        let e = load(&with(&[(
+            "client_certificate",
+            "-----BEGIN CERTIFICATE-----",
+        )]));
+        assert!(
+            matches!(&e, Err(Error::Config(m)) if m.starts_with("client_certificate: is read by the RSA build only (token_provider_rsa.wasm)")),
+            "{e:?}"
+        );
+    }
+
     /// `grant = jwt_bearer`: the key is required (it signs the grant's assertion),
     /// `auth_method = none` is for it only, `auto` is not for it, the subject only
     /// with it; the key keys the store whatever the client authentication.
@@ -1230,6 +1307,7 @@ mod tests {
                 "client_assertion_typ",
                 "client_key_id",
                 "client_assertion_audience",
+                "client_certificate",
                 "dpop",
                 "dpop_private_key",
                 "dpop_require_binding",

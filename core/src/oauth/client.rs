@@ -294,4 +294,16 @@ pub struct AssertionSettings {
     /// `client_assertion_audience = issuer`: `aud` is the issuer, not the token
     /// endpoint.
     pub audience_is_issuer: bool,
+    /// The `x5t#S256` of `client_certificate` (checked to certify the private key).
+    pub x5t_s256: Option<String>,
+}
+
+impl AssertionSettings {
+    /// What a signed assertion's header names its key by.
+    pub(crate) fn key_ids(&self) -> super::client_auth::KeyIds<'_> {
+        super::client_auth::KeyIds {
+            kid: self.key_id.as_deref(),
+            x5t_s256: self.x5t_s256.as_deref(),
+        }
+    }
 }

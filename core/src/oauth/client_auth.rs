@@ -40,6 +40,29 @@ struct Header<'a> {
     typ: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     kid: Option<&'a str>,
+    #[serde(rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+    x5t_s256: Option<&'a str>,
+}
+
+/// How a signed assertion's header names its key: `kid` (`client_key_id`), and
+/// `x5t#S256`, the SHA-256 thumbprint of the key's certificate (`client_certificate`,
+/// RFC 7515 §4.1.8), as Microsoft Entra ID finds a certificate credential by.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyIds<'a> {
+    /// `kid`; `None`: no `kid`.
+    pub kid: Option<&'a str>,
+    /// `x5t#S256`; `None`: none.
+    pub x5t_s256: Option<&'a str>,
+}
+
+impl<'a> KeyIds<'a> {
+    /// Only a `kid` (or nothing).
+    pub fn kid(kid: Option<&'a str>) -> Self {
+        KeyIds {
+            kid,
+            x5t_s256: None,
+        }
+    }
 }
 
 /// A signed assertion's payload: a client assertion's (`sub` the client id, no
@@ -61,7 +84,7 @@ struct Payload<'a> {
 /// `scope` as given (a client assertion's `sub` is its client id).
 fn signing_input(
     alg: &str,
-    kid: Option<&str>,
+    ids: KeyIds<'_>,
     c: &Claims<'_>,
     sub: Option<&str>,
     scope: &str,
@@ -69,7 +92,8 @@ fn signing_input(
     let header = Header {
         alg,
         typ: c.typ,
-        kid,
+        kid: ids.kid,
+        x5t_s256: ids.x5t_s256,
     };
     let jti = B64::encode_string(&c.jti);
     let payload = Payload {
@@ -101,7 +125,13 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// `client_secret_jwt`: the assertion signed with HMAC-SHA256 keyed by the secret.
 pub fn client_secret_jwt(claims: &Claims<'_>, secret: &[u8]) -> String {
-    let input = signing_input("HS256", None, claims, Some(claims.client_id), "");
+    let input = signing_input(
+        "HS256",
+        KeyIds::default(),
+        claims,
+        Some(claims.client_id),
+        "",
+    );
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(input.as_bytes());
     let signature = mac.finalize().into_bytes();
@@ -435,27 +465,35 @@ impl rsa::rand_core::TryRng for Random<'_> {
 #[cfg(feature = "rsa")]
 impl rsa::rand_core::TryCryptoRng for Random<'_> {}
 
-/// The DER inside a `PRIVATE KEY` PEM block (RFC 7468: the label lines around base64
-/// lines), read with the base64 decoder the component already has.
+/// The DER inside a `PRIVATE KEY` PEM block.
 fn pkcs8_der(pem: &str) -> Option<Vec<u8>> {
-    const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
-    const END: &str = "-----END PRIVATE KEY-----";
-    let body = pem.split_once(BEGIN)?.1.split_once(END)?.0;
+    pem_der(
+        pem,
+        ["-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----"],
+    )
+}
+
+/// The DER inside the first PEM block between these label lines (RFC 7468: the label
+/// lines around base64 lines), read with the base64 decoder the component already
+/// has.
+pub(crate) fn pem_der(pem: &str, [begin, end]: [&str; 2]) -> Option<Vec<u8>> {
+    let body = pem.split_once(begin)?.1.split_once(end)?.0;
     let text: String = body.split_ascii_whitespace().collect();
     base64ct::Base64::decode_vec(&text).ok()
 }
 
 /// `private_key_jwt`: the assertion signed with the client's private key, with `kid`
-/// in the header when given; `random` gives the RSA signers their random bytes.
+/// and `x5t#S256` in the header when given; `random` gives the RSA signers their
+/// random bytes.
 pub fn private_key_jwt(
     claims: &Claims<'_>,
     key: &PrivateKey,
-    kid: Option<&str>,
+    ids: KeyIds<'_>,
     random: &dyn Fn(&mut [u8]),
 ) -> String {
     let alg = key.alg().as_str();
     key.sign_jws(
-        signing_input(alg, kid, claims, Some(claims.client_id), ""),
+        signing_input(alg, ids, claims, Some(claims.client_id), ""),
         random,
     )
 }
@@ -476,18 +514,18 @@ pub struct GrantClaims<'a> {
 }
 
 /// The `assertion` of a `grant = jwt_bearer` token request, signed with `key`, with
-/// `typ` `JWT` and `kid` in the header when given.
+/// `typ` `JWT` and `kid` and `x5t#S256` in the header when given.
 pub fn jwt_bearer_assertion(
     g: &GrantClaims<'_>,
     key: &PrivateKey,
-    kid: Option<&str>,
+    ids: KeyIds<'_>,
     random: &dyn Fn(&mut [u8]),
 ) -> String {
     let claims = Claims {
         typ: "JWT",
         ..g.claims
     };
-    let input = signing_input(key.alg().as_str(), kid, &claims, g.subject, g.scope);
+    let input = signing_input(key.alg().as_str(), ids, &claims, g.subject, g.scope);
     key.sign_jws(input, random)
 }
 
@@ -672,7 +710,7 @@ mod tests {
         ] {
             let key = PrivateKey::from_pem(RSA_2048, alg).unwrap();
             assert_eq!(format!("{key:?}"), format!("PrivateKey({expected:?})"));
-            let token = private_key_jwt(&claims(5), &key, Some("rsa-1"), &random);
+            let token = private_key_jwt(&claims(5), &key, KeyIds::kid(Some("rsa-1")), &random);
             let mut v = Validation::new(expected);
             v.set_audience(&["https://auth.example.com/token"]);
             v.set_issuer(&["svc"]);
@@ -683,7 +721,7 @@ mod tests {
             assert_eq!(data.header.kid.as_deref(), Some("rsa-1"));
             assert_eq!(data.claims.jti, B64.encode([5u8; 16]));
             // A spliced payload does not verify.
-            let other = private_key_jwt(&claims(6), &key, Some("rsa-1"), &random);
+            let other = private_key_jwt(&claims(6), &key, KeyIds::kid(Some("rsa-1")), &random);
             let mut parts: Vec<&str> = token.split('.').collect();
             parts[1] = other.split('.').nth(1).unwrap();
             assert!(decode::<Seen>(&parts.join("."), &public, &v).is_err());
@@ -691,8 +729,8 @@ mod tests {
         // PS256 is randomised (its salt): two signatures of one input differ.
         let pss = PrivateKey::from_pem(RSA_2048, Some(Alg::Ps256)).unwrap();
         assert_ne!(
-            private_key_jwt(&claims(1), &pss, None, &random),
-            private_key_jwt(&claims(1), &pss, None, &random)
+            private_key_jwt(&claims(1), &pss, KeyIds::kid(None), &random),
+            private_key_jwt(&claims(1), &pss, KeyIds::kid(None), &random)
         );
     }
 
@@ -718,7 +756,7 @@ mod tests {
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let key = PrivateKey::from_pem(&pair.serialize_pem(), None).unwrap();
         assert_eq!(format!("{key:?}"), "PrivateKey(EdDSA)");
-        let token = private_key_jwt(&claims(9), &key, Some("ed-1"), &NO_RANDOM);
+        let token = private_key_jwt(&claims(9), &key, KeyIds::kid(Some("ed-1")), &NO_RANDOM);
         let mut v = Validation::new(Algorithm::EdDSA);
         v.set_audience(&["https://auth.example.com/token"]);
         v.validate_exp = false;
@@ -744,7 +782,7 @@ mod tests {
         use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
         let (private, public) = p256_key();
         let key = PrivateKey::from_pem(&private, None).unwrap();
-        let token = private_key_jwt(&claims(3), &key, Some("key-2026"), &NO_RANDOM);
+        let token = private_key_jwt(&claims(3), &key, KeyIds::kid(Some("key-2026")), &NO_RANDOM);
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&["https://auth.example.com/token"]);
         v.set_issuer(&["svc"]);
@@ -768,7 +806,7 @@ mod tests {
         );
         assert!(wrong.is_err());
         // Without a kid, the header has none.
-        let plain = private_key_jwt(&claims(3), &key, None, &NO_RANDOM);
+        let plain = private_key_jwt(&claims(3), &key, KeyIds::kid(None), &NO_RANDOM);
         let header = jsonwebtoken::decode_header(&plain).unwrap();
         assert_eq!(header.kid, None);
     }

@@ -3,6 +3,8 @@
 //! endpoint's answer (`response`), the issuer's metadata (`metadata`) and a Google
 //! service account's key file (`service_account`).
 
+#[cfg(feature = "rsa")]
+pub(crate) mod certificate;
 pub(crate) mod client;
 pub mod client_auth;
 pub mod dpop;

@@ -104,7 +104,7 @@ fn ec_private_key(der: &[u8]) -> Option<(p256::SecretKey, p256::PublicKey)> {
 }
 
 /// A reader over the content of the one `SEQUENCE` that `der` is.
-fn sequence(der: &[u8]) -> Option<SliceReader<'_>> {
+pub(super) fn sequence(der: &[u8]) -> Option<SliceReader<'_>> {
     match only(der)? {
         (Tag::Sequence, content) => SliceReader::new(content).ok(),
         _ => None,
@@ -112,19 +112,19 @@ fn sequence(der: &[u8]) -> Option<SliceReader<'_>> {
 }
 
 /// The next element's tag and content.
-fn next<'a>(reader: &mut SliceReader<'a>) -> Option<(Tag, &'a [u8])> {
+pub(super) fn next<'a>(reader: &mut SliceReader<'a>) -> Option<(Tag, &'a [u8])> {
     let header = Header::decode(reader).ok()?;
     let content = reader.read_slice(header.length()).ok()?;
     Some((header.tag(), content))
 }
 
 /// The next element's content, when its tag is `tag`.
-fn expect<'a>(reader: &mut SliceReader<'a>, tag: Tag) -> Option<&'a [u8]> {
+pub(super) fn expect<'a>(reader: &mut SliceReader<'a>, tag: Tag) -> Option<&'a [u8]> {
     next(reader).filter(|(t, _)| *t == tag).map(|(_, c)| c)
 }
 
 /// The one element `der` holds, with nothing after it.
-fn only(der: &[u8]) -> Option<(Tag, &[u8])> {
+pub(super) fn only(der: &[u8]) -> Option<(Tag, &[u8])> {
     let mut reader = SliceReader::new(der).ok()?;
     let element = next(&mut reader)?;
     reader.is_finished().then_some(element)
@@ -132,7 +132,10 @@ fn only(der: &[u8]) -> Option<(Tag, &[u8])> {
 
 /// The next element when it is context-specific `[number]`: `Some(None)` when it is
 /// something else or nothing is left, `None` when it cannot be read.
-fn context<'a>(reader: &mut SliceReader<'a>, number: u32) -> Option<Option<(Tag, &'a [u8])>> {
+pub(super) fn context<'a>(
+    reader: &mut SliceReader<'a>,
+    number: u32,
+) -> Option<Option<(Tag, &'a [u8])>> {
     if reader.is_finished() {
         return Some(None);
     }
@@ -144,7 +147,7 @@ fn context<'a>(reader: &mut SliceReader<'a>, number: u32) -> Option<Option<(Tag,
 }
 
 /// A `BIT STRING`'s unused-bit count and bytes, by `der`'s rules.
-fn bit_string(content: &[u8]) -> Option<(u8, &[u8])> {
+pub(super) fn bit_string(content: &[u8]) -> Option<(u8, &[u8])> {
     let (&unused, bytes) = content.split_first()?;
     der::asn1::BitStringRef::new(unused, bytes).ok()?;
     Some((unused, bytes))

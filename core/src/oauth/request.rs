@@ -345,7 +345,7 @@ fn grant_assertion(
     Ok(client_auth::jwt_bearer_assertion(
         &grant,
         key,
-        c.assertion.key_id.as_deref(),
+        c.assertion.key_ids(),
         fresh.random,
     ))
 }
@@ -370,7 +370,7 @@ fn assertion(
             Ok(client_auth::private_key_jwt(
                 &claims,
                 key,
-                c.assertion.key_id.as_deref(),
+                c.assertion.key_ids(),
                 fresh.random,
             ))
         }
@@ -745,6 +745,48 @@ mod tests {
         assert!(header(&req, "authorization").unwrap().starts_with("Basic "));
         let claims = verified(&form(&req)["assertion"]);
         assert!(claims.get("sub").is_none(), "{claims}");
+    }
+
+    /// `client_certificate`: a private_key_jwt assertion's header names the certificate
+    /// by its SHA-256 thumbprint (`x5t#S256`) beside `kid`, and the signature still
+    /// verifies with the key; without the certificate there is no `x5t#S256`.
+    #[cfg(feature = "rsa")]
+    #[test]
+    fn a_client_certificate_puts_its_thumbprint_in_the_assertion_header() {
+        use sha2::Digest as _;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client.example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pem = key.serialize_pem();
+        let cert_pem = cert.pem();
+        let assertion = |with_cert: bool| {
+            let s = settings(&[
+                ("auth_method", "private_key_jwt"),
+                ("client_private_key", &pem),
+                ("client_key_id", "k1"),
+                ("client_certificate", if with_cert { &cert_pem } else { "" }),
+            ]);
+            let p = TokenParams::resolve(&Default::default(), &s).unwrap();
+            let req = build(&s, &s.static_endpoint().unwrap(), &p, FRESH, None).unwrap();
+            let form: std::collections::HashMap<String, String> =
+                form_urlencoded::parse(&req.body).into_owned().collect();
+            form["client_assertion"].clone()
+        };
+        let jwt = assertion(true);
+        let h = jsonwebtoken::decode_header(&jwt).unwrap();
+        let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(cert.der()));
+        assert_eq!(h.x5t_s256.as_deref(), Some(thumbprint.as_str()));
+        assert_eq!(h.kid.as_deref(), Some("k1"));
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        v.set_audience(&["https://auth.example.com/oauth/token"]);
+        v.validate_exp = false;
+        let public = jsonwebtoken::DecodingKey::from_ec_pem(key.public_key_pem().as_bytes());
+        jsonwebtoken::decode::<serde_json::Value>(&jwt, &public.unwrap(), &v).unwrap();
+        let h = jsonwebtoken::decode_header(&assertion(false)).unwrap();
+        assert_eq!(h.x5t_s256, None);
     }
 
     /// `grant = token_exchange` (RFC 8693 §2.1): the subject token and both types in

@@ -111,6 +111,11 @@ struct ProviderArgs {
     /// The private key's id, sent as `kid` (`client_key_id`).
     #[arg(long, value_name = "KID")]
     key_id: Option<String>,
+    /// File that holds the private key's X.509 certificate, PEM (`client_certificate`):
+    /// its SHA-256 thumbprint is sent as the assertion's `x5t#S256` header, as
+    /// Microsoft Entra ID takes certificate credentials.
+    #[arg(long, value_name = "PATH", requires = "private_key_file")]
+    certificate_file: Option<PathBuf>,
     /// File that holds a federated client assertion, a JWT the platform issues (a
     /// projected service-account token) (`client_assertion`): sent as it is, and no
     /// client secret is needed.
@@ -277,6 +282,9 @@ impl ProviderArgs {
             pairs.push(("auth_method", "private_key_jwt".to_string()));
             if let Some(kid) = &self.key_id {
                 pairs.push(("client_key_id", kid.clone()));
+            }
+            if let Some(path) = &self.certificate_file {
+                pairs.push(("client_certificate", read("--certificate-file", path)?));
             }
         }
         if pairs.is_empty() {
