@@ -10,5 +10,6 @@ mod authorized_client;
 mod dpop;
 mod faults;
 mod flavors;
+mod identity_providers;
 mod oidc;
 mod provider;

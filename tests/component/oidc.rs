@@ -804,6 +804,10 @@ async fn jwt_bearer_refusals_and_a_bad_key_file_are_clear() {
         .await
         .unwrap_err();
     assert_eq!(oauth_code(&e), ("invalid_scope", 400));
+    assert_eq!(
+        token_provider_host::describe(&e),
+        "invalid_scope (HTTP 400): Invalid OAuth scope or ID token audience provided. (the request asked for no scope)"
+    );
     let (other_key, _) = p256_client_key("other");
     let wrong = sa_key_file(&peer, &other_key);
     let (host, _) = sa_host(&peer, None, &wrong, &[("scope", "read")]);
@@ -811,6 +815,10 @@ async fn jwt_bearer_refusals_and_a_bad_key_file_are_clear() {
         .await
         .unwrap_err();
     assert_eq!(oauth_code(&e), ("invalid_grant", 400));
+    assert_eq!(
+        token_provider_host::describe(&e),
+        "invalid_grant (HTTP 400): Invalid JWT Signature."
+    );
     let refusals = peer.stats_json(None).await["sa_refusals"].clone();
     assert_eq!(refusals.as_array().map(Vec::len), Some(2), "{refusals}");
     // A PKCS#1 key in the file (`BEGIN RSA PRIVATE KEY`): a config error naming the

@@ -22,6 +22,9 @@
 // answers an access token of oidc-provider's (client `sa-client`, the assertion's
 // scope), which /api/ takes; /test/stats lists what each token was for (`sa_tokens`:
 // sub and scope) and why assertions were refused (`sa_refusals`).
+// idp.mjs adds token endpoints that behave as Entra ID, Auth0 and Cognito do for the
+// mistakes docs/identity-providers.md warns about (with their ENTRA_*, AUTH0_* and
+// COGNITO_* variables); /test/stats lists their refusals (`idp_refusals`).
 // With STS_SUBJECT_ISSUER, STS_SUBJECT_KEY (an SPKI PEM) and STS_AUDIENCE, POST
 // /sts/token is a security token service as GCP's is (RFC 8693): grant_type
 // token-exchange, a JWT subject_token (type jwt or id_token) verified with that key,
@@ -36,6 +39,7 @@ import fs from 'node:fs';
 import crypto from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
 import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify } from 'jose';
+import { idpRefusals, idpRoute } from './idp.mjs';
 
 const tlsCert = process.env.TLS_CERT;
 const tlsKey = process.env.TLS_KEY;
@@ -128,17 +132,20 @@ async function serviceAccountToken(provider, req, res, audience) {
       clockTolerance: 60,
     });
   } catch (e) {
-    return fail(400, 'invalid_grant', `Invalid JWT: ${e.code || e.message}`);
+    // A claim Google finds wrong is named; a signature it cannot verify (another key,
+    // another algorithm) is Google's one sentence.
+    if (String(e.code).startsWith('ERR_JWT_')) return fail(400, 'invalid_grant', `Invalid JWT: ${e.code}`);
+    return fail(400, 'invalid_grant', 'Invalid JWT Signature.');
   }
   const { payload, protectedHeader } = verified;
   if (process.env.SA_KID && protectedHeader.kid !== process.env.SA_KID) {
     return fail(400, 'invalid_grant', 'Invalid JWT Signature.');
   }
   if (payload.exp - payload.iat > 3600) {
-    return fail(400, 'invalid_grant', 'Invalid JWT: Token must be a short-lived token (60 minutes)');
+    return fail(400, 'invalid_grant', 'Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.');
   }
   if (typeof payload.scope !== 'string' || !payload.scope) {
-    return fail(400, 'invalid_scope', 'Empty or missing scope not allowed.');
+    return fail(400, 'invalid_scope', 'Invalid OAuth scope or ID token audience provided.');
   }
   const client = await provider.Client.find('sa-client');
   const token = new provider.ClientCredentials({ client, scope: payload.scope });
@@ -255,14 +262,14 @@ function start(port) {
   const callback = provider.callback();
   const handler = async (req, res) => {
     const path = req.url.split('?')[0];
-    if (path === '/token' || path === '/sa/token' || path === '/sts/token') tokenRequests += 1;
+    if (path.endsWith('/token')) tokenRequests += 1;
     if (path.startsWith('/.well-known/')) discoveryRequests += 1;
     if (path === '/test/stats') {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({
         token_requests: tokenRequests, api_requests: apiRequests, discovery_requests: discoveryRequests,
         api_dpop: apiDpop, api_refusals: apiRefusals, sa_tokens: saTokens, sa_refusals: saRefusals,
-        sts_tokens: stsTokens, sts_refusals: stsRefusals,
+        sts_tokens: stsTokens, sts_refusals: stsRefusals, idp_refusals: idpRefusals,
       }));
       return;
     }
@@ -278,6 +285,7 @@ function start(port) {
     if (path === '/sts/token' && process.env.STS_SUBJECT_ISSUER) {
       return stsToken(provider, req, res);
     }
+    if (idpRoute(provider, req, res, path, issuerOf(req))) return;
     if (path.startsWith('/api/')) {
       apiRequests += 1;
       const auth = req.headers.authorization || '';
