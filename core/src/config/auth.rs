@@ -198,7 +198,7 @@ fn read_certificate(r: &Reader<'_>, key: Option<&PrivateKey>) -> Result<Option<S
     let key = key.ok_or_else(|| {
         Error::config(
             "client_certificate",
-            "names the certificate of client_private_key, which is not set or not used (auth_method private_key_jwt or grant jwt_bearer)",
+            "names the certificate of client_private_key, which is not set or not used (auth_method private_key_jwt or auto, or grant jwt_bearer)",
         )
     })?;
     crate::oauth::certificate::thumbprint(&pem, key)

@@ -665,7 +665,7 @@ mod tests {
             ("client_private_key", &pem),
             ("client_certificate", &cert_of(&other)),
         ]);
-        assert!(m.contains("another key's"), "{m}");
+        assert!(m.contains("another public key"), "{m}");
         let m = error(&[("client_private_key", &pem), ("client_certificate", &pem)]);
         assert!(m.contains("expected an X.509 certificate in PEM"), "{m}");
         assert!(!m.contains("MI"), "{m}");

@@ -32,9 +32,7 @@ pub(crate) fn thumbprint(pem: &str, key: &PrivateKey) -> Result<String, String> 
     .ok_or(NOT_A_CERTIFICATE)?;
     let bits = public_key_bits(&der).ok_or(NOT_A_CERTIFICATE)?;
     if !certifies(bits, key) {
-        return Err(
-            "is not client_private_key's certificate: its public key is another key's".into(),
-        );
+        return Err("is not client_private_key's certificate: the first certificate in it holds another public key".into());
     }
     Ok(B64::encode_string(&Sha256::digest(&der)))
 }
@@ -142,7 +140,7 @@ mod tests {
         let key = PrivateKey::from_pem(p256_pem(), None).unwrap();
         let (other, _) = certificate_for(p256_pem());
         let e = thumbprint(&other, &key).unwrap_err();
-        assert!(e.contains("another key's"), "{e}");
+        assert!(e.contains("another public key"), "{e}");
     }
 
     #[test]
@@ -188,7 +186,7 @@ mod tests {
         assert!(
             thumbprint(&cases[2], &key)
                 .unwrap_err()
-                .contains("another key's")
+                .contains("another public key")
         );
         assert_eq!(thumbprint(&cases[4], &key).unwrap_err(), NOT_A_CERTIFICATE);
         assert_eq!(thumbprint(&cases[5], &key).unwrap_err(), NOT_A_CERTIFICATE);

@@ -108,8 +108,9 @@ fn add_scope_asked(e: &mut Error, scopes: &[String]) {
             match scopes {
                 [] => asked.push_str("no scope"),
                 _ => {
+                    // At most 200 characters of ours beside the server's 256.
                     asked.push_str("scope \"");
-                    asked.push_str(&scopes.join(" "));
+                    asked.push_str(&crate::error::sanitize(&scopes.join(" "), 200));
                     asked.push('"');
                 }
             }
@@ -548,6 +549,15 @@ mod tests {
             described.to_string(),
             "invalid_scope (HTTP 400): AADSTS1002012: bad (the request asked for no scope)"
         );
+        // A long request is cut as the server's words are.
+        let many: Vec<String> = (0..100).map(|i| format!("scope-{i}")).collect();
+        let long = with_scope_asked(refusal(r#"{"error":"invalid_scope"}"#, 400), &many);
+        let Error::OAuth(o) = &long else {
+            panic!("{long:?}")
+        };
+        let description = o.description.as_deref().unwrap();
+        assert!(description.ends_with("…\""), "{description}");
+        assert!(description.chars().count() < 240, "{description}");
         let other = refusal(r#"{"error":"invalid_client"}"#, 401);
         assert_eq!(with_scope_asked(other.clone(), &scopes), other);
     }

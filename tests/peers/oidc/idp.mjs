@@ -17,7 +17,8 @@
 //        given, and be one resource's `…/.default`.
 //   POST /auth0/oauth/token   Auth0: client credentials for AUTH0_CLIENT_ID and
 //        AUTH0_SECRET (form or Basic); `audience` must name AUTH0_AUDIENCE; scopes
-//        beyond AUTH0_SCOPES are refused; none asked: all of them.
+//        beyond AUTH0_SCOPES are refused; the token has all of AUTH0_SCOPES, however
+//        few were asked for.
 //   POST /cognito/oauth2/token   Amazon Cognito: client credentials for
 //        COGNITO_CLIENT_ID and COGNITO_SECRET (Basic or form); each scope one of
 //        COGNITO_SCOPES (`resource-server-identifier/scope-name`), and a bare
@@ -160,7 +161,8 @@ async function auth0(provider, req, res) {
   if (missing.length) {
     return fail(403, { error: 'access_denied', error_description: `Client has not been granted scopes: ${missing.join(' ')}` });
   }
-  return issue(provider, res, 86400, { scope: (asked.length ? asked : granted).join(' ') });
+  // Every granted scope, however few were asked for (as Auth0's support notes say).
+  return issue(provider, res, 86400, { scope: granted.join(' ') });
 }
 
 async function cognito(provider, req, res) {
