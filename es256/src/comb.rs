@@ -6,11 +6,12 @@
 //! doublings and one addition, where `p256`'s generic multiplication takes about 330
 //! point operations.
 
-use crate::point::{Fe, Projective};
+use crate::point::{Fe, Projective, element, words};
 use crate::table::TABLE;
 use p256::Scalar;
 use p256::elliptic_curve::PrimeField as _;
 use p256::elliptic_curve::subtle::{Choice, ConditionallySelectable as _, ConstantTimeEq as _};
+use primefield::bigint::Word;
 
 /// Bits per digit.
 pub(crate) const W: usize = 5;
@@ -46,12 +47,19 @@ pub(crate) fn times_generator(k: &Scalar) -> Projective {
 fn select(window: &Window, digit: i8) -> (Fe, Fe, Choice) {
     let sign = digit >> 7;
     let magnitude = ((digit ^ sign).wrapping_sub(sign)) as u8;
-    let [mut x, mut y] = window[0];
+    // Over the elements' Montgomery words, one mask per entry: `p256`'s own selection
+    // works a limb at a time behind a barrier for each of the 32 elements.
+    let (mut x, mut y) = (words(window[0][0]), words(window[0][1]));
     for (m, [entry_x, entry_y]) in (1u8..).zip(window) {
-        let this = magnitude.ct_eq(&m);
-        x.conditional_assign(entry_x, this);
-        y.conditional_assign(entry_y, this);
+        let mask = Word::from(magnitude.ct_eq(&m).unwrap_u8()).wrapping_neg();
+        for (to, from) in x.iter_mut().zip(words(*entry_x)) {
+            *to ^= mask & (*to ^ from);
+        }
+        for (to, from) in y.iter_mut().zip(words(*entry_y)) {
+            *to ^= mask & (*to ^ from);
+        }
     }
+    let (x, mut y) = (element(x), element(y));
     let negated = -y;
     y.conditional_assign(&negated, Choice::from((sign & 1) as u8));
     (x, y, magnitude.ct_eq(&0))

@@ -173,6 +173,16 @@ mod tests {
         assert_eq!(Projective::IDENTITY.double().to_affine(), None);
     }
 
+    /// An element through its Montgomery words and back is itself (the comb's
+    /// selection works on the words).
+    #[test]
+    fn an_element_round_trips_through_its_words() {
+        let (a, b) = coordinates(ProjectivePoint::GENERATOR * *scalar(3)).unwrap();
+        for fe in [a, b, Fe::ZERO, Fe::ONE, -Fe::ONE] {
+            assert_eq!(crate::point::element(crate::point::words(fe)), fe);
+        }
+    }
+
     #[test]
     fn radix32_digits_are_small_and_add_up_to_the_scalar() {
         for k in [Scalar::ZERO, Scalar::ONE, minus(1), *scalar(5), *scalar(6)] {

@@ -15,9 +15,30 @@
 use p256::NistP256;
 use p256::elliptic_curve::hazmat::FieldArithmetic;
 use p256::elliptic_curve::subtle::{Choice, ConditionallySelectable as _};
+use primefield::bigint::Word;
+use primefield::{MontyFieldElement, MontyFieldParams};
 
 /// An element of P-256's base field (`p256`'s, in Montgomery form).
 pub(crate) type Fe = <NistP256 as FieldArithmetic>::FieldElement;
+
+/// An element's Montgomery words (a move: `p256`'s element is its `primefield`
+/// element, whose form is the words), so that the comb's table selection can mask
+/// words: `p256`'s own selection works a limb at a time behind a barrier for each
+/// element.
+pub(crate) fn words<P: MontyFieldParams<L>, const L: usize>(fe: Fe) -> [Word; L]
+where
+    MontyFieldElement<P, L>: From<Fe>,
+{
+    MontyFieldElement::<P, L>::from(fe).to_montgomery_words()
+}
+
+/// The element of Montgomery words that [`words`] gave (a move back).
+pub(crate) fn element<P: MontyFieldParams<L>, const L: usize>(words: [Word; L]) -> Fe
+where
+    Fe: From<MontyFieldElement<P, L>>,
+{
+    Fe::from(MontyFieldElement::<P, L>::from_montgomery_words(words))
+}
 
 /// The curve's `b` (SEC 2 §2.4.2).
 const B: Fe =

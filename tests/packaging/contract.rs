@@ -146,7 +146,9 @@ fn component_is_a_reasonable_size() {
 /// and a service account's key file added 7,034, 7,121 and 7,115; `token_exchange`
 /// 5,981, 5,925 and 6,007; its recipes' `client_certificate` (`x5t#S256`, read by the
 /// RSA build only: Entra ID's certificate credentials are RSA keys) and the scope
-/// asked for in an `invalid_scope` error 971, 1,133 and 3,286.
+/// asked for in an `invalid_scope` error 971, 1,133 and 3,286. The comb's table
+/// entries chosen over their words (a DPoP proof in 114 µs instead of 123): 116, 115
+/// and 148.
 fn budgets() -> [(&'static str, &'static [u8], usize); 5] {
     use token_provider_host::components::*;
     [
