@@ -372,6 +372,19 @@ mod tests {
         assert_eq!(t.scopes, ["a", "b"]);
     }
 
+    /// Google's answer to a service account's JWT-bearer grant can carry an
+    /// `id_token` beside the access token: the access token is taken, the rest ignored.
+    #[test]
+    fn an_id_token_beside_the_access_token_is_ignored() {
+        let t = ok(
+            r#"{"access_token":"ya29.c.b0Aa","expires_in":3599,"token_type":"Bearer","id_token":"eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJ4In0.c2ln"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.access_token.expose(), "ya29.c.b0Aa");
+        assert_eq!(t.expires_in, 3599);
+        assert_eq!(t.token_type, TokenType::Bearer);
+    }
+
     #[test]
     fn string_expires_in_is_accepted() {
         assert_eq!(
