@@ -26,45 +26,27 @@
 // GET /test/stats lists `idp_refusals` (`provider: error: description`).
 import crypto from 'node:crypto';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
+import { formOf, refuser, savedToken } from './endpoint.mjs';
 
 export const idpRefusals = [];
-
-// A form body.
-function formOf(req) {
-  return new Promise((resolve, reject) => {
-    let body = '';
-    req.on('data', (chunk) => { body += chunk; });
-    req.on('end', () => resolve(new URLSearchParams(body)));
-    req.on('error', reject);
-  });
-}
 
 // The client id and secret from `Authorization: Basic` (RFC 6749 §2.3.1's form
 // encoding) or the form.
 function secretCredentials(req, form) {
   const auth = req.headers.authorization || '';
   if (auth.startsWith('Basic ')) {
-    const [id, secret] = Buffer.from(auth.slice(6), 'base64').toString().split(':');
-    const dec = (s) => decodeURIComponent((s || '').replace(/\+/g, ' '));
-    return { id: dec(id), secret: dec(secret) };
+    const pair = Buffer.from(auth.slice(6), 'base64').toString();
+    const colon = pair.indexOf(':');
+    const dec = (s) => decodeURIComponent(s.replace(/\+/g, ' '));
+    return colon < 0 ? {} : { id: dec(pair.slice(0, colon)), secret: dec(pair.slice(colon + 1)) };
   }
   return { id: form.get('client_id'), secret: form.get('client_secret') };
 }
 
 // An access token of oidc-provider's, as the real ones answer it (plus `extra`).
 async function issue(provider, res, expiresIn, extra = {}) {
-  const client = await provider.Client.find('sa-client');
-  const token = new provider.ClientCredentials({ client, scope: 'read' });
-  const value = await token.save();
+  const { value } = await savedToken(provider, 'read');
   res.end(JSON.stringify({ token_type: 'Bearer', expires_in: expiresIn, ...extra, access_token: value }));
-}
-
-function refuser(name, res) {
-  return (status, body) => {
-    idpRefusals.push(`${name}: ${body.error}: ${body.error_description ?? ''}`);
-    res.statusCode = status;
-    res.end(JSON.stringify(body));
-  };
 }
 
 // The certificate's SHA-256 and SHA-1 thumbprints, base64url (the `x5t#S256` and
@@ -77,31 +59,31 @@ function thumbprints(pem) {
 
 async function entra(provider, req, res, url) {
   res.setHeader('content-type', 'application/json; charset=utf-8');
-  const fail = refuser('entra', res);
+  const fail = refuser(res, idpRefusals, 'entra: ');
   const form = await formOf(req);
   const clientId = process.env.ENTRA_CLIENT_ID;
   if (form.get('grant_type') !== 'client_credentials') {
-    return fail(400, { error: 'unsupported_grant_type', error_description: 'AADSTS70003: The app requested an unsupported grant type.' });
+    return fail(400, 'unsupported_grant_type', 'AADSTS70003: The app requested an unsupported grant type.');
   }
   const assertion = form.get('client_assertion');
   if (assertion) {
     const why = await entraAssertionRefusal(assertion, form, url, clientId);
-    if (why) return fail(401, { error: 'invalid_client', error_description: why });
+    if (why) return fail(401, 'invalid_client', why);
   } else {
     const { id, secret } = secretCredentials(req, form);
     if (id !== clientId) {
-      return fail(400, { error: 'unauthorized_client', error_description: `AADSTS700016: Application with identifier '${id}' was not found in the directory.` });
+      return fail(400, 'unauthorized_client', `AADSTS700016: Application with identifier '${id}' was not found in the directory.`);
     }
     if (secret !== process.env.ENTRA_SECRET) {
-      return fail(401, { error: 'invalid_client', error_description: `AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.` });
+      return fail(401, 'invalid_client', `AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`);
     }
   }
   const scope = form.get('scope');
   if (!scope) {
-    return fail(400, { error: 'invalid_request', error_description: "AADSTS900144: The request body must contain the following parameter: 'scope'." });
+    return fail(400, 'invalid_request', "AADSTS900144: The request body must contain the following parameter: 'scope'.");
   }
   if (!/^\S+\/\.default$/.test(scope)) {
-    return fail(400, { error: 'invalid_scope', error_description: `AADSTS1002012: The provided value for scope ${scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).` });
+    return fail(400, 'invalid_scope', `AADSTS1002012: The provided value for scope ${scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).`);
   }
   return issue(provider, res, 3599, { ext_expires_in: 3599 });
 }
@@ -139,27 +121,27 @@ async function entraAssertionRefusal(assertion, form, url, clientId) {
 
 async function auth0(provider, req, res) {
   res.setHeader('content-type', 'application/json');
-  const fail = refuser('auth0', res);
+  const fail = refuser(res, idpRefusals, 'auth0: ');
   const form = await formOf(req);
   const { id, secret } = secretCredentials(req, form);
   if (form.get('grant_type') !== 'client_credentials') {
-    return fail(403, { error: 'unauthorized_client', error_description: 'Grant type not allowed for the client.' });
+    return fail(403, 'unauthorized_client', 'Grant type not allowed for the client.');
   }
   if (id !== process.env.AUTH0_CLIENT_ID || secret !== process.env.AUTH0_SECRET) {
-    return fail(401, { error: 'access_denied', error_description: 'Unauthorized' });
+    return fail(401, 'access_denied', 'Unauthorized');
   }
   const audience = form.get('audience');
   if (!audience) {
-    return fail(403, { error: 'access_denied', error_description: 'No audience parameter was provided, and no default audience has been configured' });
+    return fail(403, 'access_denied', 'No audience parameter was provided, and no default audience has been configured');
   }
   if (audience !== process.env.AUTH0_AUDIENCE) {
-    return fail(403, { error: 'access_denied', error_description: `Service not found: ${audience}` });
+    return fail(403, 'access_denied', `Service not found: ${audience}`);
   }
   const granted = process.env.AUTH0_SCOPES.split(' ');
   const asked = (form.get('scope') || '').split(' ').filter(Boolean);
   const missing = asked.filter((s) => !granted.includes(s));
   if (missing.length) {
-    return fail(403, { error: 'access_denied', error_description: `Client has not been granted scopes: ${missing.join(' ')}` });
+    return fail(403, 'access_denied', `Client has not been granted scopes: ${missing.join(' ')}`);
   }
   // Every granted scope, however few were asked for (as Auth0's support notes say).
   return issue(provider, res, 86400, { scope: granted.join(' ') });
@@ -167,16 +149,16 @@ async function auth0(provider, req, res) {
 
 async function cognito(provider, req, res) {
   res.setHeader('content-type', 'application/json;charset=UTF-8');
-  const fail = refuser('cognito', res);
+  const fail = refuser(res, idpRefusals, 'cognito: ');
   const form = await formOf(req);
   const { id, secret } = secretCredentials(req, form);
   if (id !== process.env.COGNITO_CLIENT_ID || secret !== process.env.COGNITO_SECRET) {
-    return fail(400, { error: 'invalid_client' });
+    return fail(400, 'invalid_client');
   }
-  if (form.get('grant_type') !== 'client_credentials') return fail(400, { error: 'unsupported_grant_type' });
+  if (form.get('grant_type') !== 'client_credentials') return fail(400, 'unsupported_grant_type');
   const allowed = process.env.COGNITO_SCOPES.split(' ');
   const asked = (form.get('scope') || '').split(' ').filter(Boolean);
-  if (asked.some((s) => !allowed.includes(s))) return fail(400, { error: 'invalid_scope' });
+  if (asked.some((s) => !allowed.includes(s))) return fail(400, 'invalid_scope');
   return issue(provider, res, 3600);
 }
 

@@ -40,6 +40,7 @@ import crypto from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
 import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify } from 'jose';
 import { idpRefusals, idpRoute } from './idp.mjs';
+import { formOf, refuser, savedToken } from './endpoint.mjs';
 
 const tlsCert = process.env.TLS_CERT;
 const tlsKey = process.env.TLS_KEY;
@@ -93,25 +94,11 @@ const saRefusals = [];
 const stsTokens = [];
 const stsRefusals = [];
 
-// A form body.
-function formOf(req) {
-  return new Promise((resolve, reject) => {
-    let body = '';
-    req.on('data', (chunk) => { body += chunk; });
-    req.on('end', () => resolve(new URLSearchParams(body)));
-    req.on('error', reject);
-  });
-}
-
 // POST /sa/token: a service account's token endpoint, as Google's checks a JWT-bearer
 // grant (see the top of this file).
 async function serviceAccountToken(provider, req, res, audience) {
   res.setHeader('content-type', 'application/json');
-  const fail = (status, error, description) => {
-    saRefusals.push(`${error}: ${description}`);
-    res.statusCode = status;
-    res.end(JSON.stringify({ error, error_description: description }));
-  };
+  const fail = refuser(res, saRefusals);
   if (req.method !== 'POST') return fail(405, 'invalid_request', 'POST only');
   const form = await formOf(req);
   if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer') {
@@ -147,21 +134,15 @@ async function serviceAccountToken(provider, req, res, audience) {
   if (typeof payload.scope !== 'string' || !payload.scope) {
     return fail(400, 'invalid_scope', 'Invalid OAuth scope or ID token audience provided.');
   }
-  const client = await provider.Client.find('sa-client');
-  const token = new provider.ClientCredentials({ client, scope: payload.scope });
-  const value = await token.save();
+  const { value, expiresIn } = await savedToken(provider, payload.scope);
   saTokens.push({ sub: payload.sub ?? null, scope: payload.scope });
-  res.end(JSON.stringify({ access_token: value, expires_in: token.expiration, token_type: 'Bearer' }));
+  res.end(JSON.stringify({ access_token: value, expires_in: expiresIn, token_type: 'Bearer' }));
 }
 
 // POST /sts/token: a security token service as GCP's is (see the top of this file).
 async function stsToken(provider, req, res) {
   res.setHeader('content-type', 'application/json');
-  const fail = (status, error, description) => {
-    stsRefusals.push(`${error}: ${description}`);
-    res.statusCode = status;
-    res.end(JSON.stringify({ error, error_description: description }));
-  };
+  const fail = refuser(res, stsRefusals);
   if (req.method !== 'POST') return fail(405, 'invalid_request', 'POST only');
   const form = await formOf(req);
   if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange') {
@@ -190,11 +171,9 @@ async function stsToken(provider, req, res) {
   } catch (e) {
     return fail(400, 'invalid_grant', `subject_token: ${e.code || e.message}`);
   }
-  const client = await provider.Client.find('sa-client');
-  const token = new provider.ClientCredentials({ client, scope: 'read' });
-  const value = await token.save();
+  const { value, expiresIn } = await savedToken(provider, 'read');
   stsTokens.push({ sub: payload.sub, scope });
-  const answer = { access_token: value, token_type: 'Bearer', expires_in: token.expiration };
+  const answer = { access_token: value, token_type: 'Bearer', expires_in: expiresIn };
   if (process.env.STS_ANSWER === 'id_token') answer.issued_token_type = 'urn:ietf:params:oauth:token-type:id_token';
   else if (process.env.STS_ANSWER !== 'missing') answer.issued_token_type = 'urn:ietf:params:oauth:token-type:access_token';
   res.end(JSON.stringify(answer));
