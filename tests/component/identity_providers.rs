@@ -5,7 +5,7 @@
 //! error that says what is wrong, in the words the page quotes.
 
 use crate::common::oidc::{OidcPeer, TestPki};
-use crate::common::{LogSink, MemoryOutputPipe, api_get, send, token};
+use crate::common::{api_get, send, token};
 use token_provider_host::{ProviderError, TokenHost, TokenRequest, describe};
 
 const RSA_2048: &str = include_str!("../fixtures/rsa-2048.pem");
@@ -44,15 +44,9 @@ fn peer_env(certificate: &str) -> Vec<(&'static str, String)> {
 /// HTTP allowed when it speaks HTTP, its origin allowed, its CA trusted), no
 /// client id or secret unless `config` gives them.
 fn host(peer: &OidcPeer, pki: Option<&TestPki>, path: &str, config: &[(&str, &str)]) -> TokenHost {
-    let log = MemoryOutputPipe::new(1 << 16);
-    let mut b = peer
-        .host_builder(pki, "", "")
-        .config("token_url", format!("{}{path}", peer.base()))
-        .log(LogSink::Capture(log));
-    for (k, v) in config {
-        b = b.config(*k, *v);
-    }
-    b.build().unwrap()
+    let url = format!("{}{path}", peer.base());
+    let all = [&[("token_url", url.as_str())], config].concat();
+    crate::oidc::make_host(peer, pki, "", "", &all).0
 }
 
 /// The error a token request gets, as the CLI and the host print it.

@@ -5,7 +5,9 @@ use crate::common::oidc::{OidcPeer, RESOURCE, TestPki, p256_client_key};
 use crate::common::{LogSink, MemoryOutputPipe, api_get, audit_lines, send, token};
 use token_provider_host::{ProviderError, TokenHost, TokenRequest, TokenSource};
 
-fn make_host(
+/// A host for client `id` with `secret` against `peer` (`OidcPeer::host_builder`), then
+/// `extra` (a later value of a key wins), and its audit log.
+pub(crate) fn make_host(
     peer: &OidcPeer,
     pki: Option<&TestPki>,
     id: &str,
