@@ -195,6 +195,22 @@ mod tests {
         assert!(thumbprint(&format!("{key_pem}{cert}"), &key).is_ok());
     }
 
+    /// A megabyte between the labels (valid base64, not DER of a certificate) is
+    /// refused as no certificate, as the empty block is.
+    #[test]
+    fn an_oversized_or_empty_block_is_no_certificate() {
+        let key = PrivateKey::from_pem(p256_pem(), None).unwrap();
+        let block = |body: &str| {
+            format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
+        };
+        for body in ["A".repeat(1 << 20), String::new()] {
+            assert_eq!(
+                thumbprint(&block(&body), &key).unwrap_err(),
+                NOT_A_CERTIFICATE
+            );
+        }
+    }
+
     #[test]
     fn every_truncation_of_the_der_is_refused_without_a_panic() {
         let (_, der) = certificate_for(p256_pem());
